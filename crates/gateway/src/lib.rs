@@ -1,0 +1,1 @@
+//! The data plane node: listeners, routing, proxying, upstream pools and the link client.

@@ -1,0 +1,335 @@
+//! The entities of SPEC §1 as plain values. Validation lives beside them in other modules;
+//! a value of these types coming out of the store is assumed valid.
+
+use std::time::Duration;
+
+use crate::id::*;
+use crate::time::Timestamp;
+
+/// A tenant. Owns users, gateways, environments and APIs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// What a user may do inside one account (SPEC §14).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Read only.
+    Viewer,
+    /// Manage gateways, environments, APIs, migrations.
+    Admin,
+    /// Everything, including restart, delete and the release schedule.
+    Owner,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Admin, Role::Owner];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether this role may change gateways, environments, APIs and migrations.
+    pub fn can_manage(self) -> bool {
+        self >= Role::Admin
+    }
+
+    /// Whether this role may restart or delete gateways and set release schedules.
+    pub fn is_owner(self) -> bool {
+        self == Role::Owner
+    }
+}
+
+/// A person or service principal. Platform administrators belong to no account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    /// `None` for a platform administrator.
+    pub account_id: Option<AccountId>,
+    pub name: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub platform_admin: bool,
+    pub created_at: Timestamp,
+}
+
+/// A named cluster of gateway nodes, belonging to exactly one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gateway {
+    pub id: GatewayId,
+    pub account_id: AccountId,
+    pub name: String,
+    /// Public URL; when `None` the gateway URL is the bind address.
+    pub public_url: Option<String>,
+    pub bind_address: String,
+    pub settings: GatewaySettings,
+    pub created_at: Timestamp,
+    /// Soft delete: a deleted gateway is never restored.
+    pub deleted_at: Option<Timestamp>,
+}
+
+impl Gateway {
+    /// The URL shown in the Gateways list: the Public URL, else the bind address.
+    pub fn gateway_url(&self) -> &str {
+        self.public_url.as_deref().unwrap_or(&self.bind_address)
+    }
+}
+
+/// Default bind address of a gateway (SPEC §5).
+pub const DEFAULT_BIND_ADDRESS: &str = "http://0.0.0.0:8077";
+
+/// Gateway properties that affect status evaluation and the data plane (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySettings {
+    pub heartbeat_interval: Duration,
+    /// Force Restart after this long; `None` when the property is not set.
+    pub force_restart_after: Option<Duration>,
+    pub log_retention_days: u32,
+    pub shutdown_delay: Duration,
+    pub execution: ExecutionSettings,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(5),
+            force_restart_after: None,
+            log_retention_days: 30,
+            shutdown_delay: Duration::from_secs(0),
+            execution: ExecutionSettings::default(),
+        }
+    }
+}
+
+/// Failure cases after which an idempotent request may be retried on another target (SPEC §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RetryCase {
+    ConnectTimeout,
+    ConnectionDropped,
+    HostNotFound,
+    HostRoutingError,
+    ExecutionTimeout,
+}
+
+impl RetryCase {
+    pub const ALL: [RetryCase; 5] = [
+        RetryCase::ConnectTimeout,
+        RetryCase::ConnectionDropped,
+        RetryCase::HostNotFound,
+        RetryCase::HostRoutingError,
+        RetryCase::ExecutionTimeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryCase::ConnectTimeout => "CONNECT_TIMEOUT",
+            RetryCase::ConnectionDropped => "CONNECTION_DROPPED",
+            RetryCase::HostNotFound => "HOST_NOT_FOUND",
+            RetryCase::HostRoutingError => "HOST_ROUTING_ERROR",
+            RetryCase::ExecutionTimeout => "EXECUTION_TIMEOUT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RetryCase> {
+        RetryCase::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// Execution settings: gateway defaults, overridable per API (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionSettings {
+    /// 1–10000.
+    pub max_concurrency_per_node: u32,
+    /// 0–10.
+    pub retry_attempts: u32,
+    /// 1–600 s.
+    pub connect_timeout: Duration,
+    /// 1–315360000 s.
+    pub execution_timeout: Duration,
+    pub retry_cases: Vec<RetryCase>,
+}
+
+impl Default for ExecutionSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrency_per_node: 100,
+            retry_attempts: 1,
+            connect_timeout: Duration::from_secs(10),
+            execution_timeout: Duration::from_secs(120),
+            retry_cases: vec![
+                RetryCase::ConnectTimeout,
+                RetryCase::ConnectionDropped,
+                RetryCase::HostNotFound,
+                RetryCase::HostRoutingError,
+            ],
+        }
+    }
+}
+
+/// One running gateway process, as the platform knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub id: NodeId,
+    pub gateway_id: GatewayId,
+    pub host_name: String,
+    pub address: Option<String>,
+    pub version: String,
+    /// First time this node joined; the head node is the oldest live one.
+    pub joined_at: Timestamp,
+    pub last_seen: Option<Timestamp>,
+    pub applied_generation: Option<u64>,
+}
+
+/// Whether an environment is production or test (SPEC §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Classification {
+    Production,
+    Test,
+}
+
+impl Classification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Classification::Production => "production",
+            Classification::Test => "test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Classification> {
+        match s {
+            "production" => Some(Classification::Production),
+            "test" => Some(Classification::Test),
+            _ => None,
+        }
+    }
+}
+
+/// The type of an API, which picks the environment URL path it is served under (SPEC §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ApiType {
+    Rest,
+    Soap,
+    Soap12,
+    Odata,
+}
+
+impl ApiType {
+    pub const ALL: [ApiType; 4] = [
+        ApiType::Rest,
+        ApiType::Soap,
+        ApiType::Soap12,
+        ApiType::Odata,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiType::Rest => "REST",
+            ApiType::Soap => "SOAP",
+            ApiType::Soap12 => "SOAP12",
+            ApiType::Odata => "ODATA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ApiType> {
+        ApiType::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// One URL path per API type; stored already validated and percent-encoded (SPEC §6).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EnvironmentPaths {
+    pub rest: String,
+    pub soap: String,
+    pub soap12: String,
+    pub odata: String,
+}
+
+impl EnvironmentPaths {
+    /// The path under which APIs of `api_type` are served in this environment.
+    pub fn for_type(&self, api_type: ApiType) -> &str {
+        match api_type {
+            ApiType::Rest => &self.rest,
+            ApiType::Soap => &self.soap,
+            ApiType::Soap12 => &self.soap12,
+            ApiType::Odata => &self.odata,
+        }
+    }
+}
+
+impl Default for EnvironmentPaths {
+    fn default() -> Self {
+        Self {
+            rest: "ws/rest".into(),
+            soap: "ws/soap".into(),
+            soap12: "ws/soap12".into(),
+            odata: "ws/odata".into(),
+        }
+    }
+}
+
+/// A named stage for APIs, attached to at most one gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environment {
+    pub id: EnvironmentId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub classification: Classification,
+    pub gateway_id: Option<GatewayId>,
+    pub paths: EnvironmentPaths,
+    pub created_at: Timestamp,
+}
+
+/// One upstream target of an API, e.g. `http://10.0.0.5:8080/base`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    pub url: String,
+}
+
+/// An API proxy definition (SPEC §8, the parts the foundation needs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Api {
+    pub id: ApiId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub version: String,
+    pub api_type: ApiType,
+    /// Validated like an environment path; never starts or ends with `/`.
+    pub base_path: String,
+    pub upstream_targets: Vec<UpstreamTarget>,
+    pub health_check_url: Option<String>,
+    /// Overrides the gateway's execution settings when set.
+    pub execution: Option<ExecutionSettings>,
+    pub created_at: Timestamp,
+}
+
+/// Status of an API's deployment to an environment (SPEC §8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeploymentStatus {
+    RequiresConfiguration,
+    SentToGateway,
+}
+
+/// An API deployed to an environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub api_id: ApiId,
+    pub environment_id: EnvironmentId,
+    /// A custom URL path that replaces `env path / base path` for this deployment.
+    pub custom_path: Option<String>,
+    pub status: DeploymentStatus,
+    pub created_at: Timestamp,
+}

@@ -1,0 +1,1 @@
+//! Wire types between the platform and gateway nodes: the only serde types both sides share.

@@ -1,0 +1,1 @@
+//! Persistence: one Store API over SQLite (default) and PostgreSQL.

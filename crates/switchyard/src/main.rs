@@ -1,0 +1,5 @@
+//! The `switchyard` binary: `up`, `platform`, `gateway` and admin commands.
+
+fn main() {
+    println!("switchyard");
+}

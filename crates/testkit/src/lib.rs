@@ -1,0 +1,1 @@
+//! Test harness: real platforms, nodes and mock upstreams on port 0 with temporary dirs.
