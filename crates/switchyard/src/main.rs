@@ -1,5 +1,49 @@
 //! The `switchyard` binary: `up`, `platform`, `gateway` and admin commands.
+//!
+//! This is the only crate that reads environment variables and config files; it turns them
+//! into the typed configuration the libraries take.
 
-fn main() {
-    println!("switchyard");
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Self-hosted API management platform and gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Everything on one machine: the platform with SQLite, one local gateway node.
+    Up(cmd::up::UpArgs),
+    /// The control plane alone.
+    Platform(cmd::platform::PlatformArgs),
+    /// One gateway node.
+    Gateway(cmd::gateway::GatewayArgs),
+    /// Admin commands against the REST API.
+    #[command(flatten)]
+    Admin(cmd::admin::AdminCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => cmd::up::run(args),
+        Command::Platform(args) => cmd::platform::run(args),
+        Command::Gateway(args) => cmd::gateway::run(args),
+        Command::Admin(command) => cmd::admin::run(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
