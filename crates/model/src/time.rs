@@ -16,12 +16,12 @@ impl Timestamp {
     }
 
     /// The instant `duration` after this one, saturating instead of overflowing.
-    pub fn add(self, duration: Duration) -> Self {
+    pub fn plus(self, duration: Duration) -> Self {
         Self(self.0.saturating_add(duration_millis(duration)))
     }
 
     /// The instant `duration` before this one, saturating instead of overflowing.
-    pub fn sub(self, duration: Duration) -> Self {
+    pub fn minus(self, duration: Duration) -> Self {
         Self(self.0.saturating_sub(duration_millis(duration)))
     }
 
@@ -45,9 +45,9 @@ mod tests {
         let b = Timestamp(4_500);
         assert_eq!(b.since(a), Duration::from_millis(3_500));
         assert_eq!(a.since(b), Duration::ZERO);
-        assert_eq!(a.add(Duration::from_secs(1)), Timestamp(2_000));
+        assert_eq!(a.plus(Duration::from_secs(1)), Timestamp(2_000));
         assert_eq!(
-            Timestamp(i64::MAX).add(Duration::from_secs(1)),
+            Timestamp(i64::MAX).plus(Duration::from_secs(1)),
             Timestamp(i64::MAX)
         );
     }
