@@ -4,9 +4,13 @@
 //! API path-conflict detection, and the gateway status state machine. Time is always an
 //! argument ([`Timestamp`]); nothing in this crate reads a clock, a file or a socket.
 
+pub mod conflict;
 pub mod entity;
 pub mod id;
+pub mod paths;
+pub mod status;
 pub mod time;
+pub mod validate;
 
 pub use entity::*;
 pub use id::*;

@@ -1,0 +1,359 @@
+//! URL path rules of SPEC §6: validating and normalising environment paths, API base paths and
+//! custom deployment paths, and the uniqueness rules for the paths of environments on a gateway.
+//!
+//! # Normal form
+//!
+//! A path is stored, compared and routed in one normal form, so that two spellings of the same
+//! path can never slip past the uniqueness and conflict checks:
+//!
+//! - Segments are separated by single `/`, with none at either end.
+//! - Every byte outside the RFC 3986 `pchar` set (unreserved, sub-delims, `:` and `@`) is
+//!   percent-encoded, as UTF-8, with uppercase hex digits (`café` → `caf%C3%A9`).
+//! - Escapes of unreserved characters are decoded (`%7E` → `~`, `%41` → `A`, RFC 3986 §6.2.2.2),
+//!   and the remaining escapes are uppercased (`%2f` → `%2F`). An escaped `/` (`%2F`) stays
+//!   escaped and is part of its segment: the gateway routes on the encoded form.
+//!
+//! Comparison is **case-sensitive** on the normal form, because URL paths are case-sensitive
+//! (RFC 3986 §6.2.2.1): `ws/rest` and `WS/rest` are different paths, `%c3%a9` and `%C3%A9` are
+//! the same.
+//!
+//! Whitespace is refused rather than encoded, including escaped whitespace such as `%20`: a
+//! space in an API URL is almost always a typing mistake, and refusing the escaped form too means
+//! the rule cannot be bypassed. Likewise a `.` or `..` segment is refused in its escaped forms
+//! (`%2e`, `%2E%2e`), because clients and proxies resolve them before the gateway sees them.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::entity::{ApiType, Environment, EnvironmentPaths};
+use crate::id::EnvironmentId;
+
+/// Why one path is not acceptable. The same rules apply to environment paths, API base paths and
+/// custom deployment paths; [`PathKind`] picks the error code family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Error)]
+pub enum PathSyntaxError {
+    #[error("the path is empty")]
+    Empty,
+    #[error("the path starts with '/'")]
+    LeadingSlash,
+    #[error("the path ends with '/'")]
+    TrailingSlash,
+    #[error("the path contains a space")]
+    Spaces,
+    #[error("the path contains '//'")]
+    ConsecutiveSlashes,
+    #[error("the path contains a '.' or '..' segment")]
+    Relative,
+    #[error("the path contains a malformed '%' escape")]
+    InvalidEncoded,
+}
+
+/// Which kind of path a [`PathSyntaxError`] is about, so that the REST error code names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PathKind {
+    /// One of the four URL paths of an environment (`ENVIRONMENT_PATH_*`).
+    Environment,
+    /// The base path of an API (`API_BASE_PATH_*`).
+    ApiBase,
+    /// The custom URL path of a deployment (`CUSTOM_PATH_*`).
+    Custom,
+}
+
+macro_rules! path_codes {
+    ($kind:expr, $err:expr, $($k:ident => $prefix:literal),*) => {
+        match ($kind, $err) {$(
+            (PathKind::$k, PathSyntaxError::Empty) => concat!($prefix, "_EMPTY"),
+            (PathKind::$k, PathSyntaxError::LeadingSlash) => concat!($prefix, "_LEADING_SLASH"),
+            (PathKind::$k, PathSyntaxError::TrailingSlash) => concat!($prefix, "_TRAILING_SLASH"),
+            (PathKind::$k, PathSyntaxError::Spaces) => concat!($prefix, "_SPACES"),
+            (PathKind::$k, PathSyntaxError::ConsecutiveSlashes) => {
+                concat!($prefix, "_CONSECUTIVE_SLASHES")
+            }
+            (PathKind::$k, PathSyntaxError::Relative) => concat!($prefix, "_RELATIVE"),
+            (PathKind::$k, PathSyntaxError::InvalidEncoded) => concat!($prefix, "_INVALID_ENCODED"),
+        )*}
+    };
+}
+
+impl PathSyntaxError {
+    /// The stable error code for this rule applied to a path of `kind`,
+    /// e.g. `ENVIRONMENT_PATH_TRAILING_SLASH` or `API_BASE_PATH_EMPTY`.
+    pub fn code(self, kind: PathKind) -> &'static str {
+        path_codes!(kind, self,
+            Environment => "ENVIRONMENT_PATH",
+            ApiBase => "API_BASE_PATH",
+            Custom => "CUSTOM_PATH")
+    }
+}
+
+/// Validates one path and returns its normal form (see the module documentation).
+///
+/// Checks run in a fixed order so that one input always yields the same error: empty, spaces,
+/// leading slash, trailing slash, consecutive slashes, malformed escapes, relative segments.
+pub fn normalize_path(raw: &str) -> Result<String, PathSyntaxError> {
+    if raw.trim().is_empty() {
+        return Err(PathSyntaxError::Empty);
+    }
+    if raw.chars().any(char::is_whitespace) {
+        return Err(PathSyntaxError::Spaces);
+    }
+    if raw.starts_with('/') {
+        return Err(PathSyntaxError::LeadingSlash);
+    }
+    if raw.ends_with('/') {
+        return Err(PathSyntaxError::TrailingSlash);
+    }
+    if raw.contains("//") {
+        return Err(PathSyntaxError::ConsecutiveSlashes);
+    }
+    let mut out = String::with_capacity(raw.len());
+    for (i, segment) in raw.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let start = out.len();
+        normalize_segment(segment, &mut out)?;
+        let normalised = &out[start..];
+        if normalised == "." || normalised == ".." {
+            return Err(PathSyntaxError::Relative);
+        }
+    }
+    Ok(out)
+}
+
+/// Appends the normal form of one segment (no `/` inside) to `out`.
+fn normalize_segment(segment: &str, out: &mut String) -> Result<(), PathSyntaxError> {
+    let bytes = segment.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex_value),
+                bytes.get(i + 2).copied().and_then(hex_value),
+            ) else {
+                return Err(PathSyntaxError::InvalidEncoded);
+            };
+            let decoded = hi << 4 | lo;
+            if decoded.is_ascii_whitespace() || decoded == 0x0B {
+                return Err(PathSyntaxError::Spaces);
+            }
+            if is_unreserved(decoded) {
+                out.push(char::from(decoded));
+            } else {
+                push_escape(decoded, out);
+            }
+            i += 3;
+        } else {
+            if is_pchar(b) {
+                out.push(char::from(b));
+            } else {
+                push_escape(b, out);
+            }
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+fn push_escape(b: u8, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 0x0F)]));
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// RFC 3986 `unreserved`.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986 `pchar` without `pct-encoded`: unreserved, sub-delims, `:` and `@`.
+fn is_pchar(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+/// The REST field name of the environment path used by APIs of `api_type`.
+pub fn path_field(api_type: ApiType) -> &'static str {
+    match api_type {
+        ApiType::Rest => "rest_path",
+        ApiType::Soap => "soap_path",
+        ApiType::Soap12 => "soap12_path",
+        ApiType::Odata => "odata_path",
+    }
+}
+
+/// Why the paths of one environment cannot be saved. Each value names the offending field
+/// (`rest_path`, `soap_path`, `soap12_path` or `odata_path`).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum EnvironmentPathError {
+    /// One path breaks a syntax rule.
+    #[error("{field}: {error}")]
+    Syntax {
+        field: &'static str,
+        error: PathSyntaxError,
+    },
+    /// Two of the four paths of the environment are equal.
+    #[error("{field} is the same as {other_field}")]
+    Duplicate {
+        field: &'static str,
+        other_field: &'static str,
+    },
+    /// A path equals a path of another environment attached to the same gateway.
+    #[error(
+        "{field} '{path}' is already used by environment '{other_environment_name}' on this gateway"
+    )]
+    NotUniqueOnGateway {
+        field: &'static str,
+        path: String,
+        other_environment_id: EnvironmentId,
+        other_environment_name: String,
+    },
+}
+
+impl EnvironmentPathError {
+    /// The stable error code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EnvironmentPathError::Syntax { error, .. } => error.code(PathKind::Environment),
+            EnvironmentPathError::Duplicate { .. } => "ENVIRONMENT_PATH_DUPLICATE",
+            EnvironmentPathError::NotUniqueOnGateway { .. } => {
+                "ENVIRONMENT_PATH_NOT_UNIQUE_ON_GATEWAY"
+            }
+        }
+    }
+
+    /// The field this error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            EnvironmentPathError::Syntax { field, .. }
+            | EnvironmentPathError::Duplicate { field, .. }
+            | EnvironmentPathError::NotUniqueOnGateway { field, .. } => field,
+        }
+    }
+}
+
+/// A non-empty list of errors, so that a form can mark every offending field at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvironmentPathErrors(pub Vec<EnvironmentPathError>);
+
+impl fmt::Display for EnvironmentPathErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for EnvironmentPathErrors {}
+
+/// Validates and normalises the four paths of one environment, and checks that they are
+/// distinct. Reports every error, in field order (REST, SOAP, SOAP 1.2, OData); a duplicate is
+/// reported on the later field.
+pub fn validate_environment_paths(
+    raw: &EnvironmentPaths,
+) -> Result<EnvironmentPaths, EnvironmentPathErrors> {
+    let mut errors = Vec::new();
+    let mut normalised: Vec<(&'static str, String)> = Vec::with_capacity(4);
+    for api_type in ApiType::ALL {
+        let field = path_field(api_type);
+        match normalize_path(raw.for_type(api_type)) {
+            Ok(path) => {
+                if let Some((other_field, _)) = normalised.iter().find(|(_, p)| *p == path) {
+                    errors.push(EnvironmentPathError::Duplicate { field, other_field });
+                }
+                normalised.push((field, path));
+            }
+            Err(error) => errors.push(EnvironmentPathError::Syntax { field, error }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(EnvironmentPathErrors(errors));
+    }
+    let mut paths = normalised.into_iter().map(|(_, p)| p);
+    let mut next = || paths.next().unwrap_or_default();
+    Ok(EnvironmentPaths {
+        rest: next(),
+        soap: next(),
+        soap12: next(),
+        odata: next(),
+    })
+}
+
+/// Checks that none of `paths` (already normalised) equals a path of another environment
+/// attached to the same gateway. `others` may include the environment itself (same id); it is
+/// skipped. Their paths are assumed to be stored in normal form.
+pub fn check_unique_on_gateway<'a>(
+    environment_id: EnvironmentId,
+    paths: &EnvironmentPaths,
+    others: impl IntoIterator<Item = &'a Environment>,
+) -> Result<(), EnvironmentPathErrors> {
+    let mut errors = Vec::new();
+    let others: Vec<&Environment> = others
+        .into_iter()
+        .filter(|e| e.id != environment_id)
+        .collect();
+    for api_type in ApiType::ALL {
+        let path = paths.for_type(api_type);
+        let clash = others.iter().find(|other| {
+            ApiType::ALL
+                .into_iter()
+                .any(|t| other.paths.for_type(t) == path)
+        });
+        if let Some(other) = clash {
+            errors.push(EnvironmentPathError::NotUniqueOnGateway {
+                field: path_field(api_type),
+                path: path.to_owned(),
+                other_environment_id: other.id,
+                other_environment_name: other.name.clone(),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(EnvironmentPathErrors(errors))
+    }
+}
+
+/// Everything of SPEC §6 about one environment's paths except API path conflicts (see
+/// [`crate::conflict`]): syntax, distinctness, and uniqueness on the gateway. Returns the
+/// normalised paths to store.
+pub fn validate_environment_paths_on_gateway<'a>(
+    environment_id: EnvironmentId,
+    raw: &EnvironmentPaths,
+    others: impl IntoIterator<Item = &'a Environment>,
+) -> Result<EnvironmentPaths, EnvironmentPathErrors> {
+    let paths = validate_environment_paths(raw)?;
+    check_unique_on_gateway(environment_id, &paths, others)?;
+    Ok(paths)
+}

@@ -1,0 +1,902 @@
+//! The gateway status state machine of SPEC §2 and the platform-raised issues of SPEC §3.
+//!
+//! A [`NodeRecord`] holds what a node said last and when; [`NodeRecord::apply`] folds one
+//! [`NodeEvent`] into it. [`node_state`] turns a record and the clock into one of the nine
+//! [`NodeState`]s, [`gateway_status`] turns all of a gateway's records into its
+//! [`GatewayStatus`], and [`issues`] derives the issues the platform raises. All are pure: the
+//! platform's status job stores the records, calls these with `now`, and records changes.
+//!
+//! Decisions the SPEC leaves open, made here:
+//!
+//! - **Restart completion.** A restart (requested by the platform or announced by the node) ends
+//!   only when the node reports `online` *after* having reported something else since the restart
+//!   began. An `online` heartbeat that was already in flight when the platform sent the restart
+//!   command therefore does not end the restart.
+//! - **Killed during stop.** A node that said `stopping` and whose link then closed without
+//!   `stopped` is Offline (did not shut down cleanly) at once; one that goes silent is so after the
+//!   lost-contact threshold. A stopping node keeps sending heartbeats while it drains.
+//! - **Time edges.** "More than 5 min" is strict: a restart that began exactly 5 min ago is still
+//!   Restarting. Lost contact and the start-up timeout are reached *at* their threshold.
+//! - **Transitional nodes.** While one node is online and none of the Cluster Issues conditions
+//!   holds, nodes that are starting, stopping or restarting (not yet unresponsive) do not change
+//!   the gateway status: a rolling restart shows Online.
+//! - **Configuration skew** is measured against the newest generation any online node has
+//!   applied: the online nodes differ "for longer than 30 s" when some online node is behind the
+//!   newest generation and that generation was first applied by an online node more than 30 s
+//!   ago. This needs only per-node facts (generation and since when), no gateway-level state.
+
+use std::time::Duration;
+
+use crate::entity::GatewaySettings;
+use crate::id::NodeId;
+use crate::time::Timestamp;
+
+/// Start-up timeout: a node that has not reached `online` this long after `starting` failed.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// A restart is unresponsive after this long, when the Force Restart property is not set.
+pub const RESTART_UNRESPONSIVE_AFTER: Duration = Duration::from_secs(5 * 60);
+/// Added to Force Restart to get the restart-unresponsive limit when the property is set.
+pub const FORCE_RESTART_GRACE: Duration = Duration::from_secs(60);
+/// The lost-contact threshold is never shorter than this, whatever the heartbeat interval.
+pub const MIN_LOST_CONTACT: Duration = Duration::from_secs(15);
+/// Heartbeats missed before contact is lost.
+pub const LOST_CONTACT_HEARTBEATS: u32 = 3;
+/// Online nodes may differ in applied configuration generation for this long.
+pub const GENERATION_SKEW_TOLERANCE: Duration = Duration::from_secs(30);
+
+/// The lost-contact threshold: max(3 × heartbeat interval, 15 s).
+pub fn lost_contact_threshold(heartbeat_interval: Duration) -> Duration {
+    heartbeat_interval
+        .saturating_mul(LOST_CONTACT_HEARTBEATS)
+        .max(MIN_LOST_CONTACT)
+}
+
+/// How long a restart may take before it is unresponsive: 5 min, or Force Restart + 1 min.
+pub fn restart_unresponsive_after(force_restart_after: Option<Duration>) -> Duration {
+    match force_restart_after {
+        Some(force) => force.saturating_add(FORCE_RESTART_GRACE),
+        None => RESTART_UNRESPONSIVE_AFTER,
+    }
+}
+
+/// The state a node says it is in, carried by each of its messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReportedState {
+    /// The process is starting; says whether its previous run ended without a clean stop.
+    Starting {
+        unclean_previous_exit: bool,
+    },
+    Online,
+    /// Stop command, SIGTERM, or restart under way: draining.
+    Stopping,
+    /// Clean shutdown completed; the last message of a run.
+    Stopped,
+}
+
+impl ReportedState {
+    /// The wire name: `starting`, `online`, `stopping`, `stopped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportedState::Starting { .. } => "starting",
+            ReportedState::Online => "online",
+            ReportedState::Stopping => "stopping",
+            ReportedState::Stopped => "stopped",
+        }
+    }
+
+    fn same_kind(self, other: ReportedState) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+}
+
+/// Something that happened to a node, as the platform sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A message from the node (join, heartbeat, state change) with its current state and the
+    /// configuration generation it has applied, if any.
+    Reported {
+        state: ReportedState,
+        applied_generation: Option<u64>,
+    },
+    /// The platform sent the node a restart command.
+    RestartRequested,
+    /// The node said it is about to restart (e.g. an update or a local restart command).
+    RestartAnnounced,
+    /// The node's link closed.
+    Disconnected,
+}
+
+/// What the platform knows about one node: the last things it said and when. Stored by the
+/// platform, updated with [`NodeRecord::apply`], read with [`node_state`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub node_id: NodeId,
+    /// First join; the head node is the oldest live node.
+    pub joined_at: Timestamp,
+    /// Runtime version the node reported at its last start.
+    pub version: String,
+    /// The state in the node's last message; `None` before its first message after joining,
+    /// which counts as starting.
+    pub reported: Option<ReportedState>,
+    /// When the node first reported `reported` (repeated heartbeats do not move it).
+    pub reported_since: Timestamp,
+    /// When the last message from the node arrived.
+    pub last_message_at: Timestamp,
+    /// When the link closed, if it closed after the last message.
+    pub disconnected_at: Option<Timestamp>,
+    /// When the restart under way began; `None` when no restart is under way.
+    pub restart_since: Option<Timestamp>,
+    /// Whether the node has reported a state other than `online` since the restart began.
+    pub restart_went_down: bool,
+    /// Whether the node's current run started after an unclean exit of the previous one.
+    pub unclean_previous_exit: bool,
+    /// The configuration generation the node last reported as applied.
+    pub applied_generation: Option<u64>,
+    /// When the node first reported `applied_generation`.
+    pub generation_since: Timestamp,
+    /// A cluster error the node reports (e.g. it cannot reach its peers); `None` when healthy.
+    pub cluster_error: Option<String>,
+}
+
+impl NodeRecord {
+    /// The record of a node that has just joined: starting, as of `joined_at`.
+    pub fn new(node_id: NodeId, version: impl Into<String>, joined_at: Timestamp) -> Self {
+        Self {
+            node_id,
+            joined_at,
+            version: version.into(),
+            reported: None,
+            reported_since: joined_at,
+            last_message_at: joined_at,
+            disconnected_at: None,
+            restart_since: None,
+            restart_went_down: false,
+            unclean_previous_exit: false,
+            applied_generation: None,
+            generation_since: joined_at,
+            cluster_error: None,
+        }
+    }
+
+    /// Folds one event that happened `at` into the record.
+    pub fn apply(&mut self, event: NodeEvent, at: Timestamp) {
+        match event {
+            NodeEvent::Reported {
+                state,
+                applied_generation,
+            } => {
+                let is_starting = matches!(state, ReportedState::Starting { .. });
+                // A `starting` message on a new link is a new process, even if the previous
+                // message was also `starting` (it crashed while starting and came back).
+                let changed = match self.reported {
+                    Some(previous) => {
+                        !previous.same_kind(state)
+                            || (is_starting && self.disconnected_at.is_some())
+                    }
+                    None => true,
+                };
+                if changed {
+                    self.reported_since = at;
+                }
+                self.reported = Some(state);
+                self.message_arrived(at);
+                match state {
+                    ReportedState::Starting {
+                        unclean_previous_exit,
+                    } => self.unclean_previous_exit = unclean_previous_exit,
+                    ReportedState::Stopped => self.unclean_previous_exit = false,
+                    ReportedState::Online | ReportedState::Stopping => {}
+                }
+                if let Some(generation) = applied_generation
+                    && self.applied_generation != Some(generation)
+                {
+                    self.applied_generation = Some(generation);
+                    self.generation_since = at;
+                }
+                if self.restart_since.is_some() {
+                    if state != ReportedState::Online {
+                        self.restart_went_down = true;
+                    } else if self.restart_went_down {
+                        self.restart_since = None;
+                        self.restart_went_down = false;
+                    }
+                }
+            }
+            NodeEvent::RestartRequested => self.restart_began(at),
+            NodeEvent::RestartAnnounced => {
+                self.message_arrived(at);
+                self.restart_began(at);
+            }
+            NodeEvent::Disconnected => {
+                if at >= self.last_message_at {
+                    self.disconnected_at = Some(at);
+                }
+            }
+        }
+        self.check_invariants();
+    }
+
+    fn message_arrived(&mut self, at: Timestamp) {
+        self.last_message_at = self.last_message_at.max(at);
+        self.disconnected_at = None;
+    }
+
+    fn restart_began(&mut self, at: Timestamp) {
+        // The unresponsive clock runs from the first request; repeating it does not reset it.
+        if self.restart_since.is_none() {
+            self.restart_since = Some(at);
+            self.restart_went_down = self.reported != Some(ReportedState::Online);
+        }
+    }
+
+    fn check_invariants(&self) {
+        debug_assert!(
+            !self.restart_went_down || self.restart_since.is_some(),
+            "restart_went_down without a restart under way"
+        );
+        debug_assert!(
+            self.disconnected_at
+                .is_none_or(|d| d >= self.last_message_at),
+            "disconnected before the last message"
+        );
+        debug_assert!(
+            self.reported_since <= self.last_message_at || self.reported.is_none(),
+            "reported state is newer than the last message"
+        );
+    }
+}
+
+/// The nine per-node statuses of SPEC §2 (rows 1–9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    /// #1
+    Starting,
+    /// #2
+    Online,
+    /// #3
+    Stopping,
+    /// #4
+    Restarting,
+    /// #5
+    RestartingUnresponsive,
+    /// #6
+    OfflineNotRunning,
+    /// #7
+    OfflineUncleanShutdown,
+    /// #8
+    OfflineFailedStart,
+    /// #9
+    OfflineLostContact,
+}
+
+impl NodeState {
+    pub const ALL: [NodeState; 9] = [
+        NodeState::Starting,
+        NodeState::Online,
+        NodeState::Stopping,
+        NodeState::Restarting,
+        NodeState::RestartingUnresponsive,
+        NodeState::OfflineNotRunning,
+        NodeState::OfflineUncleanShutdown,
+        NodeState::OfflineFailedStart,
+        NodeState::OfflineLostContact,
+    ];
+
+    /// The status shown for this node (and for a gateway whose most significant node it is).
+    pub fn status(self) -> GatewayStatus {
+        use GatewayState as S;
+        use StatusVariant as V;
+        let (state, variant) = match self {
+            NodeState::Starting => (S::Starting, None),
+            NodeState::Online => (S::Online, None),
+            NodeState::Stopping => (S::Stopping, None),
+            NodeState::Restarting => (S::Restarting, None),
+            NodeState::RestartingUnresponsive => (S::Restarting, Some(V::Unresponsive)),
+            NodeState::OfflineNotRunning => (S::Offline, Some(V::NotRunning)),
+            NodeState::OfflineUncleanShutdown => (S::Offline, Some(V::UncleanShutdown)),
+            NodeState::OfflineFailedStart => (S::Offline, Some(V::FailedStart)),
+            NodeState::OfflineLostContact => (S::Offline, Some(V::LostContact)),
+        };
+        GatewayStatus { state, variant }
+    }
+
+    pub fn is_online(self) -> bool {
+        self == NodeState::Online
+    }
+
+    pub fn is_offline(self) -> bool {
+        matches!(
+            self,
+            NodeState::OfflineNotRunning
+                | NodeState::OfflineUncleanShutdown
+                | NodeState::OfflineFailedStart
+                | NodeState::OfflineLostContact
+        )
+    }
+
+    /// A live node is one that is not offline: it runs, or is expected back soon.
+    pub fn is_live(self) -> bool {
+        !self.is_offline()
+    }
+
+    /// Rank when no node is online: Restarting-unresponsive, Restarting, Stopping, Starting,
+    /// then Offline as 9, 7, 8, 6 (SPEC §2). Higher is more significant.
+    fn significance(self) -> u8 {
+        match self {
+            NodeState::Online => 10,
+            NodeState::RestartingUnresponsive => 9,
+            NodeState::Restarting => 8,
+            NodeState::Stopping => 7,
+            NodeState::Starting => 6,
+            NodeState::OfflineLostContact => 5,
+            NodeState::OfflineUncleanShutdown => 4,
+            NodeState::OfflineFailedStart => 3,
+            NodeState::OfflineNotRunning => 2,
+        }
+    }
+}
+
+/// The state of a status, as in the REST API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GatewayState {
+    Starting,
+    Online,
+    Stopping,
+    Restarting,
+    Offline,
+    ClusterIssues,
+    Deleted,
+}
+
+impl GatewayState {
+    pub const ALL: [GatewayState; 7] = [
+        GatewayState::Starting,
+        GatewayState::Online,
+        GatewayState::Stopping,
+        GatewayState::Restarting,
+        GatewayState::Offline,
+        GatewayState::ClusterIssues,
+        GatewayState::Deleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayState::Starting => "starting",
+            GatewayState::Online => "online",
+            GatewayState::Stopping => "stopping",
+            GatewayState::Restarting => "restarting",
+            GatewayState::Offline => "offline",
+            GatewayState::ClusterIssues => "cluster_issues",
+            GatewayState::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// The variant of a status, as in the REST API; `None` for most states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StatusVariant {
+    /// Restarting for too long (#5).
+    Unresponsive,
+    /// Clean shutdown (#6).
+    NotRunning,
+    /// Did not shut down cleanly (#7).
+    UncleanShutdown,
+    /// Failed to start (#8).
+    FailedStart,
+    /// Stopped communicating (#9).
+    LostContact,
+}
+
+impl StatusVariant {
+    pub const ALL: [StatusVariant; 5] = [
+        StatusVariant::Unresponsive,
+        StatusVariant::NotRunning,
+        StatusVariant::UncleanShutdown,
+        StatusVariant::FailedStart,
+        StatusVariant::LostContact,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusVariant::Unresponsive => "unresponsive",
+            StatusVariant::NotRunning => "not_running",
+            StatusVariant::UncleanShutdown => "unclean_shutdown",
+            StatusVariant::FailedStart => "failed_start",
+            StatusVariant::LostContact => "lost_contact",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// A gateway's (or a node's) status: `{"state": …, "variant": …}` in the REST API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GatewayStatus {
+    pub state: GatewayState,
+    pub variant: Option<StatusVariant>,
+}
+
+/// The coarse status used by filters and notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoarseStatus {
+    Online,
+    Offline,
+    ClusterIssues,
+}
+
+impl CoarseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoarseStatus::Online => "online",
+            CoarseStatus::Offline => "offline",
+            CoarseStatus::ClusterIssues => "cluster_issues",
+        }
+    }
+}
+
+impl GatewayStatus {
+    pub const DELETED: GatewayStatus = GatewayStatus {
+        state: GatewayState::Deleted,
+        variant: None,
+    };
+    pub const ONLINE: GatewayStatus = GatewayStatus {
+        state: GatewayState::Online,
+        variant: None,
+    };
+    pub const CLUSTER_ISSUES: GatewayStatus = GatewayStatus {
+        state: GatewayState::ClusterIssues,
+        variant: None,
+    };
+    pub const OFFLINE_NOT_RUNNING: GatewayStatus = GatewayStatus {
+        state: GatewayState::Offline,
+        variant: Some(StatusVariant::NotRunning),
+    };
+
+    /// A status from its parts, or `None` for a combination SPEC §2 does not have
+    /// (e.g. `online` with `lost_contact`). Use when reading stored or wire values.
+    pub fn new(state: GatewayState, variant: Option<StatusVariant>) -> Option<Self> {
+        let status = GatewayStatus { state, variant };
+        status.is_valid().then_some(status)
+    }
+
+    /// Parses the REST/stored strings.
+    pub fn parse(state: &str, variant: Option<&str>) -> Option<Self> {
+        let variant = match variant {
+            Some(v) => Some(StatusVariant::parse(v)?),
+            None => None,
+        };
+        Self::new(GatewayState::parse(state)?, variant)
+    }
+
+    /// Whether the variant belongs to the state.
+    pub fn is_valid(self) -> bool {
+        use StatusVariant as V;
+        match self.state {
+            GatewayState::Restarting => matches!(self.variant, None | Some(V::Unresponsive)),
+            GatewayState::Offline => matches!(
+                self.variant,
+                Some(V::NotRunning | V::UncleanShutdown | V::FailedStart | V::LostContact)
+            ),
+            _ => self.variant.is_none(),
+        }
+    }
+
+    /// Online / Offline / Cluster Issues. Every state other than online and cluster issues
+    /// (including starting, restarting and deleted) is coarse Offline: the gateway is not serving
+    /// with a node the platform knows to be healthy.
+    pub fn coarse(self) -> CoarseStatus {
+        match self.state {
+            GatewayState::Online => CoarseStatus::Online,
+            GatewayState::ClusterIssues => CoarseStatus::ClusterIssues,
+            _ => CoarseStatus::Offline,
+        }
+    }
+
+    /// The UI label, e.g. "Offline (stopped communicating)".
+    pub fn label(self) -> &'static str {
+        use StatusVariant as V;
+        match (self.state, self.variant) {
+            (GatewayState::Starting, _) => "Starting",
+            (GatewayState::Online, _) => "Online",
+            (GatewayState::Stopping, _) => "Stopping",
+            (GatewayState::Restarting, Some(V::Unresponsive)) => "Restarting (unresponsive)",
+            (GatewayState::Restarting, _) => "Restarting",
+            (GatewayState::Offline, Some(V::UncleanShutdown)) => {
+                "Offline (did not shut down cleanly)"
+            }
+            (GatewayState::Offline, Some(V::FailedStart)) => "Offline (failed to start)",
+            (GatewayState::Offline, Some(V::LostContact)) => "Offline (stopped communicating)",
+            (GatewayState::Offline, _) => "Offline (not running)",
+            (GatewayState::ClusterIssues, _) => "Cluster Issues",
+            (GatewayState::Deleted, _) => "Deleted",
+        }
+    }
+}
+
+/// The per-node status of `record` at `now`.
+pub fn node_state(
+    record: &NodeRecord,
+    now: Timestamp,
+    heartbeat_interval: Duration,
+    startup_timeout: Duration,
+    force_restart_after: Option<Duration>,
+) -> NodeState {
+    let silent = now.since(record.last_message_at) >= lost_contact_threshold(heartbeat_interval);
+    if let Some(since) = record.restart_since {
+        return if now.since(since) > restart_unresponsive_after(force_restart_after) {
+            NodeState::RestartingUnresponsive
+        } else {
+            NodeState::Restarting
+        };
+    }
+    match record.reported {
+        None | Some(ReportedState::Starting { .. }) => {
+            if silent || now.since(record.reported_since) >= startup_timeout {
+                NodeState::OfflineFailedStart
+            } else {
+                NodeState::Starting
+            }
+        }
+        Some(ReportedState::Online) => {
+            if silent {
+                NodeState::OfflineLostContact
+            } else {
+                NodeState::Online
+            }
+        }
+        Some(ReportedState::Stopping) => {
+            if silent || record.disconnected_at.is_some() {
+                NodeState::OfflineUncleanShutdown
+            } else {
+                NodeState::Stopping
+            }
+        }
+        Some(ReportedState::Stopped) => NodeState::OfflineNotRunning,
+    }
+}
+
+/// The settings status evaluation depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusSettings {
+    pub heartbeat_interval: Duration,
+    pub startup_timeout: Duration,
+    pub force_restart_after: Option<Duration>,
+    pub generation_skew_tolerance: Duration,
+}
+
+impl StatusSettings {
+    /// The status settings of a gateway with `settings`, other values at their defaults.
+    pub fn from_gateway(settings: &GatewaySettings) -> Self {
+        Self {
+            heartbeat_interval: settings.heartbeat_interval,
+            force_restart_after: settings.force_restart_after,
+            ..Self::default()
+        }
+    }
+
+    /// [`node_state`] with these settings.
+    pub fn node_state(&self, record: &NodeRecord, now: Timestamp) -> NodeState {
+        node_state(
+            record,
+            now,
+            self.heartbeat_interval,
+            self.startup_timeout,
+            self.force_restart_after,
+        )
+    }
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: GatewaySettings::default().heartbeat_interval,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            force_restart_after: None,
+            generation_skew_tolerance: GENERATION_SKEW_TOLERANCE,
+        }
+    }
+}
+
+/// Gateway-level facts that are not about one node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayContext {
+    /// The gateway was deleted.
+    pub deleted: bool,
+    /// A rolling update or rollback is under way, so different runtime versions are expected.
+    pub rolling_update: bool,
+}
+
+/// Why a gateway with an online node has Cluster Issues.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ClusterIssue {
+    /// This node is offline or restarting unresponsively.
+    NodeDown(NodeId),
+    /// Live nodes run different runtime versions outside a rolling update.
+    VersionMismatch,
+    /// This online node has been behind the newest applied generation for too long.
+    ConfigOutOfSync(NodeId),
+    /// This node reports a cluster error.
+    ClusterError(NodeId),
+}
+
+/// Everything [`gateway_status`] and [`issues`] need, evaluated once.
+struct Evaluation<'a> {
+    nodes: Vec<(&'a NodeRecord, NodeState)>,
+    any_online: bool,
+    version_mismatch: bool,
+}
+
+impl<'a> Evaluation<'a> {
+    fn new(
+        nodes: &'a [NodeRecord],
+        now: Timestamp,
+        settings: &StatusSettings,
+        context: GatewayContext,
+    ) -> Self {
+        let nodes: Vec<_> = nodes
+            .iter()
+            .map(|n| (n, settings.node_state(n, now)))
+            .collect();
+        let any_online = nodes.iter().any(|(_, s)| s.is_online());
+        let mut live_versions = nodes
+            .iter()
+            .filter(|(_, s)| s.is_live())
+            .map(|(n, _)| n.version.as_str());
+        let first = live_versions.next();
+        let version_mismatch = !context.rolling_update && live_versions.any(|v| Some(v) != first);
+        Evaluation {
+            nodes,
+            any_online,
+            version_mismatch,
+        }
+    }
+
+    /// Online nodes behind the newest applied generation for longer than the tolerance.
+    fn out_of_sync(&self, now: Timestamp, tolerance: Duration) -> Vec<NodeId> {
+        let online = || {
+            self.nodes
+                .iter()
+                .filter(|(_, s)| s.is_online())
+                .map(|(n, _)| *n)
+        };
+        let Some(newest) = online().map(|n| n.applied_generation).max().flatten() else {
+            return Vec::new();
+        };
+        let newest_since = online()
+            .filter(|n| n.applied_generation == Some(newest))
+            .map(|n| n.generation_since)
+            .min();
+        let skew_too_long = newest_since.is_some_and(|since| now.since(since) > tolerance);
+        if !skew_too_long {
+            return Vec::new();
+        }
+        online()
+            .filter(|n| n.applied_generation < Some(newest))
+            .map(|n| n.node_id)
+            .collect()
+    }
+
+    fn cluster_issues(&self, now: Timestamp, settings: &StatusSettings) -> Vec<ClusterIssue> {
+        let mut out = Vec::new();
+        for (n, s) in &self.nodes {
+            if s.is_offline() || *s == NodeState::RestartingUnresponsive {
+                out.push(ClusterIssue::NodeDown(n.node_id));
+            }
+        }
+        if self.version_mismatch {
+            out.push(ClusterIssue::VersionMismatch);
+        }
+        out.extend(
+            self.out_of_sync(now, settings.generation_skew_tolerance)
+                .into_iter()
+                .map(ClusterIssue::ConfigOutOfSync),
+        );
+        for (n, s) in &self.nodes {
+            if s.is_live() && n.cluster_error.is_some() {
+                out.push(ClusterIssue::ClusterError(n.node_id));
+            }
+        }
+        out
+    }
+}
+
+/// The reasons for Cluster Issues at `now`; empty when no node is online (the gateway then shows
+/// its most significant node state instead) or the cluster is healthy.
+pub fn cluster_issues(
+    nodes: &[NodeRecord],
+    now: Timestamp,
+    settings: &StatusSettings,
+    context: GatewayContext,
+) -> Vec<ClusterIssue> {
+    let eval = Evaluation::new(nodes, now, settings, context);
+    if !eval.any_online {
+        return Vec::new();
+    }
+    eval.cluster_issues(now, settings)
+}
+
+/// The gateway's status at `now` from its nodes' records (SPEC §2).
+pub fn gateway_status(
+    nodes: &[NodeRecord],
+    now: Timestamp,
+    settings: &StatusSettings,
+    context: GatewayContext,
+) -> GatewayStatus {
+    if context.deleted {
+        return GatewayStatus::DELETED;
+    }
+    let eval = Evaluation::new(nodes, now, settings, context);
+    let status = if eval.any_online {
+        if eval.cluster_issues(now, settings).is_empty() {
+            GatewayStatus::ONLINE
+        } else {
+            GatewayStatus::CLUSTER_ISSUES
+        }
+    } else {
+        eval.nodes
+            .iter()
+            .map(|(_, s)| *s)
+            .max_by_key(|s| s.significance())
+            .map_or(GatewayStatus::OFFLINE_NOT_RUNNING, NodeState::status)
+    };
+    debug_assert!(status.is_valid(), "invalid status {status:?}");
+    debug_assert!(
+        eval.any_online
+            == matches!(
+                status.state,
+                GatewayState::Online | GatewayState::ClusterIssues
+            ),
+        "online nodes and status disagree: {status:?}"
+    );
+    status
+}
+
+/// The head node: the oldest live node (earliest join; ties by node id). `None` when no node is
+/// live.
+pub fn head_node(
+    nodes: &[NodeRecord],
+    now: Timestamp,
+    settings: &StatusSettings,
+) -> Option<NodeId> {
+    nodes
+        .iter()
+        .filter(|n| settings.node_state(n, now).is_live())
+        .min_by_key(|n| (n.joined_at, n.node_id))
+        .map(|n| n.node_id)
+}
+
+/// How bad an issue is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// Issue codes the platform raises from node states (SPEC §3).
+pub mod codes {
+    pub const NO_NODES: &str = "NO_NODES";
+    pub const NODE_OFFLINE: &str = "NODE_OFFLINE";
+    pub const VERSION_MISMATCH: &str = "VERSION_MISMATCH";
+    pub const CONFIG_OUT_OF_SYNC: &str = "CONFIG_OUT_OF_SYNC";
+    pub const RESTART_TIMED_OUT: &str = "RESTART_TIMED_OUT";
+    pub const UNCLEAN_PREVIOUS_EXIT: &str = "UNCLEAN_PREVIOUS_EXIT";
+}
+
+/// An issue as a value: the platform stores it with first-seen and last-seen times and clears it
+/// when [`issues`] no longer returns it (same code and node).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Issue {
+    pub code: &'static str,
+    pub severity: Severity,
+    /// One line.
+    pub message: String,
+    pub node_id: Option<NodeId>,
+}
+
+/// The issues the platform raises for a gateway at `now`, derived from its nodes' records:
+/// NO_NODES, NODE_OFFLINE (an error when no node is online), RESTART_TIMED_OUT,
+/// CONFIG_OUT_OF_SYNC, UNCLEAN_PREVIOUS_EXIT (for the node's current run) and VERSION_MISMATCH.
+/// A deleted gateway has none. Node-level issues come in node order; gateway-level ones last.
+pub fn issues(
+    nodes: &[NodeRecord],
+    now: Timestamp,
+    settings: &StatusSettings,
+    context: GatewayContext,
+) -> Vec<Issue> {
+    if context.deleted {
+        return Vec::new();
+    }
+    if nodes.is_empty() {
+        return vec![Issue {
+            code: codes::NO_NODES,
+            severity: Severity::Warning,
+            message: "no node has joined this gateway".to_owned(),
+            node_id: None,
+        }];
+    }
+    let eval = Evaluation::new(nodes, now, settings, context);
+    let out_of_sync = eval.out_of_sync(now, settings.generation_skew_tolerance);
+    let mut out = Vec::new();
+    for (n, s) in &eval.nodes {
+        let node_id = Some(n.node_id);
+        if s.is_offline() {
+            out.push(Issue {
+                code: codes::NODE_OFFLINE,
+                severity: if eval.any_online {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                },
+                message: format!("node {} is {}", n.node_id, s.status().label()),
+                node_id,
+            });
+        }
+        if *s == NodeState::RestartingUnresponsive {
+            out.push(Issue {
+                code: codes::RESTART_TIMED_OUT,
+                severity: Severity::Error,
+                message: format!(
+                    "node {} has not come back online after a restart",
+                    n.node_id
+                ),
+                node_id,
+            });
+        }
+        if out_of_sync.contains(&n.node_id) {
+            out.push(Issue {
+                code: codes::CONFIG_OUT_OF_SYNC,
+                severity: Severity::Warning,
+                message: format!(
+                    "node {} has not applied the latest configuration (it has {})",
+                    n.node_id,
+                    n.applied_generation
+                        .map_or_else(|| "none".to_owned(), |g| format!("generation {g}"))
+                ),
+                node_id,
+            });
+        }
+        if n.unclean_previous_exit && s.is_live() {
+            out.push(Issue {
+                code: codes::UNCLEAN_PREVIOUS_EXIT,
+                severity: Severity::Warning,
+                message: format!(
+                    "node {} started after its previous run ended without a clean stop",
+                    n.node_id
+                ),
+                node_id,
+            });
+        }
+    }
+    if eval.version_mismatch {
+        let mut versions: Vec<&str> = eval
+            .nodes
+            .iter()
+            .filter(|(_, s)| s.is_live())
+            .map(|(n, _)| n.version.as_str())
+            .collect();
+        versions.sort_unstable();
+        versions.dedup();
+        out.push(Issue {
+            code: codes::VERSION_MISMATCH,
+            severity: Severity::Warning,
+            message: format!("nodes run different versions: {}", versions.join(", ")),
+            node_id: None,
+        });
+    }
+    out
+}
