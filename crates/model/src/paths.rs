@@ -357,3 +357,250 @@ pub fn validate_environment_paths_on_gateway<'a>(
     check_unique_on_gateway(environment_id, &paths, others)?;
     Ok(paths)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::Classification;
+    use crate::time::Timestamp;
+
+    /// `expected` is the normal form, or `!CODE` for an error.
+    #[track_caller]
+    fn check(raw: &str, expected: &str) {
+        let actual = match normalize_path(raw) {
+            Ok(path) => path,
+            Err(e) => format!("!{}", e.code(PathKind::Environment)),
+        };
+        assert_eq!(actual, expected, "input {raw:?}");
+    }
+
+    #[test]
+    fn normalize_path_rules() {
+        // Valid paths, unchanged.
+        check("ws/rest", "ws/rest");
+        check("a", "a");
+        check("v1.2/x-y_z~", "v1.2/x-y_z~");
+        check("a:b@c/!$&'()*+,;=", "a:b@c/!$&'()*+,;=");
+        check("...", "...");
+        check(".a/a./..b", ".a/a./..b");
+        // Characters outside the path set are encoded, as UTF-8, uppercase.
+        check("café", "caf%C3%A9");
+        check("a[b]", "a%5Bb%5D");
+        check("q?x#y", "q%3Fx%23y");
+        check("a\"<>\\^`{|}", "a%22%3C%3E%5C%5E%60%7B%7C%7D");
+        check("a\u{1}b", "a%01b");
+        // Escapes: unreserved decoded, others uppercased, %2F kept inside its segment.
+        check("%7e%41", "~A");
+        check("a%2fb", "a%2Fb");
+        check("%c3%a9", "%C3%A9");
+        check("%25", "%25");
+        check("a%2E", "a.");
+        // Empty.
+        check("", "!ENVIRONMENT_PATH_EMPTY");
+        check("   ", "!ENVIRONMENT_PATH_EMPTY");
+        // Spaces, raw or escaped, anywhere.
+        check("ws rest", "!ENVIRONMENT_PATH_SPACES");
+        check(" ws", "!ENVIRONMENT_PATH_SPACES");
+        check("ws\t", "!ENVIRONMENT_PATH_SPACES");
+        check("ws/a\u{a0}b", "!ENVIRONMENT_PATH_SPACES");
+        check("ws%20rest", "!ENVIRONMENT_PATH_SPACES");
+        check("ws%0a", "!ENVIRONMENT_PATH_SPACES");
+        // Slashes.
+        check("/ws", "!ENVIRONMENT_PATH_LEADING_SLASH");
+        check("/", "!ENVIRONMENT_PATH_LEADING_SLASH");
+        check("ws/", "!ENVIRONMENT_PATH_TRAILING_SLASH");
+        check("ws//rest", "!ENVIRONMENT_PATH_CONSECUTIVE_SLASHES");
+        // Malformed escapes.
+        check("ws%", "!ENVIRONMENT_PATH_INVALID_ENCODED");
+        check("ws%4", "!ENVIRONMENT_PATH_INVALID_ENCODED");
+        check("ws%zz", "!ENVIRONMENT_PATH_INVALID_ENCODED");
+        check("ws%4/x", "!ENVIRONMENT_PATH_INVALID_ENCODED");
+        check("%%41", "!ENVIRONMENT_PATH_INVALID_ENCODED");
+        // Relative segments, raw or escaped.
+        check(".", "!ENVIRONMENT_PATH_RELATIVE");
+        check("..", "!ENVIRONMENT_PATH_RELATIVE");
+        check("ws/./rest", "!ENVIRONMENT_PATH_RELATIVE");
+        check("ws/..", "!ENVIRONMENT_PATH_RELATIVE");
+        check("%2e", "!ENVIRONMENT_PATH_RELATIVE");
+        check("ws/%2E%2e/x", "!ENVIRONMENT_PATH_RELATIVE");
+        check("ws/.%2e", "!ENVIRONMENT_PATH_RELATIVE");
+    }
+
+    #[test]
+    fn normal_form_is_a_fixed_point() {
+        for raw in [
+            "café", "%7e%41", "a%2fb", "a b%", "q?x#y", "a\u{1}b", "ws/rest",
+        ] {
+            if let Ok(once) = normalize_path(raw) {
+                assert_eq!(
+                    normalize_path(&once).as_deref(),
+                    Ok(once.as_str()),
+                    "{raw:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn codes_per_kind() {
+        let e = PathSyntaxError::TrailingSlash;
+        assert_eq!(
+            e.code(PathKind::Environment),
+            "ENVIRONMENT_PATH_TRAILING_SLASH"
+        );
+        assert_eq!(e.code(PathKind::ApiBase), "API_BASE_PATH_TRAILING_SLASH");
+        assert_eq!(e.code(PathKind::Custom), "CUSTOM_PATH_TRAILING_SLASH");
+        assert_eq!(
+            PathSyntaxError::InvalidEncoded.code(PathKind::ApiBase),
+            "API_BASE_PATH_INVALID_ENCODED"
+        );
+    }
+
+    fn paths(rest: &str, soap: &str, soap12: &str, odata: &str) -> EnvironmentPaths {
+        EnvironmentPaths {
+            rest: rest.into(),
+            soap: soap.into(),
+            soap12: soap12.into(),
+            odata: odata.into(),
+        }
+    }
+
+    fn render(result: Result<EnvironmentPaths, EnvironmentPathErrors>) -> String {
+        match result {
+            Ok(p) => format!("{} {} {} {}", p.rest, p.soap, p.soap12, p.odata),
+            Err(errors) => errors
+                .0
+                .iter()
+                .map(|e| format!("{}:{}", e.field(), e.code()))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    #[track_caller]
+    fn check_env(p: [&str; 4], expected: &str) {
+        let actual = render(validate_environment_paths(&paths(p[0], p[1], p[2], p[3])));
+        assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn environment_paths() {
+        check_env(
+            ["ws/rest", "ws/soap", "ws/soap12", "ws/odata"],
+            "ws/rest ws/soap ws/soap12 ws/odata",
+        );
+        check_env(["é", "b", "c", "d"], "%C3%A9 b c d");
+        check_env(
+            ["", "b", "/c", "d/"],
+            "rest_path:ENVIRONMENT_PATH_EMPTY soap12_path:ENVIRONMENT_PATH_LEADING_SLASH odata_path:ENVIRONMENT_PATH_TRAILING_SLASH",
+        );
+        check_env(
+            ["a", "a", "b", "a"],
+            "soap_path:ENVIRONMENT_PATH_DUPLICATE odata_path:ENVIRONMENT_PATH_DUPLICATE",
+        );
+        // Equal after normalisation.
+        check_env(
+            ["%41", "A", "b", "c"],
+            "soap_path:ENVIRONMENT_PATH_DUPLICATE",
+        );
+        // Case-sensitive: these are different paths.
+        check_env(
+            ["ws/rest", "WS/rest", "ws/REST", "Ws/Rest"],
+            "ws/rest WS/rest ws/REST Ws/Rest",
+        );
+    }
+
+    #[test]
+    fn duplicate_names_the_other_field() {
+        let err = validate_environment_paths(&paths("a", "b", "a", "c")).unwrap_err();
+        assert_eq!(
+            err.0,
+            vec![EnvironmentPathError::Duplicate {
+                field: "soap12_path",
+                other_field: "rest_path"
+            }]
+        );
+    }
+
+    fn env(name: &str, p: EnvironmentPaths) -> Environment {
+        Environment {
+            id: EnvironmentId::new_v7(),
+            account_id: crate::id::AccountId::new_v7(),
+            name: name.into(),
+            classification: Classification::Test,
+            gateway_id: None,
+            paths: p,
+            created_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn unique_on_gateway() {
+        let prod = env("Production", EnvironmentPaths::default());
+        let test = env("Test", paths("t/rest", "t/soap", "t/soap12", "t/odata"));
+        let others = [prod.clone(), test.clone()];
+        let me = EnvironmentId::new_v7();
+
+        // Distinct paths pass and come back normalised.
+        let ok = validate_environment_paths_on_gateway(
+            me,
+            &paths("x/rést", "x/s", "x/s12", "x/o"),
+            &others,
+        );
+        assert_eq!(ok.unwrap().rest, "x/r%C3%A9st");
+
+        // The same path as another environment's path of any type is refused, naming it.
+        let err = validate_environment_paths_on_gateway(
+            me,
+            &paths("x/r", "t/rest", "x/s12", "ws/rest"),
+            &others,
+        )
+        .unwrap_err();
+        let rendered: Vec<_> = err
+            .0
+            .iter()
+            .map(|e| match e {
+                EnvironmentPathError::NotUniqueOnGateway {
+                    field,
+                    path,
+                    other_environment_name,
+                    other_environment_id,
+                } => {
+                    let other = if *other_environment_id == test.id {
+                        "test"
+                    } else {
+                        "prod"
+                    };
+                    format!(
+                        "{field} {path} {other_environment_name} {other} {}",
+                        e.code()
+                    )
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            rendered,
+            [
+                "soap_path t/rest Test test ENVIRONMENT_PATH_NOT_UNIQUE_ON_GATEWAY",
+                "odata_path ws/rest Production prod ENVIRONMENT_PATH_NOT_UNIQUE_ON_GATEWAY",
+            ]
+        );
+
+        // An environment does not clash with its own stored paths.
+        assert!(check_unique_on_gateway(prod.id, &prod.paths, &others).is_ok());
+        // A prefix relation is not a uniqueness violation (conflicts are checked per API).
+        assert!(check_unique_on_gateway(me, &paths("ws", "ws/rest/x", "b", "c"), &others).is_ok());
+        // Syntax errors come first and stop the gateway check.
+        let err = validate_environment_paths_on_gateway(
+            me,
+            &paths("ws/rest/", "ws/rest", "b", "c"),
+            &others,
+        )
+        .unwrap_err();
+        assert_eq!(
+            render(Err(err)),
+            "rest_path:ENVIRONMENT_PATH_TRAILING_SLASH"
+        );
+    }
+}

@@ -608,3 +608,300 @@ pub fn validate_upstream_targets<'a>(
     }
     Ok(parsed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::RetryCase;
+
+    /// Renders a result as the stored value, or `!CODE@field`.
+    fn render<T: std::fmt::Debug>(r: Result<T, ValidationError>) -> String {
+        match r {
+            Ok(v) => format!("{v:?}"),
+            Err(e) => format!("!{}@{}", e.code(), e.field()),
+        }
+    }
+
+    #[track_caller]
+    fn check<T: std::fmt::Debug>(r: Result<T, ValidationError>, expected: &str) {
+        assert_eq!(render(r), expected);
+    }
+
+    #[test]
+    fn names() {
+        let long = "x".repeat(81);
+        let max = "é".repeat(80);
+        check(validate_gateway_name("gw-1"), r#""gw-1""#);
+        check(validate_gateway_name("  East 1 "), r#""East 1""#);
+        check(validate_gateway_name(&max), &format!("{max:?}"));
+        check(validate_gateway_name(""), "!GATEWAY_NAME_EMPTY@name");
+        check(validate_gateway_name(" \t "), "!GATEWAY_NAME_EMPTY@name");
+        check(validate_gateway_name(&long), "!GATEWAY_NAME_TOO_LONG@name");
+        check(
+            validate_gateway_name("a\u{7}b"),
+            "!GATEWAY_NAME_INVALID_CHARACTER@name",
+        );
+        for c in GATEWAY_NAME_FORBIDDEN {
+            let r = validate_gateway_name(&format!("gw{c}1"));
+            assert_eq!(
+                r,
+                Err(ValidationError::GatewayNameInvalidCharacter { character: *c })
+            );
+        }
+        check(validate_gateway_name("gw.1_(a)#&"), r#""gw.1_(a)#&""#);
+
+        check(validate_account_name(" Acme "), r#""Acme""#);
+        check(validate_account_name(""), "!ACCOUNT_NAME_EMPTY@name");
+        check(validate_account_name(&long), "!ACCOUNT_NAME_TOO_LONG@name");
+        check(
+            validate_account_name("a\nb"),
+            "!ACCOUNT_NAME_INVALID_CHARACTER@name",
+        );
+        check(validate_environment_name("Prod: EU/1"), r#""Prod: EU/1""#);
+        check(
+            validate_environment_name(" "),
+            "!ENVIRONMENT_NAME_EMPTY@name",
+        );
+        check(
+            validate_environment_name(&long),
+            "!ENVIRONMENT_NAME_TOO_LONG@name",
+        );
+        check(
+            validate_environment_name("a\u{0}"),
+            "!ENVIRONMENT_NAME_INVALID_CHARACTER@name",
+        );
+        check(validate_api_name("Orders"), r#""Orders""#);
+        check(validate_api_name(""), "!API_NAME_EMPTY@name");
+        check(validate_api_name(&long), "!API_NAME_TOO_LONG@name");
+        check(
+            validate_api_name("a\rb"),
+            "!API_NAME_INVALID_CHARACTER@name",
+        );
+        check(validate_api_version(" v1 "), r#""v1""#);
+        check(validate_api_version(""), "!API_VERSION_EMPTY@version");
+        check(
+            validate_api_version(&"1".repeat(41)),
+            "!API_VERSION_TOO_LONG@version",
+        );
+        check(
+            validate_api_version("v\u{1b}1"),
+            "!API_VERSION_INVALID_CHARACTER@version",
+        );
+    }
+
+    #[test]
+    fn api_paths() {
+        check(validate_api_base_path("orders/v1"), r#""orders/v1""#);
+        check(validate_api_base_path("ordérs"), r#""ord%C3%A9rs""#);
+        check(
+            validate_api_base_path("/orders"),
+            "!API_BASE_PATH_LEADING_SLASH@base_path",
+        );
+        check(validate_api_base_path(""), "!API_BASE_PATH_EMPTY@base_path");
+        check(
+            validate_api_base_path("a/%2e%2E"),
+            "!API_BASE_PATH_RELATIVE@base_path",
+        );
+        check(validate_custom_path("shop/orders"), r#""shop/orders""#);
+        check(
+            validate_custom_path("a//b"),
+            "!CUSTOM_PATH_CONSECUTIVE_SLASHES@custom_path",
+        );
+        check(
+            validate_custom_path("a b"),
+            "!CUSTOM_PATH_SPACES@custom_path",
+        );
+    }
+
+    #[track_caller]
+    fn check_url(raw: &str, expected: &str) {
+        let actual = match parse_upstream_url(raw) {
+            Ok(u) => u.to_url_string(),
+            Err(e) => format!("!{}", e.code()),
+        };
+        assert_eq!(actual, expected, "input {raw:?}");
+    }
+
+    #[test]
+    fn upstream_urls() {
+        check_url("http://10.0.0.5:8080/base", "http://10.0.0.5:8080/base");
+        check_url(" HTTPS://Api.Example.COM ", "https://api.example.com/");
+        check_url(
+            "https://api.example.com:443/x?y=1&z=%2F",
+            "https://api.example.com/x?y=1&z=%2F",
+        );
+        check_url("http://h:80", "http://h/");
+        check_url("http://h?q", "http://h/?q");
+        check_url("http://[::1]:9000/p", "http://[::1]:9000/p");
+        check_url("http://[fe80::1]", "http://[fe80::1]/");
+        check_url("http://my_host.local./", "http://my_host.local./");
+        check_url("", "!UPSTREAM_URL_EMPTY");
+        check_url("http://a b/", "!UPSTREAM_URL_INVALID_CHARACTER");
+        check_url("http://exämple.com/", "!UPSTREAM_URL_INVALID_CHARACTER");
+        check_url("example.com/x", "!UPSTREAM_URL_NOT_ABSOLUTE");
+        check_url("/x", "!UPSTREAM_URL_NOT_ABSOLUTE");
+        check_url("ftp://example.com/", "!UPSTREAM_URL_UNSUPPORTED_SCHEME");
+        check_url("ws://example.com/", "!UPSTREAM_URL_UNSUPPORTED_SCHEME");
+        check_url("http:///x", "!UPSTREAM_URL_HOST_MISSING");
+        check_url("http://:80/x", "!UPSTREAM_URL_HOST_MISSING");
+        check_url("http://a..b/", "!UPSTREAM_URL_HOST_INVALID");
+        check_url("http://-a.com/", "!UPSTREAM_URL_HOST_INVALID");
+        check_url("http://a$b/", "!UPSTREAM_URL_HOST_INVALID");
+        check_url("http://[::1/", "!UPSTREAM_URL_HOST_INVALID");
+        check_url("http://[zz]/", "!UPSTREAM_URL_HOST_INVALID");
+        check_url("http://[::1]x/", "!UPSTREAM_URL_HOST_INVALID");
+        check_url("http://h:0/", "!UPSTREAM_URL_PORT_INVALID");
+        check_url("http://h:65536/", "!UPSTREAM_URL_PORT_INVALID");
+        check_url("http://h:/", "!UPSTREAM_URL_PORT_INVALID");
+        check_url("http://h:8a/", "!UPSTREAM_URL_PORT_INVALID");
+        check_url("http://user:pw@h/", "!UPSTREAM_URL_USERINFO");
+        check_url("http://h/x#frag", "!UPSTREAM_URL_FRAGMENT");
+        check_url("http://h/x%2", "!UPSTREAM_URL_INVALID_ENCODED");
+        check_url("http://h/x?a=%zz", "!UPSTREAM_URL_INVALID_ENCODED");
+    }
+
+    #[test]
+    fn upstream_url_fields() {
+        let err = validate_upstream_targets(["http://a/", "ftp://b/"]).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field()),
+            ("UPSTREAM_URL_UNSUPPORTED_SCHEME", "upstream_targets")
+        );
+        assert!(matches!(
+            err,
+            ValidationError::UpstreamUrl { index: Some(1), .. }
+        ));
+        check(
+            validate_upstream_targets([]),
+            "!UPSTREAM_TARGETS_EMPTY@upstream_targets",
+        );
+        assert_eq!(
+            validate_upstream_targets(["http://a:81/"]).unwrap()[0].port,
+            81
+        );
+        check(
+            validate_health_check_url("http://h/health#x"),
+            "!UPSTREAM_URL_FRAGMENT@health_check_url",
+        );
+        assert_eq!(
+            validate_health_check_url("https://h/health").unwrap().port,
+            443
+        );
+    }
+
+    #[track_caller]
+    fn check_exec(edit: impl FnOnce(&mut ExecutionSettings), expected: &str) {
+        let mut s = ExecutionSettings::default();
+        edit(&mut s);
+        check(validate_execution_settings(&s), expected);
+    }
+
+    #[test]
+    fn execution_settings_ranges() {
+        let secs = Duration::from_secs;
+        check_exec(|_| {}, "()");
+        check_exec(|s| s.max_concurrency_per_node = 1, "()");
+        check_exec(|s| s.max_concurrency_per_node = 10_000, "()");
+        check_exec(
+            |s| s.max_concurrency_per_node = 0,
+            "!MAX_CONCURRENCY_OUT_OF_RANGE@max_concurrency_per_node",
+        );
+        check_exec(
+            |s| s.max_concurrency_per_node = 10_001,
+            "!MAX_CONCURRENCY_OUT_OF_RANGE@max_concurrency_per_node",
+        );
+        check_exec(|s| s.retry_attempts = 0, "()");
+        check_exec(|s| s.retry_attempts = 10, "()");
+        check_exec(
+            |s| s.retry_attempts = 11,
+            "!RETRY_ATTEMPTS_OUT_OF_RANGE@retry_attempts",
+        );
+        check_exec(|s| s.connect_timeout = secs(1), "()");
+        check_exec(|s| s.connect_timeout = secs(600), "()");
+        check_exec(
+            |s| s.connect_timeout = Duration::from_millis(999),
+            "!CONNECT_TIMEOUT_OUT_OF_RANGE@connect_timeout",
+        );
+        check_exec(
+            |s| s.connect_timeout = Duration::from_millis(600_001),
+            "!CONNECT_TIMEOUT_OUT_OF_RANGE@connect_timeout",
+        );
+        check_exec(|s| s.execution_timeout = secs(315_360_000), "()");
+        check_exec(
+            |s| s.execution_timeout = Duration::ZERO,
+            "!EXECUTION_TIMEOUT_OUT_OF_RANGE@execution_timeout",
+        );
+        check_exec(
+            |s| s.execution_timeout = secs(315_360_001),
+            "!EXECUTION_TIMEOUT_OUT_OF_RANGE@execution_timeout",
+        );
+        check_exec(|s| s.retry_cases = RetryCase::ALL.to_vec(), "()");
+        check_exec(|s| s.retry_cases = vec![], "()");
+        check_exec(
+            |s| s.retry_cases.push(RetryCase::HostNotFound),
+            "!RETRY_CASE_DUPLICATE@retry_cases",
+        );
+    }
+
+    #[track_caller]
+    fn check_gw(edit: impl FnOnce(&mut GatewaySettings), expected: &str) {
+        let mut s = GatewaySettings::default();
+        edit(&mut s);
+        check(validate_gateway_settings(&s), expected);
+    }
+
+    #[test]
+    fn gateway_settings_ranges() {
+        let secs = Duration::from_secs;
+        check_gw(|_| {}, "()");
+        check_gw(|s| s.heartbeat_interval = secs(60), "()");
+        check_gw(
+            |s| s.heartbeat_interval = secs(61),
+            "!HEARTBEAT_INTERVAL_OUT_OF_RANGE@heartbeat_interval",
+        );
+        check_gw(
+            |s| s.heartbeat_interval = Duration::ZERO,
+            "!HEARTBEAT_INTERVAL_OUT_OF_RANGE@heartbeat_interval",
+        );
+        check_gw(|s| s.force_restart_after = Some(secs(600)), "()");
+        check_gw(
+            |s| s.force_restart_after = Some(secs(59)),
+            "!FORCE_RESTART_OUT_OF_RANGE@force_restart_after",
+        );
+        check_gw(
+            |s| s.force_restart_after = Some(secs(86_401)),
+            "!FORCE_RESTART_OUT_OF_RANGE@force_restart_after",
+        );
+        check_gw(
+            |s| s.log_retention_days = 0,
+            "!LOG_RETENTION_OUT_OF_RANGE@log_retention_days",
+        );
+        check_gw(
+            |s| s.log_retention_days = 3651,
+            "!LOG_RETENTION_OUT_OF_RANGE@log_retention_days",
+        );
+        check_gw(
+            |s| s.shutdown_delay = secs(601),
+            "!SHUTDOWN_DELAY_OUT_OF_RANGE@shutdown_delay",
+        );
+        check_gw(
+            |s| s.execution.retry_attempts = 11,
+            "!RETRY_ATTEMPTS_OUT_OF_RANGE@retry_attempts",
+        );
+    }
+
+    #[test]
+    fn install_token_validity() {
+        let min = |m: u64| Duration::from_secs(m * 60);
+        check(validate_install_token_validity(min(30)), "()");
+        check(validate_install_token_validity(min(1440)), "()");
+        check(
+            validate_install_token_validity(min(30) - Duration::from_millis(1)),
+            "!INSTALL_TOKEN_VALIDITY_OUT_OF_RANGE@validity",
+        );
+        check(
+            validate_install_token_validity(min(1441)),
+            "!INSTALL_TOKEN_VALIDITY_OUT_OF_RANGE@validity",
+        );
+    }
+}
