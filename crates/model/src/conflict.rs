@@ -249,3 +249,307 @@ fn conflicts_in(routes: &[Route], touched_only: bool) -> Vec<Conflict> {
     }
     conflicts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gateway described by names, so the tables read like the SPEC's examples.
+    struct Fixture {
+        envs: Vec<GatewayEnvironment>,
+        deployments: Vec<DeployedApi>,
+        apis: HashMap<String, ApiId>,
+    }
+
+    fn env_paths(rest: &str) -> EnvironmentPaths {
+        EnvironmentPaths {
+            rest: rest.into(),
+            soap: format!("{rest}-soap"),
+            soap12: format!("{rest}-soap12"),
+            odata: format!("{rest}-odata"),
+        }
+    }
+
+    impl Fixture {
+        /// `envs`: (name, REST path); other types get derived distinct paths.
+        fn new(envs: &[(&str, &str)]) -> Self {
+            let envs = envs
+                .iter()
+                .map(|(name, rest)| GatewayEnvironment {
+                    id: EnvironmentId::new_v7(),
+                    name: (*name).into(),
+                    paths: env_paths(rest),
+                })
+                .collect();
+            Fixture {
+                envs,
+                deployments: Vec::new(),
+                apis: HashMap::new(),
+            }
+        }
+
+        fn env_id(&self, name: &str) -> EnvironmentId {
+            self.envs.iter().find(|e| e.name == name).unwrap().id
+        }
+
+        fn api(&mut self, api: &str, env: &str, base: &str, custom: Option<&str>) -> DeployedApi {
+            let api_id = *self.apis.entry(api.into()).or_insert_with(ApiId::new_v7);
+            DeployedApi {
+                api_id,
+                api_name: api.into(),
+                api_type: ApiType::Rest,
+                base_path: base.into(),
+                custom_path: custom.map(Into::into),
+                environment_id: self.env_id(env),
+            }
+        }
+
+        fn deploy(&mut self, api: &str, env: &str, base: &str) -> &mut Self {
+            let d = self.api(api, env, base, None);
+            self.deployments.push(d);
+            self
+        }
+    }
+
+    fn render(conflicts: &[Conflict]) -> Vec<String> {
+        conflicts
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}@{} vs {}@{} /{}",
+                    c.proposed.api_name,
+                    c.proposed.environment_name,
+                    c.existing.api_name,
+                    c.existing.environment_name,
+                    c.prefix
+                )
+            })
+            .collect()
+    }
+
+    /// Deploys `api` (REST, base path `base`, optional custom path) into `env` of a gateway with
+    /// environments A = `ws/rest` and B = `ws` holding existing APIs, and checks the conflicts.
+    #[track_caller]
+    fn check_deploy(env: &str, base: &str, custom: Option<&str>, expected: &[&str]) {
+        let mut f = Fixture::new(&[("A", "ws/rest"), ("B", "ws")]);
+        f.deploy("Orders", "A", "orders/v1")
+            .deploy("Billing", "B", "billing")
+            .deploy("Legacy", "B", "rest/legacy");
+        let new = f.api("New", env, base, custom);
+        let actual = find_conflicts(&f.envs, &f.deployments, ProposedChange::Deployment(&new));
+        assert_eq!(
+            render(&actual),
+            expected,
+            "deploy {base:?} {custom:?} to {env}"
+        );
+    }
+
+    #[test]
+    fn deployment_conflicts() {
+        // The SPEC's example: `ws/rest` + `x` and `ws` + `rest/x` resolve to the same prefix.
+        check_deploy(
+            "B",
+            "rest/orders/v1",
+            None,
+            &["New@B vs Orders@A /ws/rest/orders/v1"],
+        );
+        check_deploy("A", "legacy", None, &["New@A vs Legacy@B /ws/rest/legacy"]);
+        // Same environment, same base path.
+        check_deploy("B", "billing", None, &["New@B vs Billing@B /ws/billing"]);
+        // A strict segment prefix, in either direction, is not a conflict (longest-prefix routing).
+        check_deploy("A", "orders", None, &[]);
+        check_deploy("A", "orders/v1/items", None, &[]);
+        check_deploy("B", "rest", None, &[]);
+        // A string prefix that is not a segment prefix is unrelated.
+        check_deploy("A", "orders/v", None, &[]);
+        check_deploy("A", "orders/v10", None, &[]);
+        // Paths are case-sensitive.
+        check_deploy("A", "Orders/v1", None, &[]);
+        // A custom URL resolves a conflict ...
+        check_deploy("B", "rest/orders/v1", Some("custom/orders"), &[]);
+        // ... unless the custom URL itself collides.
+        check_deploy(
+            "B",
+            "x",
+            Some("ws/rest/orders/v1"),
+            &["New@B vs Orders@A /ws/rest/orders/v1"],
+        );
+        check_deploy(
+            "A",
+            "x",
+            Some("ws/billing"),
+            &["New@A vs Billing@B /ws/billing"],
+        );
+    }
+
+    #[test]
+    fn redeploying_replaces_the_old_deployment() {
+        let mut f = Fixture::new(&[("A", "ws/rest")]);
+        f.deploy("Orders", "A", "orders")
+            .deploy("Billing", "A", "billing");
+        // Changing Orders' own deployment (a custom path equal to its old prefix) is no conflict
+        // with itself.
+        let changed = f.api("Orders", "A", "orders", Some("ws/rest/orders"));
+        assert!(
+            find_conflicts(
+                &f.envs,
+                &f.deployments,
+                ProposedChange::Deployment(&changed)
+            )
+            .is_empty()
+        );
+        let clash = f.api("Orders", "A", "orders", Some("ws/rest/billing"));
+        assert_eq!(
+            render(&find_conflicts(
+                &f.envs,
+                &f.deployments,
+                ProposedChange::Deployment(&clash)
+            )),
+            ["Orders@A vs Billing@A /ws/rest/billing"]
+        );
+    }
+
+    /// Gives environment `env` the REST path `rest` on a gateway with A = `ws/rest`,
+    /// B = `api`, and checks the conflicts.
+    #[track_caller]
+    fn check_paths(env: &str, rest: &str, expected: &[&str]) {
+        let mut f = Fixture::new(&[("A", "ws/rest"), ("B", "api")]);
+        f.deploy("Orders", "A", "mypath")
+            .deploy("Items", "A", "items")
+            .deploy("Billing", "B", "rest/mypath")
+            .deploy("Shop", "B", "shop");
+        // A deployment with a custom path does not move when its environment's paths change.
+        let pinned = f.api("Pinned", "B", "pinned", Some("ws/rest/items"));
+        f.deployments.push(pinned);
+        let id = f.env_id(env);
+        let paths = env_paths(rest);
+        let change = ProposedChange::EnvironmentPaths {
+            environment_id: id,
+            environment_name: env,
+            paths: &paths,
+        };
+        let actual = find_conflicts(&f.envs, &f.deployments, change);
+        assert_eq!(render(&actual), expected, "{env} -> {rest}");
+    }
+
+    #[test]
+    fn environment_path_change_conflicts() {
+        check_paths("B", "api", &[]);
+        check_paths("B", "ws", &["Billing@B vs Orders@A /ws/rest/mypath"]);
+        check_paths("A", "api/rest", &["Orders@A vs Billing@B /api/rest/mypath"]);
+        // Items moves off `ws/rest/items`, so the pinned custom path no longer collides ...
+        check_paths("A", "v2", &[]);
+        // ... but moving B does not move its custom-path deployment.
+        check_paths("B", "other", &[]);
+        // Strict prefixes are fine.
+        check_paths("B", "ws/rest/mypath", &[]);
+    }
+
+    #[test]
+    fn existing_conflicts_elsewhere_do_not_block_unrelated_changes() {
+        let mut f = Fixture::new(&[("A", "ws/rest"), ("B", "ws"), ("C", "c")]);
+        f.deploy("X", "A", "x")
+            .deploy("Y", "B", "rest/x")
+            .deploy("Z", "C", "z");
+        let paths = env_paths("c2");
+        let change = ProposedChange::EnvironmentPaths {
+            environment_id: f.env_id("C"),
+            environment_name: "C",
+            paths: &paths,
+        };
+        assert!(find_conflicts(&f.envs, &f.deployments, change).is_empty());
+        assert_eq!(
+            render(&all_conflicts(&f.envs, &f.deployments)),
+            ["X@A vs Y@B /ws/rest/x"]
+        );
+    }
+
+    #[test]
+    fn migrating_an_environment_onto_the_gateway() {
+        let mut f = Fixture::new(&[("A", "ws/rest"), ("M", "m")]);
+        f.deploy("Orders", "A", "orders")
+            .deploy("Moved", "M", "orders");
+        // The migrating environment is not attached yet: remove it from the gateway's list.
+        let m = f.envs.pop().unwrap();
+        let paths = env_paths("ws/rest");
+        let change = ProposedChange::EnvironmentPaths {
+            environment_id: m.id,
+            environment_name: "M",
+            paths: &paths,
+        };
+        assert_eq!(
+            render(&find_conflicts(&f.envs, &f.deployments, change)),
+            ["Moved@M vs Orders@A /ws/rest/orders"]
+        );
+        // Deployments of environments not on the gateway are ignored.
+        assert!(all_conflicts(&f.envs, &f.deployments).is_empty());
+    }
+
+    #[test]
+    fn groups_of_more_than_two_report_each_pair_once() {
+        let mut f = Fixture::new(&[("A", "a"), ("B", "a/b"), ("C", "a/b/c")]);
+        f.deploy("P", "A", "b/c/x")
+            .deploy("Q", "B", "c/x")
+            .deploy("R", "C", "x");
+        assert_eq!(
+            render(&all_conflicts(&f.envs, &f.deployments)),
+            [
+                "P@A vs Q@B /a/b/c/x",
+                "P@A vs R@C /a/b/c/x",
+                "Q@B vs R@C /a/b/c/x"
+            ]
+        );
+        let paths = env_paths("a/b");
+        let change = ProposedChange::EnvironmentPaths {
+            environment_id: f.env_id("B"),
+            environment_name: "B",
+            paths: &paths,
+        };
+        assert_eq!(
+            render(&find_conflicts(&f.envs, &f.deployments, change)),
+            ["Q@B vs P@A /a/b/c/x", "Q@B vs R@C /a/b/c/x"]
+        );
+    }
+
+    #[test]
+    fn message_names_both_sides() {
+        let mut f = Fixture::new(&[("Prod", "ws/rest"), ("Test", "ws")]);
+        f.deploy("Orders", "Prod", "mypath");
+        let new = f.api("Billing", "Test", "rest/mypath", None);
+        let c = find_conflicts(&f.envs, &f.deployments, ProposedChange::Deployment(&new));
+        expect_test::expect![[r#"
+            API 'Billing' in environment 'Test' and API 'Orders' in environment 'Prod' both resolve to /ws/rest/mypath"#]]
+        .assert_eq(&c[0].message());
+    }
+
+    #[test]
+    fn thousands_of_deployments() {
+        let envs: Vec<(String, String)> = (0..50)
+            .map(|i| (format!("E{i}"), format!("env{i}/rest")))
+            .collect();
+        let refs: Vec<(&str, &str)> = envs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let mut f = Fixture::new(&refs);
+        for i in 0..20_000 {
+            f.deploy(
+                &format!("Api{i}"),
+                &format!("E{}", i % 50),
+                &format!("api{i}"),
+            );
+        }
+        assert!(all_conflicts(&f.envs, &f.deployments).is_empty());
+        // Move E1 onto E0's path: E1's 400 APIs collide with nothing (distinct base paths) ...
+        let paths = env_paths("env0/rest");
+        let change = ProposedChange::EnvironmentPaths {
+            environment_id: f.env_id("E1"),
+            environment_name: "E1",
+            paths: &paths,
+        };
+        assert!(find_conflicts(&f.envs, &f.deployments, change).is_empty());
+        // ... and one API whose base path equals another's in the target environment does.
+        f.deploy("Dup", "E1", "api0");
+        assert_eq!(
+            render(&find_conflicts(&f.envs, &f.deployments, change)),
+            ["Dup@E1 vs Api0@E0 /env0/rest/api0"]
+        );
+    }
+}
