@@ -900,3 +900,711 @@ pub fn issues(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn at(secs: f64) -> Timestamp {
+        Timestamp(T0 + (secs * 1000.0).round() as i64)
+    }
+
+    /// Builds a record from a script of comma-separated `SECS EVENT [gN]` steps, where EVENT is
+    /// `starting`, `starting!` (after an unclean exit), `online`, `stopping`, `stopped`,
+    /// `restart` (requested by the platform), `announce` (by the node) or `disconnect`, and `gN`
+    /// is the applied generation carried by the message. The node joins at 0.
+    fn record(script: &str, version: &str) -> NodeRecord {
+        let mut r = NodeRecord::new(NodeId::new_v7(), version, at(0.0));
+        for step in script.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let mut words = step.split_whitespace();
+            let secs: f64 = words.next().unwrap().parse().unwrap();
+            let what = words.next().unwrap();
+            let applied_generation = words
+                .next()
+                .map(|g| g.trim_start_matches('g').parse().unwrap());
+            let state = |state| NodeEvent::Reported {
+                state,
+                applied_generation,
+            };
+            let event = match what {
+                "starting" => state(ReportedState::Starting {
+                    unclean_previous_exit: false,
+                }),
+                "starting!" => state(ReportedState::Starting {
+                    unclean_previous_exit: true,
+                }),
+                "online" => state(ReportedState::Online),
+                "stopping" => state(ReportedState::Stopping),
+                "stopped" => state(ReportedState::Stopped),
+                "restart" => NodeEvent::RestartRequested,
+                "announce" => NodeEvent::RestartAnnounced,
+                "disconnect" => NodeEvent::Disconnected,
+                other => panic!("unknown event {other}"),
+            };
+            r.apply(event, at(secs));
+        }
+        r
+    }
+
+    fn render_status(s: GatewayStatus) -> String {
+        match s.variant {
+            Some(v) => format!("{}/{}", s.state.as_str(), v.as_str()),
+            None => s.state.as_str().to_owned(),
+        }
+    }
+
+    #[track_caller]
+    fn check_with(settings: StatusSettings, script: &str, now: f64, expected: &str) {
+        let r = record(script, "1.0");
+        let actual = render_status(settings.node_state(&r, at(now)).status());
+        assert_eq!(actual, expected, "{script:?} at {now}s");
+    }
+
+    #[track_caller]
+    fn check(script: &str, now: f64, expected: &str) {
+        check_with(StatusSettings::default(), script, now, expected);
+    }
+
+    fn heartbeat(secs: u64) -> StatusSettings {
+        StatusSettings {
+            heartbeat_interval: Duration::from_secs(secs),
+            ..StatusSettings::default()
+        }
+    }
+
+    fn force_restart(mins: u64) -> StatusSettings {
+        StatusSettings {
+            force_restart_after: Some(Duration::from_secs(mins * 60)),
+            ..StatusSettings::default()
+        }
+    }
+
+    #[test]
+    fn node_transitions() {
+        // #1 Starting: joined, or said starting, within the start-up timeout (60 s).
+        check("", 10.0, "starting");
+        check("0 starting", 10.0, "starting");
+        check(
+            "0 starting, 10 starting, 20 starting, 30 starting, 40 starting, 50 starting",
+            59.999,
+            "starting",
+        );
+        // #8 failed to start: at the start-up timeout, or silent for the lost-contact threshold.
+        check(
+            "0 starting, 10 starting, 20 starting, 30 starting, 40 starting, 50 starting",
+            60.0,
+            "offline/failed_start",
+        );
+        check("0 starting", 14.999, "starting");
+        check("0 starting", 15.0, "offline/failed_start");
+        check("", 15.0, "offline/failed_start");
+        // A new process on a new link restarts the start-up clock; the same link does not.
+        check(
+            "0 starting, 50 disconnect, 52 starting, 62 starting, 72 starting",
+            80.0,
+            "starting",
+        );
+        check(
+            "0 starting, 10 starting, 20 starting, 30 starting, 40 starting, 50 starting, 62 starting",
+            70.0,
+            "offline/failed_start",
+        );
+        // #2 Online, and #9 lost contact exactly at max(3 × 5 s, 15 s) = 15 s of silence.
+        check("0 starting, 5 online", 10.0, "online");
+        check(
+            "0 starting, 5 online, 10 online, 15 online",
+            29.999,
+            "online",
+        );
+        check(
+            "0 starting, 5 online, 10 online, 15 online",
+            30.0,
+            "offline/lost_contact",
+        );
+        check("0 online, 5 disconnect", 14.999, "online");
+        check("0 online, 5 disconnect", 15.0, "offline/lost_contact");
+        check("0 online, 20 online", 21.0, "online");
+        // The threshold follows the heartbeat interval above 5 s, and never drops below 15 s.
+        check_with(heartbeat(10), "0 online", 29.999, "online");
+        check_with(heartbeat(10), "0 online", 30.0, "offline/lost_contact");
+        check_with(heartbeat(1), "0 online", 14.999, "online");
+        check_with(heartbeat(1), "0 online", 15.0, "offline/lost_contact");
+        // #3 Stopping, #6 not running, #7 did not shut down cleanly.
+        check("0 online, 10 stopping", 11.0, "stopping");
+        check("0 online, 10 stopping, 20 stopping", 34.999, "stopping");
+        check(
+            "0 online, 10 stopping, 12 stopped",
+            13.0,
+            "offline/not_running",
+        );
+        check(
+            "0 online, 10 stopping, 12 stopped",
+            9999.0,
+            "offline/not_running",
+        );
+        check(
+            "0 online, 10 stopping, 11 disconnect",
+            11.0,
+            "offline/unclean_shutdown",
+        );
+        check(
+            "0 online, 10 stopping, 12 stopped, 13 disconnect",
+            13.0,
+            "offline/not_running",
+        );
+        check("0 online, 10 stopping", 24.999, "stopping");
+        check("0 online, 10 stopping", 25.0, "offline/unclean_shutdown");
+        // A node that comes back after any offline state is starting again.
+        check(
+            "0 online, 10 stopping, 12 stopped, 20 starting",
+            21.0,
+            "starting",
+        );
+        check(
+            "0 online, 10 stopping, 11 disconnect, 20 starting!",
+            21.0,
+            "starting",
+        );
+        check("0 online, 30 starting", 31.0, "starting");
+        check("0 online, 30 starting, 35 online", 36.0, "online");
+        // #4 Restarting: requested or announced, until the node is back online.
+        check("0 online, 10 restart", 11.0, "restarting");
+        check("0 online, 10 announce", 11.0, "restarting");
+        check(
+            "0 online, 10 restart, 11 stopping, 12 stopped",
+            13.0,
+            "restarting",
+        );
+        check(
+            "0 online, 10 restart, 11 stopping, 12 stopped, 20 starting",
+            21.0,
+            "restarting",
+        );
+        check(
+            "0 online, 10 restart, 11 stopping, 12 stopped, 20 starting, 25 online",
+            26.0,
+            "online",
+        );
+        check(
+            "0 online, 10 announce, 11 stopping, 20 starting, 25 online",
+            26.0,
+            "online",
+        );
+        // An online heartbeat already in flight when the restart was requested does not end it.
+        check("0 online, 10 restart, 10.5 online", 11.0, "restarting");
+        check(
+            "0 online, 10 restart, 10.5 online, 11 stopping, 15 online",
+            16.0,
+            "online",
+        );
+        // A restart requested while the node is not online ends when it comes online.
+        check(
+            "0 online, 5 stopping, 6 stopped, 10 restart, 20 online",
+            21.0,
+            "online",
+        );
+        // While restarting, silence is not lost contact, and a killed stop is not unclean.
+        check(
+            "0 online, 10 restart, 11 stopping, 12 disconnect",
+            200.0,
+            "restarting",
+        );
+        // #5 Restarting unresponsive: more than 5 min after the restart began.
+        check("0 online, 10 restart", 10.0 + 299.0, "restarting");
+        check("0 online, 10 restart", 10.0 + 300.0, "restarting");
+        check(
+            "0 online, 10 restart",
+            10.0 + 300.001,
+            "restarting/unresponsive",
+        );
+        check(
+            "0 online, 10 restart",
+            10.0 + 301.0,
+            "restarting/unresponsive",
+        );
+        check(
+            "0 online, 10 announce",
+            10.0 + 301.0,
+            "restarting/unresponsive",
+        );
+        check(
+            "0 online, 10 restart, 11 stopping, 20 starting",
+            10.0 + 301.0,
+            "restarting/unresponsive",
+        );
+        // Repeating the request does not reset the clock.
+        check(
+            "0 online, 10 restart, 200 restart",
+            10.0 + 301.0,
+            "restarting/unresponsive",
+        );
+        // With Force Restart = 10 min: more than 11 min, and the 5 min rule no longer applies.
+        check_with(
+            force_restart(10),
+            "0 online, 10 restart",
+            10.0 + 301.0,
+            "restarting",
+        );
+        check_with(
+            force_restart(10),
+            "0 online, 10 restart",
+            10.0 + 659.0,
+            "restarting",
+        );
+        check_with(
+            force_restart(10),
+            "0 online, 10 restart",
+            10.0 + 660.0,
+            "restarting",
+        );
+        check_with(
+            force_restart(10),
+            "0 online, 10 restart",
+            10.0 + 661.0,
+            "restarting/unresponsive",
+        );
+        // Coming back online ends even an unresponsive restart.
+        check(
+            "0 online, 10 restart, 11 stopping, 400 starting, 405 online",
+            406.0,
+            "online",
+        );
+    }
+
+    #[test]
+    fn thresholds() {
+        let secs = Duration::from_secs;
+        assert_eq!(lost_contact_threshold(secs(5)), secs(15));
+        assert_eq!(lost_contact_threshold(secs(1)), secs(15));
+        assert_eq!(lost_contact_threshold(secs(6)), secs(18));
+        assert_eq!(restart_unresponsive_after(None), secs(300));
+        assert_eq!(restart_unresponsive_after(Some(secs(600))), secs(660));
+        assert_eq!(restart_unresponsive_after(Some(secs(60))), secs(120));
+    }
+
+    #[test]
+    fn unclean_previous_exit_lasts_for_the_run() {
+        let r = record("0 starting!, 5 online", "1.0");
+        assert!(r.unclean_previous_exit);
+        let r = record("0 starting!, 5 online, 10 stopping, 11 stopped", "1.0");
+        assert!(!r.unclean_previous_exit);
+        let r = record(
+            "0 starting!, 5 online, 10 stopping, 11 disconnect, 20 starting",
+            "1.0",
+        );
+        assert!(!r.unclean_previous_exit);
+    }
+
+    #[test]
+    fn generation_since_moves_only_on_change() {
+        let r = record(
+            "0 starting, 5 online g1, 10 online g1, 20 online g2, 30 online g2, 40 online",
+            "1.0",
+        );
+        assert_eq!(
+            (r.applied_generation, r.generation_since),
+            (Some(2), at(20.0))
+        );
+    }
+
+    /// One node: a script, a version; `cluster_error` marks a node that reports one.
+    struct N(&'static str, &'static str);
+
+    /// Renders the gateway status and the issues as `status | CODE:severity:node ...`, nodes named
+    /// by index.
+    fn gateway(nodes: &[N], now: f64, settings: StatusSettings, context: GatewayContext) -> String {
+        let records: Vec<NodeRecord> = nodes
+            .iter()
+            .map(|N(script, version)| {
+                let (script, cluster_error) = match script.strip_suffix(" cluster_error") {
+                    Some(s) => (s, Some("cannot reach peers".to_owned())),
+                    None => (*script, None),
+                };
+                NodeRecord {
+                    cluster_error,
+                    ..record(script, version)
+                }
+            })
+            .collect();
+        let status = gateway_status(&records, at(now), &settings, context);
+        let index = |id: NodeId| records.iter().position(|r| r.node_id == id).unwrap();
+        let issues: Vec<String> = issues(&records, at(now), &settings, context)
+            .into_iter()
+            .map(|i| {
+                let node = i.node_id.map_or("-".to_owned(), |id| index(id).to_string());
+                format!("{}:{}:{node}", i.code, i.severity.as_str())
+            })
+            .collect();
+        format!("{} | {}", render_status(status), issues.join(" "))
+    }
+
+    #[track_caller]
+    fn check_gateway(nodes: &[N], now: f64, expected: &str) {
+        let actual = gateway(
+            nodes,
+            now,
+            StatusSettings::default(),
+            GatewayContext::default(),
+        );
+        assert_eq!(actual, expected);
+    }
+
+    // Scripts for one node in each state at t = 400 s.
+    const ONLINE: &str = "0 starting, 5 online, 399 online";
+    const STARTING: &str = "0 starting, 395 disconnect, 396 starting";
+    const STOPPING: &str = "0 online, 399 stopping";
+    const RESTARTING: &str = "0 online, 390 restart";
+    const UNRESPONSIVE: &str = "0 online, 10 restart";
+    const NOT_RUNNING: &str = "0 online, 10 stopping, 11 stopped";
+    const UNCLEAN: &str = "0 online, 10 stopping, 11 disconnect";
+    const FAILED_START: &str = "0 starting, 200 starting";
+    const LOST_CONTACT: &str = "0 online, 300 online";
+
+    #[test]
+    fn every_script_is_in_its_state() {
+        let expected = [
+            (ONLINE, "online"),
+            (STARTING, "starting"),
+            (STOPPING, "stopping"),
+            (RESTARTING, "restarting"),
+            (UNRESPONSIVE, "restarting/unresponsive"),
+            (NOT_RUNNING, "offline/not_running"),
+            (UNCLEAN, "offline/unclean_shutdown"),
+            (FAILED_START, "offline/failed_start"),
+            (LOST_CONTACT, "offline/lost_contact"),
+        ];
+        for (script, state) in expected {
+            check(script, 400.0, state);
+        }
+    }
+
+    #[test]
+    fn gateway_status_and_issues() {
+        let t = 400.0;
+        // No node yet.
+        check_gateway(&[], t, "offline/not_running | NO_NODES:warning:-");
+        // All healthy.
+        check_gateway(&[N(ONLINE, "1.0")], t, "online | ");
+        check_gateway(
+            &[N(ONLINE, "1.0"), N(ONLINE, "1.0"), N(ONLINE, "1.0")],
+            t,
+            "online | ",
+        );
+        // Another node offline (any variant) or unresponsive while one is online.
+        check_gateway(
+            &[N(ONLINE, "1.0"), N(ONLINE, "1.0"), N(LOST_CONTACT, "1.0")],
+            t,
+            "cluster_issues | NODE_OFFLINE:warning:2",
+        );
+        check_gateway(
+            &[N(NOT_RUNNING, "1.0"), N(ONLINE, "1.0")],
+            t,
+            "cluster_issues | NODE_OFFLINE:warning:0",
+        );
+        check_gateway(
+            &[N(ONLINE, "1.0"), N(UNCLEAN, "1.0")],
+            t,
+            "cluster_issues | NODE_OFFLINE:warning:1",
+        );
+        check_gateway(
+            &[N(ONLINE, "1.0"), N(FAILED_START, "1.0")],
+            t,
+            "cluster_issues | NODE_OFFLINE:warning:1",
+        );
+        check_gateway(
+            &[N(ONLINE, "1.0"), N(UNRESPONSIVE, "1.0")],
+            t,
+            "cluster_issues | RESTART_TIMED_OUT:error:1",
+        );
+        // Transitional nodes beside an online one do not change the status (rolling restart).
+        check_gateway(
+            &[
+                N(ONLINE, "1.0"),
+                N(RESTARTING, "1.0"),
+                N(STARTING, "1.0"),
+                N(STOPPING, "1.0"),
+            ],
+            t,
+            "online | ",
+        );
+        // A node-reported cluster error.
+        check_gateway(
+            &[
+                N(ONLINE, "1.0"),
+                N("0 starting, 5 online, 399 online cluster_error", "1.0"),
+            ],
+            t,
+            "cluster_issues | ",
+        );
+        // No node online: the most significant state, in the order 5, 4, 3, 1, 9, 7, 8, 6.
+        check_gateway(
+            &[
+                N(NOT_RUNNING, "1.0"),
+                N(STARTING, "1.0"),
+                N(UNRESPONSIVE, "1.0"),
+                N(RESTARTING, "1.0"),
+                N(STOPPING, "1.0"),
+            ],
+            t,
+            "restarting/unresponsive | NODE_OFFLINE:error:0 RESTART_TIMED_OUT:error:2",
+        );
+        check_gateway(
+            &[
+                N(STOPPING, "1.0"),
+                N(RESTARTING, "1.0"),
+                N(STARTING, "1.0"),
+                N(LOST_CONTACT, "1.0"),
+            ],
+            t,
+            "restarting | NODE_OFFLINE:error:3",
+        );
+        check_gateway(
+            &[
+                N(STARTING, "1.0"),
+                N(STOPPING, "1.0"),
+                N(LOST_CONTACT, "1.0"),
+            ],
+            t,
+            "stopping | NODE_OFFLINE:error:2",
+        );
+        check_gateway(
+            &[
+                N(NOT_RUNNING, "1.0"),
+                N(STARTING, "1.0"),
+                N(LOST_CONTACT, "1.0"),
+            ],
+            t,
+            "starting | NODE_OFFLINE:error:0 NODE_OFFLINE:error:2",
+        );
+        check_gateway(
+            &[
+                N(NOT_RUNNING, "1.0"),
+                N(FAILED_START, "1.0"),
+                N(UNCLEAN, "1.0"),
+                N(LOST_CONTACT, "1.0"),
+            ],
+            t,
+            "offline/lost_contact | NODE_OFFLINE:error:0 NODE_OFFLINE:error:1 NODE_OFFLINE:error:2 NODE_OFFLINE:error:3",
+        );
+        check_gateway(
+            &[
+                N(NOT_RUNNING, "1.0"),
+                N(FAILED_START, "1.0"),
+                N(UNCLEAN, "1.0"),
+            ],
+            t,
+            "offline/unclean_shutdown | NODE_OFFLINE:error:0 NODE_OFFLINE:error:1 NODE_OFFLINE:error:2",
+        );
+        check_gateway(
+            &[N(NOT_RUNNING, "1.0"), N(FAILED_START, "1.0")],
+            t,
+            "offline/failed_start | NODE_OFFLINE:error:0 NODE_OFFLINE:error:1",
+        );
+        check_gateway(
+            &[N(NOT_RUNNING, "1.0")],
+            t,
+            "offline/not_running | NODE_OFFLINE:error:0",
+        );
+        // Different runtime versions among live nodes; offline nodes' versions do not count.
+        check_gateway(
+            &[N(ONLINE, "1.0"), N(ONLINE, "1.1")],
+            t,
+            "cluster_issues | VERSION_MISMATCH:warning:-",
+        );
+        check_gateway(
+            &[N(ONLINE, "1.0"), N(STARTING, "1.1")],
+            t,
+            "cluster_issues | VERSION_MISMATCH:warning:-",
+        );
+        check_gateway(
+            &[N(ONLINE, "1.0"), N(NOT_RUNNING, "1.1")],
+            t,
+            "cluster_issues | NODE_OFFLINE:warning:1",
+        );
+        check_gateway(
+            &[N(STARTING, "1.0"), N(STARTING, "1.1")],
+            t,
+            "starting | VERSION_MISMATCH:warning:-",
+        );
+        // A node that started after an unclean exit.
+        check_gateway(
+            &[N("0 starting!, 5 online, 399 online", "1.0")],
+            t,
+            "online | UNCLEAN_PREVIOUS_EXIT:warning:0",
+        );
+    }
+
+    #[test]
+    fn versions_may_differ_during_a_rolling_update() {
+        let nodes = [N(ONLINE, "1.0"), N(ONLINE, "1.1")];
+        let rolling = GatewayContext {
+            rolling_update: true,
+            ..GatewayContext::default()
+        };
+        assert_eq!(
+            gateway(&nodes, 400.0, StatusSettings::default(), rolling),
+            "online | "
+        );
+    }
+
+    #[test]
+    fn deleted_gateways_show_no_issues() {
+        let deleted = GatewayContext {
+            deleted: true,
+            ..GatewayContext::default()
+        };
+        assert_eq!(
+            gateway(&[], 400.0, StatusSettings::default(), deleted),
+            "deleted | "
+        );
+        let nodes = [N(ONLINE, "1.0"), N(LOST_CONTACT, "1.1")];
+        assert_eq!(
+            gateway(&nodes, 400.0, StatusSettings::default(), deleted),
+            "deleted | "
+        );
+    }
+
+    #[test]
+    fn generations_may_differ_for_30_seconds() {
+        // Node 0 applied generation 5 at 100 s; node 1 is still on 4.
+        let a = "0 starting, 5 online g4, 100 online g5";
+        let b = "0 starting, 5 online g4";
+        let heartbeat_until = |s: &str, now: u32| {
+            let beats: String = (10..=now)
+                .step_by(5)
+                .map(|t| format!(", {t} online"))
+                .collect();
+            Box::leak(format!("{s}{beats}").into_boxed_str()) as &'static str
+        };
+        let nodes = |now| {
+            [
+                N(heartbeat_until(a, now), "1.0"),
+                N(heartbeat_until(b, now), "1.0"),
+            ]
+        };
+        check_gateway(&nodes(129), 129.0, "online | ");
+        check_gateway(&nodes(130), 130.0, "online | ");
+        check_gateway(
+            &nodes(131),
+            131.0,
+            "cluster_issues | CONFIG_OUT_OF_SYNC:warning:1",
+        );
+        // Catching up clears it.
+        let caught_up = [
+            N(heartbeat_until(a, 131), "1.0"),
+            N("0 starting, 5 online g4, 131 online g5", "1.0"),
+        ];
+        check_gateway(&caught_up, 131.0, "online | ");
+        // A node that has applied nothing is behind too.
+        let none = [
+            N(heartbeat_until(a, 131), "1.0"),
+            N(heartbeat_until("0 starting, 5 online", 131), "1.0"),
+        ];
+        check_gateway(
+            &none,
+            131.0,
+            "cluster_issues | CONFIG_OUT_OF_SYNC:warning:1",
+        );
+        // Only online nodes count: a starting node has not applied anything yet.
+        let starting = [
+            N(heartbeat_until(a, 131), "1.0"),
+            N("0 starting, 120 disconnect, 125 starting", "1.0"),
+        ];
+        check_gateway(&starting, 131.0, "online | ");
+    }
+
+    #[test]
+    fn head_node_is_the_oldest_live_node() {
+        let settings = StatusSettings::default();
+        let mut old = record(LOST_CONTACT, "1.0");
+        old.joined_at = at(-100.0);
+        let mut middle = record(ONLINE, "1.0");
+        middle.joined_at = at(-50.0);
+        let young = record(ONLINE, "1.0");
+        let nodes = [young.clone(), old.clone(), middle.clone()];
+        assert_eq!(
+            head_node(&nodes, at(400.0), &settings),
+            Some(middle.node_id)
+        );
+        assert_eq!(head_node(&nodes, at(200.0), &settings), Some(old.node_id));
+        assert_eq!(head_node(&[old], at(400.0), &settings), None);
+        assert_eq!(head_node(&[], at(400.0), &settings), None);
+    }
+
+    #[test]
+    fn cluster_issue_reasons() {
+        let mut a = record(ONLINE, "1.0");
+        let b = record(LOST_CONTACT, "1.1");
+        a.cluster_error = Some("split".into());
+        let reasons = cluster_issues(
+            &[a.clone(), b.clone()],
+            at(400.0),
+            &StatusSettings::default(),
+            GatewayContext::default(),
+        );
+        assert_eq!(
+            reasons,
+            [
+                ClusterIssue::NodeDown(b.node_id),
+                ClusterIssue::ClusterError(a.node_id)
+            ]
+        );
+        let no_online = cluster_issues(
+            &[b],
+            at(400.0),
+            &StatusSettings::default(),
+            GatewayContext::default(),
+        );
+        assert!(no_online.is_empty());
+    }
+
+    #[test]
+    fn status_strings_round_trip() {
+        let mut rendered = Vec::new();
+        for state in NodeState::ALL {
+            let s = state.status();
+            assert!(s.is_valid());
+            let variant = s.variant.map(StatusVariant::as_str);
+            assert_eq!(GatewayStatus::parse(s.state.as_str(), variant), Some(s));
+            rendered.push(format!(
+                "{:<26} {:<14} {}",
+                render_status(s),
+                s.coarse().as_str(),
+                s.label()
+            ));
+        }
+        for s in [GatewayStatus::CLUSTER_ISSUES, GatewayStatus::DELETED] {
+            assert_eq!(GatewayStatus::parse(s.state.as_str(), None), Some(s));
+            rendered.push(format!(
+                "{:<26} {:<14} {}",
+                render_status(s),
+                s.coarse().as_str(),
+                s.label()
+            ));
+        }
+        expect_test::expect![[r#"
+            starting                   offline        Starting
+            online                     online         Online
+            stopping                   offline        Stopping
+            restarting                 offline        Restarting
+            restarting/unresponsive    offline        Restarting (unresponsive)
+            offline/not_running        offline        Offline (not running)
+            offline/unclean_shutdown   offline        Offline (did not shut down cleanly)
+            offline/failed_start       offline        Offline (failed to start)
+            offline/lost_contact       offline        Offline (stopped communicating)
+            cluster_issues             cluster_issues Cluster Issues
+            deleted                    offline        Deleted"#]]
+        .assert_eq(&rendered.join("\n"));
+        // Combinations the SPEC does not have are refused.
+        assert_eq!(GatewayStatus::parse("online", Some("lost_contact")), None);
+        assert_eq!(GatewayStatus::parse("offline", None), None);
+        assert_eq!(
+            GatewayStatus::parse("restarting", Some("not_running")),
+            None
+        );
+        assert_eq!(GatewayStatus::parse("asleep", None), None);
+        assert_eq!(GatewayStatus::parse("offline", Some("asleep")), None);
+    }
+}
