@@ -18,7 +18,10 @@
 use std::collections::HashMap;
 
 use crate::entity::{Api, ApiType, Deployment, EnvironmentPaths};
+use thiserror::Error;
+
 use crate::id::{ApiId, EnvironmentId};
+use crate::paths::path_field;
 
 /// The stable error code of a refused change that would create a conflict.
 pub const API_PATH_CONFLICT: &str = "API_PATH_CONFLICT";
@@ -101,6 +104,10 @@ pub struct RouteOwner {
 pub struct Conflict {
     /// The shared prefix, normalised, without leading `/`.
     pub prefix: String,
+    /// The input field that decides the proposed side's prefix: `custom_path` when it has one,
+    /// else, for a change of environment paths, the path of its API type (`rest_path`, …), and
+    /// for a deployment, `base_path`.
+    pub field: &'static str,
     /// The deployment touched by the proposed change (or, from [`all_conflicts`], the first of
     /// the pair in input order).
     pub proposed: RouteOwner,
@@ -122,11 +129,52 @@ impl Conflict {
     }
 }
 
+/// A refused change: it would create the listed conflicts (`API_PATH_CONFLICT`).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("{}", self.message())]
+pub struct ApiPathConflictError {
+    /// Never empty.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl ApiPathConflictError {
+    pub fn code(&self) -> &'static str {
+        API_PATH_CONFLICT
+    }
+
+    /// The field of the first conflict.
+    pub fn field(&self) -> &'static str {
+        self.conflicts.first().map_or("paths", |c| c.field)
+    }
+
+    /// All conflicts, one per line.
+    pub fn message(&self) -> String {
+        let lines: Vec<String> = self.conflicts.iter().map(Conflict::message).collect();
+        lines.join("\n")
+    }
+}
+
+/// [`find_conflicts`] as a check: `Err` naming every conflict when there is one.
+pub fn check_change(
+    environments: &[GatewayEnvironment],
+    deployments: &[DeployedApi],
+    change: ProposedChange<'_>,
+) -> Result<(), ApiPathConflictError> {
+    let conflicts = find_conflicts(environments, deployments, change);
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiPathConflictError { conflicts })
+    }
+}
+
 struct Route {
     prefix: String,
     owner: RouteOwner,
     /// Whether the proposed change touches this deployment.
     touched: bool,
+    /// See [`Conflict::field`].
+    field: &'static str,
 }
 
 /// The conflicts a proposed change would create on a gateway, given its current environments and
@@ -180,6 +228,11 @@ pub fn find_conflicts(
                     environment_name: (*env_name).to_owned(),
                 },
                 touched: is_touched(d),
+                field: match (change, &d.custom_path) {
+                    (_, Some(_)) => "custom_path",
+                    (ProposedChange::EnvironmentPaths { .. }, None) => path_field(d.api_type),
+                    (ProposedChange::Deployment(_), None) => "base_path",
+                },
             })
         })
         .collect();
@@ -212,6 +265,11 @@ pub fn all_conflicts(
                     environment_name: env.name.clone(),
                 },
                 touched: true,
+                field: if d.custom_path.is_some() {
+                    "custom_path"
+                } else {
+                    "base_path"
+                },
             })
         })
         .collect();
@@ -242,6 +300,7 @@ fn conflicts_in(routes: &[Route], touched_only: bool) -> Vec<Conflict> {
             }
             conflicts.push(Conflict {
                 prefix: r.prefix.clone(),
+                field: r.field,
                 proposed: r.owner.clone(),
                 existing: other.owner.clone(),
             });
@@ -508,6 +567,55 @@ mod tests {
         assert_eq!(
             render(&find_conflicts(&f.envs, &f.deployments, change)),
             ["Q@B vs P@A /a/b/c/x", "Q@B vs R@C /a/b/c/x"]
+        );
+    }
+
+    #[test]
+    fn conflicts_name_the_field_that_decides_the_prefix() {
+        let mut f = Fixture::new(&[("A", "ws/rest"), ("B", "ws")]);
+        f.deploy("Orders", "A", "x");
+        let fields = |f: &Fixture, change| -> Vec<&'static str> {
+            find_conflicts(&f.envs, &f.deployments, change)
+                .iter()
+                .map(|c| c.field)
+                .collect()
+        };
+        let by_base = f.api("New", "B", "rest/x", None);
+        assert_eq!(
+            fields(&f, ProposedChange::Deployment(&by_base)),
+            ["base_path"]
+        );
+        let by_custom = f.api("New", "B", "y", Some("ws/rest/x"));
+        assert_eq!(
+            fields(&f, ProposedChange::Deployment(&by_custom)),
+            ["custom_path"]
+        );
+        let mut soap = f.api("Soapy", "B", "x", None);
+        soap.api_type = ApiType::Soap;
+        f.deployments.push(soap);
+        let paths = EnvironmentPaths {
+            soap: "ws/rest".into(),
+            ..env_paths("b")
+        };
+        let change = ProposedChange::EnvironmentPaths {
+            environment_id: f.env_id("B"),
+            environment_name: "B",
+            paths: &paths,
+        };
+        assert_eq!(fields(&f, change), ["soap_path"]);
+        let err = check_change(&f.envs, &f.deployments, change).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field()),
+            ("API_PATH_CONFLICT", "soap_path")
+        );
+        let unrelated = f.api("Z", "A", "z", None);
+        assert!(
+            check_change(
+                &f.envs,
+                &f.deployments,
+                ProposedChange::Deployment(&unrelated)
+            )
+            .is_ok()
         );
     }
 
