@@ -75,6 +75,12 @@ pub fn route_prefix(
     }
 }
 
+/// The URL at which a deployment is reached, as shown on the Environment Configuration page:
+/// `gateway URL / prefix`, e.g. `https://gw.example.com/ws/rest/orders/v1`.
+pub fn example_url(gateway_url: &str, prefix: &str) -> String {
+    format!("{}/{}", gateway_url.trim_end_matches('/'), prefix)
+}
+
 /// A proposed change to a gateway's routing, checked before it is saved.
 #[derive(Clone, Copy, Debug)]
 pub enum ProposedChange<'a> {
@@ -616,6 +622,24 @@ mod tests {
                 ProposedChange::Deployment(&unrelated)
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn example_urls() {
+        let paths = EnvironmentPaths::default();
+        let prefix = route_prefix(&paths, ApiType::Soap12, "orders/v1", None);
+        assert_eq!(
+            example_url("https://gw.example.com", &prefix),
+            "https://gw.example.com/ws/soap12/orders/v1"
+        );
+        assert_eq!(
+            example_url("http://0.0.0.0:8077/", "shop"),
+            "http://0.0.0.0:8077/shop"
+        );
+        assert_eq!(
+            route_prefix(&paths, ApiType::Rest, "x", Some("custom/x")),
+            "custom/x"
         );
     }
 

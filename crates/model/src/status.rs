@@ -89,7 +89,8 @@ impl ReportedState {
     }
 }
 
-/// Something that happened to a node, as the platform sees it.
+/// Something that happened to a node, as the platform sees it. The time passed with it to
+/// [`NodeRecord::apply`] is the platform's clock when it saw the event, never the node's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeEvent {
     /// A message from the node (join, heartbeat, state change) with its current state and the
@@ -158,9 +159,13 @@ impl NodeRecord {
         }
     }
 
-    /// Folds one event that happened `at` into the record.
+    /// Folds one event that happened `at` into the record. A message older than the last one
+    /// (delivered late, e.g. through another platform process) is stale and ignored, so that it
+    /// cannot move the node back to an earlier state.
     pub fn apply(&mut self, event: NodeEvent, at: Timestamp) {
         match event {
+            NodeEvent::Reported { .. } | NodeEvent::RestartAnnounced
+                if at < self.last_message_at => {}
             NodeEvent::Reported {
                 state,
                 applied_generation,
@@ -1165,6 +1170,13 @@ mod tests {
             10.0 + 661.0,
             "restarting/unresponsive",
         );
+        // A message older than the last one is stale and ignored.
+        check(
+            "0 online, 10 stopping, 12 stopped, 11 online",
+            13.0,
+            "offline/not_running",
+        );
+        check("0 online, 10 online, 5 stopping", 11.0, "online");
         // Coming back online ends even an unresponsive restart.
         check(
             "0 online, 10 restart, 11 stopping, 400 starting, 405 online",
