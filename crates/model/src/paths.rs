@@ -90,7 +90,8 @@ impl PathSyntaxError {
 /// Validates one path and returns its normal form (see the module documentation).
 ///
 /// Checks run in a fixed order so that one input always yields the same error: empty, spaces,
-/// leading slash, trailing slash, consecutive slashes, malformed escapes, relative segments.
+/// leading slash, trailing slash, consecutive slashes, then escapes from left to right (malformed,
+/// or escaped whitespace), and relative segments last.
 pub fn normalize_path(raw: &str) -> Result<String, PathSyntaxError> {
     if raw.trim().is_empty() {
         return Err(PathSyntaxError::Empty);
@@ -108,6 +109,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathSyntaxError> {
         return Err(PathSyntaxError::ConsecutiveSlashes);
     }
     let mut out = String::with_capacity(raw.len());
+    let mut relative = false;
     for (i, segment) in raw.split('/').enumerate() {
         if i > 0 {
             out.push('/');
@@ -115,9 +117,10 @@ pub fn normalize_path(raw: &str) -> Result<String, PathSyntaxError> {
         let start = out.len();
         normalize_segment(segment, &mut out)?;
         let normalised = &out[start..];
-        if normalised == "." || normalised == ".." {
-            return Err(PathSyntaxError::Relative);
-        }
+        relative |= normalised == "." || normalised == "..";
+    }
+    if relative {
+        return Err(PathSyntaxError::Relative);
     }
     Ok(out)
 }
@@ -424,6 +427,12 @@ mod tests {
         check("%2e", "!ENVIRONMENT_PATH_RELATIVE");
         check("ws/%2E%2e/x", "!ENVIRONMENT_PATH_RELATIVE");
         check("ws/.%2e", "!ENVIRONMENT_PATH_RELATIVE");
+        // The order of the checks decides between several errors.
+        check("/a b", "!ENVIRONMENT_PATH_SPACES");
+        check("/a/", "!ENVIRONMENT_PATH_LEADING_SLASH");
+        check("a//b/", "!ENVIRONMENT_PATH_TRAILING_SLASH");
+        check("../a%zz", "!ENVIRONMENT_PATH_INVALID_ENCODED");
+        check("../a%20", "!ENVIRONMENT_PATH_SPACES");
     }
 
     #[test]
