@@ -451,6 +451,34 @@ mod tests {
     }
 
     #[test]
+    fn every_path_code() {
+        use PathSyntaxError::*;
+        let all = [
+            Empty,
+            LeadingSlash,
+            TrailingSlash,
+            Spaces,
+            ConsecutiveSlashes,
+            Relative,
+            InvalidEncoded,
+        ];
+        let codes: Vec<String> = [PathKind::Environment, PathKind::ApiBase, PathKind::Custom]
+            .into_iter()
+            .map(|kind| {
+                all.iter()
+                    .map(|e| e.code(kind))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        expect_test::expect![[r#"
+            ENVIRONMENT_PATH_EMPTY ENVIRONMENT_PATH_LEADING_SLASH ENVIRONMENT_PATH_TRAILING_SLASH ENVIRONMENT_PATH_SPACES ENVIRONMENT_PATH_CONSECUTIVE_SLASHES ENVIRONMENT_PATH_RELATIVE ENVIRONMENT_PATH_INVALID_ENCODED
+            API_BASE_PATH_EMPTY API_BASE_PATH_LEADING_SLASH API_BASE_PATH_TRAILING_SLASH API_BASE_PATH_SPACES API_BASE_PATH_CONSECUTIVE_SLASHES API_BASE_PATH_RELATIVE API_BASE_PATH_INVALID_ENCODED
+            CUSTOM_PATH_EMPTY CUSTOM_PATH_LEADING_SLASH CUSTOM_PATH_TRAILING_SLASH CUSTOM_PATH_SPACES CUSTOM_PATH_CONSECUTIVE_SLASHES CUSTOM_PATH_RELATIVE CUSTOM_PATH_INVALID_ENCODED"#]]
+        .assert_eq(&codes.join("\n"));
+    }
+
+    #[test]
     fn codes_per_kind() {
         let e = PathSyntaxError::TrailingSlash;
         assert_eq!(
