@@ -1,1 +1,326 @@
 //! Persistence: one Store API over SQLite (default) and PostgreSQL.
+//!
+//! # Design
+//!
+//! [`Store`] holds an enum over the two sqlx pools ([`Backend`]) instead of sqlx's `Any`
+//! driver. Each method's body is written once inside [`with_conn!`] or [`with_tx!`], which
+//! expand it per backend, so every query is compiled against the concrete driver: native
+//! type mapping (no `Any` value conversion per column, no lost `BOOLEAN`/`BIGINT`
+//! distinctions), backend-specific transaction starts (`BEGIN IMMEDIATE` on SQLite, so a
+//! read-then-write transaction never fails to upgrade its lock), and errors that keep their
+//! backend codes for [`StoreError`] mapping. The SQL text itself is shared: `$n`
+//! placeholders, `RETURNING`, partial and expression indexes and composite foreign keys
+//! mean the same on both, so there is one portable migration set (`migrations/`); it can
+//! be split per backend later without changing checksums of already applied files.
+//!
+//! Values: ids are TEXT UUIDs, instants are BIGINT milliseconds ([`model::Timestamp`]),
+//! flags BOOLEAN, settings JSON in TEXT. Rows decode by position ([`rows`]).
+//!
+//! Tenancy: every method on tenant data takes the [`AccountId`] and puts it in the `WHERE`
+//! clause, so an object of another account is [`StoreError::NotFound`] exactly like a
+//! missing one; composite foreign keys `(id, account_id)` stop cross-account references.
+//!
+//! Audit: every mutation takes an [`Audit`] and commits the change and its audit record in
+//! one transaction; the audit's `at` is also the time recorded for the change. Telemetry
+//! written by the link server and the status job (node reports, issues, status, generation
+//! bumps) is not audited: nobody decided it.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+#[macro_use]
+mod rows;
+mod accounts;
+mod apis;
+mod audit;
+mod environments;
+mod error;
+mod gateways;
+mod json;
+pub mod seed;
+mod types;
+
+pub use audit::{Actor, Audit, AuditRecord, AuditResult, Target};
+pub use error::{Checked, Conflict, StoreError};
+pub use types::*;
+
+/// Runs `$body` once per backend with `$c` bound to a pooled connection (use `&mut *$c`).
+macro_rules! with_conn {
+    ($store:expr, |$c:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite(pool) => {
+                let mut $c = pool.acquire().await.map_err($crate::StoreError::from)?;
+                $body
+            }
+            $crate::Backend::Postgres(pool) => {
+                let mut $c = pool.acquire().await.map_err($crate::StoreError::from)?;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` once per backend inside a write transaction bound to `$c` (use `&mut *$c`).
+/// The transaction commits when `$body` completes; an early return (`?`) drops it, which
+/// rolls back, so a failed mutation leaves neither a half-write nor an audit record.
+macro_rules! with_tx {
+    ($store:expr, |$c:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite(pool) => {
+                // IMMEDIATE takes the write lock up front: a deferred transaction that reads
+                // and then writes can fail with SQLITE_BUSY instead of waiting.
+                let mut $c = pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err($crate::StoreError::from)?;
+                let out = $body;
+                $c.commit().await.map_err($crate::StoreError::from)?;
+                out
+            }
+            $crate::Backend::Postgres(pool) => {
+                let mut $c = pool.begin().await.map_err($crate::StoreError::from)?;
+                let out = $body;
+                $c.commit().await.map_err($crate::StoreError::from)?;
+                out
+            }
+        }
+    };
+}
+
+/// Writes one audit record on `$c` and evaluates to the [`AuditRecord`].
+macro_rules! insert_audit {
+    ($c:ident, $account:expr, $audit:expr, $result:expr) => {{
+        let rec = $crate::audit::record($account, $audit, $result);
+        sqlx::query(
+            "INSERT INTO audit_records (id, account_id, actor_kind, actor_id, action, \
+             target_kind, target_id, result, details, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(rec.id.to_string())
+        .bind(rec.account_id.map(|a| a.to_string()))
+        .bind(rec.actor.kind())
+        .bind(rec.actor.id())
+        .bind(rec.action.clone())
+        .bind(rec.target.as_ref().map(|t| t.kind.clone()))
+        .bind(rec.target.as_ref().and_then(|t| t.id.clone()))
+        .bind(rec.result.as_str())
+        .bind(rec.details.to_string())
+        .bind(rec.at.0)
+        .execute(&mut *$c)
+        .await?;
+        rec
+    }};
+}
+
+/// Reads the [`GatewayRoutes`] of `$gateway` on `$c` (inside the caller's transaction when
+/// `$c` is one, so a check sees exactly what the change commits against).
+macro_rules! load_routes {
+    ($c:ident, $account:expr, $gateway:expr) => {{
+        let account: model::AccountId = $account;
+        let gateway: model::GatewayId = $gateway;
+        let env_rows = sqlx::query(concat!(
+            "SELECT ",
+            environment_cols!(),
+            " FROM environments e WHERE e.gateway_id = $1 AND e.account_id = $2 ORDER BY e.id"
+        ))
+        .bind($crate::s(gateway))
+        .bind($crate::s(account))
+        .fetch_all(&mut *$c)
+        .await?;
+        let mut environments = Vec::with_capacity(env_rows.len());
+        for r in &env_rows {
+            environments.push($crate::rows::environment(&mut $crate::rows::Cur::new(r))?);
+        }
+        let dep_rows = sqlx::query(concat!(
+            "SELECT ",
+            deployment_cols!(),
+            ", ",
+            api_cols!(),
+            " FROM deployments d JOIN apis a ON a.id = d.api_id \
+             JOIN environments e ON e.id = d.environment_id \
+             WHERE e.gateway_id = $1 AND d.account_id = $2 ORDER BY d.id"
+        ))
+        .bind($crate::s(gateway))
+        .bind($crate::s(account))
+        .fetch_all(&mut *$c)
+        .await?;
+        let mut deployments = Vec::with_capacity(dep_rows.len());
+        for r in &dep_rows {
+            let mut cur = $crate::rows::Cur::new(r);
+            let deployment = $crate::rows::deployment(&mut cur)?;
+            let api = $crate::rows::api(&mut cur)?;
+            if let Some(env) = environments
+                .iter()
+                .find(|e| e.id == deployment.environment_id)
+            {
+                deployments.push($crate::RouteEntry {
+                    environment_name: env.name.clone(),
+                    environment_paths: env.paths.clone(),
+                    deployment,
+                    api,
+                });
+            }
+        }
+        $crate::GatewayRoutes {
+            gateway_id: gateway,
+            environments,
+            deployments,
+        }
+    }};
+}
+
+/// Locks a non-deleted gateway row of the account for the rest of the transaction
+/// (a no-op update: a row lock on PostgreSQL; SQLite already holds the write lock), so
+/// concurrent checked changes on one gateway serialize. `NotFound` when it is not live.
+macro_rules! lock_gateway {
+    ($c:ident, $account:expr, $gateway:expr) => {{
+        let done = sqlx::query(
+            "UPDATE gateways SET config_generation = config_generation \
+             WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL",
+        )
+        .bind($crate::s($gateway))
+        .bind($crate::s($account))
+        .execute(&mut *$c)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err($crate::StoreError::NotFound.into());
+        }
+    }};
+}
+
+pub(crate) use {insert_audit, load_routes, lock_gateway, with_conn, with_tx};
+
+/// The two backends. Pools are reference-counted, so cloning a [`Store`] is cheap.
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Which database a [`Store`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+/// Tuning of a [`Store`]; the defaults suit one platform process.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    /// How long an operation waits for a connection before answering
+    /// [`StoreError::Unavailable`]. Short, so a database that is down answers fast.
+    pub acquire_timeout: Duration,
+    /// How long SQLite waits for another writer before giving up.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The persistence API of the platform. See the crate documentation for the design.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) backend: Backend,
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://PATH`, `sqlite::memory:` or `postgres://…`)
+    /// and applies the embedded migrations. A SQLite file is created when missing.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL with NORMAL is durable across application crashes and consistent
+                // across power loss; FULL would fsync every commit.
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(options.sqlite_busy_timeout);
+            let mut pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout);
+            if memory {
+                // Each connection to `:memory:` is its own database: keep exactly one, forever.
+                pool = pool
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+            let pool = pool.connect_with(connect).await?;
+            MIGRATOR.run(&pool).await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect =
+                PgConnectOptions::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            MIGRATOR.run(&pool).await?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::Config(
+                "database URL must start with sqlite: or postgres:".into(),
+            ));
+        };
+        Ok(Store { backend })
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// Checks that the database answers (readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_conn!(self, |c| {
+            sqlx::query("SELECT 1").execute(&mut *c).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes every connection; later calls answer [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(p) => p.close().await,
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Formats an id for a TEXT column.
+pub(crate) fn s<T: ToString>(id: T) -> String {
+    id.to_string()
+}
+
+/// Maps "no row" to [`StoreError::NotFound`].
+pub(crate) fn found<T>(v: Option<T>) -> Result<T, StoreError> {
+    v.ok_or(StoreError::NotFound)
+}
+
+/// The platform shares one store between all request handlers.
+const _: () = {
+    const fn check<T: Send + Sync + Clone>() {}
+    check::<Store>();
+};

@@ -1,0 +1,177 @@
+//! `StoreError`: what a caller of the store can act on, mapped from both backends' errors.
+
+use std::fmt;
+
+/// Why a store operation failed. The platform maps `NotFound` to 404, `Conflict` to 409 and
+/// `Unavailable` to 503; everything else is a 500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist, or belongs to another account (indistinguishable on purpose).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or reference rule of the schema refused the change.
+    #[error("conflict: {what}")]
+    Conflict { what: Conflict },
+    /// The database cannot be reached right now (refused, timed out, pool exhausted, busy).
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database URL or options are not usable.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    /// A stored value could not be decoded into its model type.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// Any other database error; a bug or an operational problem, never the caller's input.
+    #[error("internal database error")]
+    Internal(#[source] sqlx::Error),
+}
+
+/// The named rule a conflicting change broke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Conflict {
+    AccountName,
+    UserEmail,
+    GatewayName,
+    EnvironmentName,
+    ApiNameVersion,
+    /// The API is already deployed to the environment.
+    AlreadyDeployed,
+    TokenHash,
+    /// A node id already registered in another account.
+    NodeId,
+    /// A referenced object is missing, or the object is still referenced.
+    Reference,
+    /// Another uniqueness rule, by index or constraint name.
+    Other(String),
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Conflict::AccountName => f.write_str("account name already in use"),
+            Conflict::UserEmail => f.write_str("e-mail address already in use"),
+            Conflict::GatewayName => f.write_str("gateway name already in use"),
+            Conflict::EnvironmentName => f.write_str("environment name already in use"),
+            Conflict::ApiNameVersion => f.write_str("an API with this name and version exists"),
+            Conflict::AlreadyDeployed => {
+                f.write_str("the API is already deployed to the environment")
+            }
+            Conflict::TokenHash => f.write_str("token already exists"),
+            Conflict::NodeId => f.write_str("node id belongs to another account"),
+            Conflict::Reference => f.write_str("referenced object is missing or still in use"),
+            Conflict::Other(name) => write!(f, "unique rule {name} violated"),
+        }
+    }
+}
+
+/// Unique indexes by name (PostgreSQL reports the name; SQLite reports it for expression
+/// indexes and `table.column` lists otherwise, so both spellings are listed).
+const UNIQUE_RULES: &[(&[&str], fn() -> Conflict)] = &[
+    (&["accounts_name_key"], || Conflict::AccountName),
+    (&["users_email_key"], || Conflict::UserEmail),
+    (&["gateways_name_key"], || Conflict::GatewayName),
+    (&["environments_name_key"], || Conflict::EnvironmentName),
+    (&["apis_name_version_key"], || Conflict::ApiNameVersion),
+    (
+        &["deployments_api_environment_key", "deployments.api_id"],
+        || Conflict::AlreadyDeployed,
+    ),
+    (
+        &[
+            "api_tokens_hash_key",
+            "api_tokens.token_hash",
+            "install_tokens_hash_key",
+            "install_tokens.token_hash",
+            "node_credentials_hash_key",
+            "node_credentials.token_hash",
+        ],
+        || Conflict::TokenHash,
+    ),
+];
+
+fn unique_conflict(db: &dyn sqlx::error::DatabaseError) -> Conflict {
+    let text = db.constraint().unwrap_or_else(|| db.message());
+    UNIQUE_RULES
+        .iter()
+        .find(|(names, _)| names.iter().any(|n| text.contains(n)))
+        .map(|(_, make)| make())
+        .unwrap_or_else(|| Conflict::Other(text.to_owned()))
+}
+
+/// PostgreSQL SQLSTATE classes and SQLite codes that mean "try again later", not "bug".
+fn is_unavailable_code(code: &str) -> bool {
+    // 08: connection exception; 53: insufficient resources; 57P0x: operator intervention
+    // (shutdown, crash); 5 and 6 (+ extended 261, 517, 262): SQLITE_BUSY / SQLITE_LOCKED.
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || matches!(code, "5" | "6" | "261" | "517" | "262")
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::error::ErrorKind;
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(ref db) => match db.kind() {
+                ErrorKind::UniqueViolation => StoreError::Conflict {
+                    what: unique_conflict(db.as_ref()),
+                },
+                ErrorKind::ForeignKeyViolation => StoreError::Conflict {
+                    what: Conflict::Reference,
+                },
+                _ if db.code().is_some_and(|c| is_unavailable_code(&c)) => {
+                    StoreError::Unavailable(e)
+                }
+                _ => StoreError::Internal(e),
+            },
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            sqlx::Error::Configuration(ref c) => StoreError::Config(c.to_string()),
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Internal(e),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+            other => StoreError::Corrupt(format!("migrations: {other}")),
+        }
+    }
+}
+
+/// The result of a change guarded by a caller-supplied rule check, run inside the store's
+/// transaction so the rule sees exactly the state the change is committed against.
+#[derive(Debug, thiserror::Error)]
+pub enum Checked<E> {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The check refused the change; nothing was written.
+    #[error("change refused by check")]
+    Rejected(E),
+}
+
+impl<E> From<sqlx::Error> for Checked<E> {
+    fn from(e: sqlx::Error) -> Self {
+        Checked::Store(StoreError::from(e))
+    }
+}
+
+impl<E> Checked<E> {
+    /// The store error, if this is one; handy in tests and for callers whose check cannot fail.
+    pub fn into_store(self) -> Option<StoreError> {
+        match self {
+            Checked::Store(e) => Some(e),
+            Checked::Rejected(_) => None,
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Decoding rows of either backend into model values, by column position.
+//!
+//! Every entity has one column-list macro (`gateway_cols!()` …) with a fixed table alias, and
+//! one decoder reading those columns in order through a [`Cur`]. Joins concatenate lists and
+//! decode entity after entity from one cursor, so no column needs a name or an alias.
+//! `RETURNING` uses the `(bare)` form: SQLite does not resolve table aliases there.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use model::*;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+
+use crate::audit::{Actor, AuditRecord, AuditResult, Target};
+use crate::error::StoreError;
+use crate::types::*;
+
+/// The three column types the schema uses, read from either backend's row.
+pub(crate) trait Get {
+    fn text(&self, i: usize) -> Result<Option<String>, sqlx::Error>;
+    fn int(&self, i: usize) -> Result<Option<i64>, sqlx::Error>;
+    fn boolean(&self, i: usize) -> Result<Option<bool>, sqlx::Error>;
+}
+
+macro_rules! impl_get {
+    ($row:ty) => {
+        impl Get for $row {
+            fn text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
+                self.try_get(i)
+            }
+            fn int(&self, i: usize) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(i)
+            }
+            fn boolean(&self, i: usize) -> Result<Option<bool>, sqlx::Error> {
+                self.try_get(i)
+            }
+        }
+    };
+}
+impl_get!(SqliteRow);
+impl_get!(PgRow);
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// A read position in a row.
+pub(crate) struct Cur<'r, R> {
+    row: &'r R,
+    i: usize,
+}
+
+impl<'r, R: Get> Cur<'r, R> {
+    pub(crate) fn new(row: &'r R) -> Self {
+        Self { row, i: 0 }
+    }
+
+    fn next(&mut self) -> usize {
+        self.i += 1;
+        self.i - 1
+    }
+
+    pub(crate) fn opt_text(&mut self) -> Result<Option<String>, StoreError> {
+        let i = self.next();
+        self.row.text(i).map_err(StoreError::from)
+    }
+
+    pub(crate) fn text(&mut self) -> Result<String, StoreError> {
+        let i = self.i;
+        self.opt_text()?
+            .ok_or_else(|| corrupt(format!("column {i} is unexpectedly NULL")))
+    }
+
+    pub(crate) fn opt_int(&mut self) -> Result<Option<i64>, StoreError> {
+        let i = self.next();
+        self.row.int(i).map_err(StoreError::from)
+    }
+
+    pub(crate) fn int(&mut self) -> Result<i64, StoreError> {
+        let i = self.i;
+        self.opt_int()?
+            .ok_or_else(|| corrupt(format!("column {i} is unexpectedly NULL")))
+    }
+
+    pub(crate) fn boolean(&mut self) -> Result<bool, StoreError> {
+        let i = self.next();
+        self.row
+            .boolean(i)
+            .map_err(StoreError::from)?
+            .ok_or_else(|| corrupt(format!("column {i} is unexpectedly NULL")))
+    }
+
+    pub(crate) fn id<T: FromStr>(&mut self) -> Result<T, StoreError> {
+        let s = self.text()?;
+        s.parse().map_err(|_| corrupt(format!("bad id {s:?}")))
+    }
+
+    pub(crate) fn opt_id<T: FromStr>(&mut self) -> Result<Option<T>, StoreError> {
+        match self.opt_text()? {
+            None => Ok(None),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| corrupt(format!("bad id {s:?}"))),
+        }
+    }
+
+    pub(crate) fn ts(&mut self) -> Result<Timestamp, StoreError> {
+        self.int().map(Timestamp)
+    }
+
+    pub(crate) fn opt_ts(&mut self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.opt_int()?.map(Timestamp))
+    }
+
+    pub(crate) fn opt_u64(&mut self) -> Result<Option<u64>, StoreError> {
+        self.opt_int()?
+            .map(|v| u64::try_from(v).map_err(|_| corrupt(format!("negative counter {v}"))))
+            .transpose()
+    }
+
+    pub(crate) fn json(&mut self) -> Result<serde_json::Value, StoreError> {
+        let s = self.text()?;
+        serde_json::from_str(&s).map_err(corrupt)
+    }
+}
+
+macro_rules! account_cols {
+    () => {
+        "ac.id, ac.name, ac.created_at"
+    };
+    (bare) => {
+        "id, name, created_at"
+    };
+}
+macro_rules! user_cols {
+    () => {
+        "u.id, u.account_id, u.name, u.email, u.role, u.platform_admin, u.created_at"
+    };
+    (bare) => {
+        "id, account_id, name, email, role, platform_admin, created_at"
+    };
+}
+macro_rules! token_cols {
+    () => {
+        "t.id, t.user_id, t.name, t.prefix, t.created_at, t.expires_at, t.revoked_at"
+    };
+    (bare) => {
+        "id, user_id, name, prefix, created_at, expires_at, revoked_at"
+    };
+}
+macro_rules! install_token_cols {
+    () => {
+        "it.id, it.account_id, it.created_by, it.created_at, it.expires_at, it.revoked_at"
+    };
+    (bare) => {
+        "id, account_id, created_by, created_at, expires_at, revoked_at"
+    };
+}
+macro_rules! credential_cols {
+    () => {
+        "nc.id, nc.account_id, nc.gateway_id, nc.node_id, nc.created_at, nc.revoked_at"
+    };
+    (bare) => {
+        "id, account_id, gateway_id, node_id, created_at, revoked_at"
+    };
+}
+macro_rules! gateway_cols {
+    () => {
+        "g.id, g.account_id, g.name, g.public_url, g.bind_address, g.settings, g.created_at, \
+         g.deleted_at, g.status_state, g.status_variant, g.status_since"
+    };
+    (bare) => {
+        "id, account_id, name, public_url, bind_address, settings, created_at, \
+         deleted_at, status_state, status_variant, status_since"
+    };
+}
+macro_rules! node_cols {
+    () => {
+        "n.id, n.gateway_id, n.host_name, n.address, n.version, n.joined_at, n.last_seen, \
+         n.applied_generation, n.reported_state"
+    };
+    (bare) => {
+        "id, gateway_id, host_name, address, version, joined_at, last_seen, \
+         applied_generation, reported_state"
+    };
+}
+macro_rules! environment_cols {
+    () => {
+        "e.id, e.account_id, e.name, e.classification, e.gateway_id, e.path_rest, e.path_soap, \
+         e.path_soap12, e.path_odata, e.created_at"
+    };
+    (bare) => {
+        "id, account_id, name, classification, gateway_id, path_rest, path_soap, \
+         path_soap12, path_odata, created_at"
+    };
+}
+macro_rules! api_cols {
+    () => {
+        "a.id, a.account_id, a.name, a.version, a.api_type, a.base_path, a.upstream_targets, \
+         a.health_check_url, a.execution, a.created_at"
+    };
+    (bare) => {
+        "id, account_id, name, version, api_type, base_path, upstream_targets, \
+         health_check_url, execution, created_at"
+    };
+}
+macro_rules! deployment_cols {
+    () => {
+        "d.id, d.api_id, d.environment_id, d.custom_path, d.status, d.created_at"
+    };
+    (bare) => {
+        "id, api_id, environment_id, custom_path, status, created_at"
+    };
+}
+macro_rules! issue_cols {
+    () => {
+        "i.id, i.gateway_id, i.node_id, i.code, i.severity, i.message, i.details, i.first_seen, \
+         i.last_seen, i.cleared_at"
+    };
+    (bare) => {
+        "id, gateway_id, node_id, code, severity, message, details, first_seen, \
+         last_seen, cleared_at"
+    };
+}
+macro_rules! audit_cols {
+    () => {
+        "ar.id, ar.account_id, ar.actor_kind, ar.actor_id, ar.action, ar.target_kind, \
+         ar.target_id, ar.result, ar.details, ar.at"
+    };
+    (bare) => {
+        "id, account_id, actor_kind, actor_id, action, target_kind, \
+         target_id, result, details, at"
+    };
+}
+
+pub(crate) fn account<R: Get>(c: &mut Cur<R>) -> Result<Account, StoreError> {
+    Ok(Account {
+        id: c.id()?,
+        name: c.text()?,
+        created_at: c.ts()?,
+    })
+}
+
+pub(crate) fn user<R: Get>(c: &mut Cur<R>) -> Result<User, StoreError> {
+    Ok(User {
+        id: c.id()?,
+        account_id: c.opt_id()?,
+        name: c.text()?,
+        email: c.opt_text()?,
+        role: {
+            let s = c.text()?;
+            Role::parse(&s).ok_or_else(|| corrupt(format!("bad role {s:?}")))?
+        },
+        platform_admin: c.boolean()?,
+        created_at: c.ts()?,
+    })
+}
+
+pub(crate) fn api_token<R: Get>(c: &mut Cur<R>) -> Result<ApiToken, StoreError> {
+    Ok(ApiToken {
+        id: c.id()?,
+        user_id: c.id()?,
+        name: c.text()?,
+        prefix: c.text()?,
+        created_at: c.ts()?,
+        expires_at: c.opt_ts()?,
+        revoked_at: c.opt_ts()?,
+    })
+}
+
+pub(crate) fn install_token<R: Get>(c: &mut Cur<R>) -> Result<InstallToken, StoreError> {
+    Ok(InstallToken {
+        id: c.id()?,
+        account_id: c.id()?,
+        created_by: c.opt_id()?,
+        created_at: c.ts()?,
+        expires_at: c.ts()?,
+        revoked_at: c.opt_ts()?,
+    })
+}
+
+pub(crate) fn credential<R: Get>(c: &mut Cur<R>) -> Result<NodeCredential, StoreError> {
+    Ok(NodeCredential {
+        id: c.id()?,
+        account_id: c.id()?,
+        gateway_id: c.id()?,
+        node_id: c.opt_id()?,
+        created_at: c.ts()?,
+        revoked_at: c.opt_ts()?,
+    })
+}
+
+/// Reads `gateway_cols!()`: the gateway and its current status.
+pub(crate) fn gateway<R: Get>(
+    c: &mut Cur<R>,
+) -> Result<(Gateway, Option<GatewayStatus>), StoreError> {
+    let gateway = Gateway {
+        id: c.id()?,
+        account_id: c.id()?,
+        name: c.text()?,
+        public_url: c.opt_text()?,
+        bind_address: c.text()?,
+        settings: crate::json::settings_from_json(&c.text()?)?,
+        created_at: c.ts()?,
+        deleted_at: c.opt_ts()?,
+    };
+    let state = c.opt_text()?;
+    let variant = c.opt_text()?;
+    let since = c.opt_ts()?;
+    let status = match (state, since) {
+        (Some(state), Some(since)) => Some(GatewayStatus {
+            state,
+            variant,
+            since,
+        }),
+        _ => None,
+    };
+    Ok((gateway, status))
+}
+
+/// Reads `node_cols!()`: the node and the state it reported last.
+pub(crate) fn node<R: Get>(c: &mut Cur<R>) -> Result<(Node, Option<String>), StoreError> {
+    let node = Node {
+        id: c.id()?,
+        gateway_id: c.id()?,
+        host_name: c.text()?,
+        address: c.opt_text()?,
+        version: c.text()?,
+        joined_at: c.ts()?,
+        last_seen: c.opt_ts()?,
+        applied_generation: c.opt_u64()?,
+    };
+    Ok((node, c.opt_text()?))
+}
+
+pub(crate) fn environment<R: Get>(c: &mut Cur<R>) -> Result<Environment, StoreError> {
+    Ok(Environment {
+        id: c.id()?,
+        account_id: c.id()?,
+        name: c.text()?,
+        classification: {
+            let s = c.text()?;
+            Classification::parse(&s).ok_or_else(|| corrupt(format!("bad classification {s:?}")))?
+        },
+        gateway_id: c.opt_id()?,
+        paths: EnvironmentPaths {
+            rest: c.text()?,
+            soap: c.text()?,
+            soap12: c.text()?,
+            odata: c.text()?,
+        },
+        created_at: c.ts()?,
+    })
+}
+
+pub(crate) fn api<R: Get>(c: &mut Cur<R>) -> Result<Api, StoreError> {
+    Ok(Api {
+        id: c.id()?,
+        account_id: c.id()?,
+        name: c.text()?,
+        version: c.text()?,
+        api_type: {
+            let s = c.text()?;
+            ApiType::parse(&s).ok_or_else(|| corrupt(format!("bad API type {s:?}")))?
+        },
+        base_path: c.text()?,
+        upstream_targets: crate::json::targets_from_json(&c.text()?)?,
+        health_check_url: c.opt_text()?,
+        execution: c
+            .opt_text()?
+            .map(|s| crate::json::execution_from_json(&s))
+            .transpose()?,
+        created_at: c.ts()?,
+    })
+}
+
+pub(crate) fn deployment_status_str(s: DeploymentStatus) -> &'static str {
+    match s {
+        DeploymentStatus::RequiresConfiguration => "requires_configuration",
+        DeploymentStatus::SentToGateway => "sent_to_gateway",
+    }
+}
+
+pub(crate) fn deployment<R: Get>(c: &mut Cur<R>) -> Result<Deployment, StoreError> {
+    Ok(Deployment {
+        id: c.id()?,
+        api_id: c.id()?,
+        environment_id: c.id()?,
+        custom_path: c.opt_text()?,
+        status: match c.text()?.as_str() {
+            "requires_configuration" => DeploymentStatus::RequiresConfiguration,
+            "sent_to_gateway" => DeploymentStatus::SentToGateway,
+            other => return Err(corrupt(format!("bad deployment status {other:?}"))),
+        },
+        created_at: c.ts()?,
+    })
+}
+
+pub(crate) fn issue<R: Get>(c: &mut Cur<R>) -> Result<Issue, StoreError> {
+    Ok(Issue {
+        id: c.id()?,
+        gateway_id: c.id()?,
+        node_id: c.opt_id()?,
+        code: c.text()?,
+        severity: {
+            let s = c.text()?;
+            Severity::parse(&s).ok_or_else(|| corrupt(format!("bad severity {s:?}")))?
+        },
+        message: c.text()?,
+        details: c.json()?,
+        first_seen: c.ts()?,
+        last_seen: c.ts()?,
+        cleared_at: c.opt_ts()?,
+    })
+}
+
+pub(crate) fn audit_record<R: Get>(c: &mut Cur<R>) -> Result<AuditRecord, StoreError> {
+    let id = c.id()?;
+    let account_id = c.opt_id()?;
+    let actor_kind = c.text()?;
+    let actor_id = c.opt_text()?;
+    let actor = Actor::parse(&actor_kind, actor_id.as_deref())
+        .ok_or_else(|| corrupt(format!("bad actor {actor_kind:?}")))?;
+    let action = c.text()?;
+    let target_kind = c.opt_text()?;
+    let target_id = c.opt_text()?;
+    let result = {
+        let s = c.text()?;
+        AuditResult::parse(&s).ok_or_else(|| corrupt(format!("bad audit result {s:?}")))?
+    };
+    Ok(AuditRecord {
+        id,
+        account_id,
+        actor,
+        action,
+        target: target_kind.map(|kind| Target {
+            kind,
+            id: target_id,
+        }),
+        result,
+        details: c.json()?,
+        at: c.ts()?,
+    })
+}
+
+/// Milliseconds as stored; durations beyond i64 milliseconds saturate.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

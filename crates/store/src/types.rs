@@ -1,0 +1,287 @@
+//! Public inputs and outputs of the Store API that the model has no entity for (yet):
+//! credentials, audit records, issues, status and the Gateways page overview.
+
+use model::*;
+
+/// Input of [`crate::Store::create_user`].
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    /// `None` only for a platform administrator.
+    pub account_id: Option<AccountId>,
+    pub name: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub platform_admin: bool,
+    /// An Argon2id PHC string; `None` for token-only users.
+    pub password_hash: Option<String>,
+}
+
+/// A user with the stored password hash, for password login only.
+#[derive(Clone, Debug)]
+pub struct UserLogin {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+/// Input of [`crate::Store::create_api_token`]. The secret itself never reaches the store.
+#[derive(Clone, Debug)]
+pub struct NewApiToken {
+    pub user_id: UserId,
+    pub name: String,
+    /// The non-secret prefix shown in listings, e.g. `sy_pat_ab12`.
+    pub prefix: String,
+    /// SHA-256 of the full token, in whatever encoding the platform chose (hex).
+    pub hash: String,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A personal API token as listed; never carries the hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: TokenId,
+    pub user_id: UserId,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Who a valid token authenticates: the token and its user (with account and role).
+#[derive(Clone, Debug)]
+pub struct TokenPrincipal {
+    pub token: ApiToken,
+    pub user: User,
+}
+
+/// Input of [`crate::Store::create_install_token`].
+#[derive(Clone, Debug)]
+pub struct NewInstallToken {
+    pub hash: String,
+    pub expires_at: Timestamp,
+    pub created_by: Option<UserId>,
+}
+
+/// An install token (SPEC §10); never carries the hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallToken {
+    pub id: InstallTokenId,
+    pub account_id: AccountId,
+    pub created_by: Option<UserId>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A node credential, bound to one gateway of one account; never carries the hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeCredential {
+    pub id: TokenId,
+    pub account_id: AccountId,
+    pub gateway_id: GatewayId,
+    pub node_id: Option<NodeId>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Input of [`crate::Store::create_gateway`].
+#[derive(Clone, Debug)]
+pub struct NewGateway {
+    pub name: String,
+    pub public_url: Option<String>,
+    pub bind_address: String,
+    pub settings: GatewaySettings,
+}
+
+impl NewGateway {
+    /// A gateway with default location and settings (SPEC §5).
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            public_url: None,
+            bind_address: DEFAULT_BIND_ADDRESS.to_owned(),
+            settings: GatewaySettings::default(),
+        }
+    }
+}
+
+/// Replaces a gateway's location and settings (the name has its own method).
+#[derive(Clone, Debug)]
+pub struct GatewayUpdate {
+    pub public_url: Option<String>,
+    pub bind_address: String,
+    pub settings: GatewaySettings,
+}
+
+/// Which gateways the Gateways page shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayView {
+    Enabled,
+    Deleted,
+}
+
+/// A gateway status as last evaluated by the platform, in the REST vocabulary of SPEC §2
+/// (`state` one of starting, online, …; `variant` e.g. `lost_contact`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayStatus {
+    pub state: String,
+    pub variant: Option<String>,
+    /// When the gateway entered this status.
+    pub since: Timestamp,
+}
+
+/// Severity of an issue (SPEC §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "warning" => Some(Severity::Warning),
+            "error" => Some(Severity::Error),
+            _ => None,
+        }
+    }
+}
+
+/// An error or warning attached to a gateway, optionally to one of its nodes (SPEC §3).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Issue {
+    pub id: IssueId,
+    pub gateway_id: GatewayId,
+    pub node_id: Option<NodeId>,
+    pub code: String,
+    pub severity: Severity,
+    pub message: String,
+    pub details: serde_json::Value,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub cleared_at: Option<Timestamp>,
+}
+
+/// Input of [`crate::Store::raise_issue`].
+#[derive(Clone, Debug)]
+pub struct NewIssue {
+    pub gateway_id: GatewayId,
+    pub node_id: Option<NodeId>,
+    pub code: String,
+    pub severity: Severity,
+    pub message: String,
+    pub details: serde_json::Value,
+}
+
+/// One row of the Gateways page: a gateway with everything its row shows.
+#[derive(Clone, Debug)]
+pub struct GatewayRow {
+    pub gateway: Gateway,
+    /// `None` until the status job first evaluated the gateway.
+    pub status: Option<GatewayStatus>,
+    /// Attached environments, by name (case-insensitive).
+    pub environments: Vec<Environment>,
+    /// All nodes of the gateway, oldest first.
+    pub nodes: Vec<Node>,
+    /// Host name of the head node: the oldest node whose last report is not `stopped`,
+    /// else the oldest node. The platform may recompute it from `nodes` with live status.
+    pub head_host_name: Option<String>,
+    /// Active issues, errors first; always empty for deleted gateways.
+    pub issues: Vec<Issue>,
+}
+
+/// Everything the Gateways & Environments tab needs, read in a constant number of queries.
+#[derive(Clone, Debug)]
+pub struct GatewaysOverview {
+    /// Sorted by name (case-insensitive), then id.
+    pub gateways: Vec<GatewayRow>,
+    /// Environments attached to no gateway, by name (case-insensitive).
+    pub unattached: Vec<Environment>,
+}
+
+impl GatewaysOverview {
+    /// The page's search: keeps gateways whose name or any environment name contains `q`
+    /// (case-insensitive), and unattached environments whose name contains it.
+    pub fn filter(mut self, q: &str) -> Self {
+        let q = q.trim().to_lowercase();
+        if q.is_empty() {
+            return self;
+        }
+        let hit = |s: &str| s.to_lowercase().contains(&q);
+        self.gateways
+            .retain(|row| hit(&row.gateway.name) || row.environments.iter().any(|e| hit(&e.name)));
+        self.unattached.retain(|e| hit(&e.name));
+        self
+    }
+}
+
+/// Input of [`crate::Store::create_environment`]; a new environment is unattached.
+#[derive(Clone, Debug)]
+pub struct NewEnvironment {
+    pub name: String,
+    pub classification: Classification,
+    pub paths: EnvironmentPaths,
+}
+
+/// Input of [`crate::Store::create_api`] and [`crate::Store::update_api`].
+#[derive(Clone, Debug)]
+pub struct NewApi {
+    pub name: String,
+    pub version: String,
+    pub api_type: ApiType,
+    pub base_path: String,
+    pub upstream_targets: Vec<UpstreamTarget>,
+    pub health_check_url: Option<String>,
+    pub execution: Option<ExecutionSettings>,
+}
+
+/// Input of [`crate::Store::create_deployment`].
+#[derive(Clone, Debug)]
+pub struct NewDeployment {
+    pub api_id: ApiId,
+    pub environment_id: EnvironmentId,
+    pub custom_path: Option<String>,
+    pub status: DeploymentStatus,
+}
+
+/// One deployment on a gateway with what path-conflict detection needs.
+#[derive(Clone, Debug)]
+pub struct RouteEntry {
+    pub deployment: Deployment,
+    pub api: Api,
+    pub environment_name: String,
+    pub environment_paths: EnvironmentPaths,
+}
+
+/// The routing-relevant state of one gateway: its attached environments and every
+/// deployment in them. The input of the path-uniqueness and API path-conflict rules.
+#[derive(Clone, Debug)]
+pub struct GatewayRoutes {
+    pub gateway_id: GatewayId,
+    pub environments: Vec<Environment>,
+    pub deployments: Vec<RouteEntry>,
+}
+
+/// What a deployment check sees: the API, the environment and, when the environment is
+/// attached, the current routes of its gateway (without the new deployment).
+#[derive(Clone, Debug)]
+pub struct DeploymentCheck {
+    pub api: Api,
+    pub environment: Environment,
+    pub routes: Option<GatewayRoutes>,
+}
+
+/// A node's report as the link server records it (heartbeat or state change).
+#[derive(Clone, Debug)]
+pub struct NodeReport {
+    pub state: String,
+    pub applied_generation: Option<u64>,
+    pub at: Timestamp,
+}
