@@ -1,1 +1,11 @@
 //! Wire types between the platform and gateway nodes: the only serde types both sides share.
+//!
+//! Everything here is plain data with serde derives and no IO. Each message family carries a
+//! format version so a node can refuse what it does not understand instead of misreading it.
+//! Receivers validate these raw types into their own runtime types (the gateway does so in
+//! `gateway::config`); nothing here promises that a value is valid.
+
+pub mod link;
+pub mod snapshot;
+
+pub use snapshot::*;

@@ -1,0 +1,174 @@
+//! Body types of the proxy: the request body sent upstream (with the API's size limit) and the
+//! response body sent to the client (which releases the request's counters when it ends).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::upstream::{ApiState, Target};
+
+/// Why the client's request body could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body over the limit")]
+    TooLarge,
+    #[error("request body: {0}")]
+    Client(hyper::Error),
+}
+
+/// The request body sent upstream.
+#[derive(Debug)]
+pub enum UpBody {
+    Empty,
+    /// Buffered, so an idempotent request can be sent again on retry.
+    Full(Option<Bytes>),
+    /// Streamed from the client with a byte limit.
+    Stream {
+        inner: Incoming,
+        limit: u64,
+        seen: u64,
+    },
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            UpBody::Empty => Poll::Ready(None),
+            UpBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            UpBody::Stream { inner, limit, seen } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        *seen += data.len() as u64;
+                        if *seen > *limit {
+                            return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                        }
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Empty => true,
+            UpBody::Full(data) => data.is_none(),
+            UpBody::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Empty => SizeHint::with_exact(0),
+            UpBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            UpBody::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Releases a request's claims (API concurrency slot, target load, node in-flight count) when
+/// dropped: at the end of the response body, or when the client goes away.
+#[derive(Debug)]
+pub struct Claims {
+    pub api: Option<Arc<ApiState>>,
+    pub target: Option<Arc<Target>>,
+    pub node_in_flight: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Drop for Claims {
+    fn drop(&mut self) {
+        if let Some(api) = &self.api {
+            api.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(target) = &self.target {
+            target.outstanding.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.node_in_flight.dec();
+    }
+}
+
+/// The response body sent to the client.
+#[derive(Debug)]
+pub struct RespBody {
+    kind: Kind,
+    claims: Option<Claims>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream(Incoming),
+}
+
+impl RespBody {
+    pub fn full(data: impl Into<Bytes>) -> RespBody {
+        let data = data.into();
+        RespBody {
+            kind: Kind::Full((!data.is_empty()).then_some(data)),
+            claims: None,
+        }
+    }
+
+    pub fn empty() -> RespBody {
+        RespBody {
+            kind: Kind::Full(None),
+            claims: None,
+        }
+    }
+
+    pub fn upstream(body: Incoming, claims: Claims) -> RespBody {
+        RespBody {
+            kind: Kind::Upstream(body),
+            claims: Some(claims),
+        }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Upstream(inner) => Pin::new(inner).poll_frame(cx),
+        };
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            // Release the claims as soon as the body ends, not when hyper drops it.
+            this.claims = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(data) => data.is_none(),
+            Kind::Upstream(inner) => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Upstream(inner) => inner.size_hint(),
+        }
+    }
+}

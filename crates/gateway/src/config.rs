@@ -1,0 +1,524 @@
+//! Validation of a raw [`protocol::Snapshot`] into the node's runtime configuration, a value
+//! that cannot be invalid. Long-lived state (targets with their health, API counters, pooled
+//! clients) is looked up in [`StateRegistry`] by stable key, so it survives a swap.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{ApiType, LoadBalancing, RetryCase, SNAPSHOT_FORMAT_VERSION, Snapshot};
+
+use crate::h1guard::{HeadLimits, MAX_HEADERS_CAP};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::router::{RouteError, Router};
+use crate::upstream::{ApiState, Target, UpstreamClient, build_client};
+
+/// Why a snapshot was refused. The node keeps its previous configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("snapshot is not valid JSON: {0}")]
+    Malformed(String),
+    #[error(
+        "snapshot format version {0} is not supported (this node reads {SNAPSHOT_FORMAT_VERSION})"
+    )]
+    UnsupportedFormat(u32),
+    #[error("{0}")]
+    HashMismatch(String),
+    #[error("generation {generation} was already applied with another content hash")]
+    GenerationConflict { generation: u64 },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Execution settings in effect for one API (SPEC §5).
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub max_concurrency: u32,
+    pub retry_attempts: u32,
+    pub connect_timeout: Duration,
+    pub execution_timeout: Duration,
+    pub retry_cases: Vec<RetryCase>,
+}
+
+impl Execution {
+    pub fn retries_on(&self, case: RetryCase) -> bool {
+        self.retry_cases.contains(&case)
+    }
+}
+
+/// How an API is health-checked actively.
+#[derive(Debug, Clone)]
+pub enum HealthCheck {
+    /// Checked on each target: origin of the target + this path.
+    Path(String),
+    /// One URL whose result applies to every target.
+    Url(http::Uri),
+}
+
+/// One API as the node serves it.
+#[derive(Debug)]
+pub struct ApiRuntime {
+    pub id: String,
+    pub name: String,
+    pub targets: Vec<Arc<Target>>,
+    pub load_balancing: LoadBalancing,
+    pub execution: Execution,
+    pub max_body_bytes: u64,
+    pub health_check: Option<HealthCheck>,
+    pub state: Arc<ApiState>,
+    /// Clients for `http`/`https` targets and for `h2c` targets.
+    pub client: UpstreamClient,
+    pub h2c_client: UpstreamClient,
+}
+
+/// One routable prefix: an API in an environment (or at a custom path).
+#[derive(Debug)]
+pub struct Route {
+    pub api: Arc<ApiRuntime>,
+    pub environment: Arc<str>,
+    pub metrics: RouteMetrics,
+}
+
+/// Server certificates for the TLS listener.
+#[derive(Debug, Clone)]
+pub struct CertEntry {
+    pub server_names: Vec<String>,
+    pub key: Arc<rustls::sign::CertifiedKey>,
+}
+
+/// Node-wide settings from the snapshot.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub head_limits: HeadLimits,
+    pub header_read_timeout: Duration,
+    pub keep_alive_timeout: Duration,
+    pub max_connections: u32,
+    pub shutdown_delay: Duration,
+    pub drain_timeout: Duration,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub eject_after_failures: u32,
+    pub ejection: Duration,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        let limits = protocol::Limits::default();
+        let health = protocol::HealthSettings::default();
+        NodeSettings {
+            head_limits: HeadLimits::default(),
+            header_read_timeout: Duration::from_millis(limits.header_read_timeout_ms),
+            keep_alive_timeout: Duration::from_millis(limits.keep_alive_timeout_ms),
+            max_connections: limits.max_connections,
+            shutdown_delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(30),
+            health_interval: Duration::from_millis(health.check_interval_ms),
+            health_timeout: Duration::from_millis(health.check_timeout_ms),
+            eject_after_failures: health.eject_after_failures,
+            ejection: Duration::from_millis(health.ejection_ms),
+        }
+    }
+}
+
+/// A validated snapshot, ready to serve.
+#[derive(Debug)]
+pub struct Runtime {
+    pub generation: u64,
+    pub content_hash: String,
+    /// Lower-case host names; empty means any host.
+    pub hosts: Vec<String>,
+    pub router: Router,
+    pub routes: Vec<Route>,
+    pub apis: Vec<Arc<ApiRuntime>>,
+    pub settings: NodeSettings,
+    pub certificates: Vec<CertEntry>,
+}
+
+impl Runtime {
+    /// Whether `host` (without port) is served by this gateway.
+    pub fn serves_host(&self, host: &str) -> bool {
+        self.hosts.is_empty() || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+}
+
+/// State that outlives snapshots, keyed by stable ids.
+#[derive(Default)]
+pub struct StateRegistry {
+    targets: HashMap<(String, String), Arc<Target>>,
+    apis: HashMap<String, Arc<ApiState>>,
+    clients: HashMap<(u64, bool), UpstreamClient>,
+    ca_pem: Option<String>,
+}
+
+impl StateRegistry {
+    fn client(
+        &mut self,
+        connect_timeout: Duration,
+        h2c: bool,
+    ) -> Result<UpstreamClient, RejectReason> {
+        let key = (connect_timeout.as_millis() as u64, h2c);
+        if let Some(client) = self.clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = build_client(connect_timeout, h2c, self.ca_pem.as_deref())
+            .map_err(|e| RejectReason::Invalid(e.to_string()))?;
+        self.clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+fn invalid(message: impl Into<String>) -> RejectReason {
+    RejectReason::Invalid(message.into())
+}
+
+/// Checks an environment path, API base path or custom path: segments of RFC 3986 `pchar`
+/// (already percent-encoded), no empty, `.` or `..` segment, no leading or trailing `/`.
+pub fn check_config_path(what: &str, path: &str) -> Result<(), RejectReason> {
+    if path.is_empty() {
+        return Err(invalid(format!("{what} is empty")));
+    }
+    for segment in path.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(invalid(format!(
+                "{what} {path:?} has an empty, `.` or `..` segment"
+            )));
+        }
+        let bytes = segment.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b == b'%' {
+                let ok = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+                if !ok {
+                    return Err(invalid(format!("{what} {path:?} has a malformed %-escape")));
+                }
+                i += 3;
+                continue;
+            }
+            let pchar = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b);
+            if !pchar {
+                return Err(invalid(format!(
+                    "{what} {path:?} has a character that must be percent-encoded"
+                )));
+            }
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+fn execution(raw: &protocol::ExecutionSettings, api: &str) -> Result<Execution, RejectReason> {
+    if !(1..=10_000).contains(&raw.max_concurrency_per_node) {
+        return Err(invalid(format!(
+            "API {api}: max_concurrency_per_node must be 1–10000"
+        )));
+    }
+    if raw.retry_attempts > 10 {
+        return Err(invalid(format!("API {api}: retry_attempts must be 0–10")));
+    }
+    if raw.connect_timeout_ms == 0 || raw.connect_timeout_ms > 600_000 {
+        return Err(invalid(format!(
+            "API {api}: connect_timeout_ms must be 1–600000"
+        )));
+    }
+    if raw.execution_timeout_ms == 0 || raw.execution_timeout_ms > 315_360_000_000 {
+        return Err(invalid(format!(
+            "API {api}: execution_timeout_ms out of range"
+        )));
+    }
+    Ok(Execution {
+        max_concurrency: raw.max_concurrency_per_node,
+        retry_attempts: raw.retry_attempts,
+        connect_timeout: Duration::from_millis(raw.connect_timeout_ms),
+        execution_timeout: Duration::from_millis(raw.execution_timeout_ms),
+        retry_cases: raw.retry_cases.clone(),
+    })
+}
+
+fn settings(raw: &protocol::GatewaySettings) -> Result<NodeSettings, RejectReason> {
+    let l = &raw.limits;
+    if l.max_request_line_bytes < 64
+        || l.max_header_bytes < 64
+        || l.max_headers_total_bytes < l.max_header_bytes
+        || l.max_headers == 0
+        || l.max_headers as usize > MAX_HEADERS_CAP
+        || l.max_headers_total_bytes > 1 << 20
+        || l.max_request_line_bytes > 1 << 20
+    {
+        return Err(invalid(format!(
+            "limits out of range (max_headers 1–{MAX_HEADERS_CAP}, line and header sizes 64 B–1 MiB)"
+        )));
+    }
+    if l.header_read_timeout_ms == 0 || l.keep_alive_timeout_ms == 0 || l.max_connections == 0 {
+        return Err(invalid(
+            "limits: timeouts and max_connections must be positive",
+        ));
+    }
+    let h = &raw.health;
+    if h.check_interval_ms < 100 || h.check_timeout_ms == 0 {
+        return Err(invalid(
+            "health: check_interval_ms ≥ 100 and check_timeout_ms ≥ 1",
+        ));
+    }
+    Ok(NodeSettings {
+        head_limits: HeadLimits {
+            max_request_line_bytes: l.max_request_line_bytes as usize,
+            max_header_bytes: l.max_header_bytes as usize,
+            max_headers_total_bytes: l.max_headers_total_bytes as usize,
+            max_headers: l.max_headers as usize,
+        },
+        header_read_timeout: Duration::from_millis(l.header_read_timeout_ms),
+        keep_alive_timeout: Duration::from_millis(l.keep_alive_timeout_ms),
+        max_connections: l.max_connections,
+        shutdown_delay: Duration::from_millis(raw.shutdown_delay_ms),
+        drain_timeout: Duration::from_millis(raw.drain_timeout_ms),
+        health_interval: Duration::from_millis(h.check_interval_ms),
+        health_timeout: Duration::from_millis(h.check_timeout_ms),
+        eject_after_failures: h.eject_after_failures,
+        ejection: Duration::from_millis(h.ejection_ms),
+    })
+}
+
+fn certificate(raw: &protocol::TlsCertificate, index: usize) -> Result<CertEntry, RejectReason> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let err = |what: String| invalid(format!("certificate {index}: {what}"));
+    if raw.server_names.is_empty() {
+        return Err(err("no server name".into()));
+    }
+    let chain = CertificateDer::pem_slice_iter(raw.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(err("no certificate in PEM".into()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(raw.key_pem.as_bytes()).map_err(|e| err(e.to_string()))?;
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
+        .map_err(|e| err(e.to_string()))?;
+    Ok(CertEntry {
+        server_names: raw
+            .server_names
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
+        key: Arc::new(rustls::sign::CertifiedKey::new(chain, signing)),
+    })
+}
+
+/// Validates `snapshot` whole into a runtime. Nothing is changed in `registry` unless the
+/// whole snapshot is valid.
+pub fn build(
+    snapshot: &Snapshot,
+    registry: &mut StateRegistry,
+    metrics: &Metrics,
+) -> Result<Runtime, RejectReason> {
+    if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
+        return Err(RejectReason::UnsupportedFormat(snapshot.format_version));
+    }
+    snapshot
+        .verify_hash()
+        .map_err(|e| RejectReason::HashMismatch(e.to_string()))?;
+    let config = &snapshot.config;
+    let node_settings = settings(&config.gateway)?;
+    let default_execution = execution(&config.gateway.execution, "(gateway default)")?;
+
+    let mut hosts = Vec::new();
+    for host in &config.gateway.hosts {
+        let host = host.to_ascii_lowercase();
+        if host.is_empty() || host.contains(['/', ' ', ':']) {
+            return Err(invalid(format!("host {host:?} is not a host name")));
+        }
+        hosts.push(host);
+    }
+
+    let mut environments = HashMap::new();
+    for env in &config.environments {
+        for api_type in [
+            ApiType::Rest,
+            ApiType::Soap,
+            ApiType::Soap12,
+            ApiType::Odata,
+        ] {
+            check_config_path(
+                &format!("environment {} path", env.name),
+                env.paths.for_type(api_type),
+            )?;
+        }
+        let paths = [
+            &env.paths.rest,
+            &env.paths.soap,
+            &env.paths.soap12,
+            &env.paths.odata,
+        ];
+        if paths.iter().collect::<HashSet<_>>().len() != 4 {
+            return Err(invalid(format!(
+                "environment {}: the four paths must differ",
+                env.name
+            )));
+        }
+        if environments.insert(env.id.as_str(), env).is_some() {
+            return Err(invalid(format!("environment id {} appears twice", env.id)));
+        }
+    }
+
+    // The CA is part of the configuration: a change rebuilds the clients (new pools).
+    let ca_pem = config.gateway.upstream_ca_pem.clone();
+    let mut staged = StateRegistry {
+        ca_pem: ca_pem.clone(),
+        clients: if ca_pem == registry.ca_pem {
+            registry.clients.clone()
+        } else {
+            HashMap::new()
+        },
+        ..StateRegistry::default()
+    };
+
+    let mut router = Router::default();
+    let mut routes: Vec<Route> = Vec::new();
+    let mut apis = Vec::new();
+    let mut api_ids = HashSet::new();
+    let mut route_owner: Vec<String> = Vec::new();
+    for raw in &config.apis {
+        if !api_ids.insert(raw.id.as_str()) {
+            return Err(invalid(format!("API id {} appears twice", raw.id)));
+        }
+        check_config_path(&format!("API {} base path", raw.name), &raw.base_path)?;
+        if raw.targets.is_empty() {
+            return Err(invalid(format!("API {} has no upstream target", raw.name)));
+        }
+        let execution = match &raw.execution {
+            Some(e) => execution(e, &raw.name)?,
+            None => default_execution.clone(),
+        };
+        let mut targets = Vec::with_capacity(raw.targets.len());
+        let mut seen_urls = HashSet::new();
+        for target in &raw.targets {
+            if !seen_urls.insert(target.url.as_str()) {
+                return Err(invalid(format!(
+                    "API {}: target {} appears twice",
+                    raw.name, target.url
+                )));
+            }
+            let key = (raw.id.clone(), target.url.clone());
+            let target = match registry.targets.get(&key) {
+                Some(existing) => existing.clone(),
+                None => Arc::new(
+                    Target::parse(&target.url)
+                        .map_err(|e| invalid(format!("API {}: {e}", raw.name)))?,
+                ),
+            };
+            staged.targets.insert(key, target.clone());
+            targets.push(target);
+        }
+        let health_check = match raw.health_check_url.as_deref() {
+            None | Some("") => None,
+            Some(path) if path.starts_with('/') => Some(HealthCheck::Path(path.to_string())),
+            Some(url) => {
+                let uri: http::Uri = url
+                    .parse()
+                    .map_err(|_| invalid(format!("API {}: bad health-check URL", raw.name)))?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                    return Err(invalid(format!(
+                        "API {}: health-check URL must be http(s)",
+                        raw.name
+                    )));
+                }
+                Some(HealthCheck::Url(uri))
+            }
+        };
+        let max_body_bytes = raw
+            .max_body_bytes
+            .unwrap_or(config.gateway.limits.max_body_bytes);
+        let state = registry.apis.get(&raw.id).cloned().unwrap_or_default();
+        staged.apis.insert(raw.id.clone(), state.clone());
+        let api = Arc::new(ApiRuntime {
+            id: raw.id.clone(),
+            name: raw.name.clone(),
+            client: staged.client(execution.connect_timeout, false)?,
+            h2c_client: staged.client(execution.connect_timeout, true)?,
+            targets,
+            load_balancing: raw.load_balancing,
+            execution,
+            max_body_bytes,
+            health_check,
+            state,
+        });
+        if raw.deployments.is_empty() {
+            return Err(invalid(format!(
+                "API {} is not deployed to any environment",
+                raw.name
+            )));
+        }
+        for deployment in &raw.deployments {
+            let env = environments
+                .get(deployment.environment_id.as_str())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "API {} is deployed to unknown environment {}",
+                        raw.name, deployment.environment_id
+                    ))
+                })?;
+            let prefix = match &deployment.custom_path {
+                Some(custom) => {
+                    check_config_path(&format!("API {} custom path", raw.name), custom)?;
+                    custom.clone()
+                }
+                None => format!("{}/{}", env.paths.for_type(raw.api_type), raw.base_path),
+            };
+            let index = routes.len() as u32;
+            router.insert(&prefix, index).map_err(|e| match e {
+                RouteError::Duplicate { existing, .. } => invalid(format!(
+                    "API path conflict: /{prefix} is claimed by API {} and API {}",
+                    route_owner[existing as usize], raw.name
+                )),
+                other => invalid(other.to_string()),
+            })?;
+            route_owner.push(raw.name.clone());
+            routes.push(Route {
+                api: api.clone(),
+                environment: Arc::from(env.name.as_str()),
+                metrics: metrics.route(&raw.name, &env.name),
+            });
+        }
+        apis.push(api);
+    }
+
+    let certificates = config
+        .certificates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| certificate(c, i))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Valid as a whole: only now does the registry forget state of removed APIs and targets.
+    *registry = staged;
+    Ok(Runtime {
+        generation: snapshot.generation,
+        content_hash: snapshot.content_hash.clone(),
+        hosts,
+        router,
+        routes,
+        apis,
+        settings: node_settings,
+        certificates,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_paths() {
+        for ok in ["ws/rest", "a", "a%20b", "v1.0/x~y", "a:b@c"] {
+            check_config_path("p", ok).unwrap();
+        }
+        for bad in [
+            "", "/a", "a/", "a//b", "a/./b", "a/../b", "a b", "a%2", "a%zz", "a?b", "a#b",
+        ] {
+            assert!(check_config_path("p", bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Header rewriting between client and upstream: hop-by-hop removal (both ways), forwarding
+//! headers, request ids and W3C trace context.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers of RFC 9110 §7.6.1 plus the legacy ones.
+const HOP_BY_HOP: [&HeaderName; 9] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers and those named in `Connection`. With `keep_upgrade` the
+/// `Upgrade` header and a `Connection: upgrade` survive (WebSocket pass-through).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(header::CONNECTION) {
+        // Collect first: the names borrow the map. Few requests carry extra tokens.
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .filter(|name| !(keep_upgrade && name == header::UPGRADE))
+            .collect();
+        for name in listed {
+            headers.remove(&name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        if keep_upgrade && *name == header::UPGRADE {
+            continue;
+        }
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Whether a request asks for a WebSocket upgrade.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    upgrade
+        && headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// Appends the client address to `X-Forwarded-For`.
+pub fn append_forwarded_for(headers: &mut HeaderMap, peer_ip: &HeaderValue) {
+    let existing: Vec<&[u8]> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if existing.is_empty() {
+        headers.insert(X_FORWARDED_FOR.clone(), peer_ip.clone());
+        return;
+    }
+    let mut joined = Vec::with_capacity(existing.iter().map(|v| v.len() + 2).sum::<usize>() + 46);
+    for value in existing {
+        joined.extend_from_slice(value);
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(peer_ip.as_bytes());
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+}
+
+fn node_prefix() -> u32 {
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    *PREFIX.get_or_init(rand::random)
+}
+
+/// A new request id: a random per-process prefix and a counter, 24 hex digits.
+pub fn new_request_id() -> HeaderValue {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut buf = [0u8; 24];
+    hex_into(&mut buf[..8], u64::from(node_prefix()), 8);
+    hex_into(&mut buf[8..], n, 16);
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn hex_into(out: &mut [u8], mut value: u64, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out[i] = HEX[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
+/// A client-supplied request id is kept when it is short and printable.
+pub fn acceptable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 200 && bytes.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// The `traceparent` to send upstream: the client's trace id and flags with a new parent id
+/// (this hop's span), or a new trace when the header is absent or malformed.
+pub fn next_traceparent(incoming: Option<&HeaderValue>) -> HeaderValue {
+    let mut out = [0u8; 55];
+    let span: u64 = rand::random::<u64>() | 1;
+    match incoming
+        .map(HeaderValue::as_bytes)
+        .filter(|v| valid_traceparent(v))
+    {
+        Some(v) => {
+            out.copy_from_slice(&v[..55]);
+            out[0] = b'0';
+            out[1] = b'0';
+            hex_into(&mut out[36..52], span, 16);
+        }
+        None => {
+            let trace: u128 = rand::random::<u128>() | 1;
+            out[..3].copy_from_slice(b"00-");
+            hex_into(&mut out[3..19], (trace >> 64) as u64, 16);
+            hex_into(&mut out[19..35], trace as u64, 16);
+            out[35] = b'-';
+            hex_into(&mut out[36..52], span, 16);
+            out[52..].copy_from_slice(b"-01");
+        }
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| {
+        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
+    })
+}
+
+fn valid_traceparent(v: &[u8]) -> bool {
+    let hex = |s: &[u8]| {
+        s.iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    };
+    v.len() >= 55
+        && (v.len() == 55 || v[55] == b'-')
+        && v[2] == b'-'
+        && v[35] == b'-'
+        && v[52] == b'-'
+        && hex(&v[..2])
+        && &v[..2] != b"ff"
+        && hex(&v[3..35])
+        && v[3..35].iter().any(|b| *b != b'0')
+        && hex(&v[36..52])
+        && v[36..52].iter().any(|b| *b != b'0')
+        && hex(&v[53..55])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("proxy-authorization", HeaderValue::from_static("x"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn websocket_keeps_upgrade() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert!(is_websocket_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let ip = HeaderValue::from_static("10.0.0.9");
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, &ip);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        h.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        append_forwarded_for(&mut h, &ip);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9, 1.1.1.1, 10.0.0.9");
+    }
+
+    #[test]
+    fn trace_context() {
+        let incoming =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let next = next_traceparent(Some(&incoming));
+        let next = next.to_str().unwrap();
+        assert!(next.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(next.ends_with("-01"));
+        assert_ne!(&next[36..52], "00f067aa0ba902b7");
+        let fresh = next_traceparent(Some(&HeaderValue::from_static("garbage")));
+        assert!(valid_traceparent(fresh.as_bytes()));
+        assert_eq!(new_request_id().len(), 24);
+        assert_ne!(new_request_id(), new_request_id());
+    }
+}

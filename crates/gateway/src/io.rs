@@ -1,0 +1,301 @@
+//! The client connection's byte stream as hyper sees it: every byte passes the strict HTTP/1
+//! scanner (`h1guard`) first, and a refused message is replaced by a marked synthetic request
+//! that the service answers with the scanner's status before the connection closes.
+//!
+//! Replacing the message, instead of writing a response from here, keeps responses in order:
+//! hyper answers messages one after another, so the refusal is written after the responses to
+//! every valid message before it. The marker carries a per-process secret so a client cannot
+//! forge it.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::h1guard::{HeadLimits, Reject, Scanner};
+
+/// Header carrying the secret on the synthetic request.
+pub const REJECT_MARKER_HEADER: &str = "x-switchyard-guard";
+
+/// The per-process secret of the synthetic request.
+pub fn reject_secret() -> &'static str {
+    static SECRET: OnceLock<String> = OnceLock::new();
+    SECRET.get_or_init(|| format!("{:032x}", rand::random::<u128>()))
+}
+
+fn synthetic_request() -> &'static [u8] {
+    static REQUEST: OnceLock<Vec<u8>> = OnceLock::new();
+    REQUEST.get_or_init(|| {
+        format!(
+            "GET /_switchyard/refused HTTP/1.1\r\nhost: refused.invalid\r\n{REJECT_MARKER_HEADER}: {}\r\n\r\n",
+            reject_secret()
+        )
+        .into_bytes()
+    })
+}
+
+/// State shared between a connection's byte stream and its request handler.
+#[derive(Debug, Default)]
+pub struct ConnShared {
+    rejected: OnceLock<Reject>,
+    /// Requests of this connection being handled; the idle timer only runs at zero.
+    pub active: AtomicU32,
+}
+
+impl ConnShared {
+    pub fn rejected(&self) -> Option<Reject> {
+        self.rejected.get().copied()
+    }
+}
+
+/// Timeouts of the head reader.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub header_read: Duration,
+    pub keep_alive: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Off,
+    Idle,
+    Head,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Normal,
+    /// Delivering the synthetic request from this offset.
+    Refusing(usize),
+    /// Nothing more is read from the client.
+    Eof,
+}
+
+/// Initial buffer size; grows up to the head limits when a large head arrives.
+const INITIAL_BUF: usize = 8 * 1024;
+
+pub struct GuardedIo<T> {
+    io: T,
+    scanner: Scanner,
+    /// `buf[start..ready]` is validated and waiting for hyper; `buf[ready..end]` is unvalidated.
+    buf: Vec<u8>,
+    start: usize,
+    ready: usize,
+    end: usize,
+    max_buf: usize,
+    shared: Arc<ConnShared>,
+    timeouts: Timeouts,
+    sleep: Pin<Box<Sleep>>,
+    timer: Timer,
+    phase: Phase,
+}
+
+impl<T> GuardedIo<T> {
+    pub fn new(io: T, limits: HeadLimits, timeouts: Timeouts, shared: Arc<ConnShared>) -> Self {
+        let max_buf = limits.max_request_line_bytes + limits.max_headers_total_bytes + 8 * 1024;
+        GuardedIo {
+            io,
+            scanner: Scanner::new(limits),
+            buf: vec![0; INITIAL_BUF],
+            start: 0,
+            ready: 0,
+            end: 0,
+            max_buf: max_buf.max(INITIAL_BUF),
+            shared,
+            timeouts,
+            sleep: Box::pin(tokio::time::sleep(timeouts.header_read)),
+            timer: Timer::Off,
+            phase: Phase::Normal,
+        }
+    }
+
+    fn refuse(&mut self, reject: Reject) {
+        let _ = self.shared.rejected.set(reject);
+        // Unvalidated bytes are dropped: they are never given to hyper.
+        self.end = self.ready;
+        self.phase = Phase::Refusing(0);
+        tracing::debug!(
+            reason = reject.reason(),
+            status = reject.status().as_u16(),
+            "request refused by framing guard"
+        );
+    }
+}
+
+impl<T: AsyncRead + Unpin> GuardedIo<T> {
+    /// Arms or polls the head timers; `Ready` means a timer fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let want = if self.shared.active.load(Ordering::Acquire) > 0 {
+            Timer::Off
+        } else if self.scanner.in_partial_head() || self.scanner.messages() == 0 {
+            Timer::Head
+        } else if self.scanner.idle() {
+            Timer::Idle
+        } else {
+            Timer::Off
+        };
+        if want != self.timer {
+            self.timer = want;
+            let after = match want {
+                Timer::Head => self.timeouts.header_read,
+                Timer::Idle => self.timeouts.keep_alive,
+                Timer::Off => return Poll::Pending,
+            };
+            self.sleep.as_mut().reset(Instant::now() + after);
+        }
+        if self.timer == Timer::Off {
+            return Poll::Pending;
+        }
+        self.sleep.as_mut().poll(cx)
+    }
+
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.ready = 0;
+            self.end = 0;
+        }
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.ready -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() && self.buf.len() < self.max_buf {
+                let new_len = (self.buf.len() * 2).min(self.max_buf);
+                self.buf.resize(new_len, 0);
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            // Validated bytes first, in order.
+            if this.ready > this.start {
+                let n = (this.ready - this.start).min(out.remaining());
+                out.put_slice(&this.buf[this.start..this.start + n]);
+                this.start += n;
+                return Poll::Ready(Ok(()));
+            }
+            match this.phase {
+                Phase::Refusing(offset) => {
+                    let synthetic = synthetic_request();
+                    let n = (synthetic.len() - offset).min(out.remaining());
+                    out.put_slice(&synthetic[offset..offset + n]);
+                    this.phase = if offset + n == synthetic.len() {
+                        Phase::Eof
+                    } else {
+                        Phase::Refusing(offset + n)
+                    };
+                    return Poll::Ready(Ok(()));
+                }
+                Phase::Eof => return Poll::Ready(Ok(())),
+                Phase::Normal => {}
+            }
+            // Opaque (HTTP/2, upgraded) or a fixed-length body with nothing buffered: read
+            // straight into hyper's buffer, at most up to the end of the body.
+            if this.end == this.start {
+                if this.scanner.is_opaque() {
+                    return Pin::new(&mut this.io).poll_read(cx, out);
+                }
+                if let Some(remaining) = this.scanner.body_remaining() {
+                    let limit = remaining.min(out.remaining() as u64) as usize;
+                    let dst = out.initialize_unfilled_to(limit);
+                    let mut limited = ReadBuf::new(dst);
+                    ready!(Pin::new(&mut this.io).poll_read(cx, &mut limited))?;
+                    let n = limited.filled().len();
+                    let scan = this.scanner.scan(limited.filled());
+                    debug_assert_eq!(scan.released, n);
+                    out.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            // Need more bytes from the client.
+            if !this.scanner.in_body() && this.poll_timer(cx).is_ready() {
+                if this.scanner.in_partial_head() || this.scanner.messages() == 0 {
+                    this.refuse(Reject::Timeout);
+                    continue;
+                }
+                // An idle keep-alive connection simply ends.
+                this.phase = Phase::Eof;
+                continue;
+            }
+            this.make_room();
+            if this.end == this.buf.len() {
+                // Only reachable if the limits were exceeded without the scanner noticing.
+                this.refuse(Reject::HeadersTooLarge("request head too large"));
+                continue;
+            }
+            let mut read_buf = ReadBuf::new(&mut this.buf[this.end..]);
+            ready!(Pin::new(&mut this.io).poll_read(cx, &mut read_buf))?;
+            let n = read_buf.filled().len();
+            if n == 0 {
+                // End of stream: hyper sees the end; an incomplete head is simply dropped.
+                this.phase = Phase::Eof;
+                this.end = this.ready;
+                continue;
+            }
+            this.end += n;
+            let scan = this.scanner.scan(&this.buf[this.ready..this.end]);
+            this.ready += scan.released;
+            if let Some(reject) = scan.reject {
+                if this.scanner.in_body() {
+                    let _ = this.shared.rejected.set(reject);
+                    this.end = this.ready;
+                    this.phase = Phase::Eof;
+                    if this.ready == this.start {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            reject.reason(),
+                        )));
+                    }
+                } else {
+                    this.refuse(reject);
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}

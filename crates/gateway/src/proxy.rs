@@ -1,0 +1,577 @@
+//! The request handler: refusals from the framing guard, health endpoints, routing, limits,
+//! header rewriting, the upstream call with retries and timeouts, and WebSocket pass-through.
+
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::Shared;
+use crate::body::{Claims, RespBody, UpBody};
+use crate::config::{Route, Runtime};
+use crate::h1guard::Reject;
+use crate::headers::*;
+use crate::io::{ConnShared, REJECT_MARKER_HEADER, reject_secret};
+use crate::router::check_request_path;
+use crate::upstream::{Target, UpstreamFailure, pick};
+
+/// Idempotent request bodies up to this size are buffered so a retry can resend them; larger
+/// ones are streamed and not retried.
+const REPLAY_BUFFER_BYTES: u64 = 64 * 1024;
+
+/// One client connection as the handler sees it.
+pub struct ConnCtx {
+    pub shared: Arc<Shared>,
+    pub conn: Arc<ConnShared>,
+    pub peer_ip: HeaderValue,
+    pub local_port: HeaderValue,
+    pub https: bool,
+}
+
+struct Active(Arc<ConnShared>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The hyper service: never fails, and a panic answers 500 for this request only.
+pub async fn serve(
+    ctx: Arc<ConnCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    ctx.conn.active.fetch_add(1, Ordering::Acquire);
+    let _active = Active(ctx.conn.clone());
+    let start = Instant::now();
+    match AssertUnwindSafe(handle(&ctx, req, start))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => Ok(response),
+        Err(_) => {
+            ctx.shared.metrics.panics.inc();
+            ctx.shared.metrics.unrouted(500);
+            tracing::error!("request handler panicked; answered 500");
+            Ok(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "the gateway failed while handling this request",
+            ))
+        }
+    }
+}
+
+/// A JSON error in the envelope `{"error":{"code","message"}}`.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<RespBody> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut response = Response::new(RespBody::full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn close(mut response: Response<RespBody>) -> Response<RespBody> {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn refusal(reject: Reject) -> Response<RespBody> {
+    let code = match reject {
+        Reject::BadRequest(_) => "BAD_REQUEST",
+        Reject::UriTooLong => "REQUEST_LINE_TOO_LONG",
+        Reject::HeadersTooLarge(_) => "HEADERS_TOO_LARGE",
+        Reject::Timeout => "REQUEST_TIMEOUT",
+        Reject::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+    };
+    close(error_response(reject.status(), code, reject.reason()))
+}
+
+/// The host a request is for: the URI authority (HTTP/2, absolute form) or `Host`, no port.
+fn request_host(req: &Request<Incoming>) -> Option<&str> {
+    let raw = match req.uri().authority() {
+        Some(authority) => authority.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+    if raw.starts_with('[') {
+        return raw.find(']').map(|end| &raw[..=end]);
+    }
+    Some(raw.split_once(':').map_or(raw, |(h, _)| h))
+}
+
+async fn handle(ctx: &ConnCtx, req: Request<Incoming>, start: Instant) -> Response<RespBody> {
+    let shared = &ctx.shared;
+    if let Some(reject) = ctx.conn.rejected() {
+        let marked = req
+            .headers()
+            .get(REJECT_MARKER_HEADER)
+            .is_some_and(|v| v.as_bytes() == reject_secret().as_bytes());
+        if marked {
+            shared.metrics.unrouted(reject.status().as_u16());
+            access_log_refusal(ctx, reject);
+            return refusal(reject);
+        }
+    }
+    let path = req.uri().path();
+    if path.starts_with("/_admin/") {
+        if let Some(response) = crate::admin::traffic_endpoint(shared, path) {
+            return response;
+        }
+    }
+    if shared.panic_path.as_deref() == Some(path) {
+        panic!("panic requested by the test hook");
+    }
+    let Some(rt) = shared.current.load_full() else {
+        shared.metrics.unrouted(503);
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NOT_READY",
+            "the gateway has no configuration yet",
+        );
+    };
+    let Some(host) = request_host(&req) else {
+        shared.metrics.unrouted(400);
+        return close(error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "missing host",
+        ));
+    };
+    if check_request_path(path).is_err() {
+        shared.metrics.unrouted(400);
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_PATH",
+            "the path has a `.` or `..` segment or is not absolute",
+        );
+    }
+    let found = if rt.serves_host(host) {
+        rt.router.lookup(path)
+    } else {
+        None
+    };
+    let Some(found) = found else {
+        shared.metrics.unrouted(404);
+        access_log(ctx, &req, 404, None, None, start);
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "ROUTE_NOT_FOUND",
+            "no API is deployed at this URL",
+        );
+    };
+    proxy(ctx, &rt, found.route as usize, found.prefix_len, req, start).await
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn upstream_uri(target: &Target, rest: &str, query: Option<&str>) -> Option<Uri> {
+    let mut path = String::with_capacity(
+        target.base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1,
+    );
+    path.push_str(&target.base_path);
+    path.push_str(rest);
+    if path.is_empty() {
+        path.push('/');
+    }
+    if let Some(query) = query {
+        path.push('?');
+        path.push_str(query);
+    }
+    Uri::builder()
+        .scheme(target.scheme.clone())
+        .authority(target.authority.clone())
+        .path_and_query(path)
+        .build()
+        .ok()
+}
+
+fn finish(route: &Route, status: StatusCode, start: Instant) {
+    let metrics = &route.metrics;
+    metrics.by_class[crate::metrics::status_class_index(status.as_u16())].inc();
+    metrics.duration.observe(start.elapsed().as_secs_f64());
+}
+
+async fn proxy(
+    ctx: &ConnCtx,
+    rt: &Arc<Runtime>,
+    route_index: usize,
+    prefix_len: usize,
+    mut req: Request<Incoming>,
+    start: Instant,
+) -> Response<RespBody> {
+    let shared = &ctx.shared;
+    let route = &rt.routes[route_index];
+    let api = &route.api;
+    let exec = &api.execution;
+
+    if content_length(req.headers()).is_some_and(|n| n > api.max_body_bytes) {
+        finish(route, StatusCode::PAYLOAD_TOO_LARGE, start);
+        access_log(ctx, &req, 413, Some(route), None, start);
+        // The body is not read, so the connection cannot be reused.
+        return close(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BODY_TOO_LARGE",
+            "the request body is over this API's limit",
+        ));
+    }
+
+    let previous = api.state.in_flight.fetch_add(1, Ordering::AcqRel);
+    if previous >= exec.max_concurrency {
+        api.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        route.metrics.concurrency_rejections.inc();
+        finish(route, StatusCode::SERVICE_UNAVAILABLE, start);
+        access_log(ctx, &req, 503, Some(route), None, start);
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "CONCURRENCY_LIMIT",
+            "too many concurrent requests for this API on this node",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    shared.metrics.requests_in_flight.inc();
+    let mut claims = Claims {
+        api: Some(api.state.clone()),
+        target: None,
+        node_in_flight: shared.metrics.requests_in_flight.clone(),
+    };
+
+    let client_version = req.version();
+    let websocket = client_version == Version::HTTP_11 && is_websocket_upgrade(req.headers());
+    let h1_upgrade_request =
+        client_version <= Version::HTTP_11 && req.headers().contains_key(header::UPGRADE);
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+
+    let (mut parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let original_host = match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
+    let request_id = match parts.headers.get(&X_REQUEST_ID) {
+        Some(v) if acceptable_request_id(v) => v.clone(),
+        _ => new_request_id(),
+    };
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers, websocket);
+    headers.remove(header::HOST);
+    append_forwarded_for(headers, &ctx.peer_ip);
+    if let Some(host) = original_host {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+    headers.insert(X_FORWARDED_PORT.clone(), ctx.local_port.clone());
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        let proto = if ctx.https { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    headers.insert(X_REAL_IP.clone(), ctx.peer_ip.clone());
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    let traceparent = next_traceparent(headers.get(&TRACEPARENT));
+    headers.insert(TRACEPARENT.clone(), traceparent);
+
+    // Retries need a body that can be sent again.
+    let mut retries_allowed = if is_idempotent(&method) {
+        exec.retry_attempts
+    } else {
+        0
+    };
+    let mut body = if body.is_end_stream() {
+        Some(UpBody::Empty)
+    } else if retries_allowed > 0
+        && content_length(&parts.headers).is_some_and(|n| n <= REPLAY_BUFFER_BYTES)
+    {
+        match tokio::time::timeout(exec.execution_timeout, body.collect()).await {
+            Ok(Ok(collected)) => Some(UpBody::Full(Some(collected.to_bytes()))),
+            _ => {
+                finish(route, StatusCode::BAD_REQUEST, start);
+                return close(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "the request body could not be read",
+                ));
+            }
+        }
+    } else {
+        retries_allowed = 0;
+        Some(UpBody::Stream {
+            inner: body,
+            limit: api.max_body_bytes,
+            seen: 0,
+        })
+    };
+
+    let path = parts.uri.path();
+    let rest = &path[prefix_len..];
+    let query = parts.uri.query();
+    let settings = &rt.settings;
+    let mut tried: u64 = 0;
+    let mut attempt = 0;
+    let failure = loop {
+        let now_ms = shared.now_ms();
+        let index = pick(&api.targets, api.load_balancing, &api.state, tried, now_ms);
+        tried |= 1u64 << index.min(63);
+        let target = &api.targets[index];
+        let Some(uri) = upstream_uri(target, rest, query) else {
+            break UpstreamFailure::Other;
+        };
+        let last = attempt >= retries_allowed;
+        let this_body = match &body {
+            Some(UpBody::Full(Some(bytes))) if !last => UpBody::Full(Some(Bytes::clone(bytes))),
+            _ => body.take().unwrap_or(UpBody::Empty),
+        };
+        let mut up = Request::new(this_body);
+        *up.method_mut() = method.clone();
+        *up.uri_mut() = uri;
+        *up.version_mut() = Version::HTTP_11;
+        *up.headers_mut() = if last {
+            std::mem::take(&mut parts.headers)
+        } else {
+            parts.headers.clone()
+        };
+        let client = if target.h2c {
+            &api.h2c_client
+        } else {
+            &api.client
+        };
+        target.outstanding.fetch_add(1, Ordering::Relaxed);
+        let result = tokio::time::timeout(exec.execution_timeout, client.request(up)).await;
+        let failure = match result {
+            Ok(Ok(mut response)) => {
+                target.record_success();
+                claims.target = Some(target.clone());
+                let upstream_upgrade = (websocket
+                    && response.status() == StatusCode::SWITCHING_PROTOCOLS)
+                    .then(|| hyper::upgrade::on(&mut response));
+                let (mut head, up_body) = response.into_parts();
+                let status = head.status;
+                finish(route, status, start);
+                access_log_parts(
+                    ctx,
+                    &method,
+                    path,
+                    status.as_u16(),
+                    Some(route),
+                    Some(target),
+                    &request_id,
+                    start,
+                );
+                if let (Some(client_side), Some(upstream_side)) = (client_upgrade, upstream_upgrade)
+                {
+                    strip_hop_by_hop(&mut head.headers, true);
+                    tokio::spawn(tunnel(client_side, upstream_side, claims));
+                    return Response::from_parts(head, RespBody::empty());
+                }
+                strip_hop_by_hop(&mut head.headers, false);
+                if !head.headers.contains_key(&X_REQUEST_ID) {
+                    head.headers.insert(X_REQUEST_ID.clone(), request_id);
+                }
+                if h1_upgrade_request {
+                    // The guard stopped reading this connection as HTTP/1 after the upgrade
+                    // request; since no upgrade happened, the connection ends here.
+                    head.headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                head.version = client_version;
+                return Response::from_parts(head, RespBody::upstream(up_body, claims));
+            }
+            Ok(Err(error)) => {
+                target.outstanding.fetch_sub(1, Ordering::Relaxed);
+                let failure = UpstreamFailure::classify(&error);
+                tracing::debug!(target = %target.url, %error, kind = failure.as_str(), "upstream request failed");
+                failure
+            }
+            Err(_elapsed) => {
+                target.outstanding.fetch_sub(1, Ordering::Relaxed);
+                UpstreamFailure::ExecutionTimeout
+            }
+        };
+        if failure.blames_target() {
+            target.record_failure(
+                now_ms,
+                settings.eject_after_failures,
+                settings.ejection.as_millis() as u64,
+            );
+            shared
+                .metrics
+                .upstream_error(&route.metrics, failure.as_str());
+        }
+        let retry = attempt < retries_allowed
+            && body.is_some()
+            && failure
+                .retry_case()
+                .is_some_and(|case| exec.retries_on(case));
+        if !retry {
+            break failure;
+        }
+        attempt += 1;
+    };
+    drop(claims);
+
+    let response = match failure {
+        UpstreamFailure::ConnectTimeout => error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "UPSTREAM_CONNECT_TIMEOUT",
+            "connecting to the upstream timed out",
+        ),
+        UpstreamFailure::ExecutionTimeout => error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "UPSTREAM_TIMEOUT",
+            "the upstream did not answer within the execution timeout",
+        ),
+        UpstreamFailure::HostNotFound => error_response(
+            StatusCode::BAD_GATEWAY,
+            "UPSTREAM_HOST_NOT_FOUND",
+            "the upstream host name does not resolve",
+        ),
+        UpstreamFailure::HostRouting => error_response(
+            StatusCode::BAD_GATEWAY,
+            "UPSTREAM_UNREACHABLE",
+            "the upstream refused or could not be reached",
+        ),
+        UpstreamFailure::ConnectionDropped | UpstreamFailure::Other => error_response(
+            StatusCode::BAD_GATEWAY,
+            "UPSTREAM_CONNECTION_DROPPED",
+            "the upstream closed the connection without a complete response",
+        ),
+        UpstreamFailure::RequestBodyTooLarge => close(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BODY_TOO_LARGE",
+            "the request body is over this API's limit",
+        )),
+        UpstreamFailure::RequestBodyBroken => match ctx.conn.rejected() {
+            Some(reject) => refusal(reject),
+            None => close(error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "the request body could not be read",
+            )),
+        },
+    };
+    finish(route, response.status(), start);
+    access_log_parts(
+        ctx,
+        &method,
+        path,
+        response.status().as_u16(),
+        Some(route),
+        None,
+        &request_id,
+        start,
+    );
+    response
+}
+
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    claims: Claims,
+) {
+    let _claims = claims;
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(%error, "websocket upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(%error, "websocket tunnel ended with an error");
+    }
+}
+
+fn access_log(
+    ctx: &ConnCtx,
+    req: &Request<Incoming>,
+    status: u16,
+    route: Option<&Route>,
+    target: Option<&Target>,
+    start: Instant,
+) {
+    if tracing::enabled!(target: "switchyard::access", tracing::Level::INFO) {
+        let id = req
+            .headers()
+            .get(&X_REQUEST_ID)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        access_log_parts(
+            ctx,
+            req.method(),
+            req.uri().path(),
+            status,
+            route,
+            target,
+            &id,
+            start,
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn access_log_parts(
+    ctx: &ConnCtx,
+    method: &Method,
+    path: &str,
+    status: u16,
+    route: Option<&Route>,
+    target: Option<&Target>,
+    request_id: &HeaderValue,
+    start: Instant,
+) {
+    tracing::info!(
+        target: "switchyard::access",
+        method = method.as_str(),
+        path,
+        status,
+        api = route.map_or("", |r| r.api.name.as_str()),
+        environment = route.map_or("", |r| &*r.environment),
+        upstream = target.map_or("", |t| t.url.as_str()),
+        client = ctx.peer_ip.to_str().unwrap_or(""),
+        request_id = request_id.to_str().unwrap_or(""),
+        duration_us = start.elapsed().as_micros() as u64,
+        "request"
+    );
+}
+
+fn access_log_refusal(ctx: &ConnCtx, reject: Reject) {
+    tracing::info!(
+        target: "switchyard::access",
+        status = reject.status().as_u16(),
+        reason = reject.reason(),
+        client = ctx.peer_ip.to_str().unwrap_or(""),
+        "request refused"
+    );
+}

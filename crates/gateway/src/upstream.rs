@@ -1,0 +1,385 @@
+//! Upstream side: targets with their long-lived state, load balancing, passive ejection,
+//! pooled HTTP clients (HTTP/1.1, HTTP/2, TLS) and the classification of upstream errors.
+
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use protocol::{LoadBalancing, RetryCase};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::body::UpBody;
+
+pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+pub type UpstreamClient = Client<HttpsConnector, UpBody>;
+
+/// One upstream target of one API. Shared across snapshots while the API id and URL stay the
+/// same, so its health and counters survive a swap.
+#[derive(Debug)]
+pub struct Target {
+    /// The URL as configured.
+    pub url: String,
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Path prefix without a trailing `/` (empty for the root).
+    pub base_path: String,
+    /// `h2c://`: HTTP/2 with prior knowledge over cleartext.
+    pub h2c: bool,
+    /// Requests sent and not yet finished (least-outstanding balancing).
+    pub outstanding: AtomicU32,
+    /// Consecutive transport failures (passive health).
+    pub failures: AtomicU32,
+    /// Milliseconds since the node started until which the target is ejected.
+    pub ejected_until_ms: AtomicU64,
+    /// Result of the last active health check (true until a check says otherwise).
+    pub healthy: AtomicBool,
+}
+
+/// Why a target URL is invalid.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid upstream target {url:?}: {reason}")]
+pub struct TargetError {
+    pub url: String,
+    pub reason: &'static str,
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Target, TargetError> {
+        let err = |reason| TargetError {
+            url: url.to_string(),
+            reason,
+        };
+        let (scheme, rest, h2c) = if let Some(rest) = url.strip_prefix("http://") {
+            (Scheme::HTTP, rest, false)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (Scheme::HTTPS, rest, false)
+        } else if let Some(rest) = url.strip_prefix("h2c://") {
+            (Scheme::HTTP, rest, true)
+        } else {
+            return Err(err("scheme must be http, https or h2c"));
+        };
+        if rest.contains(['?', '#']) {
+            return Err(err("no query or fragment allowed"));
+        }
+        let slash = rest.find('/').unwrap_or(rest.len());
+        let authority: Authority = rest[..slash].parse().map_err(|_| err("bad host"))?;
+        if authority.host().is_empty() || authority.as_str().contains('@') {
+            return Err(err("bad host"));
+        }
+        let base_path = rest[slash..].trim_end_matches('/').to_string();
+        if base_path.contains("//") || base_path.contains(char::is_whitespace) {
+            return Err(err("bad path"));
+        }
+        Ok(Target {
+            url: url.to_string(),
+            scheme,
+            authority,
+            base_path,
+            h2c,
+            outstanding: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+        })
+    }
+
+    /// Whether the target may get new traffic at `now_ms`.
+    pub fn available(&self, now_ms: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    /// Records a transport failure; ejects after `eject_after` consecutive ones (0 = never).
+    pub fn record_failure(&self, now_ms: u64, eject_after: u32, ejection_ms: u64) {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if eject_after > 0 && failures >= eject_after {
+            self.ejected_until_ms
+                .store(now_ms + ejection_ms, Ordering::Relaxed);
+            // The next failure after the ejection ends ejects again at once (half-open).
+            self.failures.store(eject_after - 1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_success(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counters of one API that survive swaps.
+#[derive(Debug, Default)]
+pub struct ApiState {
+    pub in_flight: AtomicU32,
+    pub next: AtomicUsize,
+}
+
+/// Picks a target index, avoiding those in `tried` (a bit per index) and unavailable ones;
+/// when every target is unavailable it still picks one, since refusing all traffic is worse
+/// than trying a target that may have recovered.
+pub fn pick(
+    targets: &[Arc<Target>],
+    policy: LoadBalancing,
+    state: &ApiState,
+    tried: u64,
+    now_ms: u64,
+) -> usize {
+    let n = targets.len();
+    if n <= 1 {
+        return 0;
+    }
+    let start = state.next.fetch_add(1, Ordering::Relaxed) % n;
+    let untried = |i: usize| i >= 64 || tried & (1 << i) == 0;
+    let mut best: Option<(usize, u32)> = None;
+    for k in 0..n {
+        let i = (start + k) % n;
+        if !untried(i) || !targets[i].available(now_ms) {
+            continue;
+        }
+        match policy {
+            LoadBalancing::RoundRobin => return i,
+            LoadBalancing::LeastOutstanding => {
+                let load = targets[i].outstanding.load(Ordering::Relaxed);
+                if best.is_none_or(|(_, b)| load < b) {
+                    best = Some((i, load));
+                }
+            }
+        }
+    }
+    if let Some((i, _)) = best {
+        return i;
+    }
+    (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| untried(i))
+        .unwrap_or(start)
+}
+
+/// An upstream failure, classified into the retry cases of SPEC §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    ConnectTimeout,
+    HostNotFound,
+    HostRouting,
+    ConnectionDropped,
+    ExecutionTimeout,
+    /// The client's request body failed (over the limit, or malformed): not the upstream's fault.
+    RequestBodyTooLarge,
+    RequestBodyBroken,
+    Other,
+}
+
+impl UpstreamFailure {
+    pub fn retry_case(self) -> Option<RetryCase> {
+        match self {
+            UpstreamFailure::ConnectTimeout => Some(RetryCase::ConnectTimeout),
+            UpstreamFailure::HostNotFound => Some(RetryCase::HostNotFound),
+            UpstreamFailure::HostRouting => Some(RetryCase::HostRoutingError),
+            UpstreamFailure::ConnectionDropped => Some(RetryCase::ConnectionDropped),
+            UpstreamFailure::ExecutionTimeout => Some(RetryCase::ExecutionTimeout),
+            _ => None,
+        }
+    }
+
+    /// Whether the target is to blame (counts toward passive ejection).
+    pub fn blames_target(self) -> bool {
+        matches!(
+            self,
+            UpstreamFailure::ConnectTimeout
+                | UpstreamFailure::HostNotFound
+                | UpstreamFailure::HostRouting
+                | UpstreamFailure::ConnectionDropped
+                | UpstreamFailure::ExecutionTimeout
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamFailure::ConnectTimeout => "connect_timeout",
+            UpstreamFailure::HostNotFound => "host_not_found",
+            UpstreamFailure::HostRouting => "host_routing",
+            UpstreamFailure::ConnectionDropped => "connection_dropped",
+            UpstreamFailure::ExecutionTimeout => "execution_timeout",
+            UpstreamFailure::RequestBodyTooLarge => "request_body_too_large",
+            UpstreamFailure::RequestBodyBroken => "request_body_broken",
+            UpstreamFailure::Other => "other",
+        }
+    }
+
+    /// Classifies a client error by walking its source chain.
+    pub fn classify(error: &hyper_util::client::legacy::Error) -> UpstreamFailure {
+        let connect = error.is_connect();
+        let mut source: Option<&(dyn StdError + 'static)> = error.source();
+        let mut dns = false;
+        while let Some(e) = source {
+            if let Some(body) = e.downcast_ref::<crate::body::BodyError>() {
+                return match body {
+                    crate::body::BodyError::TooLarge => UpstreamFailure::RequestBodyTooLarge,
+                    crate::body::BodyError::Client(_) => UpstreamFailure::RequestBodyBroken,
+                };
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind::*;
+                match io.kind() {
+                    TimedOut if connect => return UpstreamFailure::ConnectTimeout,
+                    ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+                        if connect =>
+                    {
+                        return UpstreamFailure::HostRouting;
+                    }
+                    ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                        return UpstreamFailure::ConnectionDropped;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                    return UpstreamFailure::ConnectionDropped;
+                }
+            }
+            if e.to_string().contains("dns error") {
+                dns = true;
+            }
+            source = e.source();
+        }
+        if dns {
+            UpstreamFailure::HostNotFound
+        } else if connect {
+            UpstreamFailure::HostRouting
+        } else {
+            UpstreamFailure::ConnectionDropped
+        }
+    }
+}
+
+fn native_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let loaded = rustls_native_certs::load_native_certs();
+        if !loaded.errors.is_empty() {
+            tracing::warn!(
+                errors = loaded.errors.len(),
+                "some system root certificates did not load"
+            );
+        }
+        loaded.certs
+    })
+}
+
+/// Why the upstream TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream CA: {0}")]
+pub struct CaError(String);
+
+/// Builds a pooled client. `h2c` forces HTTP/2 with prior knowledge; otherwise HTTP/1.1 for
+/// `http` and ALPN (h2 or http/1.1) for `https`.
+pub fn build_client(
+    connect_timeout: Duration,
+    h2c: bool,
+    extra_ca_pem: Option<&str>,
+) -> Result<UpstreamClient, CaError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (_added, _ignored) = roots.add_parsable_certificates(native_roots().iter().cloned());
+    if let Some(pem) = extra_ca_pem {
+        let mut any = false;
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| CaError(e.to_string()))?;
+            roots.add(cert).map_err(|e| CaError(e.to_string()))?;
+            any = true;
+        }
+        if !any {
+            return Err(CaError("no certificate in PEM".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CaError(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .http2_only(h2c);
+    Ok(builder.build(connector))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(n: usize) -> Vec<Arc<Target>> {
+        (0..n)
+            .map(|i| Arc::new(Target::parse(&format!("http://10.0.0.{i}:80/base/")).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn target_urls() {
+        let t = Target::parse("https://api.example.com:8443/v1/").unwrap();
+        assert_eq!(t.base_path, "/v1");
+        assert_eq!(t.authority.as_str(), "api.example.com:8443");
+        assert_eq!(Target::parse("http://a").unwrap().base_path, "");
+        assert!(Target::parse("h2c://a:81").unwrap().h2c);
+        for bad in ["ftp://a", "http://", "http://a/?x", "http://u@a/", "a:80"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn round_robin_skips_tried_and_ejected() {
+        let ts = targets(3);
+        let state = ApiState::default();
+        let picks: Vec<usize> = (0..6)
+            .map(|_| pick(&ts, LoadBalancing::RoundRobin, &state, 0, 0))
+            .collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        assert_ne!(pick(&ts, LoadBalancing::RoundRobin, &state, 0b001, 0), 0);
+        ts[1].record_failure(0, 2, 1000);
+        ts[1].record_failure(0, 2, 1000);
+        for _ in 0..6 {
+            assert_ne!(pick(&ts, LoadBalancing::RoundRobin, &state, 0, 10), 1);
+        }
+        // Recovers when the ejection ends.
+        assert!(ts[1].available(1000));
+        // All tried: still picks one.
+        assert!(pick(&ts, LoadBalancing::RoundRobin, &state, 0b111, 0) < 3);
+    }
+
+    #[test]
+    fn least_outstanding_prefers_idle() {
+        let ts = targets(3);
+        let state = ApiState::default();
+        ts[0].outstanding.store(5, Ordering::Relaxed);
+        ts[1].outstanding.store(1, Ordering::Relaxed);
+        ts[2].outstanding.store(3, Ordering::Relaxed);
+        for _ in 0..4 {
+            assert_eq!(pick(&ts, LoadBalancing::LeastOutstanding, &state, 0, 0), 1);
+        }
+        assert_eq!(
+            pick(&ts, LoadBalancing::LeastOutstanding, &state, 0b010, 0),
+            2
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! The configuration snapshot: everything a gateway node needs to serve traffic, versioned,
+//! with a strictly increasing generation and a content hash over a canonical serialisation.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Version of the snapshot wire format. A node refuses snapshots of another version.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+/// A complete gateway configuration as sent by the platform or read from a file.
+///
+/// `content_hash` is the lowercase hex SHA-256 of [`Snapshot::canonical_bytes`], which covers
+/// every other field. The serialisation is canonical because every type here is a struct or a
+/// `Vec` (fields in declaration order, no maps with unordered keys) written by `serde_json`
+/// in compact form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub format_version: u32,
+    /// Strictly increasing per gateway; a node never applies one lower than or equal to its own.
+    pub generation: u64,
+    pub content_hash: String,
+    pub config: GatewayConfig,
+}
+
+/// The hashed part of a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub gateway: GatewaySettings,
+    #[serde(default)]
+    pub environments: Vec<Environment>,
+    #[serde(default)]
+    pub apis: Vec<Api>,
+    /// Server certificates for the HTTPS listener, chosen by SNI.
+    #[serde(default)]
+    pub certificates: Vec<TlsCertificate>,
+}
+
+/// Why a snapshot's hash does not check out.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("content hash mismatch: snapshot says {claimed}, content hashes to {actual}")]
+pub struct HashMismatch {
+    pub claimed: String,
+    pub actual: String,
+}
+
+impl Snapshot {
+    /// A snapshot of the current format with its hash computed.
+    pub fn new(generation: u64, config: GatewayConfig) -> Snapshot {
+        let mut snapshot = Snapshot {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            generation,
+            content_hash: String::new(),
+            config,
+        };
+        snapshot.content_hash = snapshot.compute_hash();
+        snapshot
+    }
+
+    /// The bytes the content hash is computed over: format version, generation and config.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // Serialising plain structs and Vecs into memory cannot fail.
+        serde_json::to_vec(&(self.format_version, self.generation, &self.config))
+            .unwrap_or_default()
+    }
+
+    /// Lowercase hex SHA-256 of [`Snapshot::canonical_bytes`].
+    pub fn compute_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical_bytes()))
+    }
+
+    /// Checks that `content_hash` matches the content.
+    pub fn verify_hash(&self) -> Result<(), HashMismatch> {
+        let actual = self.compute_hash();
+        if actual == self.content_hash {
+            Ok(())
+        } else {
+            Err(HashMismatch {
+                claimed: self.content_hash.clone(),
+                actual,
+            })
+        }
+    }
+
+    /// Recomputes `content_hash` after the content was edited.
+    pub fn seal(&mut self) {
+        self.content_hash = self.compute_hash();
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Snapshot, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Gateway-wide settings (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// The platform's id of the gateway this snapshot is for.
+    #[serde(default)]
+    pub gateway_id: String,
+    #[serde(default)]
+    pub name: String,
+    /// Host names (of the Gateway URL) this gateway answers for; empty means any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Desired bind addresses; a node's command-line flags take precedence.
+    #[serde(default)]
+    pub listeners: Listeners,
+    #[serde(default)]
+    pub execution: ExecutionSettings,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub health: HealthSettings,
+    /// How long readiness answers 503 before the node stops accepting, so load balancers drain.
+    #[serde(default)]
+    pub shutdown_delay_ms: u64,
+    /// How long in-flight requests may take to finish after the node stops accepting.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+    /// Extra CA certificates (PEM) trusted for TLS upstreams besides the system roots.
+    #[serde(default)]
+    pub upstream_ca_pem: Option<String>,
+}
+
+fn default_drain_timeout_ms() -> u64 {
+    30_000
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            gateway_id: String::new(),
+            name: String::new(),
+            hosts: Vec::new(),
+            listeners: Listeners::default(),
+            execution: ExecutionSettings::default(),
+            limits: Limits::default(),
+            health: HealthSettings::default(),
+            shutdown_delay_ms: 0,
+            drain_timeout_ms: default_drain_timeout_ms(),
+            upstream_ca_pem: None,
+        }
+    }
+}
+
+/// Bind addresses, e.g. `0.0.0.0:8077`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listeners {
+    #[serde(default)]
+    pub http: Option<String>,
+    #[serde(default)]
+    pub https: Option<String>,
+}
+
+/// Failure cases after which an idempotent request may be retried on another target (SPEC §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RetryCase {
+    ConnectTimeout,
+    ConnectionDropped,
+    HostNotFound,
+    HostRoutingError,
+    ExecutionTimeout,
+}
+
+/// Execution settings: gateway defaults, overridable per API (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionSettings {
+    pub max_concurrency_per_node: u32,
+    pub retry_attempts: u32,
+    pub connect_timeout_ms: u64,
+    pub execution_timeout_ms: u64,
+    pub retry_cases: Vec<RetryCase>,
+}
+
+impl Default for ExecutionSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrency_per_node: 100,
+            retry_attempts: 1,
+            connect_timeout_ms: 10_000,
+            execution_timeout_ms: 120_000,
+            retry_cases: vec![
+                RetryCase::ConnectTimeout,
+                RetryCase::ConnectionDropped,
+                RetryCase::HostNotFound,
+                RetryCase::HostRoutingError,
+            ],
+        }
+    }
+}
+
+/// Safe request limits (SPEC §9). Every field has the spec's default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest request line → 414.
+    pub max_request_line_bytes: u32,
+    /// Longest single header line → 431.
+    pub max_header_bytes: u32,
+    /// All header lines together → 431.
+    pub max_headers_total_bytes: u32,
+    /// Most header lines → 431.
+    pub max_headers: u32,
+    /// Default request body limit of an API → 413.
+    pub max_body_bytes: u64,
+    /// Time to receive a complete request head → 408.
+    pub header_read_timeout_ms: u64,
+    /// Idle keep-alive connections are closed after this long.
+    pub keep_alive_timeout_ms: u64,
+    /// Most client connections open at once on one node.
+    pub max_connections: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_line_bytes: 8 * 1024,
+            max_header_bytes: 8 * 1024,
+            max_headers_total_bytes: 32 * 1024,
+            max_headers: 100,
+            max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            keep_alive_timeout_ms: 75_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Upstream health checking, active and passive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// Period of active checks of APIs that have a health check.
+    pub check_interval_ms: u64,
+    pub check_timeout_ms: u64,
+    /// Consecutive failed requests after which a target is ejected (0 disables).
+    pub eject_after_failures: u32,
+    /// How long an ejected target gets no traffic before it is tried again.
+    pub ejection_ms: u64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            check_interval_ms: 10_000,
+            check_timeout_ms: 2_000,
+            eject_after_failures: 5,
+            ejection_ms: 10_000,
+        }
+    }
+}
+
+/// An environment with one URL path per API type (SPEC §6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub id: String,
+    pub name: String,
+    pub paths: EnvironmentPaths,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentPaths {
+    pub rest: String,
+    pub soap: String,
+    pub soap12: String,
+    pub odata: String,
+}
+
+impl Default for EnvironmentPaths {
+    fn default() -> Self {
+        Self {
+            rest: "ws/rest".into(),
+            soap: "ws/soap".into(),
+            soap12: "ws/soap12".into(),
+            odata: "ws/odata".into(),
+        }
+    }
+}
+
+impl EnvironmentPaths {
+    pub fn for_type(&self, api_type: ApiType) -> &str {
+        match api_type {
+            ApiType::Rest => &self.rest,
+            ApiType::Soap => &self.soap,
+            ApiType::Soap12 => &self.soap12,
+            ApiType::Odata => &self.odata,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ApiType {
+    Rest,
+    Soap,
+    Soap12,
+    Odata,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    #[default]
+    RoundRobin,
+    LeastOutstanding,
+}
+
+/// An API proxy as the gateway needs it (SPEC §8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Stable across snapshots; long-lived state (pools, health, counters) is keyed by it.
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    pub api_type: ApiType,
+    /// Without leading or trailing `/`, e.g. `orders/v1`.
+    pub base_path: String,
+    /// Upstream base URLs, e.g. `http://10.0.0.5:8080/base`.
+    pub targets: Vec<UpstreamTarget>,
+    #[serde(default)]
+    pub load_balancing: LoadBalancing,
+    /// A path starting with `/` is checked on every target; an absolute URL is checked once
+    /// and its result applies to all targets.
+    #[serde(default)]
+    pub health_check_url: Option<String>,
+    #[serde(default)]
+    pub execution: Option<ExecutionSettings>,
+    /// Overrides the gateway's default body limit.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    pub deployments: Vec<Deployment>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTarget {
+    pub url: String,
+}
+
+/// An API deployed to an environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    pub environment_id: String,
+    /// Replaces `environment path / base path` for this deployment.
+    #[serde(default)]
+    pub custom_path: Option<String>,
+}
+
+/// A server certificate chain and key (PEM) for the listed SNI names (`*.example.com` allowed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertificate {
+    pub server_names: Vec<String>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Snapshot {
+        Snapshot::new(
+            7,
+            GatewayConfig {
+                environments: vec![Environment {
+                    id: "env-1".into(),
+                    name: "Production".into(),
+                    paths: EnvironmentPaths::default(),
+                }],
+                apis: vec![Api {
+                    id: "api-1".into(),
+                    name: "orders".into(),
+                    version: "1".into(),
+                    api_type: ApiType::Rest,
+                    base_path: "orders".into(),
+                    targets: vec![UpstreamTarget {
+                        url: "http://127.0.0.1:9000".into(),
+                    }],
+                    load_balancing: LoadBalancing::RoundRobin,
+                    health_check_url: None,
+                    execution: None,
+                    max_body_bytes: None,
+                    deployments: vec![Deployment {
+                        environment_id: "env-1".into(),
+                        custom_path: None,
+                    }],
+                }],
+                ..GatewayConfig::default()
+            },
+        )
+    }
+
+    #[test]
+    fn hash_round_trips_through_json() {
+        let snapshot = sample();
+        assert_eq!(snapshot.content_hash.len(), 64);
+        let parsed = Snapshot::from_json(snapshot.to_json_pretty().as_bytes()).unwrap();
+        assert_eq!(parsed, snapshot);
+        parsed.verify_hash().unwrap();
+    }
+
+    #[test]
+    fn any_change_breaks_the_hash() {
+        let mut snapshot = sample();
+        snapshot.config.apis[0].base_path = "orders2".into();
+        assert!(snapshot.verify_hash().is_err());
+        snapshot.seal();
+        snapshot.verify_hash().unwrap();
+        let mut snapshot2 = snapshot.clone();
+        snapshot2.generation += 1;
+        assert!(snapshot2.verify_hash().is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let json = r#"{"format_version":1,"generation":1,"content_hash":"","config":{"gateway":{}},"extra":1}"#;
+        assert!(Snapshot::from_json(json.as_bytes()).is_err());
+        let json = r#"{"format_version":1,"generation":1,"content_hash":"","config":{"gateway":{"limits":{"max_headerz":1}}}}"#;
+        assert!(Snapshot::from_json(json.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let json =
+            r#"{"format_version":1,"generation":1,"content_hash":"","config":{"gateway":{}}}"#;
+        let snapshot = Snapshot::from_json(json.as_bytes()).unwrap();
+        let limits = &snapshot.config.gateway.limits;
+        assert_eq!(limits.max_request_line_bytes, 8192);
+        assert_eq!(limits.max_headers_total_bytes, 32768);
+        assert_eq!(limits.max_body_bytes, 10 << 20);
+        assert_eq!(snapshot.config.gateway.execution.retry_attempts, 1);
+    }
+}
