@@ -65,38 +65,28 @@ impl fmt::Display for Conflict {
     }
 }
 
-/// Unique indexes by name (PostgreSQL reports the name; SQLite reports it for expression
-/// indexes and `table.column` lists otherwise, so both spellings are listed).
-const UNIQUE_RULES: &[(&[&str], fn() -> Conflict)] = &[
-    (&["accounts_name_key"], || Conflict::AccountName),
-    (&["users_email_key"], || Conflict::UserEmail),
-    (&["gateways_name_key"], || Conflict::GatewayName),
-    (&["environments_name_key"], || Conflict::EnvironmentName),
-    (&["apis_name_version_key"], || Conflict::ApiNameVersion),
-    (
-        &["deployments_api_environment_key", "deployments.api_id"],
-        || Conflict::AlreadyDeployed,
-    ),
-    (
-        &[
-            "api_tokens_hash_key",
-            "api_tokens.token_hash",
-            "install_tokens_hash_key",
-            "install_tokens.token_hash",
-            "node_credentials_hash_key",
-            "node_credentials.token_hash",
-        ],
-        || Conflict::TokenHash,
-    ),
-];
-
+/// Unique indexes by name. PostgreSQL reports the index name; SQLite names expression
+/// indexes and lists `table.column`s otherwise, so both spellings are matched.
 fn unique_conflict(db: &dyn sqlx::error::DatabaseError) -> Conflict {
     let text = db.constraint().unwrap_or_else(|| db.message());
-    UNIQUE_RULES
-        .iter()
-        .find(|(names, _)| names.iter().any(|n| text.contains(n)))
-        .map(|(_, make)| make())
-        .unwrap_or_else(|| Conflict::Other(text.to_owned()))
+    let has = |names: &[&str]| names.iter().any(|n| text.contains(n));
+    if has(&["accounts_name_key"]) {
+        Conflict::AccountName
+    } else if has(&["users_email_key"]) {
+        Conflict::UserEmail
+    } else if has(&["gateways_name_key"]) {
+        Conflict::GatewayName
+    } else if has(&["environments_name_key"]) {
+        Conflict::EnvironmentName
+    } else if has(&["apis_name_version_key"]) {
+        Conflict::ApiNameVersion
+    } else if has(&["deployments_api_environment_key", "deployments.api_id"]) {
+        Conflict::AlreadyDeployed
+    } else if has(&["_hash_key", ".token_hash"]) {
+        Conflict::TokenHash
+    } else {
+        Conflict::Other(text.to_owned())
+    }
 }
 
 /// PostgreSQL SQLSTATE classes and SQLite codes that mean "try again later", not "bug".

@@ -844,22 +844,22 @@ impl Store {
             .bind(now.0)
             .fetch_optional(&mut *c)
             .await?;
-            if let Some(r) = updated {
-                return rows::issue(&mut Cur::new(&r));
-            }
-            let issue = Issue {
-                id: IssueId::new_v7(),
-                gateway_id: new.gateway_id,
-                node_id: new.node_id,
-                code: new.code,
-                severity: new.severity,
-                message: new.message,
-                details: new.details,
-                first_seen: now,
-                last_seen: now,
-                cleared_at: None,
-            };
-            sqlx::query(
+            match updated {
+                Some(r) => rows::issue(&mut Cur::new(&r)),
+                None => {
+                    let issue = Issue {
+                        id: IssueId::new_v7(),
+                        gateway_id: new.gateway_id,
+                        node_id: new.node_id,
+                        code: new.code,
+                        severity: new.severity,
+                        message: new.message,
+                        details: new.details,
+                        first_seen: now,
+                        last_seen: now,
+                        cleared_at: None,
+                    };
+                    sqlx::query(
                 "INSERT INTO issues (id, account_id, gateway_id, node_id, code, severity, message, \
                  details, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
             )
@@ -874,7 +874,9 @@ impl Store {
             .bind(now.0)
             .execute(&mut *c)
             .await?;
-            Ok(issue)
+                    Ok(issue)
+                }
+            }
         })
     }
 
@@ -925,7 +927,7 @@ impl Store {
                 .iter()
                 .map(|r| rows::issue(&mut Cur::new(r)))
                 .collect::<Result<Vec<_>, _>>()?;
-            issues.sort_by(|a, b| b.severity.cmp(&a.severity));
+            issues.sort_by_key(|i| std::cmp::Reverse(i.severity));
             Ok(issues)
         })
     }

@@ -66,8 +66,9 @@ macro_rules! with_conn {
 }
 
 /// Runs `$body` once per backend inside a write transaction bound to `$c` (use `&mut *$c`).
-/// The transaction commits when `$body` completes; an early return (`?`) drops it, which
-/// rolls back, so a failed mutation leaves neither a half-write nor an audit record.
+/// The transaction commits when `$body` completes; an early return (`?`, `return Err`)
+/// drops it, which rolls back, so a failed mutation leaves neither a half-write nor an
+/// audit record. Hence a body must never `return Ok(..)`: that would skip the commit.
 macro_rules! with_tx {
     ($store:expr, |$c:ident| $body:expr) => {
         match &$store.backend {

@@ -41,7 +41,18 @@ conformance!(
     accounts_and_users,
     api_tokens,
     install_tokens,
-    //MORE
+    tenant_isolation,
+    gateway_names_are_unique_among_live_gateways,
+    soft_delete_detaches_revokes_and_frees_the_name,
+    failed_mutations_leave_no_trace,
+    every_mutation_writes_one_audit_record,
+    gateways_overview,
+    environments_and_checked_path_updates,
+    apis_and_deployments,
+    nodes_issues_status_and_generations,
+    concurrent_generation_bumps_are_distinct,
+    closed_store_is_unavailable,
+    seeded_overview,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -376,4 +387,1717 @@ async fn install_tokens(store: &Store) {
             .unwrap()
             .is_none()
     );
+}
+
+/// A gateway with one attached environment, one API deployed there, and a node.
+struct World {
+    account: Account,
+    gateway: Gateway,
+    env: Environment,
+    api: Api,
+    deployment: Deployment,
+    node: Node,
+}
+
+async fn world(store: &Store, name: &str) -> World {
+    let account = account(store, name).await;
+    let a = account.id;
+    let gateway = store
+        .create_gateway(a, NewGateway::named("gw"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let env = store
+        .create_environment(a, new_env("Production"), audit("environment.create"))
+        .await
+        .unwrap();
+    let env = store
+        .set_environment_gateway(
+            a,
+            env.id,
+            Some(gateway.id),
+            audit("environment.attach"),
+            ok2,
+        )
+        .await
+        .unwrap();
+    let api = store
+        .create_api(a, new_api("orders", "orders"), audit("api.create"))
+        .await
+        .unwrap();
+    let deployment = store
+        .create_deployment(
+            a,
+            NewDeployment {
+                api_id: api.id,
+                environment_id: env.id,
+                custom_path: None,
+                status: DeploymentStatus::SentToGateway,
+            },
+            audit("deployment.create"),
+            ok,
+        )
+        .await
+        .unwrap();
+    let node = Node {
+        id: NodeId::new_v7(),
+        gateway_id: gateway.id,
+        host_name: "host-a".into(),
+        address: Some("10.0.0.1".into()),
+        version: "0.1.0".into(),
+        joined_at: t(1_000),
+        last_seen: None,
+        applied_generation: None,
+    };
+    let node = store.upsert_node(a, &node).await.unwrap();
+    World {
+        account,
+        gateway,
+        env,
+        api,
+        deployment,
+        node,
+    }
+}
+
+fn ok2(_: &Environment, _: Option<&GatewayRoutes>) -> Result<(), Infallible> {
+    Ok(())
+}
+
+fn ok_api(_: &Api, _: &[GatewayRoutes]) -> Result<(), Infallible> {
+    Ok(())
+}
+
+fn store_err<T: std::fmt::Debug, E: std::fmt::Debug>(
+    r: Result<T, Checked<E>>,
+) -> Result<T, StoreError> {
+    r.map_err(|e| match e {
+        Checked::Store(e) => e,
+        Checked::Rejected(e) => panic!("unexpected rejection {e:?}"),
+    })
+}
+
+async fn tenant_isolation(store: &Store) {
+    let w = world(store, "Acme").await;
+    let other = account(store, "Other").await;
+    let o = other.id;
+    assert_not_found(store.gateway(o, w.gateway.id).await);
+    assert_eq!(store.gateway_by_name(o, "gw").await.unwrap(), None);
+    assert!(
+        store
+            .gateways(o, GatewayView::Enabled)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_not_found(
+        store
+            .rename_gateway(o, w.gateway.id, "mine", audit("gateway.rename"))
+            .await,
+    );
+    assert_not_found(
+        store
+            .update_gateway(
+                o,
+                w.gateway.id,
+                GatewayUpdate {
+                    public_url: None,
+                    bind_address: DEFAULT_BIND_ADDRESS.into(),
+                    settings: GatewaySettings::default(),
+                },
+                audit("gateway.update"),
+            )
+            .await,
+    );
+    assert_not_found(
+        store
+            .delete_gateway(o, w.gateway.id, audit("gateway.delete"))
+            .await,
+    );
+    assert_not_found(store.bump_generation(o, w.gateway.id).await);
+    assert_not_found(store.generation(o, w.gateway.id).await);
+    assert_not_found(store.gateway_routes(o, w.gateway.id).await);
+    assert_not_found(store.gateway_status_history(o, w.gateway.id, 10).await);
+    assert_not_found(
+        store
+            .set_gateway_status(o, w.gateway.id, "online", None, t(5))
+            .await,
+    );
+    assert!(store.nodes(o, w.gateway.id).await.unwrap().is_empty());
+    assert!(store.issues(o, w.gateway.id).await.unwrap().is_empty());
+    assert!(
+        store
+            .node_credentials(o, w.gateway.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_not_found(
+        store
+            .create_node_credential(o, w.gateway.id, None, "h", audit("x"))
+            .await,
+    );
+    assert_not_found(store.upsert_node(o, &w.node).await);
+    assert_not_found(
+        store
+            .record_node_report(
+                o,
+                w.node.id,
+                &NodeReport {
+                    state: "online".into(),
+                    applied_generation: None,
+                    at: t(5),
+                },
+            )
+            .await,
+    );
+    assert_not_found(store.remove_node(o, w.node.id, audit("node.remove")).await);
+    assert_not_found(
+        store
+            .raise_issue(
+                o,
+                NewIssue {
+                    gateway_id: w.gateway.id,
+                    node_id: None,
+                    code: "NO_NODES".into(),
+                    severity: Severity::Warning,
+                    message: "m".into(),
+                    details: serde_json::json!({}),
+                },
+                t(5),
+            )
+            .await,
+    );
+
+    assert_not_found(store.environment(o, w.env.id).await);
+    assert!(store.environments(o).await.unwrap().is_empty());
+    assert_not_found(
+        store
+            .update_environment(
+                o,
+                w.env.id,
+                "x",
+                Classification::Test,
+                audit("environment.update"),
+            )
+            .await,
+    );
+    assert_not_found(store_err(
+        store
+            .update_environment_paths(o, w.env.id, EnvironmentPaths::default(), audit("p"), ok2)
+            .await,
+    ));
+    assert_not_found(
+        store
+            .delete_environment(o, w.env.id, audit("environment.delete"))
+            .await,
+    );
+    // Attaching another account's environment, or to another account's gateway.
+    assert_not_found(store_err(
+        store
+            .set_environment_gateway(o, w.env.id, None, audit("environment.detach"), ok2)
+            .await,
+    ));
+    let own_env = store
+        .create_environment(o, new_env("Own"), audit("environment.create"))
+        .await
+        .unwrap();
+    assert_not_found(store_err(
+        store
+            .set_environment_gateway(o, own_env.id, Some(w.gateway.id), audit("attach"), ok2)
+            .await,
+    ));
+
+    assert_not_found(store.api(o, w.api.id).await);
+    assert!(store.apis(o).await.unwrap().is_empty());
+    assert_not_found(store_err(
+        store
+            .update_api(o, w.api.id, new_api("x", "x"), audit("api.update"), ok_api)
+            .await,
+    ));
+    assert_not_found(store.delete_api(o, w.api.id, audit("api.delete")).await);
+    assert_not_found(store.deployment(o, w.deployment.id).await);
+    assert!(
+        store
+            .deployments_by_environment(o, w.env.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .deployments_by_api(o, w.api.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_not_found(
+        store
+            .set_deployment_status(o, w.deployment.id, DeploymentStatus::RequiresConfiguration)
+            .await,
+    );
+    assert_not_found(
+        store
+            .delete_deployment(o, w.deployment.id, audit("d"))
+            .await,
+    );
+    // Deploying another account's API into one's own environment.
+    assert_not_found(store_err(
+        store
+            .create_deployment(
+                o,
+                NewDeployment {
+                    api_id: w.api.id,
+                    environment_id: own_env.id,
+                    custom_path: None,
+                    status: DeploymentStatus::SentToGateway,
+                },
+                audit("deployment.create"),
+                ok,
+            )
+            .await,
+    ));
+
+    let overview = store
+        .gateways_overview(o, GatewayView::Enabled)
+        .await
+        .unwrap();
+    assert!(overview.gateways.is_empty());
+    assert_eq!(overview.unattached.len(), 1);
+    assert!(
+        store
+            .audit_records(o, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.account_id == Some(o))
+    );
+
+    // And everything of the first account is intact.
+    assert_eq!(
+        store
+            .gateway(w.account.id, w.gateway.id)
+            .await
+            .unwrap()
+            .name,
+        "gw"
+    );
+    assert_eq!(
+        store.environment(w.account.id, w.env.id).await.unwrap(),
+        w.env
+    );
+    assert_eq!(
+        store
+            .deployments_by_environment(w.account.id, w.env.id)
+            .await
+            .unwrap(),
+        vec![w.deployment.clone()]
+    );
+}
+
+async fn gateway_names_are_unique_among_live_gateways(store: &Store) {
+    let acme = account(store, "Acme").await;
+    let other = account(store, "Other").await;
+    let gw = store
+        .create_gateway(acme.id, NewGateway::named("Edge"), audit("gateway.create"))
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .create_gateway(acme.id, NewGateway::named("edge"), audit("gateway.create"))
+            .await,
+        Conflict::GatewayName,
+    );
+    // Another account may use the name.
+    store
+        .create_gateway(other.id, NewGateway::named("Edge"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let second = store
+        .create_gateway(acme.id, NewGateway::named("Core"), audit("gateway.create"))
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .rename_gateway(acme.id, second.id, "EDGE", audit("gateway.rename"))
+            .await,
+        Conflict::GatewayName,
+    );
+    let renamed = store
+        .rename_gateway(acme.id, gw.id, "Edge 2", audit("gateway.rename"))
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "Edge 2");
+    assert_eq!(
+        store
+            .gateway_by_name(acme.id, "edge 2")
+            .await
+            .unwrap()
+            .map(|g| g.id),
+        Some(gw.id)
+    );
+    // Environments and APIs have their own unique names.
+    store
+        .create_environment(acme.id, new_env("Prod"), audit("environment.create"))
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .create_environment(acme.id, new_env("PROD"), audit("environment.create"))
+            .await,
+        Conflict::EnvironmentName,
+    );
+    store
+        .create_api(acme.id, new_api("orders", "orders"), audit("api.create"))
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .create_api(acme.id, new_api("Orders", "orders2"), audit("api.create"))
+            .await,
+        Conflict::ApiNameVersion,
+    );
+}
+
+async fn soft_delete_detaches_revokes_and_frees_the_name(store: &Store) {
+    let w = world(store, "Acme").await;
+    let a = w.account.id;
+    let cred = store
+        .create_node_credential(
+            a,
+            w.gateway.id,
+            Some(w.node.id),
+            "cred-1",
+            audit("node.join"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_node_credential("cred-1").await.unwrap(),
+        Some(cred.clone())
+    );
+    store
+        .raise_issue(
+            a,
+            NewIssue {
+                gateway_id: w.gateway.id,
+                node_id: None,
+                code: "NO_NODES".into(),
+                severity: Severity::Warning,
+                message: "no node has joined".into(),
+                details: serde_json::json!({}),
+            },
+            t(1_500),
+        )
+        .await
+        .unwrap();
+    let mut del = audit("gateway.delete");
+    del.at = t(2_000);
+    let deleted = store.delete_gateway(a, w.gateway.id, del).await.unwrap();
+    assert_eq!(deleted.deleted_at, Some(t(2_000)));
+
+    let env = store.environment(a, w.env.id).await.unwrap();
+    assert_eq!(env.gateway_id, None, "environment detached");
+    // Deployments stay with the environment; they just no longer reach a gateway.
+    assert_eq!(
+        store
+            .deployments_by_environment(a, w.env.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.find_node_credential("cred-1").await.unwrap(), None);
+    let creds = store.node_credentials(a, w.gateway.id).await.unwrap();
+    assert_eq!(creds[0].revoked_at, Some(t(2_000)));
+    assert!(store.issues(a, w.gateway.id).await.unwrap().is_empty());
+    let (g, status) = store.gateway_with_status(a, w.gateway.id).await.unwrap();
+    assert_eq!(g.deleted_at, Some(t(2_000)));
+    assert_eq!(status.unwrap().state, "deleted");
+
+    // Deleted gateways are never changed again.
+    assert_not_found(
+        store
+            .delete_gateway(a, w.gateway.id, audit("gateway.delete"))
+            .await,
+    );
+    assert_not_found(
+        store
+            .rename_gateway(a, w.gateway.id, "x", audit("gateway.rename"))
+            .await,
+    );
+    assert_not_found(store.bump_generation(a, w.gateway.id).await);
+    assert_not_found(
+        store
+            .create_node_credential(a, w.gateway.id, None, "c2", audit("x"))
+            .await,
+    );
+    assert_not_found(store_err(
+        store
+            .set_environment_gateway(a, w.env.id, Some(w.gateway.id), audit("attach"), ok2)
+            .await,
+    ));
+    assert_eq!(store.gateway_by_name(a, "gw").await.unwrap(), None);
+
+    // The name is free again; both show in their views.
+    let again = store
+        .create_gateway(a, NewGateway::named("GW"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let enabled = store.gateways(a, GatewayView::Enabled).await.unwrap();
+    assert_eq!(
+        enabled.iter().map(|g| g.id).collect::<Vec<_>>(),
+        vec![again.id]
+    );
+    let deleted_view = store.gateways(a, GatewayView::Deleted).await.unwrap();
+    assert_eq!(
+        deleted_view.iter().map(|g| g.id).collect::<Vec<_>>(),
+        vec![w.gateway.id]
+    );
+
+    let records = store.audit_records(a, None, 100).await.unwrap();
+    let rec = records
+        .iter()
+        .find(|r| r.action == "gateway.delete")
+        .unwrap();
+    assert_eq!(
+        rec.details["detached_environments"],
+        serde_json::json!([w.env.id.to_string()])
+    );
+    assert_eq!(rec.target, Some(Target::new("gateway", w.gateway.id)));
+}
+
+async fn failed_mutations_leave_no_trace(store: &Store) {
+    let w = world(store, "Acme").await;
+    let a = w.account.id;
+    let before = audit_count(store, a).await;
+
+    // A unique violation: no gateway, no audit record.
+    assert_conflict(
+        store
+            .create_gateway(a, NewGateway::named("gw"), audit("gateway.create"))
+            .await,
+        Conflict::GatewayName,
+    );
+    assert_eq!(
+        store.gateways(a, GatewayView::Enabled).await.unwrap().len(),
+        1
+    );
+    assert_eq!(audit_count(store, a).await, before);
+
+    // A refused check: paths unchanged, no audit record.
+    let mut seen = None;
+    let paths = EnvironmentPaths {
+        rest: "api/rest".into(),
+        ..EnvironmentPaths::default()
+    };
+    let refused = store
+        .update_environment_paths(
+            a,
+            w.env.id,
+            paths.clone(),
+            audit("environment.update_paths"),
+            |env, routes| {
+                seen = Some((env.clone(), routes.cloned()));
+                Err("PATH_CONFLICT")
+            },
+        )
+        .await;
+    assert!(matches!(refused, Err(Checked::Rejected("PATH_CONFLICT"))));
+    let (env_seen, routes_seen) = seen.unwrap();
+    assert_eq!(env_seen, w.env);
+    let routes_seen = routes_seen.unwrap();
+    assert_eq!(routes_seen.gateway_id, w.gateway.id);
+    assert_eq!(routes_seen.deployments.len(), 1);
+    assert_eq!(
+        store.environment(a, w.env.id).await.unwrap().paths,
+        EnvironmentPaths::default()
+    );
+    assert_eq!(audit_count(store, a).await, before);
+
+    // A refused deployment: nothing written.
+    let api2 = store
+        .create_api(a, new_api("billing", "billing"), audit("api.create"))
+        .await
+        .unwrap();
+    let before = audit_count(store, a).await;
+    let refused = store
+        .create_deployment(
+            a,
+            NewDeployment {
+                api_id: api2.id,
+                environment_id: w.env.id,
+                custom_path: None,
+                status: DeploymentStatus::SentToGateway,
+            },
+            audit("deployment.create"),
+            |check: &DeploymentCheck| {
+                assert_eq!(check.api.id, api2.id);
+                assert_eq!(check.routes.as_ref().unwrap().deployments.len(), 1);
+                Err(())
+            },
+        )
+        .await;
+    assert!(matches!(refused, Err(Checked::Rejected(()))));
+    assert!(
+        store
+            .deployments_by_api(a, api2.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(audit_count(store, a).await, before);
+
+    // A duplicate deployment is a named conflict, also without trace.
+    let dup = store
+        .create_deployment(
+            a,
+            NewDeployment {
+                api_id: w.api.id,
+                environment_id: w.env.id,
+                custom_path: Some("custom".into()),
+                status: DeploymentStatus::SentToGateway,
+            },
+            audit("deployment.create"),
+            ok,
+        )
+        .await;
+    assert_conflict(store_err(dup), Conflict::AlreadyDeployed);
+    assert_eq!(audit_count(store, a).await, before);
+
+    // A soft delete is all-or-nothing too: a refused delete (not found) changes nothing.
+    assert_not_found(
+        store
+            .delete_gateway(a, GatewayId::new_v7(), audit("gateway.delete"))
+            .await,
+    );
+    assert_eq!(audit_count(store, a).await, before);
+}
+
+async fn every_mutation_writes_one_audit_record(store: &Store) {
+    let acme = account(store, "Acme").await;
+    let a = acme.id;
+    let user = store
+        .create_user(
+            NewUser {
+                account_id: Some(a),
+                name: "alice".into(),
+                email: None,
+                role: Role::Owner,
+                platform_admin: false,
+                password_hash: None,
+            },
+            audit("user.create"),
+        )
+        .await
+        .unwrap();
+    let actor = Actor::User(user.id);
+    let mut n = audit_count(store, a).await;
+    assert_eq!(n, 2, "account.create and user.create");
+
+    macro_rules! step {
+        ($action:expr, $call:expr) => {{
+            let out = $call;
+            n += 1;
+            let records = store.audit_records(a, None, 1).await.unwrap();
+            assert_eq!(records[0].action, $action);
+            assert_eq!(records[0].actor, actor);
+            assert_eq!(records[0].result, AuditResult::Allowed);
+            assert_eq!(audit_count(store, a).await, n, "after {}", $action);
+            out
+        }};
+    }
+    let au = |action: &str| {
+        Audit::new(actor, action, t(3_000)).with_details(serde_json::json!({"k": "v"}))
+    };
+
+    let gw = step!(
+        "gateway.create",
+        store
+            .create_gateway(a, NewGateway::named("gw"), au("gateway.create"))
+            .await
+            .unwrap()
+    );
+    let records = store.audit_records(a, None, 1).await.unwrap();
+    assert_eq!(records[0].target, Some(Target::new("gateway", gw.id)));
+    assert_eq!(records[0].details, serde_json::json!({"k": "v"}));
+    assert_eq!(records[0].at, t(3_000));
+    step!(
+        "gateway.rename",
+        store
+            .rename_gateway(a, gw.id, "gw2", au("gateway.rename"))
+            .await
+            .unwrap()
+    );
+    step!(
+        "gateway.update",
+        store
+            .update_gateway(
+                a,
+                gw.id,
+                GatewayUpdate {
+                    public_url: Some("https://gw.example.com".into()),
+                    bind_address: "http://0.0.0.0:9000".into(),
+                    settings: GatewaySettings {
+                        force_restart_after: Some(Duration::from_secs(600)),
+                        ..GatewaySettings::default()
+                    },
+                },
+                au("gateway.update"),
+            )
+            .await
+            .unwrap()
+    );
+    let env = step!(
+        "environment.create",
+        store
+            .create_environment(a, new_env("Test"), au("environment.create"))
+            .await
+            .unwrap()
+    );
+    step!(
+        "environment.update",
+        store
+            .update_environment(
+                a,
+                env.id,
+                "Test 2",
+                Classification::Production,
+                au("environment.update")
+            )
+            .await
+            .unwrap()
+    );
+    step!(
+        "environment.attach",
+        store
+            .set_environment_gateway(a, env.id, Some(gw.id), au("environment.attach"), ok2)
+            .await
+            .unwrap()
+    );
+    step!(
+        "environment.update_paths",
+        store
+            .update_environment_paths(
+                a,
+                env.id,
+                EnvironmentPaths::default(),
+                au("environment.update_paths"),
+                ok2
+            )
+            .await
+            .unwrap()
+    );
+    let api = step!(
+        "api.create",
+        store
+            .create_api(a, new_api("orders", "orders"), au("api.create"))
+            .await
+            .unwrap()
+    );
+    step!(
+        "api.update",
+        store
+            .update_api(
+                a,
+                api.id,
+                new_api("orders", "orders-v2"),
+                au("api.update"),
+                ok_api
+            )
+            .await
+            .unwrap()
+    );
+    let dep = step!(
+        "deployment.create",
+        store
+            .create_deployment(
+                a,
+                NewDeployment {
+                    api_id: api.id,
+                    environment_id: env.id,
+                    custom_path: None,
+                    status: DeploymentStatus::SentToGateway
+                },
+                au("deployment.create"),
+                ok,
+            )
+            .await
+            .unwrap()
+    );
+    step!(
+        "deployment.delete",
+        store
+            .delete_deployment(a, dep.id, au("deployment.delete"))
+            .await
+            .unwrap()
+    );
+    step!(
+        "api.delete",
+        store.delete_api(a, api.id, au("api.delete")).await.unwrap()
+    );
+    let it = step!(
+        "install_token.create",
+        store
+            .create_install_token(
+                a,
+                NewInstallToken {
+                    hash: "ih".into(),
+                    expires_at: t(99_999),
+                    created_by: Some(user.id)
+                },
+                au("install_token.create")
+            )
+            .await
+            .unwrap()
+    );
+    step!(
+        "install_token.revoke",
+        store
+            .revoke_install_token(a, it.id, au("install_token.revoke"))
+            .await
+            .unwrap()
+    );
+    let cred = step!(
+        "node_credential.create",
+        store
+            .create_node_credential(a, gw.id, None, "ch", au("node_credential.create"))
+            .await
+            .unwrap()
+    );
+    step!(
+        "node_credential.revoke",
+        store
+            .revoke_node_credential(a, cred.id, au("node_credential.revoke"))
+            .await
+            .unwrap()
+    );
+    let tok = step!(
+        "api_token.create",
+        store
+            .create_api_token(
+                NewApiToken {
+                    user_id: user.id,
+                    name: "t".into(),
+                    prefix: "p".into(),
+                    hash: "th".into(),
+                    expires_at: None
+                },
+                au("api_token.create")
+            )
+            .await
+            .unwrap()
+    );
+    step!(
+        "api_token.revoke",
+        store
+            .revoke_api_token(user.id, tok.id, au("api_token.revoke"))
+            .await
+            .unwrap()
+    );
+    step!(
+        "user.set_password",
+        store
+            .set_password_hash(user.id, Some("h"), au("user.set_password"))
+            .await
+            .unwrap()
+    );
+    step!(
+        "user.set_role",
+        store
+            .set_user_role(a, user.id, Role::Admin, au("user.set_role"))
+            .await
+            .unwrap()
+    );
+    let node = Node {
+        id: NodeId::new_v7(),
+        gateway_id: gw.id,
+        host_name: "h".into(),
+        address: None,
+        version: "0.1.0".into(),
+        joined_at: t(1),
+        last_seen: None,
+        applied_generation: None,
+    };
+    store.upsert_node(a, &node).await.unwrap();
+    step!(
+        "node.remove",
+        store
+            .remove_node(a, node.id, au("node.remove"))
+            .await
+            .unwrap()
+    );
+    step!(
+        "environment.detach",
+        store
+            .set_environment_gateway(a, env.id, None, au("environment.detach"), ok2)
+            .await
+            .unwrap()
+    );
+    step!(
+        "environment.delete",
+        store
+            .delete_environment(a, env.id, au("environment.delete"))
+            .await
+            .unwrap()
+    );
+    step!(
+        "gateway.delete",
+        store
+            .delete_gateway(a, gw.id, au("gateway.delete"))
+            .await
+            .unwrap()
+    );
+
+    // Denied and failed actions are recorded on request.
+    let denied = store
+        .record_denied(
+            Some(a),
+            Audit::new(actor, "gateway.delete", t(4_000))
+                .with_target(Target::new("gateway", gw.id)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(denied.result, AuditResult::Denied);
+    store
+        .append_audit(
+            Some(a),
+            Audit::new(actor, "gateway.create", t(4_001)),
+            AuditResult::Failed,
+        )
+        .await
+        .unwrap();
+    let records = store.audit_records(a, None, 2).await.unwrap();
+    assert_eq!(records[0].result, AuditResult::Failed);
+    assert_eq!(records[1], denied);
+
+    // Paging: newest first, cursor excludes itself, pages cover everything once.
+    let all = store.audit_records(a, None, 1_000).await.unwrap();
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.audit_records(a, cursor, 5).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = Some(page.last().unwrap().id);
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+}
+
+fn node_on(gateway: GatewayId, host: &str, joined: i64) -> Node {
+    Node {
+        id: NodeId::new_v7(),
+        gateway_id: gateway,
+        host_name: host.into(),
+        address: None,
+        version: "0.1.0".into(),
+        joined_at: t(joined),
+        last_seen: None,
+        applied_generation: None,
+    }
+}
+
+fn issue(gateway: GatewayId, node: Option<NodeId>, code: &str, severity: Severity) -> NewIssue {
+    NewIssue {
+        gateway_id: gateway,
+        node_id: node,
+        code: code.into(),
+        severity,
+        message: format!("{code} happened"),
+        details: serde_json::json!({"code": code}),
+    }
+}
+
+fn report(state: &str, at: i64) -> NodeReport {
+    NodeReport {
+        state: state.into(),
+        applied_generation: None,
+        at: t(at),
+    }
+}
+
+async fn gateways_overview(store: &Store) {
+    let acme = account(store, "Acme").await;
+    let a = acme.id;
+    let gw = |name: &'static str| {
+        store.create_gateway(a, NewGateway::named(name), audit("gateway.create"))
+    };
+    let beta = gw("beta").await.unwrap();
+    let alpha = gw("Alpha").await.unwrap();
+    let gamma = gw("gamma").await.unwrap();
+    let delta = gw("delta").await.unwrap();
+    let attach = |name: &'static str, to: Option<GatewayId>| async move {
+        let env = store
+            .create_environment(a, new_env(name), audit("environment.create"))
+            .await
+            .unwrap();
+        match to {
+            Some(g) => store
+                .set_environment_gateway(a, env.id, Some(g), audit("attach"), ok2)
+                .await
+                .unwrap(),
+            None => env,
+        }
+    };
+    attach("Prod", Some(alpha.id)).await;
+    attach("dev", Some(alpha.id)).await;
+    attach("QA", Some(gamma.id)).await;
+    attach("Staging", Some(delta.id)).await;
+    for name in ["zeta", "Eta", "theta", "iota"] {
+        attach(name, None).await;
+    }
+    let n1 = store
+        .upsert_node(a, &node_on(alpha.id, "alpha-old", 10))
+        .await
+        .unwrap();
+    store
+        .record_node_report(a, n1.id, &report("stopped", 30))
+        .await
+        .unwrap();
+    store
+        .upsert_node(a, &node_on(alpha.id, "alpha-new", 20))
+        .await
+        .unwrap();
+    let nb = store
+        .upsert_node(a, &node_on(beta.id, "beta-only", 5))
+        .await
+        .unwrap();
+    store
+        .record_node_report(a, nb.id, &report("stopped", 30))
+        .await
+        .unwrap();
+    store
+        .upsert_node(a, &node_on(delta.id, "delta-host", 5))
+        .await
+        .unwrap();
+    store
+        .raise_issue(
+            a,
+            issue(alpha.id, None, "VERSION_MISMATCH", Severity::Warning),
+            t(40),
+        )
+        .await
+        .unwrap();
+    store
+        .raise_issue(
+            a,
+            issue(
+                alpha.id,
+                Some(n1.id),
+                "CONFIG_APPLY_FAILED",
+                Severity::Error,
+            ),
+            t(50),
+        )
+        .await
+        .unwrap();
+    store
+        .raise_issue(
+            a,
+            issue(delta.id, None, "NO_NODES", Severity::Warning),
+            t(40),
+        )
+        .await
+        .unwrap();
+    store
+        .set_gateway_status(a, alpha.id, "cluster_issues", None, t(60))
+        .await
+        .unwrap();
+    store
+        .delete_gateway(a, delta.id, audit("gateway.delete"))
+        .await
+        .unwrap();
+    // Another account's data never shows.
+    let other = account(store, "Other").await;
+    store
+        .create_gateway(other.id, NewGateway::named("aaa"), audit("gateway.create"))
+        .await
+        .unwrap();
+    store
+        .create_environment(other.id, new_env("aaa-env"), audit("environment.create"))
+        .await
+        .unwrap();
+
+    let o = store
+        .gateways_overview(a, GatewayView::Enabled)
+        .await
+        .unwrap();
+    let names: Vec<_> = o.gateways.iter().map(|r| r.gateway.name.as_str()).collect();
+    assert_eq!(names, ["Alpha", "beta", "gamma"]);
+    let env_names = |envs: &[Environment]| envs.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+    assert_eq!(env_names(&o.gateways[0].environments), ["dev", "Prod"]);
+    assert!(o.gateways[1].environments.is_empty());
+    assert_eq!(env_names(&o.gateways[2].environments), ["QA"]);
+    assert_eq!(
+        env_names(&o.unattached),
+        ["Eta", "iota", "Staging", "theta", "zeta"]
+    );
+    assert_eq!(o.gateways[0].head_host_name.as_deref(), Some("alpha-new"));
+    assert_eq!(o.gateways[1].head_host_name.as_deref(), Some("beta-only"));
+    assert_eq!(o.gateways[2].head_host_name, None);
+    assert_eq!(o.gateways[0].nodes.len(), 2);
+    assert_eq!(o.gateways[0].nodes[0].host_name, "alpha-old");
+    let codes: Vec<_> = o.gateways[0]
+        .issues
+        .iter()
+        .map(|i| i.code.as_str())
+        .collect();
+    assert_eq!(codes, ["CONFIG_APPLY_FAILED", "VERSION_MISMATCH"]);
+    assert_eq!(
+        o.gateways[0].status.as_ref().unwrap().state,
+        "cluster_issues"
+    );
+    assert_eq!(o.gateways[0].status.as_ref().unwrap().since, t(60));
+    assert_eq!(o.gateways[1].status, None);
+
+    let deleted = store
+        .gateways_overview(a, GatewayView::Deleted)
+        .await
+        .unwrap();
+    assert_eq!(deleted.gateways.len(), 1);
+    let d = &deleted.gateways[0];
+    assert_eq!(d.gateway.name, "delta");
+    assert!(d.environments.is_empty() && d.issues.is_empty());
+    assert_eq!(d.status.as_ref().unwrap().state, "deleted");
+    assert_eq!(d.head_host_name.as_deref(), Some("delta-host"));
+
+    let prod = o.clone().filter("PROD");
+    assert_eq!(prod.gateways.len(), 1);
+    assert!(prod.unattached.is_empty());
+    let eta = o.clone().filter("eta");
+    assert_eq!(
+        eta.gateways
+            .iter()
+            .map(|r| r.gateway.name.as_str())
+            .collect::<Vec<_>>(),
+        ["beta"]
+    );
+    assert_eq!(env_names(&eta.unattached), ["Eta", "theta", "zeta"]);
+    assert_eq!(o.clone().filter("  ").gateways.len(), 3);
+}
+
+async fn environments_and_checked_path_updates(store: &Store) {
+    let acme = account(store, "Acme").await;
+    let a = acme.id;
+    let g1 = store
+        .create_gateway(a, NewGateway::named("g1"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let g2 = store
+        .create_gateway(a, NewGateway::named("g2"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let paths = EnvironmentPaths {
+        rest: "p/rest".into(),
+        soap: "p/soap".into(),
+        soap12: "p/soap12".into(),
+        odata: "p/odata".into(),
+    };
+    let env = store
+        .create_environment(
+            a,
+            NewEnvironment {
+                name: "Prod".into(),
+                classification: Classification::Production,
+                paths: paths.clone(),
+            },
+            audit("environment.create"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(env.gateway_id, None);
+    assert_eq!(store.environment(a, env.id).await.unwrap(), env);
+    let other = store
+        .create_environment(a, new_env("another"), audit("environment.create"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.environments(a).await.unwrap(),
+        vec![other.clone(), env.clone()]
+    );
+
+    let renamed = store
+        .update_environment(
+            a,
+            env.id,
+            "Production",
+            Classification::Test,
+            audit("environment.update"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.classification),
+        ("Production", Classification::Test)
+    );
+    assert_conflict(
+        store
+            .update_environment(
+                a,
+                other.id,
+                "production",
+                Classification::Test,
+                audit("environment.update"),
+            )
+            .await,
+        Conflict::EnvironmentName,
+    );
+
+    // Unattached: the check sees no routes.
+    let mut saw = None;
+    store
+        .update_environment_paths(
+            a,
+            env.id,
+            EnvironmentPaths::default(),
+            audit("p"),
+            |_, r| {
+                saw = Some(r.is_none());
+                Ok::<(), Infallible>(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(saw, Some(true));
+
+    // Attach to g1 (check sees g1's routes before the change), then change paths on g1.
+    store
+        .set_environment_gateway(a, other.id, Some(g1.id), audit("attach"), ok2)
+        .await
+        .unwrap();
+    let attached = store
+        .set_environment_gateway(
+            a,
+            env.id,
+            Some(g1.id),
+            audit("attach"),
+            |current, routes| {
+                assert_eq!(current.gateway_id, None);
+                let routes = routes.unwrap();
+                assert_eq!(routes.gateway_id, g1.id);
+                assert_eq!(
+                    routes.environments.iter().map(|e| e.id).collect::<Vec<_>>(),
+                    vec![other.id]
+                );
+                Ok::<(), Infallible>(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(attached.gateway_id, Some(g1.id));
+    let updated = store
+        .update_environment_paths(a, env.id, paths.clone(), audit("p"), |current, routes| {
+            assert_eq!(current.paths, EnvironmentPaths::default());
+            assert_eq!(routes.unwrap().environments.len(), 2);
+            Ok::<(), Infallible>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(updated.paths, paths);
+
+    // Move to g2, then detach; the audit records where from and where to.
+    let moved = store
+        .set_environment_gateway(a, env.id, Some(g2.id), audit("environment.move"), ok2)
+        .await
+        .unwrap();
+    assert_eq!(moved.gateway_id, Some(g2.id));
+    let rec = &store.audit_records(a, None, 1).await.unwrap()[0];
+    assert_eq!(
+        rec.details["from_gateway"],
+        serde_json::json!(g1.id.to_string())
+    );
+    assert_eq!(
+        rec.details["to_gateway"],
+        serde_json::json!(g2.id.to_string())
+    );
+    let detached = store
+        .set_environment_gateway(a, env.id, None, audit("environment.detach"), ok2)
+        .await
+        .unwrap();
+    assert_eq!(detached.gateway_id, None);
+    assert_not_found(store_err(
+        store
+            .set_environment_gateway(a, env.id, Some(GatewayId::new_v7()), audit("attach"), ok2)
+            .await,
+    ));
+
+    // Delete takes the environment's deployments with it.
+    let api = store
+        .create_api(a, new_api("orders", "orders"), audit("api.create"))
+        .await
+        .unwrap();
+    store
+        .create_deployment(
+            a,
+            NewDeployment {
+                api_id: api.id,
+                environment_id: env.id,
+                custom_path: None,
+                status: DeploymentStatus::RequiresConfiguration,
+            },
+            audit("deployment.create"),
+            ok,
+        )
+        .await
+        .unwrap();
+    store
+        .delete_environment(a, env.id, audit("environment.delete"))
+        .await
+        .unwrap();
+    assert_not_found(store.environment(a, env.id).await);
+    assert!(
+        store
+            .deployments_by_api(a, api.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_not_found(
+        store
+            .delete_environment(a, env.id, audit("environment.delete"))
+            .await,
+    );
+}
+
+async fn apis_and_deployments(store: &Store) {
+    let w = world(store, "Acme").await;
+    let a = w.account.id;
+    assert_eq!(store.api(a, w.api.id).await.unwrap(), w.api);
+    let rich = NewApi {
+        name: "billing".into(),
+        version: "v2".into(),
+        api_type: ApiType::Soap12,
+        base_path: "billing/v2".into(),
+        upstream_targets: vec![
+            UpstreamTarget {
+                url: "http://10.0.0.1:80".into(),
+            },
+            UpstreamTarget {
+                url: "https://billing.internal/base".into(),
+            },
+        ],
+        health_check_url: Some("http://10.0.0.1:80/health".into()),
+        execution: Some(ExecutionSettings {
+            max_concurrency_per_node: 7,
+            retry_attempts: 0,
+            connect_timeout: Duration::from_secs(3),
+            execution_timeout: Duration::from_secs(315_360_000),
+            retry_cases: vec![RetryCase::ExecutionTimeout],
+        }),
+    };
+    let billing = store
+        .create_api(a, rich, audit("api.create"))
+        .await
+        .unwrap();
+    assert_eq!(store.api(a, billing.id).await.unwrap(), billing);
+    assert_eq!(
+        store.apis(a).await.unwrap(),
+        vec![billing.clone(), w.api.clone()]
+    );
+
+    let routes = store.gateway_routes(a, w.gateway.id).await.unwrap();
+    assert_eq!(routes.environments, vec![w.env.clone()]);
+    assert_eq!(routes.deployments.len(), 1);
+    let entry = &routes.deployments[0];
+    assert_eq!(entry.deployment, w.deployment);
+    assert_eq!(entry.api, w.api);
+    assert_eq!(entry.environment_name, "Production");
+    assert_eq!(entry.environment_paths, w.env.paths);
+
+    // A deployment to an unattached environment has no routes to check against.
+    let test_env = store
+        .create_environment(a, new_env("Test"), audit("environment.create"))
+        .await
+        .unwrap();
+    let dep2 = store
+        .create_deployment(
+            a,
+            NewDeployment {
+                api_id: w.api.id,
+                environment_id: test_env.id,
+                custom_path: Some("my/orders".into()),
+                status: DeploymentStatus::RequiresConfiguration,
+            },
+            audit("deployment.create"),
+            |c: &DeploymentCheck| {
+                assert!(c.routes.is_none());
+                assert_eq!(c.environment.id, test_env.id);
+                Ok::<(), Infallible>(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.deployment(a, dep2.id).await.unwrap(), dep2);
+    assert_eq!(
+        store
+            .deployments_by_environment(a, test_env.id)
+            .await
+            .unwrap(),
+        vec![dep2.clone()]
+    );
+    assert_eq!(
+        store.deployments_by_api(a, w.api.id).await.unwrap(),
+        vec![w.deployment.clone(), dep2.clone()]
+    );
+    let sent = store
+        .set_deployment_status(a, dep2.id, DeploymentStatus::SentToGateway)
+        .await
+        .unwrap();
+    assert_eq!(sent.status, DeploymentStatus::SentToGateway);
+
+    // update_api sees the routes of each gateway the API is deployed on.
+    let updated = store
+        .update_api(
+            a,
+            w.api.id,
+            new_api("orders", "orders/v2"),
+            audit("api.update"),
+            |api, routes| {
+                assert_eq!(api.base_path, "orders/v2");
+                assert_eq!(routes.len(), 1);
+                assert_eq!(routes[0].gateway_id, w.gateway.id);
+                Ok::<(), Infallible>(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.base_path, "orders/v2");
+    assert_eq!(updated.created_at, w.api.created_at);
+    let refused = store
+        .update_api(
+            a,
+            w.api.id,
+            new_api("orders", "clash"),
+            audit("api.update"),
+            |_, _| Err("conflict"),
+        )
+        .await;
+    assert!(matches!(refused, Err(Checked::Rejected("conflict"))));
+    assert_eq!(store.api(a, w.api.id).await.unwrap().base_path, "orders/v2");
+
+    store
+        .delete_deployment(a, dep2.id, audit("deployment.delete"))
+        .await
+        .unwrap();
+    assert_not_found(store.deployment(a, dep2.id).await);
+    store
+        .delete_api(a, w.api.id, audit("api.delete"))
+        .await
+        .unwrap();
+    assert_not_found(store.api(a, w.api.id).await);
+    assert_not_found(store.deployment(a, w.deployment.id).await);
+    assert!(
+        store
+            .gateway_routes(a, w.gateway.id)
+            .await
+            .unwrap()
+            .deployments
+            .is_empty()
+    );
+}
+
+async fn nodes_issues_status_and_generations(store: &Store) {
+    let w = world(store, "Acme").await;
+    let a = w.account.id;
+    let g = w.gateway.id;
+
+    // Upsert keeps joined_at and refreshes the rest.
+    let mut again = w.node.clone();
+    again.host_name = "host-a2".into();
+    again.joined_at = t(9_999);
+    again.version = "0.2.0".into();
+    let again = store.upsert_node(a, &again).await.unwrap();
+    assert_eq!(again.joined_at, w.node.joined_at);
+    assert_eq!(
+        (again.host_name.as_str(), again.version.as_str()),
+        ("host-a2", "0.2.0")
+    );
+    store
+        .record_node_report(
+            a,
+            w.node.id,
+            &NodeReport {
+                state: "online".into(),
+                applied_generation: Some(3),
+                at: t(5_000),
+            },
+        )
+        .await
+        .unwrap();
+    let nodes = store.nodes(a, g).await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].1.as_deref(), Some("online"));
+    assert_eq!(nodes[0].0.last_seen, Some(t(5_000)));
+    assert_eq!(nodes[0].0.applied_generation, Some(3));
+
+    // The same node id cannot be claimed from another account.
+    let other = account(store, "Other").await;
+    let og = store
+        .create_gateway(other.id, NewGateway::named("gw"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let mut stolen = w.node.clone();
+    stolen.gateway_id = og.id;
+    assert_conflict(store.upsert_node(other.id, &stolen).await, Conflict::NodeId);
+    assert_eq!(store.nodes(a, g).await.unwrap()[0].0.gateway_id, g);
+
+    // Issues: raising again refreshes the active one; clearing ends it.
+    let first = store
+        .raise_issue(
+            a,
+            issue(g, None, "VERSION_MISMATCH", Severity::Warning),
+            t(100),
+        )
+        .await
+        .unwrap();
+    let mut refreshed = issue(g, None, "VERSION_MISMATCH", Severity::Error);
+    refreshed.message = "still mismatched".into();
+    let second = store.raise_issue(a, refreshed, t(200)).await.unwrap();
+    assert_eq!(second.id, first.id);
+    assert_eq!((second.first_seen, second.last_seen), (t(100), t(200)));
+    assert_eq!(second.severity, Severity::Error);
+    assert_eq!(second.message, "still mismatched");
+    let node_issue = store
+        .raise_issue(
+            a,
+            issue(g, Some(w.node.id), "VERSION_MISMATCH", Severity::Warning),
+            t(150),
+        )
+        .await
+        .unwrap();
+    assert_ne!(
+        node_issue.id, first.id,
+        "a node-scoped issue is a separate issue"
+    );
+    let listed = store.issues(a, g).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![first.id, node_issue.id]
+    );
+    assert_eq!(listed[0], second);
+    assert!(
+        store
+            .clear_issue(a, g, None, "VERSION_MISMATCH", t(300))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .clear_issue(a, g, None, "VERSION_MISMATCH", t(300))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.issues(a, g).await.unwrap(), vec![node_issue.clone()]);
+    let reraised = store
+        .raise_issue(
+            a,
+            issue(g, None, "VERSION_MISMATCH", Severity::Warning),
+            t(400),
+        )
+        .await
+        .unwrap();
+    assert_ne!(reraised.id, first.id, "a cleared issue is not reopened");
+
+    // Status: history only on change.
+    assert!(
+        store
+            .set_gateway_status(a, g, "starting", None, t(10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_gateway_status(a, g, "starting", None, t(11))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_gateway_status(a, g, "offline", Some("failed_start"), t(20))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_gateway_status(a, g, "offline", Some("lost_contact"), t(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_gateway_status(a, g, "offline", Some("lost_contact"), t(31))
+            .await
+            .unwrap()
+    );
+    let history = store.gateway_status_history(a, g, 10).await.unwrap();
+    let states: Vec<_> = history
+        .iter()
+        .map(|s| (s.state.as_str(), s.variant.as_deref(), s.since))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("offline", Some("lost_contact"), t(30)),
+            ("offline", Some("failed_start"), t(20)),
+            ("starting", None, t(10))
+        ]
+    );
+    let (_, status) = store.gateway_with_status(a, g).await.unwrap();
+    assert_eq!(status.unwrap().since, t(30));
+
+    // Generations only increase.
+    assert_eq!(store.generation(a, g).await.unwrap(), 0);
+    assert_eq!(store.bump_generation(a, g).await.unwrap(), 1);
+    assert_eq!(store.bump_generation(a, g).await.unwrap(), 2);
+    assert_eq!(store.generation(a, g).await.unwrap(), 2);
+    // Checked changes lock the gateway row without bumping it.
+    store
+        .update_environment_paths(a, w.env.id, w.env.paths.clone(), audit("p"), ok2)
+        .await
+        .unwrap();
+    assert_eq!(store.generation(a, g).await.unwrap(), 2);
+
+    store
+        .remove_node(a, w.node.id, audit("node.remove"))
+        .await
+        .unwrap();
+    assert!(store.nodes(a, g).await.unwrap().is_empty());
+}
+
+async fn concurrent_generation_bumps_are_distinct(store: &Store) {
+    let w = world(store, "Acme").await;
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let store = store.clone();
+        let (a, g) = (w.account.id, w.gateway.id);
+        tasks.push(tokio::spawn(async move {
+            store.bump_generation(a, g).await.unwrap()
+        }));
+    }
+    let mut got = Vec::new();
+    for task in tasks {
+        got.push(task.await.unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, (1..=24).collect::<Vec<u64>>());
+
+    // Concurrent creates with the same name: exactly one wins, the rest are conflicts.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let a = w.account.id;
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_gateway(a, NewGateway::named("race"), audit("gateway.create"))
+                .await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::Conflict {
+                what: Conflict::GatewayName,
+            }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+async fn closed_store_is_unavailable(store: &Store) {
+    store.ping().await.unwrap();
+    store.close().await;
+    let started = Instant::now();
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.accounts().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.create_account("x", audit("account.create")).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+async fn seeded_overview(store: &Store) {
+    let acme = account(store, "Acme").await;
+    let started = Instant::now();
+    seed::seed_account(store, acme.id, seed::SeedShape::BENCH, t(1_000))
+        .await
+        .unwrap();
+    let seeded = started.elapsed();
+    let started = Instant::now();
+    let o = store
+        .gateways_overview(acme.id, GatewayView::Enabled)
+        .await
+        .unwrap();
+    let listed = started.elapsed();
+    eprintln!(
+        "{:?}: seeded in {seeded:?}, overview in {listed:?}",
+        store.backend()
+    );
+    assert_eq!(o.gateways.len(), 1_000);
+    assert!(o.gateways.iter().all(|r| r.environments.len() == 3));
+    assert_eq!(o.unattached.len(), 100);
+    assert_eq!(o.gateways[0].gateway.name, "gw-0000");
+    assert_eq!(o.gateways[0].head_host_name.as_deref(), Some("host-0000-0"));
+    assert_eq!(
+        o.gateways.iter().filter(|r| !r.issues.is_empty()).count(),
+        100
+    );
+    assert_eq!(o.filter("gw-0042").gateways.len(), 1);
+}
+
+// ---- backend-specific ------------------------------------------------------------------
+
+#[tokio::test]
+async fn postgres_that_is_down_is_unavailable_quickly() {
+    let options = StoreOptions {
+        acquire_timeout: Duration::from_secs(1),
+        ..StoreOptions::default()
+    };
+    let started = Instant::now();
+    let r = Store::open("postgres://postgres@127.0.0.1:1/none", options).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn unknown_url_scheme_is_a_config_error() {
+    let r = Store::open("mysql://localhost/x", StoreOptions::default()).await;
+    assert!(matches!(r, Err(StoreError::Config(_))), "{r:?}");
+}
+
+#[tokio::test]
+async fn sqlite_file_is_created_reopened_and_migrated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
+    let acme = account(&store, "Acme").await;
+    store.close().await;
+    assert!(path.exists());
+    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
+    assert_eq!(store.account(acme.id).await.unwrap(), acme);
+    assert_eq!(store.backend(), BackendKind::Sqlite);
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_works() {
+    let store = Store::open("sqlite::memory:", StoreOptions::default())
+        .await
+        .unwrap();
+    let acme = account(&store, "Acme").await;
+    assert_eq!(store.accounts().await.unwrap(), vec![acme]);
 }
