@@ -74,6 +74,11 @@ enum Phase {
     Refusing(usize),
     /// Nothing more is read from the client.
     Eof,
+    /// After the synthetic request: reads stay pending until hyper closes the connection after
+    /// answering it. (An end of stream here would make hyper drop the connection unanswered.)
+    Refused,
+    /// A body failed the scanner: the next read fails, so hyper fails the request body.
+    BodyError,
 }
 
 /// Initial buffer size; grows up to the head limits when a large head arrives.
@@ -196,13 +201,22 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
                     let n = (synthetic.len() - offset).min(out.remaining());
                     out.put_slice(&synthetic[offset..offset + n]);
                     this.phase = if offset + n == synthetic.len() {
-                        Phase::Eof
+                        Phase::Refused
                     } else {
                         Phase::Refusing(offset + n)
                     };
                     return Poll::Ready(Ok(()));
                 }
                 Phase::Eof => return Poll::Ready(Ok(())),
+                Phase::Refused => return Poll::Pending,
+                Phase::BodyError => {
+                    this.phase = Phase::Refused;
+                    let reason = this
+                        .shared
+                        .rejected()
+                        .map_or("invalid body", Reject::reason);
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, reason)));
+                }
                 Phase::Normal => {}
             }
             // Opaque (HTTP/2, upgraded) or a fixed-length body with nothing buffered: read
@@ -255,13 +269,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
                 if this.scanner.in_body() {
                     let _ = this.shared.rejected.set(reject);
                     this.end = this.ready;
-                    this.phase = Phase::Eof;
-                    if this.ready == this.start {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            reject.reason(),
-                        )));
-                    }
+                    this.phase = Phase::BodyError;
                 } else {
                     this.refuse(reject);
                 }

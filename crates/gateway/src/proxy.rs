@@ -349,6 +349,7 @@ async fn proxy(
         let last = attempt >= retries_allowed;
         let this_body = match &body {
             Some(UpBody::Full(Some(bytes))) if !last => UpBody::Full(Some(Bytes::clone(bytes))),
+            Some(UpBody::Empty) => UpBody::Empty,
             _ => body.take().unwrap_or(UpBody::Empty),
         };
         let mut up = Request::new(this_body);

@@ -134,7 +134,13 @@ pub fn pick(
     if n <= 1 {
         return 0;
     }
-    let start = state.next.fetch_add(1, Ordering::Relaxed) % n;
+    // A retry continues from where the rotation stands instead of advancing it, so retries do
+    // not skew the distribution of first attempts.
+    let start = if tried == 0 {
+        state.next.fetch_add(1, Ordering::Relaxed) % n
+    } else {
+        state.next.load(Ordering::Relaxed) % n
+    };
     let untried = |i: usize| i >= 64 || tried & (1 << i) == 0;
     let mut best: Option<(usize, u32)> = None;
     for k in 0..n {
