@@ -5,6 +5,7 @@
 //! Receivers validate these raw types into their own runtime types (the gateway does so in
 //! `gateway::config`); nothing here promises that a value is valid.
 
+pub mod compile;
 pub mod link;
 pub mod snapshot;
 
