@@ -126,7 +126,7 @@ pub enum NodeMessage {
         runtime_version: String,
         applied: Option<AppliedConfig>,
         /// Sent on the first connection of a run; `None` on reconnects within the run.
-        startup: Option<StartupProperties>,
+        startup: Option<Box<StartupProperties>>,
     },
     /// Every heartbeat interval, and at once on every state change.
     Heartbeat {
