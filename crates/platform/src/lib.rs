@@ -1,1 +1,128 @@
-//! The control plane: REST API, web console, node link server and background jobs.
+//! The control plane: REST API under `/api/v1` (axum, OpenAPI 3.1 by utoipa), auth and audit.
+//! Later: the web console, the node link server and background jobs.
+//!
+//! Start it with [`Platform::start`] on a bound listener (port 0 in tests) or [`serve`] with a
+//! shutdown future; first-run data for `switchyard up` comes from [`bootstrap::bootstrap`].
+
+pub mod auth;
+pub mod bootstrap;
+pub mod dto;
+pub mod error;
+pub mod json;
+pub mod openapi;
+mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use crate::state::AppState;
+
+/// Typed configuration of the platform; the binary builds it from flags, env and files.
+#[derive(Clone, Debug)]
+pub struct PlatformConfig {
+    pub store: store::Store,
+}
+
+/// The whole HTTP application: REST API, OpenAPI document, error envelopes for unknown
+/// routes, a 1 MiB body limit and a panic guard.
+pub fn app(config: PlatformConfig) -> Router {
+    let state = AppState::new(config.store);
+    let (api, doc) = routes::router().split_for_parts();
+    let doc = Arc::new(openapi::finish(doc));
+    // Serialized once: the document never changes while the process runs.
+    api.route(
+        "/api/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+    .fallback(|| async {
+        error::ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+    })
+    .method_not_allowed_fallback(|| async {
+        error::ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "method not allowed on this route",
+        )
+    })
+    .with_state(state)
+    .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
+    .layer(CatchPanicLayer::custom(
+        |_panic: Box<dyn std::any::Any + Send>| {
+            // The panic message may hold request data; the default hook already logged it.
+            tracing::error!("handler panicked");
+            error::ApiError::internal().into_response()
+        },
+    ))
+    .layer(TraceLayer::new_for_http())
+}
+
+/// Serves the platform on `listener` until `shutdown` completes, then drains in-flight
+/// requests.
+pub async fn serve(
+    config: PlatformConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A platform serving in a background task; tests and `switchyard up` hold one.
+pub struct Platform {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Platform {
+    /// Starts serving on `listener` (bind it to port 0 to let the OS pick).
+    pub async fn start(config: PlatformConfig, listener: TcpListener) -> std::io::Result<Platform> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(config, listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(Platform {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The bound address, e.g. `127.0.0.1:41234`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, the base of the REST API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, finishes in-flight requests and waits for the server task.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join)),
+        }
+    }
+}

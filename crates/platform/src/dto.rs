@@ -1,0 +1,610 @@
+//! REST wire types, apart from the domain types of `model` and `store`: requests deny unknown
+//! fields, responses are built by explicit conversions, and instants are RFC 3339 strings.
+
+use model::{
+    Account, Api, ApiType, Classification, Deployment, DeploymentStatus, Environment, Node,
+    Timestamp, User,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// An instant as RFC 3339 in UTC, e.g. `2026-11-26T09:30:00.123Z`.
+pub fn rfc3339(at: Timestamp) -> String {
+    let nanos = i128::from(at.as_millis()) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts and users
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountDto {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: String,
+}
+
+impl From<&Account> for AccountDto {
+    fn from(a: &Account) -> Self {
+        Self {
+            id: a.id.0,
+            name: a.name.clone(),
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+/// A new account with its first owner; the token is shown only in this response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedAccount {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: String,
+    pub owner_user_id: Uuid,
+    /// Personal API token of the new account's owner. Shown once.
+    pub owner_token: String,
+    /// The same secret as `owner_token` (every "shown once" secret is also named `token`).
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountList {
+    pub accounts: Vec<AccountDto>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleDto {
+    Viewer,
+    Admin,
+    Owner,
+}
+
+impl From<model::Role> for RoleDto {
+    fn from(r: model::Role) -> Self {
+        match r {
+            model::Role::Viewer => RoleDto::Viewer,
+            model::Role::Admin => RoleDto::Admin,
+            model::Role::Owner => RoleDto::Owner,
+        }
+    }
+}
+
+impl From<RoleDto> for model::Role {
+    fn from(r: RoleDto) -> Self {
+        match r {
+            RoleDto::Viewer => model::Role::Viewer,
+            RoleDto::Admin => model::Role::Admin,
+            RoleDto::Owner => model::Role::Owner,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: String,
+    pub email: Option<String>,
+    pub role: RoleDto,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub role: RoleDto,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: Uuid,
+    pub account_id: Option<Uuid>,
+    pub name: String,
+    pub email: Option<String>,
+    pub role: RoleDto,
+    pub platform_admin: bool,
+    pub created_at: String,
+}
+
+impl From<&User> for UserDto {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.0,
+            account_id: u.account_id.map(|a| a.0),
+            name: u.name.clone(),
+            email: u.email.clone(),
+            role: u.role.into(),
+            platform_admin: u.platform_admin,
+            created_at: rfc3339(u.created_at),
+        }
+    }
+}
+
+/// A new user with a first personal token, shown once, to hand over to them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedUser {
+    #[serde(flatten)]
+    pub user: UserDto,
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserDto>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    /// Days until the token expires (1–3650); never when absent.
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenDto {
+    pub id: Uuid,
+    pub name: String,
+    /// The first characters of the secret, to recognise it.
+    pub prefix: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl From<&store::ApiToken> for TokenDto {
+    fn from(t: &store::ApiToken) -> Self {
+        Self {
+            id: t.id.0,
+            name: t.name.clone(),
+            prefix: t.prefix.clone(),
+            created_at: rfc3339(t.created_at),
+            expires_at: t.expires_at.map(rfc3339),
+            revoked_at: t.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: TokenDto,
+    /// The secret; shown only in this response.
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenDto>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstallToken {
+    /// 30–1440 minutes.
+    pub valid_for_minutes: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedInstallToken {
+    pub id: Uuid,
+    /// The secret a node presents to join; shown only in this response.
+    pub token: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gateways
+
+#[derive(Debug, Serialize, ToSchema, Clone, PartialEq, Eq)]
+pub struct StatusDto {
+    /// starting, online, stopping, restarting, offline, cluster_issues or deleted.
+    pub state: String,
+    /// null, or unresponsive, not_running, unclean_shutdown, failed_start, lost_contact.
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema, Clone)]
+pub struct IssueDto {
+    pub code: String,
+    /// error or warning.
+    pub severity: String,
+    pub message: String,
+    pub node_id: Option<Uuid>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema, Clone)]
+pub struct EnvRef {
+    pub id: Uuid,
+    pub name: String,
+}
+
+impl From<&Environment> for EnvRef {
+    fn from(e: &Environment) -> Self {
+        Self {
+            id: e.id.0,
+            name: e.name.clone(),
+        }
+    }
+}
+
+/// One row of the Gateways & Environments tab.
+#[derive(Debug, Serialize, ToSchema, Clone)]
+pub struct GatewayRowDto {
+    pub id: Uuid,
+    pub name: String,
+    pub status: StatusDto,
+    pub issues: Vec<IssueDto>,
+    pub environments: Vec<EnvRef>,
+    /// Host name of the head node (oldest live node); null before a node joined.
+    pub host_name: Option<String>,
+    /// The Public URL, else the bind address.
+    pub gateway_url: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewayListDto {
+    pub gateways: Vec<GatewayRowDto>,
+    /// Environments attached to no gateway, alphabetically (filtered by `q` too).
+    pub unattached_environments: Vec<EnvRef>,
+}
+
+/// One gateway with its settings-page facts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewayDto {
+    #[serde(flatten)]
+    pub row: GatewayRowDto,
+    pub public_url: Option<String>,
+    pub bind_address: String,
+    pub created_at: String,
+    pub deleted_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGateway {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGateway {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeDto {
+    pub id: Uuid,
+    pub status: StatusDto,
+    pub host_name: String,
+    pub address: Option<String>,
+    pub version: String,
+    pub applied_generation: Option<u64>,
+    pub last_seen: Option<String>,
+    pub joined_at: String,
+}
+
+impl NodeDto {
+    pub fn new(node: &Node, status: StatusDto) -> Self {
+        Self {
+            id: node.id.0,
+            status,
+            host_name: node.host_name.clone(),
+            address: node.address.clone(),
+            version: node.version.clone(),
+            applied_generation: node.applied_generation,
+            last_seen: node.last_seen.map(rfc3339),
+            joined_at: rfc3339(node.joined_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeList {
+    pub nodes: Vec<NodeDto>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environments
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassificationDto {
+    Production,
+    Test,
+}
+
+impl From<Classification> for ClassificationDto {
+    fn from(c: Classification) -> Self {
+        match c {
+            Classification::Production => ClassificationDto::Production,
+            Classification::Test => ClassificationDto::Test,
+        }
+    }
+}
+
+impl From<ClassificationDto> for Classification {
+    fn from(c: ClassificationDto) -> Self {
+        match c {
+            ClassificationDto::Production => Classification::Production,
+            ClassificationDto::Test => Classification::Test,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnvironment {
+    pub name: String,
+    pub classification: ClassificationDto,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEnvironment {
+    pub name: Option<String>,
+    pub classification: Option<ClassificationDto>,
+}
+
+/// The four URL paths of an environment (SPEC §6).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentConfiguration {
+    pub rest_path: String,
+    pub soap_path: String,
+    pub soap12_path: String,
+    pub odata_path: String,
+}
+
+/// Attaches, moves or detaches an environment (until migrations land, see the endpoint).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachEnvironment {
+    /// The destination gateway; null detaches.
+    pub gateway_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvironmentDto {
+    pub id: Uuid,
+    pub name: String,
+    pub classification: ClassificationDto,
+    pub gateway_id: Option<Uuid>,
+    pub rest_path: String,
+    pub soap_path: String,
+    pub soap12_path: String,
+    pub odata_path: String,
+    pub created_at: String,
+}
+
+impl From<&Environment> for EnvironmentDto {
+    fn from(e: &Environment) -> Self {
+        Self {
+            id: e.id.0,
+            name: e.name.clone(),
+            classification: e.classification.into(),
+            gateway_id: e.gateway_id.map(|g| g.0),
+            rest_path: e.paths.rest.clone(),
+            soap_path: e.paths.soap.clone(),
+            soap12_path: e.paths.soap12.clone(),
+            odata_path: e.paths.odata.clone(),
+            created_at: rfc3339(e.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvironmentList {
+    pub environments: Vec<EnvironmentDto>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// APIs and deployments
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub enum ApiTypeDto {
+    #[serde(rename = "REST", alias = "rest")]
+    Rest,
+    #[serde(rename = "SOAP", alias = "soap")]
+    Soap,
+    #[serde(rename = "SOAP12", alias = "soap12")]
+    Soap12,
+    #[serde(rename = "ODATA", alias = "odata")]
+    Odata,
+}
+
+impl From<ApiType> for ApiTypeDto {
+    fn from(t: ApiType) -> Self {
+        match t {
+            ApiType::Rest => ApiTypeDto::Rest,
+            ApiType::Soap => ApiTypeDto::Soap,
+            ApiType::Soap12 => ApiTypeDto::Soap12,
+            ApiType::Odata => ApiTypeDto::Odata,
+        }
+    }
+}
+
+impl From<ApiTypeDto> for ApiType {
+    fn from(t: ApiTypeDto) -> Self {
+        match t {
+            ApiTypeDto::Rest => ApiType::Rest,
+            ApiTypeDto::Soap => ApiType::Soap,
+            ApiTypeDto::Soap12 => ApiType::Soap12,
+            ApiTypeDto::Odata => ApiType::Odata,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApi {
+    pub name: String,
+    pub version: String,
+    pub api_type: ApiTypeDto,
+    pub base_path: String,
+    /// Upstream target URLs, e.g. `["http://10.0.0.5:8080/orders"]`; at least one.
+    pub upstream_targets: Vec<String>,
+    pub health_check_url: Option<String>,
+}
+
+/// Fields to change; absent fields keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApi {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub api_type: Option<ApiTypeDto>,
+    pub base_path: Option<String>,
+    pub upstream_targets: Option<Vec<String>>,
+    /// null removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub health_check_url: Option<Option<String>>,
+}
+
+/// Tells an absent field (`None`) from an explicit null (`Some(None)`).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiDto {
+    pub id: Uuid,
+    pub name: String,
+    pub version: String,
+    pub api_type: ApiTypeDto,
+    pub base_path: String,
+    pub upstream_targets: Vec<String>,
+    pub health_check_url: Option<String>,
+    pub created_at: String,
+}
+
+impl From<&Api> for ApiDto {
+    fn from(a: &Api) -> Self {
+        Self {
+            id: a.id.0,
+            name: a.name.clone(),
+            version: a.version.clone(),
+            api_type: a.api_type.into(),
+            base_path: a.base_path.clone(),
+            upstream_targets: a.upstream_targets.iter().map(|t| t.url.clone()).collect(),
+            health_check_url: a.health_check_url.clone(),
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiList {
+    pub apis: Vec<ApiDto>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeployment {
+    pub environment_id: Uuid,
+    /// A custom URL path replacing `environment path / base path`.
+    pub custom_path: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentDto {
+    pub id: Uuid,
+    pub api_id: Uuid,
+    pub environment_id: Uuid,
+    pub custom_path: Option<String>,
+    /// requires_configuration or sent_to_gateway.
+    pub status: String,
+    pub created_at: String,
+}
+
+impl From<&Deployment> for DeploymentDto {
+    fn from(d: &Deployment) -> Self {
+        Self {
+            id: d.id.0,
+            api_id: d.api_id.0,
+            environment_id: d.environment_id.0,
+            custom_path: d.custom_path.clone(),
+            status: match d.status {
+                DeploymentStatus::RequiresConfiguration => "requires_configuration",
+                DeploymentStatus::SentToGateway => "sent_to_gateway",
+            }
+            .into(),
+            created_at: rfc3339(d.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentList {
+    pub deployments: Vec<DeploymentDto>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditDto {
+    pub id: Uuid,
+    /// user, node or system.
+    pub actor_kind: String,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    /// allowed, denied or failed.
+    pub result: String,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    pub at: String,
+}
+
+impl From<&store::AuditRecord> for AuditDto {
+    fn from(r: &store::AuditRecord) -> Self {
+        let (actor_kind, actor_id) = match r.actor {
+            store::Actor::User(id) => ("user", Some(id.0)),
+            store::Actor::Node(id) => ("node", Some(id.0)),
+            store::Actor::System => ("system", None),
+        };
+        Self {
+            id: r.id.0,
+            actor_kind: actor_kind.into(),
+            actor_id,
+            action: r.action.clone(),
+            target_kind: r.target.as_ref().map(|t| t.kind.clone()),
+            target_id: r.target.as_ref().and_then(|t| t.id.clone()),
+            result: r.result.as_str().into(),
+            details: r.details.clone(),
+            at: rfc3339(r.at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditList {
+    pub records: Vec<AuditDto>,
+    /// Pass as `cursor` to get the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,333 @@
+//! Request body and query extraction that answers bad input with the error envelope:
+//! malformed JSON → 400 `INVALID_JSON`; unknown, missing or mistyped fields → 400 naming the
+//! field; bodies over the limit → 413. The content type is not checked, so `curl -d` works.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Largest accepted request body (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A JSON body deserialized with field-naming errors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+                .with_details(serde_json::json!({ "max_bytes": MAX_BODY_BYTES }))
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_BODY",
+                    "request body could not be read",
+                )
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Deserializes `bytes`, naming the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        classify(&path, error.inner())
+    })?;
+    // Trailing garbage after the document is malformed JSON too.
+    deserializer.end().map_err(|e| classify("", &e))?;
+    Ok(value)
+}
+
+fn classify(path: &str, error: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    let message = error.to_string();
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+            format!("request body is not valid JSON: {message}"),
+        ),
+        Category::Data => {
+            let quoted = backticked(&message);
+            // serde_path_to_error's path already ends with an unknown field's name, but stops at
+            // the enclosing object for a missing one; name the field itself.
+            let (code, field) = if message.starts_with("unknown field") {
+                ("UNKNOWN_FIELD", path.to_string())
+            } else if message.starts_with("missing field") {
+                ("MISSING_FIELD", join(path, quoted.unwrap_or("?")))
+            } else {
+                ("INVALID_FIELD", path.to_string())
+            };
+            let field = if field == "." || field.is_empty() {
+                "body".to_string()
+            } else {
+                field
+            };
+            let text = strip_position(&message);
+            ApiError::bad_field(code, &field, format!("field `{field}`: {text}"))
+        }
+    }
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() || path == "." {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// serde_json appends " at line L column C"; the field name is more useful than the position.
+fn strip_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => message,
+    }
+}
+
+/// Raw query parameters; handlers parse each one and name it when it is wrong.
+#[derive(Debug, Default)]
+pub struct QueryParams(pub Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Refuses parameters the endpoint does not know, like unknown JSON fields.
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            Some((k, _)) => Err(ApiError::bad_field(
+                "UNKNOWN_PARAMETER",
+                k,
+                format!(
+                    "unknown query parameter `{k}`; expected one of {}",
+                    known.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// One of `allowed`, or 400 naming the parameter.
+    pub fn choice<'a>(
+        &'a self,
+        name: &str,
+        allowed: &[&'a str],
+        default: &'a str,
+    ) -> Result<&'a str, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(default),
+            Some(v) => allowed.iter().copied().find(|a| *a == v).ok_or_else(|| {
+                ApiError::bad_field(
+                    "INVALID_PARAMETER",
+                    name,
+                    format!(
+                        "query parameter `{name}` must be one of {}",
+                        allowed.join(", ")
+                    ),
+                )
+            }),
+        }
+    }
+
+    pub fn limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
+        match self.get("limit") {
+            None | Some("") => Ok(default),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_field(
+                    "INVALID_PARAMETER",
+                    "limit",
+                    format!("query parameter `limit` must be an integer from 1 to {max}"),
+                )),
+            },
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let pairs = form_urlencoded_pairs(query);
+        Ok(QueryParams(pairs))
+    }
+}
+
+fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    percent_decode(&plus)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        count: Option<u32>,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        flag: bool,
+    }
+
+    fn check(input: &str, expect: expect_test::Expect) {
+        let actual = match parse_json::<Body>(input.as_bytes()) {
+            Ok(body) => format!("ok {body:?}"),
+            Err(e) => format!(
+                "{} {} {} | {}",
+                e.status.as_u16(),
+                e.code,
+                e.details,
+                e.message
+            ),
+        };
+        expect.assert_eq(&actual);
+    }
+
+    #[test]
+    fn bad_bodies_name_the_field() {
+        use expect_test::expect;
+        check(
+            r#"{"name":"a"}"#,
+            expect![[r#"ok Body { name: "a", count: None, inner: None }"#]],
+        );
+        check(
+            r#"{"name":"a""#,
+            expect![
+                "400 INVALID_JSON {} | request body is not valid JSON: EOF while parsing an object at line 1 column 11"
+            ],
+        );
+        check(
+            r#"{"name":"a"} x"#,
+            expect![
+                "400 INVALID_JSON {} | request body is not valid JSON: trailing characters at line 1 column 14"
+            ],
+        );
+        check(
+            r#"{"name":"a","bogus":1}"#,
+            expect![[
+                r#"400 UNKNOWN_FIELD {"field":"bogus"} | field `bogus`: unknown field `bogus`, expected one of `name`, `count`, `inner`"#
+            ]],
+        );
+        check(
+            r#"{"count":1}"#,
+            expect![[r#"400 MISSING_FIELD {"field":"name"} | field `name`: missing field `name`"#]],
+        );
+        check(
+            r#"{"name":7}"#,
+            expect![[
+                r#"400 INVALID_FIELD {"field":"name"} | field `name`: invalid type: integer `7`, expected a string"#
+            ]],
+        );
+        check(
+            r#"{"name":"a","count":"x"}"#,
+            expect![[
+                r#"400 INVALID_FIELD {"field":"count"} | field `count`: invalid type: string "x", expected u32"#
+            ]],
+        );
+        check(
+            r#"{"name":"a","inner":{"flag":1}}"#,
+            expect![[
+                r#"400 INVALID_FIELD {"field":"inner.flag"} | field `inner.flag`: invalid type: integer `1`, expected a boolean"#
+            ]],
+        );
+        check(
+            r#"{"name":"a","inner":{"flog":true}}"#,
+            expect![[
+                r#"400 UNKNOWN_FIELD {"field":"inner.flog"} | field `inner.flog`: unknown field `flog`, expected `flag`"#
+            ]],
+        );
+        check(
+            r#"[]"#,
+            expect![[
+                r#"400 INVALID_FIELD {"field":"body"} | field `body`: invalid length 0, expected struct Body with 3 elements"#
+            ]],
+        );
+        check(
+            r#""#,
+            expect![
+                "400 INVALID_JSON {} | request body is not valid JSON: EOF while parsing a value at line 1 column 0"
+            ],
+        );
+    }
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(percent_decode("gw%2D1+x%"), "gw-1+x%");
+        assert_eq!(decode("a+b%20c"), "a b c");
+    }
+}

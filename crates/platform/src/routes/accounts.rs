@@ -1,0 +1,95 @@
+//! Accounts: created and listed by platform administrators only.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use model::{AccountId, Role};
+use store::{NewUser, Target};
+
+use crate::auth::Principal;
+use crate::bootstrap::mint_token;
+use crate::dto::{AccountDto, AccountList, CreateAccount, CreatedAccount};
+use crate::error::{ApiResult, ErrorEnvelope, OrNotFound};
+use crate::json::Json;
+use crate::routes::parse_id;
+use crate::state::AppState;
+
+/// Create an account with a first owner; answers the owner's token once.
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts",
+    request_body = CreateAccount,
+    responses(
+        (status = 201, body = CreatedAccount),
+        (status = 403, description = "not a platform administrator", body = ErrorEnvelope),
+        (status = 409, description = "name taken", body = ErrorEnvelope),
+        (status = 422, description = "invalid name", body = ErrorEnvelope),
+    ))]
+pub async fn create_account(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateAccount>,
+) -> ApiResult<(StatusCode, axum::Json<CreatedAccount>)> {
+    principal
+        .require_platform_admin(&state, Some(("account.create", None)))
+        .await?;
+    let name = model::validate::validate_account_name(&body.name)?;
+    let account = state
+        .store
+        .create_account(&name, principal.audit(&state, "account.create"))
+        .await?;
+    let owner = state
+        .store
+        .create_user(
+            NewUser {
+                account_id: Some(account.id),
+                name: "Owner".into(),
+                email: None,
+                role: Role::Owner,
+                platform_admin: false,
+                password_hash: None,
+            },
+            principal
+                .audit(&state, "user.create")
+                .with_target(Target::new("account", account.id)),
+        )
+        .await?;
+    let token = mint_token(&state.store, &owner, "initial owner token", state.now()).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedAccount {
+            id: account.id.0,
+            name: account.name,
+            created_at: crate::dto::rfc3339(account.created_at),
+            owner_user_id: owner.id.0,
+            owner_token: token.clone(),
+            token,
+        }),
+    ))
+}
+
+/// List all accounts.
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
+    responses((status = 200, body = AccountList), (status = 403, body = ErrorEnvelope)))]
+pub async fn list_accounts(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<AccountList>> {
+    principal.require_platform_admin(&state, None).await?;
+    let accounts = state.store.accounts().await?;
+    Ok(axum::Json(AccountList {
+        accounts: accounts.iter().map(AccountDto::from).collect(),
+    }))
+}
+
+/// One account.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = AccountDto), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_account(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<AccountDto>> {
+    principal.require_platform_admin(&state, None).await?;
+    let id: AccountId = parse_id(&id, "account")?;
+    let account = state.store.account(id).await.or_404("account")?;
+    Ok(axum::Json(AccountDto::from(&account)))
+}

@@ -1,0 +1,344 @@
+//! APIs and their deployments to environments; a deployment or change that would make two
+//! APIs on one gateway resolve to the same URL prefix is refused naming both (SPEC §6).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use model::conflict::{DeployedApi, ProposedChange, check_change};
+use model::validate::{
+    validate_api_base_path, validate_api_name, validate_api_version, validate_custom_path,
+    validate_health_check_url, validate_upstream_targets,
+};
+use model::{Api, ApiId, DeploymentId, DeploymentStatus, EnvironmentId, UpstreamTarget};
+use store::{NewApi, NewDeployment, Target};
+
+use crate::auth::{Need, Principal};
+use crate::dto::{
+    ApiDto, ApiList, CreateApi, CreateDeployment, DeploymentDto, DeploymentList, UpdateApi,
+};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound, Refused};
+use crate::json::Json;
+use crate::routes::environments::routing;
+use crate::routes::parse_id;
+use crate::state::AppState;
+
+/// Validates an API definition with the model's rules into the store's input.
+fn validated(
+    name: &str,
+    version: &str,
+    api_type: model::ApiType,
+    base_path: &str,
+    targets: &[String],
+    health_check_url: Option<&str>,
+) -> ApiResult<NewApi> {
+    let name = validate_api_name(name)?;
+    let version = validate_api_version(version)?;
+    let base_path = validate_api_base_path(base_path)?;
+    let upstream_targets = validate_upstream_targets(targets.iter().map(String::as_str))?
+        .iter()
+        .map(|u| UpstreamTarget {
+            url: u.to_url_string(),
+        })
+        .collect();
+    let health_check_url = match health_check_url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(url) => Some(validate_health_check_url(url)?.to_url_string()),
+        None => None,
+    };
+    Ok(NewApi {
+        name,
+        version,
+        api_type,
+        base_path,
+        upstream_targets,
+        health_check_url,
+        execution: None,
+    })
+}
+
+/// Create an API (admin or owner).
+#[utoipa::path(post, path = "/api/v1/apis", tag = "apis",
+    request_body = CreateApi,
+    responses((status = 201, body = ApiDto), (status = 400, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+pub async fn create_api(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateApi>,
+) -> ApiResult<(StatusCode, axum::Json<ApiDto>)> {
+    let account = principal
+        .require(&state, Need::Manage, Some(("api.create", None)))
+        .await?;
+    let new = validated(
+        &body.name,
+        &body.version,
+        body.api_type.into(),
+        &body.base_path,
+        &body.upstream_targets,
+        body.health_check_url.as_deref(),
+    )?;
+    let api = state
+        .store
+        .create_api(account, new, principal.audit(&state, "api.create"))
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(ApiDto::from(&api))))
+}
+
+/// The APIs of the caller's account, by name and version.
+#[utoipa::path(get, path = "/api/v1/apis", tag = "apis",
+    responses((status = 200, body = ApiList), (status = 401, body = ErrorEnvelope)))]
+pub async fn list_apis(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<ApiList>> {
+    let account = principal.require(&state, Need::Member, None).await?;
+    let apis = state.store.apis(account).await?;
+    Ok(axum::Json(ApiList {
+        apis: apis.iter().map(ApiDto::from).collect(),
+    }))
+}
+
+/// One API.
+#[utoipa::path(get, path = "/api/v1/apis/{id}", tag = "apis",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = ApiDto), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_api(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> ApiResult<axum::Json<ApiDto>> {
+    let account = principal.require(&state, Need::Member, None).await?;
+    let id: ApiId = parse_id(&raw, "API")?;
+    let api = state.store.api(account, id).await.or_404("API")?;
+    Ok(axum::Json(ApiDto::from(&api)))
+}
+
+/// Change an API (admin or owner); absent fields keep their value. Refused with
+/// `API_PATH_CONFLICT` when the new base path or type would collide on a gateway it is
+/// deployed on.
+#[utoipa::path(patch, path = "/api/v1/apis/{id}", tag = "apis",
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateApi,
+    responses((status = 200, body = ApiDto), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn update_api(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+    Json(body): Json<UpdateApi>,
+) -> ApiResult<axum::Json<ApiDto>> {
+    let account = principal
+        .require(
+            &state,
+            Need::Manage,
+            Some(("api.update", Some(Target::new("api", &raw)))),
+        )
+        .await?;
+    let id: ApiId = parse_id(&raw, "API")?;
+    let current = state.store.api(account, id).await.or_404("API")?;
+    let targets: Vec<String> = match body.upstream_targets {
+        Some(t) => t,
+        None => current
+            .upstream_targets
+            .iter()
+            .map(|t| t.url.clone())
+            .collect(),
+    };
+    let health = match body.health_check_url {
+        Some(h) => h,
+        None => current.health_check_url.clone(),
+    };
+    let mut update = validated(
+        body.name.as_deref().unwrap_or(&current.name),
+        body.version.as_deref().unwrap_or(&current.version),
+        body.api_type.map(Into::into).unwrap_or(current.api_type),
+        body.base_path.as_deref().unwrap_or(&current.base_path),
+        &targets,
+        health.as_deref(),
+    )?;
+    update.execution = current.execution.clone();
+    let api = state
+        .store
+        .update_api(
+            account,
+            id,
+            update,
+            principal.audit(&state, "api.update"),
+            |api: &Api, gateways| {
+                for routes in gateways {
+                    let (environments, deployments) = routing(routes);
+                    for entry in routes.deployments.iter().filter(|r| r.api.id == api.id) {
+                        let changed = DeployedApi::new(api, &entry.deployment);
+                        check_change(
+                            &environments,
+                            &deployments,
+                            ProposedChange::Deployment(&changed),
+                        )
+                        .map_err(|e| Refused(e.into()))?;
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await
+        .or_404("API")?;
+    Ok(axum::Json(ApiDto::from(&api)))
+}
+
+/// Delete an API and its deployments (admin or owner).
+#[utoipa::path(delete, path = "/api/v1/apis/{id}", tag = "apis",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn delete_api(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> ApiResult<StatusCode> {
+    let account = principal
+        .require(
+            &state,
+            Need::Manage,
+            Some(("api.delete", Some(Target::new("api", &raw)))),
+        )
+        .await?;
+    let id: ApiId = parse_id(&raw, "API")?;
+    state
+        .store
+        .delete_api(account, id, principal.audit(&state, "api.delete"))
+        .await
+        .or_404("API")?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deploy an API to an environment (admin or owner). Refused with 422 `API_PATH_CONFLICT`,
+/// naming the conflicting APIs in `details.apis` and `details.conflicts`, when it would
+/// resolve to the same URL prefix as another deployment on the environment's gateway;
+/// a `custom_path` avoids that.
+#[utoipa::path(post, path = "/api/v1/apis/{id}/deployments", tag = "apis",
+    params(("id" = uuid::Uuid, Path)), request_body = CreateDeployment,
+    responses((status = 201, body = DeploymentDto), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "ALREADY_DEPLOYED", body = ErrorEnvelope),
+        (status = 422, description = "API_PATH_CONFLICT or CUSTOM_PATH_*", body = ErrorEnvelope)))]
+pub async fn create_deployment(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+    Json(body): Json<CreateDeployment>,
+) -> ApiResult<(StatusCode, axum::Json<DeploymentDto>)> {
+    let account = principal
+        .require(
+            &state,
+            Need::Manage,
+            Some(("deployment.create", Some(Target::new("api", &raw)))),
+        )
+        .await?;
+    let api_id: ApiId = parse_id(&raw, "API")?;
+    let environment_id = EnvironmentId(body.environment_id);
+    let custom_path = match body.custom_path.as_deref() {
+        Some(p) => Some(validate_custom_path(p)?),
+        None => None,
+    };
+    // Name the missing object precisely.
+    state.store.api(account, api_id).await.or_404("API")?;
+    let env = state
+        .store
+        .environment(account, environment_id)
+        .await
+        .or_404("environment")?;
+    let status = if env.gateway_id.is_some() {
+        DeploymentStatus::SentToGateway
+    } else {
+        DeploymentStatus::RequiresConfiguration
+    };
+    let deployment = state
+        .store
+        .create_deployment(
+            account,
+            NewDeployment {
+                api_id,
+                environment_id,
+                custom_path: custom_path.clone(),
+                status,
+            },
+            principal.audit(&state, "deployment.create"),
+            |check| {
+                let Some(routes) = &check.routes else {
+                    return Ok(());
+                };
+                let (environments, deployments) = routing(routes);
+                let proposed = DeployedApi {
+                    api_id: check.api.id,
+                    api_name: check.api.name.clone(),
+                    api_type: check.api.api_type,
+                    base_path: check.api.base_path.clone(),
+                    custom_path: custom_path.clone(),
+                    environment_id: check.environment.id,
+                };
+                check_change(
+                    &environments,
+                    &deployments,
+                    ProposedChange::Deployment(&proposed),
+                )
+                .map_err(|e| Refused(e.into()))
+            },
+        )
+        .await
+        .or_404("API")?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(DeploymentDto::from(&deployment)),
+    ))
+}
+
+/// The deployments of an API.
+#[utoipa::path(get, path = "/api/v1/apis/{id}/deployments", tag = "apis",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = DeploymentList), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_deployments(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> ApiResult<axum::Json<DeploymentList>> {
+    let account = principal.require(&state, Need::Member, None).await?;
+    let id: ApiId = parse_id(&raw, "API")?;
+    state.store.api(account, id).await.or_404("API")?;
+    let deployments = state.store.deployments_by_api(account, id).await?;
+    Ok(axum::Json(DeploymentList {
+        deployments: deployments.iter().map(DeploymentDto::from).collect(),
+    }))
+}
+
+/// Remove a deployment (admin or owner).
+#[utoipa::path(delete, path = "/api/v1/apis/{id}/deployments/{deployment_id}", tag = "apis",
+    params(("id" = uuid::Uuid, Path), ("deployment_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = ErrorEnvelope)))]
+pub async fn delete_deployment(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((raw, raw_deployment)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let account = principal
+        .require(
+            &state,
+            Need::Manage,
+            Some((
+                "deployment.delete",
+                Some(Target::new("deployment", &raw_deployment)),
+            )),
+        )
+        .await?;
+    let api_id: ApiId = parse_id(&raw, "API")?;
+    let id: DeploymentId = parse_id(&raw_deployment, "deployment")?;
+    let deployment = state
+        .store
+        .deployment(account, id)
+        .await
+        .or_404("deployment")?;
+    if deployment.api_id != api_id {
+        return Err(ApiError::not_found("deployment"));
+    }
+    state
+        .store
+        .delete_deployment(account, id, principal.audit(&state, "deployment.delete"))
+        .await
+        .or_404("deployment")?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,367 @@
+//! Gateways: the Gateways & Environments list (SPEC §4), one gateway, rename, soft delete,
+//! and its nodes.
+
+use std::cmp::Ordering;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use model::{GatewayId, Timestamp};
+use store::{GatewayRow, GatewayView, NewGateway, Target};
+
+use crate::auth::{Need, Principal};
+use crate::dto::{
+    CreateGateway, EnvRef, GatewayDto, GatewayListDto, GatewayRowDto, IssueDto, NodeDto, NodeList,
+    StatusDto, UpdateGateway, rfc3339,
+};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
+use crate::json::{Json, QueryParams};
+use crate::routes::parse_id;
+use crate::state::AppState;
+
+/// The list of the Gateways page, filtered, sorted, with the unattached environments.
+#[utoipa::path(get, path = "/api/v1/gateways", tag = "gateways",
+    params(
+        ("view" = Option<String>, Query, description = "enabled (default) or deleted"),
+        ("sort" = Option<String>, Query, description = "status, name (default), host_name or gateway_url"),
+        ("order" = Option<String>, Query, description = "asc (default) or desc"),
+        ("q" = Option<String>, Query, description = "case-insensitive substring of a gateway or environment name"),
+    ),
+    responses((status = 200, body = GatewayListDto), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope)))]
+pub async fn list_gateways(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: QueryParams,
+) -> ApiResult<axum::Json<GatewayListDto>> {
+    let account = principal.require(&state, Need::Member, None).await?;
+    query.only(&["view", "sort", "order", "q"])?;
+    let view = match query.choice("view", &["enabled", "deleted"], "enabled")? {
+        "deleted" => GatewayView::Deleted,
+        _ => GatewayView::Enabled,
+    };
+    let sort = query.choice(
+        "sort",
+        &["status", "name", "host_name", "gateway_url"],
+        "name",
+    )?;
+    let descending = query.choice("order", &["asc", "desc"], "asc")? == "desc";
+    let q = query.get("q").unwrap_or("");
+    if q.chars().count() > 200 {
+        return Err(ApiError::bad_field(
+            "INVALID_PARAMETER",
+            "q",
+            "query parameter `q` is longer than 200 characters",
+        ));
+    }
+    let overview = state
+        .store
+        .gateways_overview(account, view)
+        .await?
+        .filter(q);
+    let mut rows: Vec<GatewayRowDto> = overview.gateways.iter().map(row_dto).collect();
+    sort_rows(&mut rows, sort, descending);
+    Ok(axum::Json(GatewayListDto {
+        gateways: rows,
+        // The store answers them by name, case-insensitive: alphabetical, as SPEC §4 asks.
+        unattached_environments: overview.unattached.iter().map(EnvRef::from).collect(),
+    }))
+}
+
+/// Rank of a status for sorting: the healthiest first, deleted last.
+fn status_rank(status: &StatusDto) -> u8 {
+    match status.state.as_str() {
+        "online" => 0,
+        "cluster_issues" => 1,
+        "starting" => 2,
+        "restarting" => 3,
+        "stopping" => 4,
+        "offline" => 5,
+        _ => 6,
+    }
+}
+
+fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool) {
+    let by_name = |a: &GatewayRowDto, b: &GatewayRowDto| {
+        a.name
+            .to_lowercase()
+            .cmp(&b.name.to_lowercase())
+            .then_with(|| a.id.cmp(&b.id))
+    };
+    let primary = |a: &GatewayRowDto, b: &GatewayRowDto| -> Ordering {
+        match sort {
+            "status" => status_rank(&a.status)
+                .cmp(&status_rank(&b.status))
+                .then_with(|| a.status.variant.cmp(&b.status.variant)),
+            "host_name" => {
+                // Rows without a host (no node yet) sort after every host name.
+                match (&a.host_name, &b.host_name) {
+                    (Some(x), Some(y)) => x.to_lowercase().cmp(&y.to_lowercase()),
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (None, None) => Ordering::Equal,
+                }
+            }
+            "gateway_url" => a
+                .gateway_url
+                .to_lowercase()
+                .cmp(&b.gateway_url.to_lowercase()),
+            _ => Ordering::Equal,
+        }
+    };
+    rows.sort_by(|a, b| {
+        let ord = primary(a, b);
+        let ord = if descending { ord.reverse() } else { ord };
+        // Ties keep name ascending whatever the order, so equal statuses read alphabetically.
+        if sort == "name" {
+            let n = by_name(a, b);
+            if descending { n.reverse() } else { n }
+        } else {
+            ord.then_with(|| by_name(a, b))
+        }
+    });
+}
+
+/// The status and issues a gateway row shows. Until the status job of the node link has
+/// evaluated a gateway, a gateway with no node is Offline (not running) with a NO_NODES warning
+/// (SPEC §2), derived here on read so it clears by itself when a node joins.
+fn row_dto(row: &GatewayRow) -> GatewayRowDto {
+    let g = &row.gateway;
+    let deleted = g.deleted_at.is_some();
+    let status = if deleted {
+        StatusDto {
+            state: "deleted".into(),
+            variant: None,
+        }
+    } else {
+        match &row.status {
+            Some(s) if s.state != "deleted" => StatusDto {
+                state: s.state.clone(),
+                variant: s.variant.clone(),
+            },
+            _ => StatusDto {
+                state: "offline".into(),
+                variant: Some("not_running".into()),
+            },
+        }
+    };
+    let mut issues: Vec<IssueDto> = if deleted {
+        Vec::new()
+    } else {
+        row.issues
+            .iter()
+            .map(|i| IssueDto {
+                code: i.code.clone(),
+                severity: i.severity.as_str().into(),
+                message: i.message.clone(),
+                node_id: i.node_id.map(|n| n.0),
+                first_seen: Some(rfc3339(i.first_seen)),
+                last_seen: Some(rfc3339(i.last_seen)),
+            })
+            .collect()
+    };
+    if !deleted && row.nodes.is_empty() && !issues.iter().any(|i| i.code == "NO_NODES") {
+        issues.push(IssueDto {
+            code: "NO_NODES".into(),
+            severity: "warning".into(),
+            message: "no node has joined".into(),
+            node_id: None,
+            first_seen: None,
+            last_seen: None,
+        });
+    }
+    GatewayRowDto {
+        id: g.id.0,
+        name: g.name.clone(),
+        status,
+        issues,
+        environments: row.environments.iter().map(EnvRef::from).collect(),
+        host_name: row.head_host_name.clone(),
+        gateway_url: g.gateway_url().to_string(),
+    }
+}
+
+async fn gateway_dto(
+    state: &AppState,
+    account: model::AccountId,
+    id: GatewayId,
+) -> ApiResult<GatewayDto> {
+    // One gateway is read through the overview of its view so that the row logic (status,
+    // issues, head node) is the same as in the list.
+    let gateway = state.store.gateway(account, id).await.or_404("gateway")?;
+    let view = if gateway.deleted_at.is_some() {
+        GatewayView::Deleted
+    } else {
+        GatewayView::Enabled
+    };
+    let overview = state.store.gateways_overview(account, view).await?;
+    let row = overview
+        .gateways
+        .iter()
+        .find(|r| r.gateway.id == id)
+        .ok_or_else(|| ApiError::not_found("gateway"))?;
+    Ok(GatewayDto {
+        row: row_dto(row),
+        public_url: gateway.public_url.clone(),
+        bind_address: gateway.bind_address.clone(),
+        created_at: rfc3339(gateway.created_at),
+        deleted_at: gateway.deleted_at.map(rfc3339),
+    })
+}
+
+/// Pre-register a gateway by name (admin or owner).
+#[utoipa::path(post, path = "/api/v1/gateways", tag = "gateways",
+    request_body = CreateGateway,
+    responses((status = 201, body = GatewayDto), (status = 400, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 409, description = "GATEWAY_NAME_TAKEN", body = ErrorEnvelope),
+        (status = 422, description = "GATEWAY_NAME_*", body = ErrorEnvelope)))]
+pub async fn create_gateway(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateGateway>,
+) -> ApiResult<(StatusCode, axum::Json<GatewayDto>)> {
+    let account = principal
+        .require(&state, Need::Manage, Some(("gateway.create", None)))
+        .await?;
+    let name = model::validate::validate_gateway_name(&body.name)?;
+    let gateway = state
+        .store
+        .create_gateway(
+            account,
+            NewGateway::named(name),
+            principal.audit(&state, "gateway.create"),
+        )
+        .await?;
+    let dto = gateway_dto(&state, account, gateway.id).await?;
+    Ok((StatusCode::CREATED, axum::Json(dto)))
+}
+
+/// One gateway, deleted or not.
+#[utoipa::path(get, path = "/api/v1/gateways/{id}", tag = "gateways",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = GatewayDto), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_gateway(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<GatewayDto>> {
+    let account = principal.require(&state, Need::Member, None).await?;
+    let id: GatewayId = parse_id(&id, "gateway")?;
+    Ok(axum::Json(gateway_dto(&state, account, id).await?))
+}
+
+/// Rename a gateway (admin or owner). Deleted gateways cannot be changed (404).
+#[utoipa::path(patch, path = "/api/v1/gateways/{id}", tag = "gateways",
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateGateway,
+    responses((status = 200, body = GatewayDto), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn update_gateway(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+    Json(body): Json<UpdateGateway>,
+) -> ApiResult<axum::Json<GatewayDto>> {
+    let account = principal
+        .require(
+            &state,
+            Need::Manage,
+            Some(("gateway.rename", Some(Target::new("gateway", &raw)))),
+        )
+        .await?;
+    let id: GatewayId = parse_id(&raw, "gateway")?;
+    if let Some(name) = body.name {
+        let name = model::validate::validate_gateway_name(&name)?;
+        state
+            .store
+            .rename_gateway(
+                account,
+                id,
+                &name,
+                principal.audit(&state, "gateway.rename"),
+            )
+            .await
+            .or_404("gateway")?;
+    }
+    Ok(axum::Json(gateway_dto(&state, account, id).await?))
+}
+
+/// Delete a gateway (owner only): soft delete, never restored; its environments become
+/// unattached and its node credentials are revoked.
+#[utoipa::path(delete, path = "/api/v1/gateways/{id}", tag = "gateways",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn delete_gateway(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> ApiResult<StatusCode> {
+    let account = principal
+        .require(
+            &state,
+            Need::Owner,
+            Some(("gateway.delete", Some(Target::new("gateway", &raw)))),
+        )
+        .await?;
+    let id: GatewayId = parse_id(&raw, "gateway")?;
+    state
+        .store
+        .delete_gateway(account, id, principal.audit(&state, "gateway.delete"))
+        .await
+        .or_404("gateway")?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The nodes of a gateway (Cluster Status panel), oldest first.
+#[utoipa::path(get, path = "/api/v1/gateways/{id}/nodes", tag = "gateways",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = NodeList), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_nodes(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> ApiResult<axum::Json<NodeList>> {
+    let account = principal.require(&state, Need::Member, None).await?;
+    let id: GatewayId = parse_id(&raw, "gateway")?;
+    let gateway = state.store.gateway(account, id).await.or_404("gateway")?;
+    let nodes = state.store.nodes(account, id).await.or_404("gateway")?;
+    let now = state.now();
+    Ok(axum::Json(NodeList {
+        nodes: nodes
+            .iter()
+            .map(|(node, reported)| {
+                let status = node_status(
+                    reported.as_deref(),
+                    node.last_seen,
+                    gateway.settings.heartbeat_interval,
+                    now,
+                );
+                NodeDto::new(node, status)
+            })
+            .collect(),
+    }))
+}
+
+/// A node's status from what it reported last and when, until the status job records node
+/// states: silence longer than the lost-contact threshold (SPEC §2) is `lost_contact`.
+fn node_status(
+    reported: Option<&str>,
+    last_seen: Option<Timestamp>,
+    heartbeat_interval: std::time::Duration,
+    now: Timestamp,
+) -> StatusDto {
+    let silent = last_seen.is_none_or(|seen| {
+        now.since(seen) >= model::status::lost_contact_threshold(heartbeat_interval)
+    });
+    let (state, variant) = match reported {
+        Some("online") if !silent => ("online", None),
+        Some("online") => ("offline", Some("lost_contact")),
+        Some("starting") if !silent => ("starting", None),
+        Some("starting") => ("offline", Some("failed_start")),
+        Some("stopping") if !silent => ("stopping", None),
+        Some("stopping") => ("offline", Some("unclean_shutdown")),
+        _ => ("offline", Some("not_running")),
+    };
+    StatusDto {
+        state: state.into(),
+        variant: variant.map(String::from),
+    }
+}

@@ -1,0 +1,63 @@
+//! The REST handlers, one module per resource, gathered into one router whose OpenAPI
+//! document is generated from the handlers' annotations.
+
+mod accounts;
+mod apis;
+mod audit;
+mod environments;
+mod gateways;
+mod tokens;
+mod users;
+
+use std::str::FromStr;
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(routes!(accounts::create_account, accounts::list_accounts))
+        .routes(routes!(accounts::get_account))
+        .routes(routes!(users::me))
+        .routes(routes!(users::create_user, users::list_users))
+        .routes(routes!(users::get_user, users::update_user))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(tokens::create_install_token))
+        .routes(routes!(tokens::revoke_install_token))
+        .routes(routes!(gateways::create_gateway, gateways::list_gateways))
+        .routes(routes!(
+            gateways::get_gateway,
+            gateways::update_gateway,
+            gateways::delete_gateway
+        ))
+        .routes(routes!(gateways::list_nodes))
+        .routes(routes!(
+            environments::create_environment,
+            environments::list_environments
+        ))
+        .routes(routes!(
+            environments::get_environment,
+            environments::update_environment,
+            environments::delete_environment
+        ))
+        .routes(routes!(
+            environments::get_configuration,
+            environments::put_configuration
+        ))
+        .routes(routes!(environments::attach_environment))
+        .routes(routes!(apis::create_api, apis::list_apis))
+        .routes(routes!(apis::get_api, apis::update_api, apis::delete_api))
+        .routes(routes!(apis::create_deployment, apis::list_deployments))
+        .routes(routes!(apis::delete_deployment))
+        .routes(routes!(audit::list_audit))
+}
+
+/// Parses an id from the URL. A malformed id cannot name an existing object, so it answers
+/// 404 like any other unknown id.
+pub(crate) fn parse_id<T: FromStr>(raw: &str, what: &str) -> ApiResult<T> {
+    raw.parse().map_err(|_| ApiError::not_found(what))
+}

@@ -1,0 +1,140 @@
+//! Users of the caller's account and their roles; managed by owners.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use model::UserId;
+use store::{NewUser, Target};
+
+use crate::auth::{Need, Principal};
+use crate::bootstrap::mint_token;
+use crate::dto::{CreateUser, CreatedUser, UpdateUser, UserDto, UserList};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
+use crate::json::Json;
+use crate::routes::parse_id;
+use crate::state::AppState;
+
+/// Who the token belongs to.
+#[utoipa::path(get, path = "/api/v1/me", tag = "users",
+    responses((status = 200, body = UserDto), (status = 401, body = ErrorEnvelope)))]
+pub async fn me(principal: Principal) -> axum::Json<UserDto> {
+    axum::Json(UserDto::from(&principal.user))
+}
+
+/// Create a user in the caller's account (owner only); answers a first token for them once.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users",
+    request_body = CreateUser,
+    responses((status = 201, body = CreatedUser), (status = 403, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateUser>,
+) -> ApiResult<(StatusCode, axum::Json<CreatedUser>)> {
+    let account = principal
+        .require(&state, Need::Owner, Some(("user.create", None)))
+        .await?;
+    let name = body.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > model::validate::MAX_NAME_CHARS {
+        return Err(ApiError::validation(
+            "USER_NAME_INVALID",
+            "name",
+            "user name must have 1 to 80 characters",
+        ));
+    }
+    let email = body
+        .email
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty());
+    if let Some(email) = &email {
+        if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
+            return Err(ApiError::validation(
+                "USER_EMAIL_INVALID",
+                "email",
+                "e-mail address is not valid",
+            ));
+        }
+    }
+    let user = state
+        .store
+        .create_user(
+            NewUser {
+                account_id: Some(account),
+                name,
+                email,
+                role: body.role.into(),
+                platform_admin: false,
+                password_hash: None,
+            },
+            principal.audit(&state, "user.create"),
+        )
+        .await?;
+    let token = mint_token(&state.store, &user, "initial token", state.now()).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedUser {
+            user: UserDto::from(&user),
+            token,
+        }),
+    ))
+}
+
+/// The users of the caller's account.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = UserList), (status = 401, body = ErrorEnvelope)))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<UserList>> {
+    let account = principal.require(&state, Need::Member, None).await?;
+    let users = state.store.users(account).await?;
+    Ok(axum::Json(UserList {
+        users: users.iter().map(UserDto::from).collect(),
+    }))
+}
+
+/// One user of the caller's account.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = UserDto), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<UserDto>> {
+    let account = principal.require(&state, Need::Member, None).await?;
+    let id: UserId = parse_id(&id, "user")?;
+    let user = state.store.user(account, id).await.or_404("user")?;
+    Ok(axum::Json(UserDto::from(&user)))
+}
+
+/// Change a user's role (owner only).
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateUser,
+    responses((status = 200, body = UserDto), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn update_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateUser>,
+) -> ApiResult<axum::Json<UserDto>> {
+    let target = Target::new("user", &id);
+    let account = principal
+        .require(&state, Need::Owner, Some(("user.set_role", Some(target))))
+        .await?;
+    let id: UserId = parse_id(&id, "user")?;
+    let role: model::Role = body.role.into();
+    if id == principal.user.id && role != model::Role::Owner {
+        // An account must keep an owner who can undo this; demote yourself via another owner.
+        return Err(ApiError::conflict(
+            "CANNOT_DEMOTE_SELF",
+            "an owner cannot change their own role",
+        ));
+    }
+    let user = state
+        .store
+        .set_user_role(account, id, role, principal.audit(&state, "user.set_role"))
+        .await
+        .or_404("user")?;
+    Ok(axum::Json(UserDto::from(&user)))
+}
