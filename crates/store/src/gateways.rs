@@ -1,8 +1,6 @@
 //! Gateways (with soft delete and the Gateways page overview), install tokens, node
 //! credentials, nodes, issues, status and configuration generations.
 
-use std::collections::HashMap;
-
 use model::*;
 
 use crate::audit::{Audit, AuditResult};
@@ -368,126 +366,6 @@ impl Store {
             .await?;
             let r = found(row)?;
             Cur::new(&r).opt_u64()?.ok_or(StoreError::NotFound)
-        })
-    }
-
-    /// Everything the Gateways & Environments tab shows, in four queries whatever the
-    /// number of gateways: gateways, environments, nodes, active issues. Sorting by other
-    /// columns and the search ([`GatewaysOverview::filter`]) are done by the caller in
-    /// memory, which is cheaper than a round trip per variant at this size.
-    pub async fn gateways_overview(
-        &self,
-        account: AccountId,
-        view: GatewayView,
-    ) -> Result<GatewaysOverview, StoreError> {
-        let enabled = view == GatewayView::Enabled;
-        with_conn!(self, |c| {
-            let gateway_rows = sqlx::query(concat!(
-                "SELECT ",
-                gateway_cols!(),
-                " FROM gateways g WHERE g.account_id = $1 AND (g.deleted_at IS NULL) = $2"
-            ))
-            .bind(s(account))
-            .bind(enabled)
-            .fetch_all(&mut *c)
-            .await?;
-            let env_rows = sqlx::query(concat!(
-                "SELECT ",
-                environment_cols!(),
-                " FROM environments e WHERE e.account_id = $1"
-            ))
-            .bind(s(account))
-            .fetch_all(&mut *c)
-            .await?;
-            let node_rows = sqlx::query(concat!(
-                "SELECT ",
-                node_cols!(),
-                " FROM nodes n JOIN gateways g ON g.id = n.gateway_id \
-                 WHERE n.account_id = $1 AND (g.deleted_at IS NULL) = $2 \
-                 ORDER BY n.joined_at, n.id"
-            ))
-            .bind(s(account))
-            .bind(enabled)
-            .fetch_all(&mut *c)
-            .await?;
-            let issue_rows = if enabled {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    issue_cols!(),
-                    " FROM issues i JOIN gateways g ON g.id = i.gateway_id \
-                     WHERE i.account_id = $1 AND i.cleared_at IS NULL AND g.deleted_at IS NULL"
-                ))
-                .bind(s(account))
-                .fetch_all(&mut *c)
-                .await?
-            } else {
-                Vec::new()
-            };
-
-            let mut gateways = Vec::with_capacity(gateway_rows.len());
-            let mut index = HashMap::with_capacity(gateway_rows.len());
-            for r in &gateway_rows {
-                let (gateway, status) = rows::gateway(&mut Cur::new(r))?;
-                index.insert(gateway.id, gateways.len());
-                gateways.push(GatewayRow {
-                    gateway,
-                    status,
-                    environments: Vec::new(),
-                    nodes: Vec::new(),
-                    head_host_name: None,
-                    issues: Vec::new(),
-                });
-            }
-            let mut unattached = Vec::new();
-            for r in &env_rows {
-                let env = rows::environment(&mut Cur::new(r))?;
-                match env.gateway_id {
-                    None => unattached.push(env),
-                    Some(g) => {
-                        if let Some(&i) = index.get(&g) {
-                            gateways[i].environments.push(env);
-                        }
-                    }
-                }
-            }
-            let mut head: HashMap<GatewayId, (String, bool)> = HashMap::new();
-            for r in &node_rows {
-                let (node, state) = rows::node(&mut Cur::new(r))?;
-                let live = state.as_deref() != Some("stopped");
-                // Rows come oldest first: keep the first live node, else the first node.
-                match head.get(&node.gateway_id) {
-                    Some((_, true)) => {}
-                    Some((_, false)) if !live => {}
-                    _ => {
-                        head.insert(node.gateway_id, (node.host_name.clone(), live));
-                    }
-                }
-                if let Some(&i) = index.get(&node.gateway_id) {
-                    gateways[i].nodes.push(node);
-                }
-            }
-            for r in &issue_rows {
-                let issue = rows::issue(&mut Cur::new(r))?;
-                if let Some(&i) = index.get(&issue.gateway_id) {
-                    gateways[i].issues.push(issue);
-                }
-            }
-            for row in &mut gateways {
-                row.head_host_name = head.remove(&row.gateway.id).map(|(h, _)| h);
-                row.environments
-                    .sort_by_cached_key(|e| (e.name.to_lowercase(), e.id));
-                row.issues.sort_by(|a, b| {
-                    b.severity
-                        .cmp(&a.severity)
-                        .then(a.first_seen.cmp(&b.first_seen))
-                });
-            }
-            gateways.sort_by_cached_key(|r| (r.gateway.name.to_lowercase(), r.gateway.id));
-            unattached.sort_by_cached_key(|e| (e.name.to_lowercase(), e.id));
-            Ok(GatewaysOverview {
-                gateways,
-                unattached,
-            })
         })
     }
 

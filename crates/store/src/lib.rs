@@ -42,6 +42,7 @@ mod environments;
 mod error;
 mod gateways;
 mod json;
+mod overview;
 pub mod seed;
 mod types;
 

@@ -42,7 +42,7 @@ macro_rules! impl_get {
 impl_get!(SqliteRow);
 impl_get!(PgRow);
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
@@ -293,9 +293,32 @@ pub(crate) fn credential<R: Get>(c: &mut Cur<R>) -> Result<NodeCredential, Store
     })
 }
 
+/// Parses each distinct settings JSON text once: most gateways share the defaults, and
+/// the Gateways page decodes a thousand of them per request.
+#[derive(Default)]
+pub(crate) struct SettingsCache(std::collections::HashMap<String, GatewaySettings>);
+
+impl SettingsCache {
+    pub(crate) fn get(&mut self, json: String) -> Result<GatewaySettings, StoreError> {
+        if let Some(s) = self.0.get(&json) {
+            return Ok(s.clone());
+        }
+        let parsed = crate::json::settings_from_json(&json)?;
+        self.0.insert(json, parsed.clone());
+        Ok(parsed)
+    }
+}
+
 /// Reads `gateway_cols!()`: the gateway and its current status.
 pub(crate) fn gateway<R: Get>(
     c: &mut Cur<R>,
+) -> Result<(Gateway, Option<GatewayStatus>), StoreError> {
+    gateway_cached(c, &mut SettingsCache::default())
+}
+
+pub(crate) fn gateway_cached<R: Get>(
+    c: &mut Cur<R>,
+    cache: &mut SettingsCache,
 ) -> Result<(Gateway, Option<GatewayStatus>), StoreError> {
     let gateway = Gateway {
         id: c.id()?,
@@ -303,7 +326,7 @@ pub(crate) fn gateway<R: Get>(
         name: c.text()?,
         public_url: c.opt_text()?,
         bind_address: c.text()?,
-        settings: crate::json::settings_from_json(&c.text()?)?,
+        settings: cache.get(c.text()?)?,
         created_at: c.ts()?,
         deleted_at: c.opt_ts()?,
     };

@@ -1,0 +1,58 @@
+//! Times `Store::gateways_overview` on the Gateways page benchmark shape (1,000 gateways ×
+//! 3 environments + 100 unattached).
+//!
+//! ```text
+//! cargo run --release -p store --example overview_bench [DATABASE_URL] [ITERATIONS]
+//! ```
+//!
+//! Without a URL it uses a SQLite file in a temp dir. A PostgreSQL URL should point at an
+//! empty database or schema (`?options=-c%20search_path%3Dbench`); the seed adds one account.
+
+use std::time::{Duration, Instant};
+
+use model::{AccountId, Timestamp};
+use store::{Actor, Audit, GatewayView, Store, StoreOptions, seed};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dir = tempfile::tempdir()?;
+    let url = args
+        .next()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let iterations: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(200);
+
+    let store = Store::open(&url, StoreOptions::default()).await?;
+    let now = Timestamp(0);
+    let name = format!("bench-{}", AccountId::new_v7());
+    let account = store
+        .create_account(&name, Audit::new(Actor::System, "account.create", now))
+        .await?;
+    let started = Instant::now();
+    seed::seed_account(&store, account.id, seed::SeedShape::BENCH, now).await?;
+    println!(
+        "backend {:?}: seeded in {:?}",
+        store.backend(),
+        started.elapsed()
+    );
+
+    let mut times: Vec<Duration> = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        let overview = store
+            .gateways_overview(account.id, GatewayView::Enabled)
+            .await?;
+        times.push(started.elapsed());
+        assert_eq!(overview.gateways.len(), seed::SeedShape::BENCH.gateways);
+    }
+    times.sort_unstable();
+    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "gateways_overview x{iterations}: p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        times[times.len() - 1]
+    );
+    Ok(())
+}
