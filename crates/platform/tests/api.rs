@@ -1,0 +1,1083 @@
+//! REST API contract tests through real sockets: every test runs on SQLite, and on
+//! PostgreSQL too when `SWITCHYARD_TEST_POSTGRES_URL` is set (a fresh schema per test).
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{Backend, TestPlatform};
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn(TestPlatform)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let p = super::TestPlatform::start(super::Backend::Sqlite).await
+                        .expect("sqlite platform");
+                    super::$name(p).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(p) = super::TestPlatform::start(super::Backend::Postgres).await else {
+                        eprintln!("SWITCHYARD_TEST_POSTGRES_URL not set; skipped");
+                        return;
+                    };
+                    super::$name(p).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    authentication_is_required,
+    roles_are_enforced_and_denials_audited,
+    accounts_are_for_platform_admins,
+    accounts_are_isolated,
+    gateway_lifecycle,
+    gateways_list_filters_and_sorts,
+    deleted_gateways_detach_environments,
+    environment_defaults_and_configuration,
+    every_path_rule_has_its_code,
+    paths_unique_on_gateway,
+    conflicting_deployment_is_refused_naming_the_apis,
+    apis_crud,
+    install_tokens,
+    personal_tokens,
+    users_and_roles,
+    bad_input_names_the_field,
+    mutations_write_audit_records,
+    unknown_routes_use_the_envelope,
+    database_down_is_503,
+);
+
+fn ids(list: &Value, key: &str) -> Vec<String> {
+    list[key]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|g| g["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
+async fn authentication_is_required(p: TestPlatform) {
+    let none = p.call(Method::GET, "/api/v1/gateways", None, None).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.code(), "UNAUTHENTICATED");
+    let bad = p.get("/api/v1/gateways", "sy_pat_not-a-real-token").await;
+    assert_eq!(bad.status, 401);
+    let garbage = p.get("/api/v1/gateways", "hello").await;
+    assert_eq!(garbage.status, 401);
+    p.get("/api/v1/gateways", &p.owner).await.expect(200);
+    let me = p.get("/api/v1/me", &p.owner).await.expect(200);
+    assert_eq!(me["role"], "owner");
+}
+
+async fn roles_are_enforced_and_denials_audited(p: TestPlatform) {
+    let viewer = p.user("Vera Viewer", "viewer").await;
+    let admin = p.user("Adam Admin", "admin").await;
+    // Viewers read, never change.
+    p.get("/api/v1/gateways", &viewer).await.expect(200);
+    let denied = p
+        .post("/api/v1/gateways", &viewer, json!({ "name": "gw" }))
+        .await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.code(), "FORBIDDEN");
+    p.post(
+        "/api/v1/environments",
+        &viewer,
+        json!({ "name": "e", "classification": "test" }),
+    )
+    .await
+    .expect(403);
+    p.get("/api/v1/audit", &viewer).await.expect(403);
+    // Admins manage but do not delete gateways or manage users.
+    let gw = p.gateway("gw-a").await;
+    p.patch(
+        &format!("/api/v1/gateways/{gw}"),
+        &admin,
+        json!({ "name": "gw-b" }),
+    )
+    .await
+    .expect(200);
+    p.delete(&format!("/api/v1/gateways/{gw}"), &admin)
+        .await
+        .expect(403);
+    p.post(
+        "/api/v1/users",
+        &admin,
+        json!({ "name": "x", "role": "owner" }),
+    )
+    .await
+    .expect(403);
+    // The platform administrator belongs to no account.
+    p.get("/api/v1/gateways", &p.admin).await.expect(403);
+    // Every denial left a record.
+    let audit = p.get("/api/v1/audit?limit=500", &p.owner).await.expect(200);
+    let denied: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "denied")
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "gateway.create",
+        "environment.create",
+        "gateway.delete",
+        "user.create",
+    ] {
+        assert!(denied.contains(&action), "{action} not audited: {denied:?}");
+    }
+}
+
+async fn accounts_are_for_platform_admins(p: TestPlatform) {
+    let created = p
+        .post("/api/v1/accounts", &p.admin, json!({ "name": "acme" }))
+        .await
+        .expect(201);
+    let token = created["owner_token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("sy_pat_"));
+    assert_eq!(created["token"], created["owner_token"]);
+    let me = p.get("/api/v1/me", &token).await.expect(200);
+    assert_eq!(me["role"], "owner");
+    assert_eq!(me["account_id"], created["id"]);
+    let list = p.get("/api/v1/accounts", &p.admin).await.expect(200);
+    assert_eq!(ids(&list, "accounts"), ["acme", "default"]);
+    let id = created["id"].as_str().unwrap();
+    p.get(&format!("/api/v1/accounts/{id}"), &p.admin)
+        .await
+        .expect(200);
+    // Owners of an account are not platform administrators.
+    p.post("/api/v1/accounts", &p.owner, json!({ "name": "evil" }))
+        .await
+        .expect(403);
+    p.get("/api/v1/accounts", &p.owner).await.expect(403);
+    let dup = p
+        .post("/api/v1/accounts", &p.admin, json!({ "name": "acme" }))
+        .await;
+    assert_eq!(dup.status, 409);
+    let empty = p
+        .post("/api/v1/accounts", &p.admin, json!({ "name": " " }))
+        .await;
+    assert_eq!(empty.status, 422);
+    assert_eq!(empty.code(), "ACCOUNT_NAME_EMPTY");
+}
+
+async fn accounts_are_isolated(p: TestPlatform) {
+    let other = p
+        .post("/api/v1/accounts", &p.admin, json!({ "name": "other" }))
+        .await
+        .expect(201)["owner_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gw = p.gateway("mine").await;
+    let env = p.environment("mine-env", Some(&gw)).await;
+    let api = p.api("mine-api", "mine").await;
+    for path in [
+        format!("/api/v1/gateways/{gw}"),
+        format!("/api/v1/gateways/{gw}/nodes"),
+        format!("/api/v1/environments/{env}"),
+        format!("/api/v1/environments/{env}/configuration"),
+        format!("/api/v1/apis/{api}"),
+        format!("/api/v1/apis/{api}/deployments"),
+    ] {
+        let a = p.get(&path, &other).await;
+        assert_eq!(a.status, 404, "{path}");
+        assert_eq!(a.code(), "NOT_FOUND");
+    }
+    p.delete(&format!("/api/v1/gateways/{gw}"), &other)
+        .await
+        .expect(404);
+    p.patch(
+        &format!("/api/v1/gateways/{gw}"),
+        &other,
+        json!({ "name": "x" }),
+    )
+    .await
+    .expect(404);
+    // Referencing another account's environment is the same 404.
+    let their_api = p
+        .post(
+            "/api/v1/apis",
+            &other,
+            json!({ "name": "t", "version": "1", "api_type": "REST", "base_path": "t",
+                    "upstream_targets": ["http://127.0.0.1:9"] }),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    p.post(
+        &format!("/api/v1/apis/{their_api}/deployments"),
+        &other,
+        json!({ "environment_id": env }),
+    )
+    .await
+    .expect(404);
+    let list = p.get("/api/v1/gateways", &other).await.expect(200);
+    assert_eq!(list["gateways"], json!([]));
+    assert_eq!(list["unattached_environments"], json!([]));
+    // Their gateway id in our account is unknown too; a malformed id is just as unknown.
+    p.get("/api/v1/gateways/not-a-uuid", &p.owner)
+        .await
+        .expect(404);
+}
+
+async fn gateway_lifecycle(p: TestPlatform) {
+    let created = p
+        .post("/api/v1/gateways", &p.owner, json!({ "name": "edge-1" }))
+        .await
+        .expect(201);
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["name"], "edge-1");
+    assert_eq!(
+        created["status"],
+        json!({ "state": "offline", "variant": "not_running" })
+    );
+    assert_eq!(created["issues"][0]["code"], "NO_NODES");
+    assert_eq!(created["gateway_url"], "http://0.0.0.0:8077");
+    let got = p
+        .get(&format!("/api/v1/gateways/{id}"), &p.owner)
+        .await
+        .expect(200);
+    assert_eq!(got["id"], created["id"]);
+    p.get(&format!("/api/v1/gateways/{id}/nodes"), &p.owner)
+        .await
+        .expect(200);
+    let renamed = p
+        .patch(
+            &format!("/api/v1/gateways/{id}"),
+            &p.owner,
+            json!({ "name": "edge-2" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(renamed["name"], "edge-2");
+    // Names: unique among live gateways, 1–80 chars, no forbidden characters.
+    let dup = p
+        .post("/api/v1/gateways", &p.owner, json!({ "name": "edge-2" }))
+        .await;
+    assert_eq!(
+        (dup.status.as_u16(), dup.code()),
+        (409, "GATEWAY_NAME_TAKEN")
+    );
+    let bad = p
+        .post("/api/v1/gateways", &p.owner, json!({ "name": "a/b" }))
+        .await;
+    assert_eq!(
+        (bad.status.as_u16(), bad.code(), bad.field()),
+        (422, "GATEWAY_NAME_INVALID_CHARACTER", "name")
+    );
+    let long = p
+        .post(
+            "/api/v1/gateways",
+            &p.owner,
+            json!({ "name": "x".repeat(81) }),
+        )
+        .await;
+    assert_eq!(
+        (long.status.as_u16(), long.code()),
+        (422, "GATEWAY_NAME_TOO_LONG")
+    );
+    // Delete: 204, then gone from the enabled view, never changeable, name free again.
+    p.delete(&format!("/api/v1/gateways/{id}"), &p.owner)
+        .await
+        .expect(204);
+    p.delete(&format!("/api/v1/gateways/{id}"), &p.owner)
+        .await
+        .expect(404);
+    p.patch(
+        &format!("/api/v1/gateways/{id}"),
+        &p.owner,
+        json!({ "name": "again" }),
+    )
+    .await
+    .expect(404);
+    let gone = p
+        .get(&format!("/api/v1/gateways/{id}"), &p.owner)
+        .await
+        .expect(200);
+    assert_eq!(
+        gone["status"],
+        json!({ "state": "deleted", "variant": null })
+    );
+    assert_eq!(gone["issues"], json!([]));
+    assert!(gone["deleted_at"].is_string());
+    p.gateway("edge-2").await;
+}
+
+async fn gateways_list_filters_and_sorts(p: TestPlatform) {
+    let b = p.gateway("Bravo").await;
+    let a = p.gateway("alpha").await;
+    let _c = p.gateway("charlie").await;
+    p.environment("prod-eu", Some(&a)).await;
+    p.environment("test-us", Some(&b)).await;
+    p.environment("zulu-free", None).await;
+    p.environment("Echo-free", None).await;
+    let list = p.get("/api/v1/gateways", &p.owner).await.expect(200);
+    assert_eq!(ids(&list, "gateways"), ["alpha", "Bravo", "charlie"]);
+    assert_eq!(
+        ids(&list, "unattached_environments"),
+        ["Echo-free", "zulu-free"]
+    );
+    let row = &list["gateways"][0];
+    for key in [
+        "id",
+        "name",
+        "status",
+        "issues",
+        "environments",
+        "host_name",
+        "gateway_url",
+    ] {
+        assert!(row.get(key).is_some(), "row lacks {key}: {row}");
+    }
+    assert_eq!(row["environments"][0]["name"], "prod-eu");
+    assert!(row["environments"][0]["id"].is_string());
+    let desc = p
+        .get("/api/v1/gateways?sort=name&order=desc", &p.owner)
+        .await
+        .expect(200);
+    assert_eq!(ids(&desc, "gateways"), ["charlie", "Bravo", "alpha"]);
+    for sort in ["status", "host_name", "gateway_url"] {
+        let sorted = p
+            .get(&format!("/api/v1/gateways?sort={sort}&order=asc"), &p.owner)
+            .await
+            .expect(200);
+        // Equal keys fall back to the name.
+        assert_eq!(
+            ids(&sorted, "gateways"),
+            ["alpha", "Bravo", "charlie"],
+            "{sort}"
+        );
+    }
+    // q matches gateway names or environment names, case-insensitively, and filters the
+    // unattached row too.
+    let by_env = p.get("/api/v1/gateways?q=PROD", &p.owner).await.expect(200);
+    assert_eq!(ids(&by_env, "gateways"), ["alpha"]);
+    assert_eq!(
+        ids(&by_env, "unattached_environments"),
+        Vec::<String>::new()
+    );
+    let by_name = p.get("/api/v1/gateways?q=rav", &p.owner).await.expect(200);
+    assert_eq!(ids(&by_name, "gateways"), ["Bravo"]);
+    let free = p.get("/api/v1/gateways?q=free", &p.owner).await.expect(200);
+    assert_eq!(ids(&free, "gateways"), Vec::<String>::new());
+    assert_eq!(
+        ids(&free, "unattached_environments"),
+        ["Echo-free", "zulu-free"]
+    );
+    // Bad parameters name themselves.
+    for (query, field) in [
+        ("sort=size", "sort"),
+        ("order=up", "order"),
+        ("view=all", "view"),
+        ("page=2", "page"),
+    ] {
+        let bad = p.get(&format!("/api/v1/gateways?{query}"), &p.owner).await;
+        assert_eq!((bad.status.as_u16(), bad.field()), (400, field), "{query}");
+    }
+}
+
+async fn deleted_gateways_detach_environments(p: TestPlatform) {
+    let gw = p.gateway("doomed").await;
+    let env = p.environment("orphan", Some(&gw)).await;
+    p.delete(&format!("/api/v1/gateways/{gw}"), &p.owner)
+        .await
+        .expect(204);
+    let e = p
+        .get(&format!("/api/v1/environments/{env}"), &p.owner)
+        .await
+        .expect(200);
+    assert_eq!(e["gateway_id"], Value::Null);
+    let enabled = p.get("/api/v1/gateways", &p.owner).await.expect(200);
+    assert_eq!(ids(&enabled, "gateways"), Vec::<String>::new());
+    assert_eq!(ids(&enabled, "unattached_environments"), ["orphan"]);
+    let deleted = p
+        .get("/api/v1/gateways?view=deleted", &p.owner)
+        .await
+        .expect(200);
+    assert_eq!(ids(&deleted, "gateways"), ["doomed"]);
+    let row = &deleted["gateways"][0];
+    assert_eq!(
+        row["status"],
+        json!({ "state": "deleted", "variant": null })
+    );
+    assert_eq!(row["issues"], json!([]));
+    // A deleted gateway takes no environments.
+    p.put(
+        &format!("/api/v1/environments/{env}/gateway"),
+        &p.owner,
+        json!({ "gateway_id": gw }),
+    )
+    .await
+    .expect(404);
+}
+
+async fn environment_defaults_and_configuration(p: TestPlatform) {
+    let env = p
+        .post(
+            "/api/v1/environments",
+            &p.owner,
+            json!({ "name": "Production", "classification": "production" }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(env["rest_path"], "ws/rest");
+    assert_eq!(env["soap_path"], "ws/soap");
+    assert_eq!(env["soap12_path"], "ws/soap12");
+    assert_eq!(env["odata_path"], "ws/odata");
+    assert_eq!(env["classification"], "production");
+    assert_eq!(env["gateway_id"], Value::Null);
+    let id = env["id"].as_str().unwrap();
+    let path = format!("/api/v1/environments/{id}/configuration");
+    let saved = p
+        .put(
+            &path,
+            &p.owner,
+            json!({ "rest_path": "api/rest", "soap_path": "api/soap",
+            "soap12_path": "api/soap12", "odata_path": "api/café" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(saved["rest_path"], "api/rest");
+    // Characters outside the RFC 3986 path set are percent-encoded on save.
+    assert_eq!(saved["odata_path"], "api/caf%C3%A9");
+    let conf = p.get(&path, &p.owner).await.expect(200);
+    assert_eq!(conf["soap12_path"], "api/soap12");
+    let renamed = p
+        .patch(
+            &format!("/api/v1/environments/{id}"),
+            &p.owner,
+            json!({ "name": "Prod", "classification": "test" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        (renamed["name"].as_str(), renamed["classification"].as_str()),
+        (Some("Prod"), Some("test"))
+    );
+    let list = p.get("/api/v1/environments", &p.owner).await.expect(200);
+    assert_eq!(ids(&list, "environments"), ["Prod"]);
+    p.delete(&format!("/api/v1/environments/{id}"), &p.owner)
+        .await
+        .expect(204);
+    p.get(&format!("/api/v1/environments/{id}"), &p.owner)
+        .await
+        .expect(404);
+}
+
+async fn every_path_rule_has_its_code(p: TestPlatform) {
+    let id = p.environment("rules", None).await;
+    let path = format!("/api/v1/environments/{id}/configuration");
+    let ok = json!({ "rest_path": "ws/rest", "soap_path": "ws/soap", "soap12_path": "ws/soap12", "odata_path": "ws/odata" });
+    for (field, value, code) in [
+        ("rest_path", "", "ENVIRONMENT_PATH_EMPTY"),
+        ("soap_path", "/ws/soap", "ENVIRONMENT_PATH_LEADING_SLASH"),
+        (
+            "soap12_path",
+            "ws/soap12/",
+            "ENVIRONMENT_PATH_TRAILING_SLASH",
+        ),
+        ("odata_path", "ws/o data", "ENVIRONMENT_PATH_SPACES"),
+        (
+            "rest_path",
+            "ws//rest",
+            "ENVIRONMENT_PATH_CONSECUTIVE_SLASHES",
+        ),
+        ("rest_path", "ws/../rest", "ENVIRONMENT_PATH_RELATIVE"),
+        ("rest_path", "ws/./rest", "ENVIRONMENT_PATH_RELATIVE"),
+        ("rest_path", "ws/%zz", "ENVIRONMENT_PATH_INVALID_ENCODED"),
+        ("odata_path", "ws/rest", "ENVIRONMENT_PATH_DUPLICATE"),
+    ] {
+        let mut body = ok.clone();
+        body[field] = json!(value);
+        let a = p.put(&path, &p.owner, body).await;
+        assert_eq!(
+            (a.status.as_u16(), a.code(), a.field()),
+            (422, code, field),
+            "{field}={value:?}: {:#}",
+            a.body
+        );
+    }
+    // Nothing was saved by the refused attempts.
+    let conf = p.get(&path, &p.owner).await.expect(200);
+    assert_eq!(conf, ok);
+}
+
+async fn paths_unique_on_gateway(p: TestPlatform) {
+    let gw = p.gateway("shared").await;
+    let first = p.environment("first", Some(&gw)).await;
+    let second = p.environment("second", None).await;
+    // Both have the default paths: attaching the second to the same gateway is refused.
+    let a = p
+        .put(
+            &format!("/api/v1/environments/{second}/gateway"),
+            &p.owner,
+            json!({ "gateway_id": gw }),
+        )
+        .await;
+    assert_eq!(
+        (a.status.as_u16(), a.code()),
+        (422, "ENVIRONMENT_PATH_NOT_UNIQUE_ON_GATEWAY")
+    );
+    let moved = json!({ "rest_path": "b/rest", "soap_path": "b/soap", "soap12_path": "b/soap12", "odata_path": "b/odata" });
+    p.put(
+        &format!("/api/v1/environments/{second}/configuration"),
+        &p.owner,
+        moved,
+    )
+    .await
+    .expect(200);
+    p.put(
+        &format!("/api/v1/environments/{second}/gateway"),
+        &p.owner,
+        json!({ "gateway_id": gw }),
+    )
+    .await
+    .expect(200);
+    // Now a change of the first environment's paths onto the second's is refused.
+    let clash = json!({ "rest_path": "b/rest", "soap_path": "ws/soap", "soap12_path": "ws/soap12", "odata_path": "ws/odata" });
+    let a = p
+        .put(
+            &format!("/api/v1/environments/{first}/configuration"),
+            &p.owner,
+            clash,
+        )
+        .await;
+    assert_eq!(
+        (a.status.as_u16(), a.code(), a.field()),
+        (422, "ENVIRONMENT_PATH_NOT_UNIQUE_ON_GATEWAY", "rest_path")
+    );
+    // Detach works.
+    let detached = p
+        .put(
+            &format!("/api/v1/environments/{second}/gateway"),
+            &p.owner,
+            json!({ "gateway_id": null }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(detached["gateway_id"], Value::Null);
+}
+
+async fn conflicting_deployment_is_refused_naming_the_apis(p: TestPlatform) {
+    let gw = p.gateway("routes").await;
+    let env_a = p.environment("env-a", Some(&gw)).await;
+    let env_b = p.environment("env-b", None).await;
+    p.put(
+        &format!("/api/v1/environments/{env_b}/configuration"),
+        &p.owner,
+        json!({ "rest_path": "ws", "soap_path": "b/soap", "soap12_path": "b/soap12", "odata_path": "b/odata" }),
+    )
+    .await
+    .expect(200);
+    p.put(
+        &format!("/api/v1/environments/{env_b}/gateway"),
+        &p.owner,
+        json!({ "gateway_id": gw }),
+    )
+    .await
+    .expect(200);
+    let orders = p.api("Orders", "mypath").await;
+    let shadow = p.api("Shadow", "rest/mypath").await;
+    let dep = p
+        .post(
+            &format!("/api/v1/apis/{orders}/deployments"),
+            &p.owner,
+            json!({ "environment_id": env_a }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(dep["status"], "sent_to_gateway");
+    // env-a ws/rest + mypath and env-b ws + rest/mypath are the same prefix.
+    let refused = p
+        .post(
+            &format!("/api/v1/apis/{shadow}/deployments"),
+            &p.owner,
+            json!({ "environment_id": env_b }),
+        )
+        .await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.code()),
+        (422, "API_PATH_CONFLICT")
+    );
+    let details = &refused.body["error"]["details"];
+    assert_eq!(details["apis"], json!(["Orders", "Shadow"]));
+    assert_eq!(details["conflicts"][0]["prefix"], "/ws/rest/mypath");
+    assert_eq!(details["conflicts"][0]["existing"]["api_name"], "Orders");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Orders") && message.contains("Shadow"),
+        "{message}"
+    );
+    // A custom path avoids the conflict.
+    p.post(
+        &format!("/api/v1/apis/{shadow}/deployments"),
+        &p.owner,
+        json!({ "environment_id": env_b, "custom_path": "shadow/v1" }),
+    )
+    .await
+    .expect(201);
+    // Deploying twice is a conflict of its own.
+    let twice = p
+        .post(
+            &format!("/api/v1/apis/{orders}/deployments"),
+            &p.owner,
+            json!({ "environment_id": env_a }),
+        )
+        .await;
+    assert_eq!(
+        (twice.status.as_u16(), twice.code()),
+        (409, "ALREADY_DEPLOYED")
+    );
+    // A change of environment paths that would create the conflict is refused the same way.
+    let moved = p
+        .put(
+            &format!("/api/v1/environments/{env_a}/configuration"),
+            &p.owner,
+            json!({ "rest_path": "shadow", "soap_path": "ws/soap", "soap12_path": "ws/soap12", "odata_path": "ws/odata" }),
+        )
+        .await;
+    assert_eq!(moved.status, 200, "{:#}", moved.body);
+    let base = p
+        .patch(
+            &format!("/api/v1/apis/{orders}"),
+            &p.owner,
+            json!({ "base_path": "v1" }),
+        )
+        .await;
+    assert_eq!(
+        (base.status.as_u16(), base.code()),
+        (422, "API_PATH_CONFLICT")
+    );
+    assert_eq!(base.field(), "base_path");
+    let list = p
+        .get(&format!("/api/v1/apis/{orders}/deployments"), &p.owner)
+        .await
+        .expect(200);
+    let dep_id = list["deployments"][0]["id"].as_str().unwrap();
+    p.delete(
+        &format!("/api/v1/apis/{orders}/deployments/{dep_id}"),
+        &p.owner,
+    )
+    .await
+    .expect(204);
+    p.patch(
+        &format!("/api/v1/apis/{orders}"),
+        &p.owner,
+        json!({ "base_path": "v1" }),
+    )
+    .await
+    .expect(200);
+}
+
+async fn apis_crud(p: TestPlatform) {
+    let created = p
+        .post(
+            "/api/v1/apis",
+            &p.owner,
+            json!({ "name": "Billing", "version": "2.0", "api_type": "SOAP", "base_path": "billing",
+                    "upstream_targets": ["http://10.0.0.5:8080/billing", "https://b.example.com"],
+                    "health_check_url": "http://10.0.0.5:8080/health" }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(created["api_type"], "SOAP");
+    assert_eq!(created["upstream_targets"].as_array().unwrap().len(), 2);
+    let id = created["id"].as_str().unwrap();
+    let updated = p
+        .patch(
+            &format!("/api/v1/apis/{id}"),
+            &p.owner,
+            json!({ "version": "2.1", "health_check_url": null }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(updated["version"], "2.1");
+    assert_eq!(updated["health_check_url"], Value::Null);
+    assert_eq!(updated["base_path"], "billing");
+    let list = p.get("/api/v1/apis", &p.owner).await.expect(200);
+    assert_eq!(ids(&list, "apis"), ["Billing"]);
+    for (body, code, field) in [
+        (
+            json!({ "base_path": "/x" }),
+            "API_BASE_PATH_LEADING_SLASH",
+            "base_path",
+        ),
+        (
+            json!({ "upstream_targets": [] }),
+            "UPSTREAM_TARGETS_EMPTY",
+            "upstream_targets",
+        ),
+        (json!({ "name": "" }), "API_NAME_EMPTY", "name"),
+    ] {
+        let a = p.patch(&format!("/api/v1/apis/{id}"), &p.owner, body).await;
+        assert_eq!((a.status.as_u16(), a.code(), a.field()), (422, code, field));
+    }
+    let bad_type = p
+        .post(
+            "/api/v1/apis",
+            &p.owner,
+            json!({ "name": "x", "version": "1", "api_type": "GRPC",
+            "base_path": "x", "upstream_targets": ["http://a"] }),
+        )
+        .await;
+    assert_eq!(
+        (bad_type.status.as_u16(), bad_type.field()),
+        (400, "api_type")
+    );
+    p.delete(&format!("/api/v1/apis/{id}"), &p.owner)
+        .await
+        .expect(204);
+    p.get(&format!("/api/v1/apis/{id}"), &p.owner)
+        .await
+        .expect(404);
+}
+
+async fn install_tokens(p: TestPlatform) {
+    let t = p
+        .post(
+            "/api/v1/install-tokens",
+            &p.owner,
+            json!({ "valid_for_minutes": 30 }),
+        )
+        .await
+        .expect(201);
+    assert!(t["token"].as_str().unwrap().starts_with("sy_inst_"));
+    let expires = t["expires_at"].as_str().unwrap();
+    assert!(
+        time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339)
+            .is_ok(),
+        "{expires}"
+    );
+    p.post(
+        "/api/v1/install-tokens",
+        &p.owner,
+        json!({ "valid_for_minutes": 1440 }),
+    )
+    .await
+    .expect(201);
+    for minutes in [29, 1441, 0, -5] {
+        let a = p
+            .post(
+                "/api/v1/install-tokens",
+                &p.owner,
+                json!({ "valid_for_minutes": minutes }),
+            )
+            .await;
+        assert_eq!(
+            (a.status.as_u16(), a.code(), a.field()),
+            (
+                422,
+                "INSTALL_TOKEN_VALIDITY_OUT_OF_RANGE",
+                "valid_for_minutes"
+            ),
+            "{minutes}"
+        );
+    }
+    let wrong = p
+        .post(
+            "/api/v1/install-tokens",
+            &p.owner,
+            json!({ "valid_for_minutes": "soon" }),
+        )
+        .await;
+    assert_eq!(
+        (wrong.status.as_u16(), wrong.field()),
+        (400, "valid_for_minutes")
+    );
+    let viewer = p.user("v", "viewer").await;
+    p.post(
+        "/api/v1/install-tokens",
+        &viewer,
+        json!({ "valid_for_minutes": 60 }),
+    )
+    .await
+    .expect(403);
+    let id = t["id"].as_str().unwrap();
+    p.delete(&format!("/api/v1/install-tokens/{id}"), &p.owner)
+        .await
+        .expect(204);
+}
+
+async fn personal_tokens(p: TestPlatform) {
+    let created = p
+        .post(
+            "/api/v1/tokens",
+            &p.owner,
+            json!({ "name": "ci", "expires_in_days": 7 }),
+        )
+        .await
+        .expect(201);
+    let secret = created["token"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("sy_pat_"));
+    assert!(created["expires_at"].is_string());
+    p.get("/api/v1/gateways", &secret).await.expect(200);
+    let list = p.get("/api/v1/tokens", &p.owner).await.expect(200);
+    let text = list.to_string();
+    assert!(!text.contains(&secret), "a listing shows a secret");
+    assert!(ids(&list, "tokens").contains(&"ci".to_string()));
+    let id = created["id"].as_str().unwrap();
+    p.delete(&format!("/api/v1/tokens/{id}"), &p.owner)
+        .await
+        .expect(204);
+    p.get("/api/v1/gateways", &secret).await.expect(401);
+    let bad = p
+        .post(
+            "/api/v1/tokens",
+            &p.owner,
+            json!({ "name": "x", "expires_in_days": 0 }),
+        )
+        .await;
+    assert_eq!((bad.status.as_u16(), bad.field()), (422, "expires_in_days"));
+}
+
+async fn users_and_roles(p: TestPlatform) {
+    let created = p
+        .post(
+            "/api/v1/users",
+            &p.owner,
+            json!({ "name": "Ann", "email": "ann@example.com", "role": "viewer" }),
+        )
+        .await
+        .expect(201);
+    let id = created["id"].as_str().unwrap();
+    let token = created["token"].as_str().unwrap().to_string();
+    p.post("/api/v1/gateways", &token, json!({ "name": "g" }))
+        .await
+        .expect(403);
+    let promoted = p
+        .patch(
+            &format!("/api/v1/users/{id}"),
+            &p.owner,
+            json!({ "role": "admin" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(promoted["role"], "admin");
+    p.post("/api/v1/gateways", &token, json!({ "name": "g" }))
+        .await
+        .expect(201);
+    let users = p.get("/api/v1/users", &p.owner).await.expect(200);
+    assert_eq!(users["users"].as_array().unwrap().len(), 2);
+    let bad_role = p
+        .post(
+            "/api/v1/users",
+            &p.owner,
+            json!({ "name": "b", "role": "god" }),
+        )
+        .await;
+    assert_eq!((bad_role.status.as_u16(), bad_role.field()), (400, "role"));
+    let dup = p
+        .post(
+            "/api/v1/users",
+            &p.owner,
+            json!({ "name": "Ann2", "email": "ann@example.com", "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(dup.status, 409);
+}
+
+async fn bad_input_names_the_field(p: TestPlatform) {
+    let raw = |body: &str| {
+        p.call(
+            Method::POST,
+            "/api/v1/gateways",
+            Some(&p.owner),
+            Some(body.as_bytes().to_vec()),
+        )
+    };
+    let malformed = raw(r#"{"name": "x""#).await;
+    assert_eq!(
+        (malformed.status.as_u16(), malformed.code()),
+        (400, "INVALID_JSON")
+    );
+    let unknown = raw(r#"{"name": "x", "colour": "red"}"#).await;
+    assert_eq!(
+        (unknown.status.as_u16(), unknown.code(), unknown.field()),
+        (400, "UNKNOWN_FIELD", "colour")
+    );
+    assert!(
+        unknown.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour")
+    );
+    let wrong = raw(r#"{"name": 42}"#).await;
+    assert_eq!(
+        (wrong.status.as_u16(), wrong.code(), wrong.field()),
+        (400, "INVALID_FIELD", "name")
+    );
+    let missing = raw(r#"{}"#).await;
+    assert_eq!(
+        (missing.status.as_u16(), missing.code(), missing.field()),
+        (400, "MISSING_FIELD", "name")
+    );
+    let not_object = raw(r#""gw""#).await;
+    assert_eq!(not_object.status, 400);
+    // Over 1 MiB.
+    let huge = format!(r#"{{"name": "{}"}}"#, "x".repeat(1024 * 1024 + 1));
+    let big = raw(&huge).await;
+    assert_eq!(
+        (big.status.as_u16(), big.code()),
+        (413, "PAYLOAD_TOO_LARGE")
+    );
+    // Environment configuration: wrong type and unknown field.
+    let env = p.environment("e", None).await;
+    let conf = format!("/api/v1/environments/{env}/configuration");
+    let a = p
+        .put(
+            &conf,
+            &p.owner,
+            json!({ "rest_path": 1, "soap_path": "a", "soap12_path": "b", "odata_path": "c" }),
+        )
+        .await;
+    assert_eq!((a.status.as_u16(), a.field()), (400, "rest_path"));
+    let a = p
+        .put(&conf, &p.owner, json!({ "rest_path": "r", "soap_path": "a", "soap12_path": "b", "odata_path": "c", "x_path": "d" }))
+        .await;
+    assert_eq!((a.status.as_u16(), a.field()), (400, "x_path"));
+    let a = p
+        .post(
+            "/api/v1/environments",
+            &p.owner,
+            json!({ "name": "n", "classification": "staging" }),
+        )
+        .await;
+    assert_eq!((a.status.as_u16(), a.field()), (400, "classification"));
+    // Curl's default form content type still parses as JSON.
+    let form = p
+        .client
+        .post(format!("{}/api/v1/gateways", p.base))
+        .bearer_auth(&p.owner)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"name":"from-curl"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 201);
+}
+
+async fn mutations_write_audit_records(p: TestPlatform) {
+    let gw = p.gateway("audited").await;
+    let env = p.environment("audited-env", Some(&gw)).await;
+    p.delete(&format!("/api/v1/gateways/{gw}"), &p.owner)
+        .await
+        .expect(204);
+    let audit = p.get("/api/v1/audit", &p.owner).await.expect(200);
+    let records = audit["records"].as_array().unwrap();
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "gateway.create",
+        "environment.create",
+        "environment.set_gateway",
+        "gateway.delete",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+    let delete = records
+        .iter()
+        .find(|r| r["action"] == "gateway.delete")
+        .unwrap();
+    assert_eq!(delete["result"], "allowed");
+    assert_eq!(delete["target_id"], gw.as_str());
+    assert_eq!(delete["actor_kind"], "user");
+    assert!(delete["details"].to_string().contains(&env), "{delete}");
+    // Newest first, and pages follow the cursor.
+    let page = p.get("/api/v1/audit?limit=2", &p.owner).await.expect(200);
+    assert_eq!(page["records"].as_array().unwrap().len(), 2);
+    assert_eq!(page["records"][0]["action"], "gateway.delete");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let next = p
+        .get(&format!("/api/v1/audit?limit=2&cursor={cursor}"), &p.owner)
+        .await
+        .expect(200);
+    assert_eq!(next["records"][0]["id"], records[2]["id"]);
+}
+
+async fn unknown_routes_use_the_envelope(p: TestPlatform) {
+    let a = p.get("/api/v1/nope", &p.owner).await;
+    assert_eq!((a.status.as_u16(), a.code()), (404, "NOT_FOUND"));
+    let a = p
+        .call(Method::PUT, "/api/v1/gateways", Some(&p.owner), None)
+        .await;
+    assert_eq!((a.status.as_u16(), a.code()), (405, "METHOD_NOT_ALLOWED"));
+}
+
+async fn database_down_is_503(p: TestPlatform) {
+    p.get("/api/v1/gateways", &p.owner).await.expect(200);
+    // Closing the pool is what a lost database looks like from here: every acquire fails.
+    p.db.store.close().await;
+    for _ in 0..3 {
+        let a = p.get("/api/v1/gateways", &p.owner).await;
+        assert_eq!(
+            (a.status.as_u16(), a.code()),
+            (503, "DATABASE_UNAVAILABLE"),
+            "{:#}",
+            a.body
+        );
+        assert_eq!(
+            a.body["error"]["message"],
+            "database unavailable, retry shortly"
+        );
+        let w = p
+            .post("/api/v1/gateways", &p.owner, json!({ "name": "x" }))
+            .await;
+        assert_eq!(w.status, 503);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_every_endpoint() {
+    let p = TestPlatform::start(Backend::Sqlite).await.unwrap();
+    let doc = p
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .expect(200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/accounts",
+        "/api/v1/accounts/{id}",
+        "/api/v1/me",
+        "/api/v1/users",
+        "/api/v1/users/{id}",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{id}",
+        "/api/v1/install-tokens",
+        "/api/v1/install-tokens/{id}",
+        "/api/v1/gateways",
+        "/api/v1/gateways/{id}",
+        "/api/v1/gateways/{id}/nodes",
+        "/api/v1/environments",
+        "/api/v1/environments/{id}",
+        "/api/v1/environments/{id}/configuration",
+        "/api/v1/environments/{id}/gateway",
+        "/api/v1/apis",
+        "/api/v1/apis/{id}",
+        "/api/v1/apis/{id}/deployments",
+        "/api/v1/apis/{id}/deployments/{deployment_id}",
+        "/api/v1/audit",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
