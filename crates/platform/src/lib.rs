@@ -15,7 +15,6 @@ pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -39,17 +38,8 @@ pub struct PlatformConfig {
 /// routes, a 1 MiB body limit and a panic guard.
 pub fn app(config: PlatformConfig) -> Router {
     let state = AppState::new(config.store);
-    let (api, doc) = routes::router().split_for_parts();
-    let doc = Arc::new(openapi::finish(doc));
-    // Serialized once: the document never changes while the process runs.
-    api.route(
-        "/api/v1/openapi.json",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    )
-    .fallback(|| async {
+    let (api, _) = routes::router().split_for_parts();
+    api.fallback(|| async {
         error::ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
     })
     .method_not_allowed_fallback(|| async {

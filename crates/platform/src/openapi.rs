@@ -21,6 +21,7 @@ use utoipa::openapi::{OpenApi as Doc, SecurityRequirement};
         (name = "environments", description = "Environments and their URL paths"),
         (name = "apis", description = "APIs and deployments"),
         (name = "audit", description = "Audit log"),
+        (name = "meta", description = "This document"),
     )
 )]
 struct ApiDoc;
@@ -48,4 +49,13 @@ pub fn finish(mut doc: Doc) -> Doc {
 /// The document as served, for tests and tools.
 pub fn document() -> Doc {
     finish(crate::routes::router().split_for_parts().1)
+}
+
+/// The OpenAPI 3.1 document of this API (this document).
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
+    // Built once: the document never changes while the process runs.
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    axum::Json(DOC.get_or_init(|| serde_json::to_value(document()).unwrap_or_default()))
 }

@@ -54,6 +54,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(apis::create_deployment, apis::list_deployments))
         .routes(routes!(apis::delete_deployment))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(crate::openapi::openapi_json))
 }
 
 /// Parses an id from the URL. A malformed id cannot name an existing object, so it answers
