@@ -40,6 +40,10 @@ pub enum Conflict {
     TokenHash,
     /// A node id already registered in another account.
     NodeId,
+    /// The environment already has a migration in progress.
+    MigrationInProgress,
+    /// The migration is completed and can no longer change.
+    MigrationCompleted,
     /// A referenced object is missing, or the object is still referenced.
     Reference,
     /// Another uniqueness rule, by index or constraint name.
@@ -59,6 +63,10 @@ impl fmt::Display for Conflict {
             }
             Conflict::TokenHash => f.write_str("token already exists"),
             Conflict::NodeId => f.write_str("node id belongs to another account"),
+            Conflict::MigrationInProgress => {
+                f.write_str("the environment already has a migration in progress")
+            }
+            Conflict::MigrationCompleted => f.write_str("the migration is already completed"),
             Conflict::Reference => f.write_str("referenced object is missing or still in use"),
             Conflict::Other(name) => write!(f, "unique rule {name} violated"),
         }
@@ -82,6 +90,11 @@ fn unique_conflict(db: &dyn sqlx::error::DatabaseError) -> Conflict {
         Conflict::ApiNameVersion
     } else if has(&["deployments_api_environment_key", "deployments.api_id"]) {
         Conflict::AlreadyDeployed
+    } else if has(&[
+        "environment_migrations_in_progress_key",
+        "environment_migrations.environment_id",
+    ]) {
+        Conflict::MigrationInProgress
     } else if has(&["_hash_key", ".token_hash"]) {
         Conflict::TokenHash
     } else {

@@ -685,6 +685,102 @@ impl Store {
         Ok(())
     }
 
+    /// Stores the start-up properties a node reported (free JSON, SPEC §5) and when.
+    pub async fn set_node_startup_properties(
+        &self,
+        account: AccountId,
+        node: NodeId,
+        properties: &serde_json::Value,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        with_conn!(self, |c| {
+            let done = sqlx::query(
+                "UPDATE nodes SET startup_properties = $3, startup_reported_at = $4 \
+                 WHERE id = $1 AND account_id = $2",
+            )
+            .bind(s(node))
+            .bind(s(account))
+            .bind(properties.to_string())
+            .bind(at.0)
+            .execute(&mut *c)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        });
+        Ok(())
+    }
+
+    /// The start-up properties of a gateway's nodes that reported them, oldest node first.
+    pub async fn startup_properties(
+        &self,
+        account: AccountId,
+        gateway: GatewayId,
+    ) -> Result<Vec<StartupProperties>, StoreError> {
+        with_conn!(self, |c| {
+            let rows = sqlx::query(
+                "SELECT id, startup_properties, startup_reported_at FROM nodes \
+                 WHERE gateway_id = $1 AND account_id = $2 AND startup_properties IS NOT NULL \
+                 AND startup_reported_at IS NOT NULL ORDER BY joined_at, id",
+            )
+            .bind(s(gateway))
+            .bind(s(account))
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let mut cur = Cur::new(r);
+                    Ok(StartupProperties {
+                        node_id: cur.id()?,
+                        properties: cur.json()?,
+                        reported_at: cur.ts()?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Every live gateway of every account with its nodes, in two queries: the input of
+    /// the platform's status job (which is not scoped to one account).
+    pub async fn live_gateways_with_nodes(&self) -> Result<Vec<GatewayNodes>, StoreError> {
+        with_conn!(self, |c| {
+            let gateway_rows = sqlx::query(concat!(
+                "SELECT ",
+                gateway_cols!(),
+                " FROM gateways g WHERE g.deleted_at IS NULL ORDER BY g.id"
+            ))
+            .fetch_all(&mut *c)
+            .await?;
+            let node_rows = sqlx::query(concat!(
+                "SELECT ",
+                node_cols!(),
+                " FROM nodes n JOIN gateways g ON g.id = n.gateway_id \
+                 WHERE g.deleted_at IS NULL ORDER BY n.joined_at, n.id"
+            ))
+            .fetch_all(&mut *c)
+            .await?;
+            let mut cache = rows::SettingsCache::default();
+            let mut out = Vec::with_capacity(gateway_rows.len());
+            let mut index = std::collections::HashMap::with_capacity(gateway_rows.len());
+            for r in &gateway_rows {
+                let (gateway, status) = rows::gateway_cached(&mut Cur::new(r), &mut cache)?;
+                index.insert(gateway.id, out.len());
+                out.push(GatewayNodes {
+                    gateway,
+                    status,
+                    nodes: Vec::new(),
+                });
+            }
+            for r in &node_rows {
+                let (node, state) = rows::node(&mut Cur::new(r))?;
+                if let Some(&i) = index.get(&node.gateway_id) {
+                    out[i].nodes.push((node, state));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     // ---- issues ---------------------------------------------------------------------
 
     /// Raises an issue on a non-deleted gateway, or refreshes the active one with the same

@@ -42,8 +42,10 @@ mod environments;
 mod error;
 mod gateways;
 mod json;
+mod migrations;
 mod overview;
 pub mod seed;
+mod sessions;
 mod types;
 
 pub use audit::{Actor, Audit, AuditRecord, AuditResult, Target};
@@ -247,7 +249,18 @@ impl Store {
         let backend = if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let connect = SqliteConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Config(e.to_string()))?
+                .map_err(|e| StoreError::Config(e.to_string()))?;
+            if !memory {
+                // "Created if missing" includes its directory, e.g. a fresh data dir.
+                if let Some(dir) = connect.get_filename().parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            StoreError::Config(format!("cannot create {}: {e}", dir.display()))
+                        })?;
+                    }
+                }
+            }
+            let connect = connect
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 // WAL with NORMAL is durable across application crashes and consistent

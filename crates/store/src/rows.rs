@@ -225,6 +225,21 @@ macro_rules! issue_cols {
          last_seen, cleared_at"
     };
 }
+macro_rules! session_cols {
+    () => {
+        "se.id, se.user_id, se.created_at, se.expires_at"
+    };
+}
+macro_rules! migration_cols {
+    () => {
+        "m.id, m.account_id, m.environment_id, m.from_gateway_id, m.to_gateway_id, m.state, \
+         m.created_at, m.updated_at, m.completed_at, m.result"
+    };
+    (bare) => {
+        "id, account_id, environment_id, from_gateway_id, to_gateway_id, state, created_at, \
+         updated_at, completed_at, result"
+    };
+}
 macro_rules! audit_cols {
     () => {
         "ar.id, ar.account_id, ar.actor_kind, ar.actor_id, ar.action, ar.target_kind, \
@@ -472,4 +487,28 @@ pub(crate) fn audit_record<R: Get>(c: &mut Cur<R>) -> Result<AuditRecord, StoreE
 /// Milliseconds as stored; durations beyond i64 milliseconds saturate.
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(crate) fn session<R: Get>(c: &mut Cur<R>) -> Result<Session, StoreError> {
+    Ok(Session {
+        id: c.id()?,
+        user_id: c.id()?,
+        created_at: c.ts()?,
+        expires_at: c.ts()?,
+    })
+}
+
+pub(crate) fn migration<R: Get>(c: &mut Cur<R>) -> Result<EnvironmentMigration, StoreError> {
+    Ok(EnvironmentMigration {
+        id: c.id()?,
+        account_id: c.id()?,
+        environment_id: c.id()?,
+        from_gateway_id: c.opt_id()?,
+        to_gateway_id: c.opt_id()?,
+        state: c.json()?,
+        created_at: c.ts()?,
+        updated_at: c.ts()?,
+        completed_at: c.opt_ts()?,
+        result: c.opt_text()?,
+    })
 }

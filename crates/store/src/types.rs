@@ -285,3 +285,69 @@ pub struct NodeReport {
     pub applied_generation: Option<u64>,
     pub at: Timestamp,
 }
+
+/// A console session; never carries the hash of its cookie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: TokenId,
+    pub user_id: UserId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// Start-up properties a node reported (SPEC §5, free JSON) and when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartupProperties {
+    pub node_id: NodeId,
+    pub properties: serde_json::Value,
+    pub reported_at: Timestamp,
+}
+
+/// A live gateway of any account with its nodes: the input of the status job.
+#[derive(Clone, Debug)]
+pub struct GatewayNodes {
+    pub gateway: Gateway,
+    pub status: Option<GatewayStatus>,
+    /// Oldest first, each with the state it reported last.
+    pub nodes: Vec<(Node, Option<String>)>,
+}
+
+/// Identifies an environment migration. Store-local until the model grows migration types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MigrationId(pub uuid::Uuid);
+
+impl MigrationId {
+    pub fn new_v7() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+}
+
+impl std::fmt::Display for MigrationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for MigrationId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// An environment migration (SPEC §7). `state` holds the step data the platform saves and
+/// resumes; the store only guarantees one migration in progress per environment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvironmentMigration {
+    pub id: MigrationId,
+    pub account_id: AccountId,
+    pub environment_id: EnvironmentId,
+    pub from_gateway_id: Option<GatewayId>,
+    pub to_gateway_id: Option<GatewayId>,
+    pub state: serde_json::Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    /// `OK`, `OK_WITH_WARNINGS` or `ERROR` once completed.
+    pub result: Option<String>,
+}

@@ -53,6 +53,9 @@ conformance!(
     concurrent_generation_bumps_are_distinct,
     closed_store_is_unavailable,
     seeded_overview,
+    sessions,
+    environment_migrations,
+    startup_properties_and_status_job_input,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -2080,9 +2083,9 @@ async fn unknown_url_scheme_is_a_config_error() {
 }
 
 #[tokio::test]
-async fn sqlite_file_is_created_reopened_and_migrated_once() {
+async fn sqlite_file_and_directory_are_created_reopened_and_migrated_once() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nested.db");
+    let path = dir.path().join("data").join("nested.db");
     let url = format!("sqlite://{}", path.display());
     let store = Store::open(&url, StoreOptions::default()).await.unwrap();
     let acme = account(&store, "Acme").await;
@@ -2100,4 +2103,356 @@ async fn sqlite_in_memory_works() {
         .unwrap();
     let acme = account(&store, "Acme").await;
     assert_eq!(store.accounts().await.unwrap(), vec![acme]);
+}
+
+async fn sessions(store: &Store) {
+    let acme = account(store, "Acme").await;
+    let user = store
+        .create_user(
+            NewUser {
+                account_id: Some(acme.id),
+                name: "alice".into(),
+                email: Some("alice@example.com".into()),
+                role: Role::Owner,
+                platform_admin: false,
+                password_hash: None,
+            },
+            audit("user.create"),
+        )
+        .await
+        .unwrap();
+    let session = store
+        .create_session(user.id, "cookie-hash", t(10_000), audit("session.create"))
+        .await
+        .unwrap();
+    let (found, who) = store
+        .find_session("cookie-hash", t(5_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found, who), (session.clone(), user.clone()));
+    assert!(
+        store
+            .find_session("cookie-hash", t(10_000))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(
+        store
+            .find_session("other", t(5_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_conflict(
+        store
+            .create_session(user.id, "cookie-hash", t(10_000), audit("session.create"))
+            .await,
+        Conflict::TokenHash,
+    );
+    assert_not_found(
+        store
+            .create_session(UserId::new_v7(), "x", t(10_000), audit("session.create"))
+            .await,
+    );
+    assert_eq!(
+        store.audit_records(acme.id, None, 1).await.unwrap()[0].action,
+        "session.create"
+    );
+
+    store
+        .create_session(user.id, "second", t(20_000), audit("session.create"))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_expired_sessions(t(10_000)).await.unwrap(), 1);
+    assert!(
+        store
+            .find_session("second", t(15_000))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.delete_session("second").await.unwrap());
+    assert!(!store.delete_session("second").await.unwrap());
+    store
+        .create_session(user.id, "third", t(20_000), audit("session.create"))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_user_sessions(user.id).await.unwrap(), 1);
+}
+
+async fn environment_migrations(store: &Store) {
+    let w = world(store, "Acme").await;
+    let a = w.account.id;
+    let dest = store
+        .create_gateway(a, NewGateway::named("dest"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let state = serde_json::json!({"step": 1, "paths": {"rest": "ws/rest"}});
+    let m = store
+        .create_migration(
+            a,
+            w.env.id,
+            Some(dest.id),
+            state.clone(),
+            audit("migration.create"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (m.from_gateway_id, m.to_gateway_id),
+        (Some(w.gateway.id), Some(dest.id))
+    );
+    assert_eq!(m.state, state);
+    assert_eq!(store.migration(a, m.id).await.unwrap(), m);
+    assert_eq!(
+        store.migrations_in_progress(a).await.unwrap(),
+        vec![m.clone()]
+    );
+    assert_conflict(
+        store
+            .create_migration(
+                a,
+                w.env.id,
+                None,
+                serde_json::json!({}),
+                audit("migration.create"),
+            )
+            .await,
+        Conflict::MigrationInProgress,
+    );
+    assert_not_found(
+        store
+            .create_migration(
+                a,
+                w.env.id,
+                Some(GatewayId::new_v7()),
+                serde_json::json!({}),
+                audit("migration.create"),
+            )
+            .await,
+    );
+
+    // Another account sees nothing and can touch nothing.
+    let other = account(store, "Other").await;
+    assert_not_found(store.migration(other.id, m.id).await);
+    assert!(
+        store
+            .migrations_in_progress(other.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_not_found(
+        store
+            .update_migration(
+                other.id,
+                m.id,
+                None,
+                serde_json::json!({}),
+                audit("migration.update"),
+            )
+            .await,
+    );
+    assert_not_found(
+        store
+            .delete_migration(other.id, m.id, audit("migration.delete"))
+            .await,
+    );
+    assert_not_found(store_err(
+        store
+            .complete_migration(other.id, m.id, "OK", true, audit("migration.complete"), ok2)
+            .await,
+    ));
+    assert_not_found(
+        store
+            .create_migration(
+                other.id,
+                w.env.id,
+                None,
+                serde_json::json!({}),
+                audit("migration.create"),
+            )
+            .await,
+    );
+
+    // Saving a step.
+    let mut later = audit("migration.update");
+    later.at = t(2_000);
+    let step2 = serde_json::json!({"step": 2});
+    let m2 = store
+        .update_migration(a, m.id, Some(dest.id), step2.clone(), later)
+        .await
+        .unwrap();
+    assert_eq!(
+        (m2.state.clone(), m2.updated_at, m2.created_at),
+        (step2, t(2_000), m.created_at)
+    );
+
+    // A refused check completes nothing; an accepted one moves the environment.
+    let refused = store
+        .complete_migration(a, m.id, "OK", true, audit("migration.complete"), |_, _| {
+            Err("PATH_CONFLICT")
+        })
+        .await;
+    assert!(matches!(refused, Err(Checked::Rejected("PATH_CONFLICT"))));
+    assert!(
+        store
+            .migration(a, m.id)
+            .await
+            .unwrap()
+            .completed_at
+            .is_none()
+    );
+    let done = store
+        .complete_migration(
+            a,
+            m.id,
+            "OK_WITH_WARNINGS",
+            true,
+            audit("migration.complete"),
+            |env, routes| {
+                assert_eq!(env.gateway_id, Some(w.gateway.id));
+                assert_eq!(routes.unwrap().gateway_id, dest.id);
+                Ok::<(), Infallible>(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.result.as_deref(), Some("OK_WITH_WARNINGS"));
+    assert_eq!(done.completed_at, Some(t(1_000)));
+    assert_eq!(
+        store.environment(a, w.env.id).await.unwrap().gateway_id,
+        Some(dest.id)
+    );
+    assert!(store.migrations_in_progress(a).await.unwrap().is_empty());
+    assert_conflict(
+        store
+            .update_migration(
+                a,
+                m.id,
+                None,
+                serde_json::json!({}),
+                audit("migration.update"),
+            )
+            .await,
+        Conflict::MigrationCompleted,
+    );
+    assert_conflict(
+        store_err(
+            store
+                .complete_migration(a, m.id, "OK", true, audit("migration.complete"), ok2)
+                .await,
+        ),
+        Conflict::MigrationCompleted,
+    );
+
+    // A new migration may start once the previous one completed; an ERROR leaves it alone.
+    let off = store
+        .create_migration(
+            a,
+            w.env.id,
+            None,
+            serde_json::json!({}),
+            audit("migration.create"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(off.from_gateway_id, Some(dest.id));
+    store
+        .complete_migration(a, off.id, "ERROR", false, audit("migration.complete"), ok2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.environment(a, w.env.id).await.unwrap().gateway_id,
+        Some(dest.id)
+    );
+    let off = store
+        .create_migration(
+            a,
+            w.env.id,
+            None,
+            serde_json::json!({}),
+            audit("migration.create"),
+        )
+        .await
+        .unwrap();
+    store
+        .delete_migration(a, off.id, audit("migration.delete"))
+        .await
+        .unwrap();
+    assert_not_found(store.migration(a, off.id).await);
+    let actions: Vec<_> = store
+        .audit_records(a, None, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["migration.delete", "migration.create", "migration.complete"]
+    );
+}
+
+async fn startup_properties_and_status_job_input(store: &Store) {
+    let w = world(store, "Acme").await;
+    let a = w.account.id;
+    let props = serde_json::json!({"os": "linux", "cpus": 4});
+    store
+        .set_node_startup_properties(a, w.node.id, &props, t(7_000))
+        .await
+        .unwrap();
+    let got = store.startup_properties(a, w.gateway.id).await.unwrap();
+    assert_eq!(
+        got,
+        vec![StartupProperties {
+            node_id: w.node.id,
+            properties: props,
+            reported_at: t(7_000)
+        }]
+    );
+    let other = account(store, "Other").await;
+    assert_not_found(
+        store
+            .set_node_startup_properties(other.id, w.node.id, &serde_json::json!({}), t(1))
+            .await,
+    );
+    assert!(
+        store
+            .startup_properties(other.id, w.gateway.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let og = store
+        .create_gateway(other.id, NewGateway::named("og"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let gone = store
+        .create_gateway(a, NewGateway::named("gone"), audit("gateway.create"))
+        .await
+        .unwrap();
+    store
+        .upsert_node(a, &node_on(gone.id, "gone-host", 1))
+        .await
+        .unwrap();
+    store
+        .delete_gateway(a, gone.id, audit("gateway.delete"))
+        .await
+        .unwrap();
+    let live = store.live_gateways_with_nodes().await.unwrap();
+    let mut ids: Vec<_> = live.iter().map(|g| g.gateway.id).collect();
+    ids.sort();
+    let mut want = vec![w.gateway.id, og.id];
+    want.sort();
+    assert_eq!(ids, want, "every account's live gateways, no deleted ones");
+    let mine = live.iter().find(|g| g.gateway.id == w.gateway.id).unwrap();
+    assert_eq!(
+        mine.nodes.iter().map(|(n, _)| n.id).collect::<Vec<_>>(),
+        vec![w.node.id]
+    );
 }
