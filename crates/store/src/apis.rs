@@ -7,7 +7,8 @@ use crate::error::Checked;
 use crate::rows::{self, Cur};
 use crate::types::*;
 use crate::{
-    Store, StoreError, found, insert_audit, load_routes, lock_gateway, s, with_conn, with_tx,
+    Store, StoreError, found, insert_audit, load_routes, lock_environment_and_gateways,
+    lock_gateway, s, with_conn, with_tx,
 };
 
 const API_BY_ID: &str = concat!(
@@ -191,16 +192,8 @@ impl Store {
         };
         audit.default_target("deployment", deployment.id);
         with_tx!(self, |c| {
-            let env_row = sqlx::query(concat!(
-                "UPDATE environments AS e SET name = e.name WHERE e.id = $1 AND e.account_id = $2 \
-                 RETURNING ",
-                environment_cols!(bare)
-            ))
-            .bind(s(deployment.environment_id))
-            .bind(s(account))
-            .fetch_optional(&mut *c)
-            .await?;
-            let environment = found(env_row).and_then(|r| rows::environment(&mut Cur::new(&r)))?;
+            let environment =
+                lock_environment_and_gateways!(c, account, deployment.environment_id, None);
             let api_row = sqlx::query(API_BY_ID)
                 .bind(s(deployment.api_id))
                 .bind(s(account))
@@ -208,10 +201,7 @@ impl Store {
                 .await?;
             let api = found(api_row).and_then(|r| rows::api(&mut Cur::new(&r)))?;
             let routes = match environment.gateway_id {
-                Some(g) => {
-                    lock_gateway!(c, account, g);
-                    Some(load_routes!(c, account, g))
-                }
+                Some(g) => Some(load_routes!(c, account, g)),
                 None => None,
             };
             let input = DeploymentCheck {

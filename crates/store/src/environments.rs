@@ -7,25 +7,9 @@ use crate::error::Checked;
 use crate::rows::{self, Cur};
 use crate::types::*;
 use crate::{
-    Store, StoreError, found, insert_audit, load_routes, lock_gateway, s, with_conn, with_tx,
+    Store, StoreError, found, insert_audit, load_routes, lock_environment_and_gateways, s,
+    with_conn, with_tx,
 };
-
-/// Locks and reads an environment of the account (a no-op update takes the row lock on
-/// PostgreSQL), so its gateway cannot change under a checked change.
-macro_rules! lock_environment {
-    ($c:ident, $account:expr, $id:expr) => {{
-        let row = sqlx::query(concat!(
-            "UPDATE environments AS e SET name = e.name WHERE e.id = $1 AND e.account_id = $2 \
-             RETURNING ",
-            environment_cols!(bare)
-        ))
-        .bind(s($id))
-        .bind(s($account))
-        .fetch_optional(&mut *$c)
-        .await?;
-        found(row).and_then(|r| rows::environment(&mut Cur::new(&r)))?
-    }};
-}
 
 impl Store {
     /// Creates an unattached environment (attach with [`Store::set_environment_gateway`]).
@@ -145,12 +129,9 @@ impl Store {
     ) -> Result<Environment, Checked<E>> {
         audit.default_target("environment", id);
         with_tx!(self, |c| {
-            let current = lock_environment!(c, account, id);
+            let current = lock_environment_and_gateways!(c, account, id, None);
             let routes = match current.gateway_id {
-                Some(g) => {
-                    lock_gateway!(c, account, g);
-                    Some(load_routes!(c, account, g))
-                }
+                Some(g) => Some(load_routes!(c, account, g)),
                 None => None,
             };
             check(&current, routes.as_ref()).map_err(Checked::Rejected)?;
@@ -186,12 +167,9 @@ impl Store {
     ) -> Result<Environment, Checked<E>> {
         audit.default_target("environment", id);
         with_tx!(self, |c| {
-            let current = lock_environment!(c, account, id);
+            let current = lock_environment_and_gateways!(c, account, id, gateway);
             let routes = match gateway {
-                Some(g) => {
-                    lock_gateway!(c, account, g);
-                    Some(load_routes!(c, account, g))
-                }
+                Some(g) => Some(load_routes!(c, account, g)),
                 None => None,
             };
             check(&current, routes.as_ref()).map_err(Checked::Rejected)?;

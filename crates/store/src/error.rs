@@ -105,9 +105,12 @@ fn unique_conflict(db: &dyn sqlx::error::DatabaseError) -> Conflict {
 /// PostgreSQL SQLSTATE classes and SQLite codes that mean "try again later", not "bug".
 fn is_unavailable_code(code: &str) -> bool {
     // 08: connection exception; 53: insufficient resources; 57P0x: operator intervention
-    // (shutdown, crash); 5 and 6 (+ extended 261, 517, 262): SQLITE_BUSY / SQLITE_LOCKED.
+    // (shutdown, crash); 40001/40P01: serialization failure and deadlock, which the lock
+    // order of this crate avoids but a retry would cure; 5 and 6 (+ extended 261, 517,
+    // 262): SQLITE_BUSY / SQLITE_LOCKED.
     code.starts_with("08")
         || code.starts_with("53")
+        || matches!(code, "40001" | "40P01")
         || code.starts_with("57P")
         || matches!(code, "5" | "6" | "261" | "517" | "262")
 }

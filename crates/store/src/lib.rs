@@ -197,7 +197,85 @@ macro_rules! lock_gateway {
     }};
 }
 
-pub(crate) use {insert_audit, load_routes, lock_gateway, with_conn, with_tx};
+/// Locks, in the store-wide lock order **gateways (by id) → environment**, the gateway an
+/// environment is attached to, the optional destination `$dest` (which must be live), and
+/// the environment itself; evaluates to the environment as locked.
+///
+/// Every change of what is attached to a gateway, or of the paths and deployments of its
+/// environments, holds that gateway's row lock, so a check run under it sees a state no
+/// concurrent checked change can invalidate. Taking gateways before environments
+/// everywhere (soft delete does too) keeps PostgreSQL free of lock-order deadlocks. The
+/// environment's gateway is first read unlocked; if it changed before the environment
+/// lock was taken, the new one is locked as well (at most one extra round: once the
+/// environment row is locked its gateway cannot change). On SQLite `BEGIN IMMEDIATE`
+/// already serializes writers and the loop runs once.
+macro_rules! lock_environment_and_gateways {
+    ($c:ident, $account:expr, $env:expr, $dest:expr) => {{
+        let account: model::AccountId = $account;
+        let env_id: model::EnvironmentId = $env;
+        let dest: Option<model::GatewayId> = $dest;
+        let row =
+            sqlx::query("SELECT gateway_id FROM environments WHERE id = $1 AND account_id = $2")
+                .bind($crate::s(env_id))
+                .bind($crate::s(account))
+                .fetch_optional(&mut *$c)
+                .await?;
+        let mut seen: Option<model::GatewayId> =
+            $crate::found(row).and_then(|r| $crate::rows::Cur::new(&r).opt_id())?;
+        let mut locked: Vec<model::GatewayId> = Vec::new();
+        let env = loop {
+            let mut want: Vec<model::GatewayId> = seen
+                .into_iter()
+                .chain(dest)
+                .filter(|g| !locked.contains(g))
+                .collect();
+            want.sort_unstable();
+            want.dedup();
+            for g in want {
+                // Deleted or not: the environment may have been detached meanwhile.
+                sqlx::query(
+                    "UPDATE gateways SET config_generation = config_generation \
+                     WHERE id = $1 AND account_id = $2",
+                )
+                .bind($crate::s(g))
+                .bind($crate::s(account))
+                .execute(&mut *$c)
+                .await?;
+                locked.push(g);
+            }
+            let row = sqlx::query(concat!(
+                "UPDATE environments AS e SET name = e.name WHERE e.id = $1 AND e.account_id = $2 \
+                 RETURNING ",
+                environment_cols!(bare)
+            ))
+            .bind($crate::s(env_id))
+            .bind($crate::s(account))
+            .fetch_optional(&mut *$c)
+            .await?;
+            let env = $crate::found(row)
+                .and_then(|r| $crate::rows::environment(&mut $crate::rows::Cur::new(&r)))?;
+            if env.gateway_id == seen || env.gateway_id.is_none_or(|g| locked.contains(&g)) {
+                break env;
+            }
+            seen = env.gateway_id;
+        };
+        if let Some(d) = dest {
+            let live = sqlx::query(
+                "SELECT id FROM gateways WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL",
+            )
+            .bind($crate::s(d))
+            .bind($crate::s(account))
+            .fetch_optional(&mut *$c)
+            .await?;
+            $crate::found(live)?;
+        }
+        env
+    }};
+}
+
+pub(crate) use {
+    insert_audit, load_routes, lock_environment_and_gateways, lock_gateway, with_conn, with_tx,
+};
 
 /// The two backends. Pools are reference-counted, so cloning a [`Store`] is cheap.
 #[derive(Clone, Debug)]

@@ -8,7 +8,8 @@ use crate::error::{Checked, Conflict};
 use crate::rows::{self, Cur};
 use crate::types::*;
 use crate::{
-    Store, StoreError, found, insert_audit, load_routes, lock_gateway, s, with_conn, with_tx,
+    Store, StoreError, found, insert_audit, load_routes, lock_environment_and_gateways, s,
+    with_conn, with_tx,
 };
 
 /// Locks and reads a migration of the account (no-op update: row lock on PostgreSQL).
@@ -193,6 +194,27 @@ impl Store {
     ) -> Result<EnvironmentMigration, Checked<E>> {
         audit.default_target("migration", id);
         with_tx!(self, |c| {
+            // Lock order: gateways, environment, then the migration row.
+            let peek = sqlx::query(
+                "SELECT environment_id, to_gateway_id FROM environment_migrations \
+                 WHERE id = $1 AND account_id = $2",
+            )
+            .bind(s(id))
+            .bind(s(account))
+            .fetch_optional(&mut *c)
+            .await?;
+            let (env_id, to_gateway) = {
+                let r = found(peek)?;
+                let mut cur = Cur::new(&r);
+                (cur.id::<EnvironmentId>()?, cur.opt_id::<GatewayId>()?)
+            };
+            let env = if apply {
+                Some(lock_environment_and_gateways!(
+                    c, account, env_id, to_gateway
+                ))
+            } else {
+                None
+            };
             let current = lock_migration!(c, account, id);
             if current.completed_at.is_some() {
                 return Err(StoreError::Conflict {
@@ -200,21 +222,16 @@ impl Store {
                 }
                 .into());
             }
-            if apply {
-                let env_row = sqlx::query(concat!(
-                    "UPDATE environments AS e SET name = e.name \
-                     WHERE e.id = $1 AND e.account_id = $2 RETURNING ",
-                    environment_cols!(bare)
-                ))
-                .bind(s(current.environment_id))
-                .bind(s(account))
-                .fetch_optional(&mut *c)
-                .await?;
-                let env = found(env_row).and_then(|r| rows::environment(&mut Cur::new(&r)))?;
+            if let Some(env) = env {
+                // The destination cannot change under us: update_migration takes the same
+                // migration row lock, and we hold it now.
                 let routes = match current.to_gateway_id {
-                    Some(g) => {
-                        lock_gateway!(c, account, g);
-                        Some(load_routes!(c, account, g))
+                    Some(g) if Some(g) == to_gateway => Some(load_routes!(c, account, g)),
+                    Some(_) => {
+                        return Err(StoreError::Conflict {
+                            what: Conflict::Reference,
+                        }
+                        .into());
                     }
                     None => None,
                 };

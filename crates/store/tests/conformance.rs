@@ -56,6 +56,7 @@ conformance!(
     sessions,
     environment_migrations,
     startup_properties_and_status_job_input,
+    concurrent_deletes_and_attachments_stay_consistent,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -2455,4 +2456,92 @@ async fn startup_properties_and_status_job_input(store: &Store) {
         mine.nodes.iter().map(|(n, _)| n.id).collect::<Vec<_>>(),
         vec![w.node.id]
     );
+}
+
+async fn concurrent_deletes_and_attachments_stay_consistent(store: &Store) {
+    let acme = account(store, "Acme").await;
+    let a = acme.id;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let gw = store
+            .create_gateway(
+                a,
+                NewGateway::named(format!("g{i}")),
+                audit("gateway.create"),
+            )
+            .await
+            .unwrap();
+        let attached = store
+            .create_environment(a, new_env(&format!("on-{i}")), audit("e"))
+            .await
+            .unwrap();
+        store
+            .set_environment_gateway(a, attached.id, Some(gw.id), audit("attach"), ok2)
+            .await
+            .unwrap();
+        let loose = store
+            .create_environment(a, new_env(&format!("loose-{i}")), audit("e"))
+            .await
+            .unwrap();
+        let api = store
+            .create_api(a, new_api(&format!("api-{i}"), "x"), audit("api.create"))
+            .await
+            .unwrap();
+        let (s1, s2, s3, s4) = (store.clone(), store.clone(), store.clone(), store.clone());
+        tasks.push(tokio::spawn(async move {
+            s1.delete_gateway(a, gw.id, audit("gateway.delete"))
+                .await
+                .map(|_| ())
+        }));
+        tasks.push(tokio::spawn(async move {
+            let paths = EnvironmentPaths {
+                rest: "moved/rest".into(),
+                ..EnvironmentPaths::default()
+            };
+            s2.update_environment_paths(a, attached.id, paths, audit("p"), ok2)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.into_store().unwrap())
+        }));
+        tasks.push(tokio::spawn(async move {
+            s3.set_environment_gateway(a, loose.id, Some(gw.id), audit("attach"), ok2)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.into_store().unwrap())
+        }));
+        tasks.push(tokio::spawn(async move {
+            let new = NewDeployment {
+                api_id: api.id,
+                environment_id: attached.id,
+                custom_path: None,
+                status: DeploymentStatus::SentToGateway,
+            };
+            s4.create_deployment(a, new, audit("deploy"), ok)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.into_store().unwrap())
+        }));
+    }
+    for task in tasks {
+        match task.await.unwrap() {
+            // Attaching to a gateway deleted first is NotFound; nothing else may fail.
+            Ok(()) | Err(StoreError::NotFound) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let deleted: Vec<GatewayId> = store
+        .gateways(a, GatewayView::Deleted)
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(deleted.len(), 12);
+    for env in store.environments(a).await.unwrap() {
+        assert_eq!(
+            env.gateway_id, None,
+            "{} attached to a deleted gateway",
+            env.name
+        );
+    }
 }
