@@ -42,7 +42,9 @@ mod environments;
 mod error;
 mod gateways;
 mod json;
+mod link;
 mod migrations;
+mod notify;
 mod overview;
 pub mod seed;
 mod sessions;
@@ -50,6 +52,8 @@ mod types;
 
 pub use audit::{Actor, Audit, AuditRecord, AuditResult, Target};
 pub use error::{Checked, Conflict, StoreError};
+pub use link::{GatewayConfigInput, GatewayStatusInput, NodeStatusRow, PublishedConfig};
+pub use notify::{Listener, MAX_NOTICE_BYTES};
 pub use types::*;
 
 /// Runs `$body` once per backend with `$c` bound to a pooled connection (use `&mut *$c`).
@@ -318,6 +322,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) backend: Backend,
+    /// Notices on SQLite, where every listener lives in this process (see `notify.rs`).
+    pub(crate) local: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Store {
@@ -375,7 +381,10 @@ impl Store {
                 "database URL must start with sqlite: or postgres:".into(),
             ));
         };
-        Ok(Store { backend })
+        Ok(Store {
+            backend,
+            local: notify::local_channel(),
+        })
     }
 
     pub fn backend(&self) -> BackendKind {

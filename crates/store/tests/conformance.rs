@@ -57,6 +57,7 @@ conformance!(
     environment_migrations,
     startup_properties_and_status_job_input,
     concurrent_deletes_and_attachments_stay_consistent,
+    notices_reach_every_listener,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -2544,4 +2545,25 @@ async fn concurrent_deletes_and_attachments_stay_consistent(store: &Store) {
             env.name
         );
     }
+}
+
+async fn notices_reach_every_listener(store: &Store) {
+    let mut first = store.listen().await.unwrap();
+    let mut second = store.clone().listen().await.unwrap();
+    store.notify("gateway 1 generation 2").await.unwrap();
+    store.notify("gateway 1 generation 3").await.unwrap();
+    for listener in [&mut first, &mut second] {
+        for want in ["gateway 1 generation 2", "gateway 1 generation 3"] {
+            let got = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+                .await
+                .expect("notice within 5 s")
+                .unwrap();
+            assert_eq!(got.as_deref(), Some(want));
+        }
+    }
+    let too_long = "x".repeat(MAX_NOTICE_BYTES + 1);
+    assert!(matches!(
+        store.notify(&too_long).await,
+        Err(StoreError::Config(_))
+    ));
 }

@@ -1,0 +1,307 @@
+//! What the platform–node link and the status job persist: published configuration
+//! generations (with a digest, so unchanged configurations are not re-published), node status
+//! records, and the all-accounts reads of the status job. Telemetry, so not audited.
+
+use model::*;
+
+use crate::rows::{self, Cur};
+use crate::types::*;
+use crate::{Store, StoreError, found, load_routes, lock_gateway, s, with_conn, with_tx};
+
+/// Everything a gateway's configuration snapshot is compiled from, with the generation and
+/// digest last published.
+#[derive(Clone, Debug)]
+pub struct GatewayConfigInput {
+    pub gateway: Gateway,
+    /// Attached environments, by id.
+    pub environments: Vec<Environment>,
+    /// APIs deployed to at least one attached environment, by id, each once.
+    pub apis: Vec<Api>,
+    /// Deployments to attached environments, by id.
+    pub deployments: Vec<Deployment>,
+    /// The generation last published (0 before the first).
+    pub generation: u64,
+    /// Digest of the configuration last published; `None` before the first.
+    pub digest: Option<String>,
+    /// When `generation` was published.
+    pub published_at: Option<Timestamp>,
+}
+
+/// The outcome of [`Store::publish_gateway_config`].
+#[derive(Clone, Debug)]
+pub struct PublishedConfig {
+    pub input: GatewayConfigInput,
+    /// True when the generation was bumped (the configuration changed, or none was published).
+    pub bumped: bool,
+}
+
+/// A node as the status job reads it: the row, its last reported state and its status record.
+#[derive(Clone, Debug)]
+pub struct NodeStatusRow {
+    pub node: Node,
+    pub reported_state: Option<String>,
+    /// The platform's status record (JSON it wrote with [`Store::save_node_status`]).
+    pub record: Option<serde_json::Value>,
+}
+
+/// A live gateway of any account with its nodes: the input of one status-job tick.
+#[derive(Clone, Debug)]
+pub struct GatewayStatusInput {
+    pub gateway: Gateway,
+    pub status: Option<GatewayStatus>,
+    pub generation: u64,
+    pub published_at: Option<Timestamp>,
+    /// Oldest first.
+    pub nodes: Vec<NodeStatusRow>,
+}
+
+/// Reads the [`GatewayConfigInput`] of a live gateway on `$c`; `NotFound` when deleted.
+macro_rules! load_config_input {
+    ($c:ident, $account:expr, $gateway:expr) => {{
+        let account: AccountId = $account;
+        let gateway: GatewayId = $gateway;
+        let row = sqlx::query(&format!(
+            "SELECT {}, {CONFIG_COLS} FROM gateways g \
+             WHERE g.id = $1 AND g.account_id = $2 AND g.deleted_at IS NULL",
+            gateway_cols!()
+        ))
+        .bind(s(gateway))
+        .bind(s(account))
+        .fetch_optional(&mut *$c)
+        .await?;
+        let row = found(row)?;
+        let mut cur = Cur::new(&row);
+        let (gw, _) = rows::gateway(&mut cur)?;
+        let generation = cur.opt_u64()?.unwrap_or(0);
+        let digest = cur.opt_text()?;
+        let published_at = cur.opt_ts()?;
+        let routes: GatewayRoutes = load_routes!($c, account, gateway);
+        let mut seen = std::collections::HashSet::new();
+        let mut apis: Vec<Api> = Vec::new();
+        let mut deployments = Vec::with_capacity(routes.deployments.len());
+        for entry in routes.deployments {
+            if seen.insert(entry.api.id) {
+                apis.push(entry.api);
+            }
+            deployments.push(entry.deployment);
+        }
+        apis.sort_by_key(|a| a.id);
+        GatewayConfigInput {
+            gateway: gw,
+            environments: routes.environments,
+            apis,
+            deployments,
+            generation,
+            digest,
+            published_at,
+        }
+    }};
+}
+
+const CONFIG_COLS: &str = "g.config_generation, g.config_digest, g.config_published_at";
+
+impl Store {
+    /// Publishes the configuration of a non-deleted gateway: inside one transaction that
+    /// locks the gateway row, loads its configuration input, asks `digest_of` for the digest
+    /// of the compiled configuration and, when it differs from the one last published (or
+    /// nothing was published yet), bumps the generation and records the digest and `now`.
+    /// The lock serializes publishers (also across platform processes), so a later
+    /// generation is always compiled from a later state.
+    pub async fn publish_gateway_config<F>(
+        &self,
+        account: AccountId,
+        gateway: GatewayId,
+        now: Timestamp,
+        digest_of: F,
+    ) -> Result<PublishedConfig, StoreError>
+    where
+        F: FnOnce(&GatewayConfigInput) -> String,
+    {
+        with_tx!(self, |c| {
+            lock_gateway!(c, account, gateway);
+            let mut input = load_config_input!(c, account, gateway);
+            let digest = digest_of(&input);
+            let bumped = input.generation == 0 || input.digest.as_deref() != Some(&digest);
+            if bumped {
+                let row = sqlx::query(
+                    "UPDATE gateways SET config_generation = config_generation + 1, \
+                     config_digest = $3, config_published_at = $4 \
+                     WHERE id = $1 AND account_id = $2 RETURNING config_generation",
+                )
+                .bind(s(gateway))
+                .bind(s(account))
+                .bind(&digest)
+                .bind(now.0)
+                .fetch_one(&mut *c)
+                .await?;
+                input.generation = Cur::new(&row).opt_u64()?.ok_or(StoreError::NotFound)?;
+                input.digest = Some(digest);
+                input.published_at = Some(now);
+            }
+            Ok(PublishedConfig { input, bumped })
+        })
+    }
+
+    /// The configuration input of a gateway of `account` as last published, without locking
+    /// (a node connecting reads it). `NotFound` for a deleted gateway.
+    pub async fn gateway_config_input(
+        &self,
+        account: AccountId,
+        gateway: GatewayId,
+    ) -> Result<GatewayConfigInput, StoreError> {
+        with_conn!(self, |c| Ok(load_config_input!(c, account, gateway)))
+    }
+
+    /// The live gateways of `account`, for re-publishing after a change in the account.
+    pub async fn live_gateway_ids(&self, account: AccountId) -> Result<Vec<GatewayId>, StoreError> {
+        with_conn!(self, |c| {
+            let rows = sqlx::query(
+                "SELECT id FROM gateways WHERE account_id = $1 AND deleted_at IS NULL ORDER BY id",
+            )
+            .bind(s(account))
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter().map(|r| Cur::new(r).id()).collect()
+        })
+    }
+
+    /// Records what a node said (when `report` is given: state, time, applied generation,
+    /// last seen) and the platform's status record of it, in one statement.
+    pub async fn save_node_status(
+        &self,
+        account: AccountId,
+        node: NodeId,
+        report: Option<&NodeReport>,
+        record: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let record = record.to_string();
+        with_conn!(self, |c| {
+            let done = match report {
+                Some(report) => {
+                    sqlx::query(
+                        "UPDATE nodes SET reported_state = $3, reported_at = $4, last_seen = $4, \
+                         applied_generation = COALESCE($5, applied_generation), \
+                         status_record = $6 WHERE id = $1 AND account_id = $2",
+                    )
+                    .bind(s(node))
+                    .bind(s(account))
+                    .bind(&report.state)
+                    .bind(report.at.0)
+                    .bind(
+                        report
+                            .applied_generation
+                            .map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
+                    )
+                    .bind(&record)
+                    .execute(&mut *c)
+                    .await?
+                }
+                None => {
+                    sqlx::query(
+                        "UPDATE nodes SET status_record = $3 WHERE id = $1 AND account_id = $2",
+                    )
+                    .bind(s(node))
+                    .bind(s(account))
+                    .bind(&record)
+                    .execute(&mut *c)
+                    .await?
+                }
+            };
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        });
+        Ok(())
+    }
+
+    /// Every live gateway of every account with its nodes and their status records, in two
+    /// queries: the input of one status-job tick.
+    pub async fn gateway_status_inputs(&self) -> Result<Vec<GatewayStatusInput>, StoreError> {
+        with_conn!(self, |c| {
+            let gateway_rows = sqlx::query(&format!(
+                "SELECT {}, {CONFIG_COLS} FROM gateways g WHERE g.deleted_at IS NULL ORDER BY g.id",
+                gateway_cols!()
+            ))
+            .fetch_all(&mut *c)
+            .await?;
+            let node_rows = sqlx::query(concat!(
+                "SELECT ",
+                node_cols!(),
+                ", n.status_record FROM nodes n JOIN gateways g ON g.id = n.gateway_id \
+                 WHERE g.deleted_at IS NULL ORDER BY n.joined_at, n.id"
+            ))
+            .fetch_all(&mut *c)
+            .await?;
+            let mut cache = rows::SettingsCache::default();
+            let mut out = Vec::with_capacity(gateway_rows.len());
+            let mut index = std::collections::HashMap::with_capacity(gateway_rows.len());
+            for r in &gateway_rows {
+                let mut cur = Cur::new(r);
+                let (gateway, status) = rows::gateway_cached(&mut cur, &mut cache)?;
+                let generation = cur.opt_u64()?.unwrap_or(0);
+                let _digest = cur.opt_text()?;
+                let published_at = cur.opt_ts()?;
+                index.insert(gateway.id, out.len());
+                out.push(GatewayStatusInput {
+                    gateway,
+                    status,
+                    generation,
+                    published_at,
+                    nodes: Vec::new(),
+                });
+            }
+            for r in &node_rows {
+                let mut cur = Cur::new(r);
+                let (node, reported_state) = rows::node(&mut cur)?;
+                // A record that does not parse is rebuilt by the platform from the row.
+                let record = cur
+                    .opt_text()?
+                    .and_then(|t| serde_json::from_str(&t).ok());
+                if let Some(&i) = index.get(&node.gateway_id) {
+                    out[i].nodes.push(NodeStatusRow {
+                        node,
+                        reported_state,
+                        record,
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The active issues of every live gateway of every account (the status job's memory
+    /// of what it raised is rebuilt from them on start).
+    pub async fn all_active_issues(&self) -> Result<Vec<(AccountId, Issue)>, StoreError> {
+        with_conn!(self, |c| {
+            let rows = sqlx::query(concat!(
+                "SELECT i.account_id, ",
+                issue_cols!(),
+                " FROM issues i JOIN gateways g ON g.id = i.gateway_id \
+                 WHERE i.cleared_at IS NULL AND g.deleted_at IS NULL ORDER BY i.first_seen, i.id"
+            ))
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let mut cur = Cur::new(r);
+                    let account = cur.id()?;
+                    Ok((account, rows::issue(&mut cur)?))
+                })
+                .collect()
+        })
+    }
+
+    /// The account of a live gateway (commands and notices carry only gateway ids).
+    pub async fn gateway_account(&self, gateway: GatewayId) -> Result<AccountId, StoreError> {
+        with_conn!(self, |c| {
+            let row = sqlx::query(
+                "SELECT account_id FROM gateways WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(s(gateway))
+            .fetch_optional(&mut *c)
+            .await?;
+            found(row).and_then(|r| Cur::new(&r).id())
+        })
+    }
+}
+
