@@ -344,6 +344,39 @@ impl Store {
         })
     }
 
+    /// Records when a token was last used. Callers should throttle this (e.g. once a
+    /// minute per token): it is a write on the authentication path.
+    pub async fn touch_api_token(&self, id: TokenId, now: Timestamp) -> Result<(), StoreError> {
+        with_conn!(self, |c| {
+            sqlx::query(
+                "UPDATE api_tokens SET last_used_at = $2 \
+                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+            )
+            .bind(s(id))
+            .bind(now.0)
+            .execute(&mut *c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// When a token was last used, as recorded by [`Store::touch_api_token`].
+    pub async fn api_token_last_used(
+        &self,
+        user: UserId,
+        id: TokenId,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        with_conn!(self, |c| {
+            let row =
+                sqlx::query("SELECT last_used_at FROM api_tokens WHERE id = $1 AND user_id = $2")
+                    .bind(s(id))
+                    .bind(s(user))
+                    .fetch_optional(&mut *c)
+                    .await?;
+            found(row).and_then(|r| Cur::new(&r).opt_ts())
+        })
+    }
+
     // ---- audit ----------------------------------------------------------------------
 
     /// Appends an audit record on its own, e.g. for a change that failed after validation.

@@ -24,6 +24,11 @@
 //! one transaction; the audit's `at` is also the time recorded for the change. Telemetry
 //! written by the link server and the status job (node reports, issues, status, generation
 //! bumps) is not audited: nobody decided it.
+//!
+//! Testing: `tests/conformance.rs` generates every test for both backends. SQLite always
+//! runs (a temp file per test); PostgreSQL runs when `SWITCHYARD_TEST_POSTGRES_URL` is set,
+//! e.g. `SWITCHYARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo test
+//! -p store`, each test in a fresh schema (`?options=-c search_path=…`) dropped afterwards.
 
 use std::str::FromStr;
 use std::time::Duration;

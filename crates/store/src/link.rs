@@ -176,9 +176,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let record = record.to_string();
         with_conn!(self, |c| {
-            let done = match report {
-                Some(report) => {
-                    sqlx::query(
+            let done =
+                match report {
+                    Some(report) => sqlx::query(
                         "UPDATE nodes SET reported_state = $3, reported_at = $4, last_seen = $4, \
                          applied_generation = COALESCE($5, applied_generation), \
                          status_record = $6 WHERE id = $1 AND account_id = $2",
@@ -194,19 +194,18 @@ impl Store {
                     )
                     .bind(&record)
                     .execute(&mut *c)
-                    .await?
-                }
-                None => {
-                    sqlx::query(
-                        "UPDATE nodes SET status_record = $3 WHERE id = $1 AND account_id = $2",
-                    )
-                    .bind(s(node))
-                    .bind(s(account))
-                    .bind(&record)
-                    .execute(&mut *c)
-                    .await?
-                }
-            };
+                    .await?,
+                    None => {
+                        sqlx::query(
+                            "UPDATE nodes SET status_record = $3 WHERE id = $1 AND account_id = $2",
+                        )
+                        .bind(s(node))
+                        .bind(s(account))
+                        .bind(&record)
+                        .execute(&mut *c)
+                        .await?
+                    }
+                };
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -254,9 +253,7 @@ impl Store {
                 let mut cur = Cur::new(r);
                 let (node, reported_state) = rows::node(&mut cur)?;
                 // A record that does not parse is rebuilt by the platform from the row.
-                let record = cur
-                    .opt_text()?
-                    .and_then(|t| serde_json::from_str(&t).ok());
+                let record = cur.opt_text()?.and_then(|t| serde_json::from_str(&t).ok());
                 if let Some(&i) = index.get(&node.gateway_id) {
                     out[i].nodes.push(NodeStatusRow {
                         node,
@@ -294,14 +291,12 @@ impl Store {
     /// The account of a live gateway (commands and notices carry only gateway ids).
     pub async fn gateway_account(&self, gateway: GatewayId) -> Result<AccountId, StoreError> {
         with_conn!(self, |c| {
-            let row = sqlx::query(
-                "SELECT account_id FROM gateways WHERE id = $1 AND deleted_at IS NULL",
-            )
-            .bind(s(gateway))
-            .fetch_optional(&mut *c)
-            .await?;
+            let row =
+                sqlx::query("SELECT account_id FROM gateways WHERE id = $1 AND deleted_at IS NULL")
+                    .bind(s(gateway))
+                    .fetch_optional(&mut *c)
+                    .await?;
             found(row).and_then(|r| Cur::new(&r).id())
         })
     }
 }
-

@@ -312,6 +312,18 @@ async fn api_tokens(store: &Store) {
             .await,
     );
 
+    assert_eq!(
+        store.api_token_last_used(bob.id, token.id).await.unwrap(),
+        None
+    );
+    store.touch_api_token(token.id, t(4_000)).await.unwrap();
+    store.touch_api_token(token.id, t(3_000)).await.unwrap();
+    assert_eq!(
+        store.api_token_last_used(bob.id, token.id).await.unwrap(),
+        Some(t(4_000))
+    );
+    assert_not_found(store.api_token_last_used(eve.id, token.id).await);
+
     assert_not_found(
         store
             .revoke_api_token(eve.id, token.id, audit("token.revoke"))
