@@ -58,6 +58,7 @@ conformance!(
     startup_properties_and_status_job_input,
     concurrent_deletes_and_attachments_stay_consistent,
     notices_reach_every_listener,
+    link_publish_and_status_inputs,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -2578,4 +2579,101 @@ async fn notices_reach_every_listener(store: &Store) {
         store.notify(&too_long).await,
         Err(StoreError::Config(_))
     ));
+}
+
+async fn link_publish_and_status_inputs(store: &Store) {
+    let w = world(store, "Acme").await;
+    let (a, g) = (w.account.id, w.gateway.id);
+
+    // First publish bumps; the same digest does not; a new digest does.
+    let first = store
+        .publish_gateway_config(a, g, t(10), |_| "d1".into())
+        .await
+        .unwrap();
+    assert!(first.bumped);
+    assert_eq!(first.input.generation, 1);
+    assert_eq!(first.input.environments, vec![w.env.clone()]);
+    assert_eq!(first.input.apis, vec![w.api.clone()]);
+    assert_eq!(first.input.deployments, vec![w.deployment.clone()]);
+    let same = store
+        .publish_gateway_config(a, g, t(20), |_| "d1".into())
+        .await
+        .unwrap();
+    assert!(!same.bumped);
+    assert_eq!(
+        (same.input.generation, same.input.published_at),
+        (1, Some(t(10)))
+    );
+    let changed = store
+        .publish_gateway_config(a, g, t(30), |_| "d2".into())
+        .await
+        .unwrap();
+    assert!(changed.bumped);
+    assert_eq!(changed.input.generation, 2);
+    let input = store.gateway_config_input(a, g).await.unwrap();
+    assert_eq!(
+        (
+            input.generation,
+            input.digest.as_deref(),
+            input.published_at
+        ),
+        (2, Some("d2"), Some(t(30)))
+    );
+    assert_eq!(store.generation(a, g).await.unwrap(), 2);
+
+    let other = account(store, "Other").await;
+    assert_not_found(
+        store
+            .publish_gateway_config(other.id, g, t(40), |_| "x".into())
+            .await,
+    );
+    assert_not_found(store.gateway_config_input(other.id, g).await);
+    assert!(store.live_gateway_ids(other.id).await.unwrap().is_empty());
+    assert_eq!(store.live_gateway_ids(a).await.unwrap(), vec![g]);
+    assert_eq!(store.gateway_account(g).await.unwrap(), a);
+
+    // Node status records survive and come back with the status-job input.
+    let record = serde_json::json!({"state": "online"});
+    store
+        .save_node_status(
+            a,
+            w.node.id,
+            Some(&NodeReport {
+                state: "online".into(),
+                applied_generation: Some(2),
+                at: t(50),
+            }),
+            &record,
+        )
+        .await
+        .unwrap();
+    assert_not_found(
+        store
+            .save_node_status(other.id, w.node.id, None, &record)
+            .await,
+    );
+    store
+        .raise_issue(a, issue(g, None, "NO_NODES", Severity::Warning), t(60))
+        .await
+        .unwrap();
+    let inputs = store.gateway_status_inputs().await.unwrap();
+    assert_eq!(inputs.len(), 1);
+    assert_eq!(inputs[0].generation, 2);
+    assert_eq!(inputs[0].nodes.len(), 1);
+    assert_eq!(inputs[0].nodes[0].record, Some(record));
+    assert_eq!(inputs[0].nodes[0].reported_state.as_deref(), Some("online"));
+    assert_eq!(inputs[0].nodes[0].node.applied_generation, Some(2));
+    let issues = store.all_active_issues().await.unwrap();
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].0, a);
+
+    // A deleted gateway leaves every link read.
+    store
+        .delete_gateway(a, g, audit("gateway.delete"))
+        .await
+        .unwrap();
+    assert_not_found(store.gateway_config_input(a, g).await);
+    assert_not_found(store.gateway_account(g).await);
+    assert!(store.gateway_status_inputs().await.unwrap().is_empty());
+    assert!(store.all_active_issues().await.unwrap().is_empty());
 }
