@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let mut times: Vec<Duration> = Vec::with_capacity(iterations);
+    let cpu_before = process_cpu();
     for _ in 0..iterations {
         let started = Instant::now();
         let overview = store
@@ -44,6 +45,14 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         times.push(started.elapsed());
         assert_eq!(overview.gateways.len(), seed::SeedShape::BENCH.gateways);
+    }
+    // CPU time of the whole process (incl. sqlx's SQLite worker thread) per call: unlike
+    // wall time, it does not grow when other work competes for the machine.
+    if let (Some(before), Some(after)) = (cpu_before, process_cpu()) {
+        println!(
+            "process CPU per call: {:?}",
+            after.saturating_sub(before) / u32::try_from(iterations.max(1)).unwrap_or(1)
+        );
     }
     times.sort_unstable();
     let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
@@ -55,4 +64,14 @@ async fn main() -> anyhow::Result<()> {
         times[times.len() - 1]
     );
     Ok(())
+}
+
+/// User + system CPU time of this process from `/proc/self/stat` (Linux only).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux platform Rust supports.
+    Some(Duration::from_millis(ticks * 10))
 }
