@@ -2,8 +2,8 @@
 //!
 //! # Design
 //!
-//! [`Store`] holds an enum over the two sqlx pools ([`Backend`]) instead of sqlx's `Any`
-//! driver. Each method's body is written once inside [`with_conn!`] or [`with_tx!`], which
+//! [`Store`] holds an enum over the two sqlx pools (`Backend`) instead of sqlx's `Any`
+//! driver. Each method's body is written once inside `with_conn!` or `with_tx!`, which
 //! expand it per backend, so every query is compiled against the concrete driver: native
 //! type mapping (no `Any` value conversion per column, no lost `BOOLEAN`/`BIGINT`
 //! distinctions), backend-specific transaction starts (`BEGIN IMMEDIATE` on SQLite, so a
@@ -14,9 +14,9 @@
 //! be split per backend later without changing checksums of already applied files.
 //!
 //! Values: ids are TEXT UUIDs, instants are BIGINT milliseconds ([`model::Timestamp`]),
-//! flags BOOLEAN, settings JSON in TEXT. Rows decode by position ([`rows`]).
+//! flags BOOLEAN, settings JSON in TEXT. Rows decode by position (`rows.rs`).
 //!
-//! Tenancy: every method on tenant data takes the [`AccountId`] and puts it in the `WHERE`
+//! Tenancy: every method on tenant data takes the [`model::AccountId`] and puts it in the `WHERE`
 //! clause, so an object of another account is [`StoreError::NotFound`] exactly like a
 //! missing one; composite foreign keys `(id, account_id)` stop cross-account references.
 //!
