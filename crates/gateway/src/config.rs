@@ -59,7 +59,7 @@ pub enum HealthCheck {
 #[derive(Debug)]
 pub struct ApiRuntime {
     pub id: String,
-    pub name: String,
+    pub name: Arc<String>,
     pub targets: Vec<Arc<Target>>,
     pub load_balancing: LoadBalancing,
     pub execution: Execution,
@@ -75,7 +75,7 @@ pub struct ApiRuntime {
 #[derive(Debug)]
 pub struct Route {
     pub api: Arc<ApiRuntime>,
-    pub environment: Arc<str>,
+    pub environment: Arc<String>,
     pub metrics: RouteMetrics,
 }
 
@@ -358,7 +358,10 @@ pub fn build(
                 env.name
             )));
         }
-        if environments.insert(env.id.as_str(), env).is_some() {
+        if environments
+            .insert(env.id.as_str(), (env, Arc::new(env.name.clone())))
+            .is_some()
+        {
             return Err(invalid(format!("environment id {} appears twice", env.id)));
         }
     }
@@ -435,7 +438,7 @@ pub fn build(
         staged.apis.insert(raw.id.clone(), state.clone());
         let api = Arc::new(ApiRuntime {
             id: raw.id.clone(),
-            name: raw.name.clone(),
+            name: Arc::new(raw.name.clone()),
             client: staged.client(execution.connect_timeout, false)?,
             h2c_client: staged.client(execution.connect_timeout, true)?,
             targets,
@@ -452,7 +455,7 @@ pub fn build(
             )));
         }
         for deployment in &raw.deployments {
-            let env = environments
+            let (env, env_name) = environments
                 .get(deployment.environment_id.as_str())
                 .ok_or_else(|| {
                     invalid(format!(
@@ -477,9 +480,9 @@ pub fn build(
             })?;
             route_owner.push(raw.name.clone());
             routes.push(Route {
+                metrics: metrics.route(&api.name, env_name),
                 api: api.clone(),
-                environment: Arc::from(env.name.as_str()),
-                metrics: metrics.route(&raw.name, &env.name),
+                environment: env_name.clone(),
             });
         }
         apis.push(api);

@@ -32,6 +32,15 @@ const HOP_BY_HOP: [&HeaderName; 9] = [
 /// Removes hop-by-hop headers and those named in `Connection`. With `keep_upgrade` the
 /// `Upgrade` header and a `Connection: upgrade` survive (WebSocket pass-through).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them: one pass of cheap name comparisons (standard names
+    // compare as enum values) avoids nine hash lookups per message.
+    let present = headers.keys().any(|name| HOP_BY_HOP.contains(&name));
+    if !present {
+        if keep_upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         // Collect first: the names borrow the map. Few requests carry extra tokens.
         let listed: Vec<HeaderName> = headers
@@ -50,9 +59,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         if keep_upgrade && *name == header::UPGRADE {
             continue;
         }
-        if headers.contains_key(name) {
-            headers.remove(name);
-        }
+        headers.remove(name);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

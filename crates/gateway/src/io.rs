@@ -97,6 +97,10 @@ pub struct GuardedIo<T> {
     timeouts: Timeouts,
     sleep: Pin<Box<Sleep>>,
     timer: Timer,
+    /// When the current timer state expires; the sleep may be armed later than this only
+    /// until it fires and is re-armed.
+    deadline: Instant,
+    armed: bool,
     phase: Phase,
 }
 
@@ -115,6 +119,8 @@ impl<T> GuardedIo<T> {
             timeouts,
             sleep: Box::pin(tokio::time::sleep(timeouts.header_read)),
             timer: Timer::Off,
+            deadline: Instant::now(),
+            armed: false,
             phase: Phase::Normal,
         }
     }
@@ -134,6 +140,11 @@ impl<T> GuardedIo<T> {
 
 impl<T: AsyncRead + Unpin> GuardedIo<T> {
     /// Arms or polls the head timers; `Ready` means a timer fired.
+    ///
+    /// The timer is lazy: a state change only records the new deadline, and the sleep is reset
+    /// only when that deadline is earlier than the armed one, or when the sleep fires before
+    /// the current deadline. That is about one timer-wheel update per timeout period instead
+    /// of several per request.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let want = if self.shared.active.load(Ordering::Acquire) > 0 {
             Timer::Off
@@ -151,12 +162,22 @@ impl<T: AsyncRead + Unpin> GuardedIo<T> {
                 Timer::Idle => self.timeouts.keep_alive,
                 Timer::Off => return Poll::Pending,
             };
-            self.sleep.as_mut().reset(Instant::now() + after);
+            self.deadline = Instant::now() + after;
+            if self.deadline < self.sleep.deadline() || !self.armed {
+                self.sleep.as_mut().reset(self.deadline);
+                self.armed = true;
+            }
         }
         if self.timer == Timer::Off {
             return Poll::Pending;
         }
-        self.sleep.as_mut().poll(cx)
+        loop {
+            ready!(self.sleep.as_mut().poll(cx));
+            if Instant::now() >= self.deadline {
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(self.deadline);
+        }
     }
 
     fn make_room(&mut self) {

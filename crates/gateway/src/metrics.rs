@@ -1,6 +1,8 @@
 //! Prometheus metrics of the node. Per-route handles are resolved when a snapshot is built, so
 //! the request path updates atomics and never looks up a label set.
 
+use std::sync::Arc;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -10,20 +12,20 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub api: String,
-    pub environment: String,
+    pub api: Arc<String>,
+    pub environment: Arc<String>,
     pub status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub api: String,
-    pub environment: String,
+    pub api: Arc<String>,
+    pub environment: Arc<String>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamErrorLabels {
-    pub api: String,
+    pub api: Arc<String>,
     pub kind: &'static str,
 }
 
@@ -155,10 +157,12 @@ impl Metrics {
         }
     }
 
-    pub fn route(&self, api: &str, environment: &str) -> RouteMetrics {
+    /// Label values are shared (`Arc`) between the label sets of a route: with 10,000 APIs the
+    /// per-route metrics are a large part of the node's memory.
+    pub fn route(&self, api: &Arc<String>, environment: &Arc<String>) -> RouteMetrics {
         let labels = RouteLabels {
-            api: api.to_string(),
-            environment: environment.to_string(),
+            api: api.clone(),
+            environment: environment.clone(),
         };
         let by_class = STATUS_CLASSES.map(|status| {
             self.requests

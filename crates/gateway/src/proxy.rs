@@ -38,9 +38,9 @@ pub struct ConnCtx {
     pub https: bool,
 }
 
-struct Active(Arc<ConnShared>);
+struct Active<'a>(&'a ConnShared);
 
-impl Drop for Active {
+impl Drop for Active<'_> {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Release);
     }
@@ -52,7 +52,7 @@ pub async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
     ctx.conn.active.fetch_add(1, Ordering::Acquire);
-    let _active = Active(ctx.conn.clone());
+    let _active = Active(&ctx.conn);
     let start = Instant::now();
     match AssertUnwindSafe(handle(&ctx, req, start))
         .catch_unwind()
@@ -558,7 +558,7 @@ fn access_log_parts(
         path,
         status,
         api = route.map_or("", |r| r.api.name.as_str()),
-        environment = route.map_or("", |r| &*r.environment),
+        environment = route.map_or("", |r| r.environment.as_str()),
         upstream = target.map_or("", |t| t.url.as_str()),
         client = ctx.peer_ip.to_str().unwrap_or(""),
         request_id = request_id.to_str().unwrap_or(""),

@@ -65,9 +65,26 @@ impl Snapshot {
             .unwrap_or_default()
     }
 
-    /// Lowercase hex SHA-256 of [`Snapshot::canonical_bytes`].
+    /// Lowercase hex SHA-256 of [`Snapshot::canonical_bytes`], streamed into the hasher so a
+    /// large snapshot is not serialised into memory a second time.
     pub fn compute_hash(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical_bytes()))
+        struct HashWriter(Sha256);
+        impl std::io::Write for HashWriter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut writer = HashWriter(Sha256::new());
+        // Writing plain structs and Vecs into a hasher cannot fail.
+        let _ = serde_json::to_writer(
+            &mut writer,
+            &(self.format_version, self.generation, &self.config),
+        );
+        hex::encode(writer.0.finalize())
     }
 
     /// Checks that `content_hash` matches the content.
@@ -413,6 +430,15 @@ mod tests {
         let parsed = Snapshot::from_json(snapshot.to_json_pretty().as_bytes()).unwrap();
         assert_eq!(parsed, snapshot);
         parsed.verify_hash().unwrap();
+    }
+
+    #[test]
+    fn streamed_hash_equals_hash_of_canonical_bytes() {
+        let snapshot = sample();
+        assert_eq!(
+            snapshot.compute_hash(),
+            hex::encode(Sha256::digest(snapshot.canonical_bytes()))
+        );
     }
 
     #[test]

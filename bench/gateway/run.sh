@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Switchyard vs nginx vs HAProxy as reverse proxies in front of one nginx upstream.
+# Each proxy runs with one worker pinned to CPU $PROXY_CPU; wrk / loadgen and the upstream run
+# on CPU $LOAD_CPU. Results are printed as Markdown rows; see bench/RESULTS.md.
+#
+#   bench/gateway/run.sh            # DURATION=10 CONNS=50 ROUNDS=3 by default
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=/tmp/sybench
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-50}
+ROUNDS=${ROUNDS:-3}
+PATH_=/ws/rest/api7/v1/items/42
+mkdir -p "$OUT"
+
+cargo build --release -q -p switchyard
+cargo build --release -q -p gateway --example make_snapshot
+(cd bench/gateway/loadgen && CARGO_TARGET_DIR="$TARGET/loadgen" cargo build --release -q)
+SY="$TARGET/release/switchyard"
+LOADGEN="$TARGET/loadgen/release/loadgen"
+"$TARGET/release/examples/make_snapshot" 10 http://127.0.0.1:9100 1 > "$OUT/snap10.json"
+"$TARGET/release/examples/make_snapshot" 10000 http://127.0.0.1:9100 1 > "$OUT/snap10k.json"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
+
+taskset -c "$LOAD_CPU" /usr/sbin/nginx -c "$ROOT/bench/gateway/nginx-upstream.conf" & PIDS+=($!)
+wait_port 9100
+
+# CPU ticks (utime+stime) of a process and its children processes.
+ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
+rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done; echo $t; }
+HZ=$(getconf CLK_TCK)
+
+start_proxy() { # name -> sets PROXY_PIDS (processes whose CPU counts) and PORT
+  case $1 in
+    nginx)
+      taskset -c "$PROXY_CPU" /usr/sbin/nginx -c "$ROOT/bench/gateway/nginx-proxy.conf" & MASTER=$!; PIDS+=($MASTER)
+      PORT=9201; wait_port $PORT; sleep 0.2; PROXY_PIDS=$(pgrep -P $MASTER | tr '\n' ' ');;
+    haproxy)
+      taskset -c "$PROXY_CPU" /usr/sbin/haproxy -db -f "$ROOT/bench/gateway/haproxy.cfg" & MASTER=$!; PIDS+=($MASTER)
+      PORT=9202; wait_port $PORT; PROXY_PIDS=$MASTER;;
+    switchyard|switchyard-10k)
+      local snap=$OUT/snap10.json; [ "$1" = switchyard-10k ] && snap=$OUT/snap10k.json
+      RUST_LOG=warn taskset -c "$PROXY_CPU" "$SY" gateway --snapshot "$snap" --listen 127.0.0.1:9203 \
+        --admin-listen 127.0.0.1:9213 --worker-threads 1 > "$OUT/switchyard.log" 2>&1 & MASTER=$!; PIDS+=($MASTER)
+      PORT=9203; wait_port $PORT; PROXY_PIDS=$MASTER;;
+  esac
+}
+stop_proxy() { kill $MASTER; wait $MASTER 2>/dev/null || true; }
+
+max_rate() { # name -> "rps us_per_req rss_mb"
+  start_proxy "$1"
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT$PATH_" > /dev/null
+  local before; before=$(ticks $PROXY_PIDS)
+  local out; out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PORT$PATH_")
+  local after; after=$(ticks $PROXY_PIDS)
+  local rss; rss=$(rss_kb $PROXY_PIDS)
+  stop_proxy
+  local requests; requests=$(echo "$out" | awk '/requests in/{print $1}')
+  local rps; rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+  local non2xx; non2xx=$(echo "$out" | awk '/Non-2xx/{print $NF}')
+  [ -n "$non2xx" ] && echo "WARNING: $1 answered $non2xx non-2xx" >&2
+  echo "$rps $(( (after - before) * 1000000 / HZ / requests )) $((rss / 1024))"
+}
+
+latency() { # name rate -> loadgen line
+  start_proxy "$1"
+  taskset -c "$LOAD_CPU" "$LOADGEN" "http://127.0.0.1:$PORT$PATH_" "$2" 2 "$CONNS" > /dev/null
+  local out; out=$(taskset -c "$LOAD_CPU" "$LOADGEN" "http://127.0.0.1:$PORT$PATH_" "$2" "$DURATION" "$CONNS")
+  stop_proxy
+  echo "$out"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+
+declare -A RPS CPU RSS
+NAMES="nginx haproxy switchyard switchyard-10k"
+for round in $(seq "$ROUNDS"); do
+  for name in $NAMES; do
+    read -r rps us rss < <(max_rate "$name")
+    echo "round $round $name: $rps req/s, $us us/req CPU, RSS $rss MB" >&2
+    RPS[$name]+="$rps "; CPU[$name]+="$us "; RSS[$name]+="$rss "
+  done
+done
+
+echo
+echo "| proxy | req/s (median of $ROUNDS) | vs nginx | CPU µs/req | RSS MB |"
+echo "|---|---|---|---|---|"
+NGINX_RPS=$(echo ${RPS[nginx]} | tr ' ' '\n' | median)
+for name in $NAMES; do
+  r=$(echo ${RPS[$name]} | tr ' ' '\n' | median)
+  c=$(echo ${CPU[$name]} | tr ' ' '\n' | median)
+  m=$(echo ${RSS[$name]} | tr ' ' '\n' | median)
+  echo "| $name | $r | $(awk "BEGIN{printf \"%.2f\", $r/$NGINX_RPS}") | $c | $m |"
+done
+
+RATE=$(awk "BEGIN{printf \"%d\", $NGINX_RPS/2}")
+echo
+echo "Latency at $RATE req/s (50% of nginx's max), $CONNS connections, ${DURATION}s, open loop:"
+echo
+echo "| proxy | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors |"
+echo "|---|---|---|---|---|---|---|"
+for name in $NAMES; do
+  line=$(latency "$name" "$RATE")
+  get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1==k{print $2}'; }
+  echo "| $name | $(get p50_us) | $(get p90_us) | $(get p99_us) | $(get p999_us) | $(get max_us) | $(get errors) |"
+done
