@@ -1,8 +1,194 @@
-//! `switchyard platform`.
+//! `switchyard platform`: the control plane alone. Configuration comes from flags, then
+//! `SWITCHYARD_*` environment variables, then an optional TOML file, then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Default REST/console listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory (SQLite database, tokens of `up`).
+pub const DEFAULT_DATA_DIR: &str = "./switchyard-data";
 
 #[derive(clap::Args, Debug)]
-pub struct PlatformArgs {}
+pub struct PlatformArgs {
+    /// Address of the REST API and console [default: 127.0.0.1:8080].
+    #[arg(long, env = "SWITCHYARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// `sqlite://PATH` or `postgres://…` [default: SQLite file in the data directory].
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory for the SQLite database and other local state [default: ./switchyard-data].
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML file with `listen`, `database_url`, `data_dir`; unknown keys are errors.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+}
 
-pub fn run(_args: PlatformArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`switchyard platform` is not built yet")
+/// The optional TOML file (first step of two-step configuration: raw input).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+}
+
+/// Resolved configuration of the platform process.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+}
+
+impl PlatformArgs {
+    pub fn resolve(self) -> anyhow::Result<Resolved> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("in config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen = match self.listen.or(file.listen) {
+            Some(listen) => listen,
+            None => DEFAULT_LISTEN.parse().context("default listen address")?,
+        };
+        let database_url = match self.database_url.or(file.database_url) {
+            Some(url) => url,
+            None => sqlite_url(&data_dir),
+        };
+        Ok(Resolved {
+            listen,
+            database_url,
+            data_dir,
+        })
+    }
+}
+
+/// The SQLite database inside a data directory.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("switchyard.db").display())
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info` level.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Creates the data directory, readable by its owner only when we create it.
+pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the store, naming the database in the error (without credentials).
+pub async fn open_store(url: &str) -> anyhow::Result<store::Store> {
+    store::Store::open(url, store::StoreOptions::default())
+        .await
+        .with_context(|| format!("opening database {}", redact(url)))
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+pub fn run(args: PlatformArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let config = args.resolve()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        if config.database_url.starts_with("sqlite:") {
+            ensure_data_dir(&config.data_dir)?;
+        }
+        let store = open_store(&config.database_url).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, database = %redact(&config.database_url), "platform listening");
+        println!("Switchyard platform on http://{addr} (REST API under /api/v1)");
+        platform::serve(
+            platform::PlatformConfig { store },
+            listener,
+            shutdown_signal(),
+        )
+        .await
+        .context("serving")?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://u:secret@db:5432/x"),
+            "postgres://u:***@db:5432/x"
+        );
+        assert_eq!(redact("sqlite://./d/x.db"), "sqlite://./d/x.db");
+    }
+
+    #[test]
+    fn config_file_rejects_unknown_keys() {
+        assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"").is_ok());
+        assert!(toml::from_str::<FileConfig>("lisen = \"127.0.0.1:1\"").is_err());
+    }
 }

@@ -1,0 +1,140 @@
+//! `switchyard up` as a user runs it: first run writes both tokens (mode 0600) and prints
+//! their paths; a second run on the same data directory reuses data and tokens.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// A running `switchyard up`, stopped with SIGTERM on drop.
+struct Up {
+    child: Child,
+    stdout: Vec<String>,
+    base: String,
+}
+
+impl Up {
+    fn start(data_dir: &Path) -> Up {
+        let mut child = Command::new(BIN)
+            .args(["up", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchyard up");
+        let reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut stdout = Vec::new();
+        let mut base = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // The last line of the welcome text is the curl hint; read up to it.
+        for line in reader.lines() {
+            let line = line.expect("read stdout");
+            if let Some(rest) = line.trim().strip_prefix("REST API:") {
+                let url = rest.split_whitespace().next().expect("url");
+                base = Some(url.trim_end_matches("/api/v1").to_string());
+            }
+            let done = line.starts_with("Try:");
+            stdout.push(line);
+            if done || Instant::now() > deadline {
+                break;
+            }
+        }
+        let base = base.unwrap_or_else(|| panic!("no REST API line in {stdout:#?}"));
+        Up {
+            child,
+            stdout,
+            base,
+        }
+    }
+
+    fn get(&self, path: &str, token: &str) -> u16 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            reqwest::Client::new()
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        })
+    }
+
+    fn stop(mut self) {
+        terminate(&self.child);
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "up exited with {status} after SIGTERM");
+    }
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn up_writes_tokens_once_and_reuses_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let owner_file = data.join("owner-token");
+    let admin_file = data.join("admin-token");
+
+    let first = Up::start(&data);
+    let text = first.stdout.join("\n");
+    assert!(text.contains(&owner_file.display().to_string()), "{text}");
+    assert!(text.contains(&admin_file.display().to_string()), "{text}");
+    assert_eq!(mode(&owner_file), 0o600);
+    assert_eq!(mode(&admin_file), 0o600);
+    let owner = std::fs::read_to_string(&owner_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let admin = std::fs::read_to_string(&admin_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(owner.starts_with("sy_pat_") && admin.starts_with("sy_pat_"));
+    assert_ne!(owner, admin);
+    assert_eq!(first.get("/api/v1/gateways", &owner), 200);
+    assert_eq!(first.get("/api/v1/accounts", &admin), 200);
+    assert_eq!(first.get("/api/v1/accounts", &owner), 403);
+    first.stop();
+
+    let second = Up::start(&data);
+    assert_eq!(std::fs::read_to_string(&owner_file).unwrap().trim(), owner);
+    assert_eq!(std::fs::read_to_string(&admin_file).unwrap().trim(), admin);
+    assert_eq!(second.get("/api/v1/gateways", &owner), 200);
+    assert!(
+        second.stdout.join("\n").contains("Reusing"),
+        "{:?}",
+        second.stdout
+    );
+    second.stop();
+}
