@@ -10,11 +10,14 @@
 
 mod admin;
 mod body;
+pub mod cache;
 pub mod config;
 pub mod h1guard;
 mod headers;
 mod io;
+pub mod link;
 mod metrics;
+pub mod node;
 mod proxy;
 pub mod router;
 mod server;
@@ -335,7 +338,20 @@ impl GatewayHandle {
     /// served, then the listeners close and in-flight requests get up to the drain timeout.
     /// Returns whether every connection finished in time.
     pub async fn shutdown(&self) -> bool {
-        let settings = self.shared.settings();
+        self.shutdown_draining_for(None).await
+    }
+
+    /// Like [`GatewayHandle::shutdown`], with the drain limit of a stop or restart command
+    /// instead of the configured one.
+    pub async fn shutdown_with_drain_timeout(&self, drain_timeout: Duration) -> bool {
+        self.shutdown_draining_for(Some(drain_timeout)).await
+    }
+
+    async fn shutdown_draining_for(&self, drain_timeout: Option<Duration>) -> bool {
+        let mut settings = self.shared.settings();
+        if let Some(limit) = drain_timeout {
+            settings.drain_timeout = limit;
+        }
         self.shared.draining.store(true, Ordering::Relaxed);
         tracing::info!(delay = ?settings.shutdown_delay, "draining: readiness now 503");
         tokio::time::sleep(settings.shutdown_delay).await;

@@ -1,23 +1,43 @@
-//! `switchyard gateway`: one gateway node serving a configuration snapshot file.
+//! `switchyard gateway`: one gateway node, in one of two modes.
 //!
-//! The file is re-read when its modification time or size changes (polled, which works on every
-//! file system and in containers) and on SIGHUP; each version is validated whole by the node
-//! and refused if invalid, the previous one staying in service. SIGTERM and Ctrl-C stop the
-//! node gracefully. The platform link (`--platform`, `--install-token`, `--data-dir`) will add
-//! a second source of snapshots beside the file.
+//! - **Platform mode** (`--platform URL`, or a data directory that already holds a credential):
+//!   the node joins with an install token once, then connects to the platform, which pushes its
+//!   configuration; the last applied snapshot is cached in the data directory and served at
+//!   start while the platform is unreachable (`gateway::node`). A restart command re-executes
+//!   this binary with the same arguments, so the node comes back with the same node id.
+//! - **File mode** (`--snapshot FILE`): the node serves a snapshot file, re-read when its
+//!   modification time or size changes (polled, which works on every file system and in
+//!   containers) and on SIGHUP; each version is validated whole and refused if invalid, the
+//!   previous one staying in service.
+//!
+//! SIGTERM and Ctrl-C stop the node gracefully in both modes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use gateway::node::{ExitReason, NodeOptions};
 use gateway::{ApplyOutcome, Gateway, GatewayConfig, GatewayHandle};
+
+/// Data directory of a platform-managed node when none is given.
+pub const DEFAULT_GATEWAY_DATA_DIR: &str = "./switchyard-gateway-data";
 
 #[derive(clap::Args, Debug)]
 pub struct GatewayArgs {
-    /// Configuration snapshot (JSON) to serve; watched for changes, re-read on SIGHUP.
-    #[arg(long, env = "SWITCHYARD_SNAPSHOT")]
-    pub snapshot: PathBuf,
+    /// File mode: configuration snapshot (JSON) to serve; watched for changes, re-read on SIGHUP.
+    #[arg(long, env = "SWITCHYARD_SNAPSHOT", conflicts_with_all = ["platform", "install_token"])]
+    pub snapshot: Option<PathBuf>,
+    /// Platform mode: URL of the platform (http or https) to join and connect to; optional
+    /// once joined (the URL stored at join is used).
+    #[arg(long, env = "SWITCHYARD_PLATFORM_URL")]
+    pub platform: Option<String>,
+    /// Install token for the first start (join); not needed once the node holds a credential.
+    #[arg(long, env = "SWITCHYARD_INSTALL_TOKEN", hide_env_values = true)]
+    pub install_token: Option<String>,
+    /// Platform mode: node id, credential (0600) and cached configuration live here.
+    #[arg(long, env = "SWITCHYARD_GATEWAY_DATA_DIR", default_value = DEFAULT_GATEWAY_DATA_DIR)]
+    pub data_dir: PathBuf,
     /// Address of the HTTP listener (HTTP/1.1 and h2c).
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8077")]
     pub listen: SocketAddr,
@@ -27,8 +47,10 @@ pub struct GatewayArgs {
     /// Address of the admin listener (Prometheus `/metrics` and the health endpoints).
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
-    /// Node name shown in status; defaults to the host name.
-    #[arg(long, env = "SWITCHYARD_NODE_NAME")]
+    /// Platform mode: the gateway to join (a new name creates it, an existing one adds this
+    /// node to its cluster); needed only with `--install-token`. File mode: the node name
+    /// shown in status (defaults to the host name).
+    #[arg(long, env = "SWITCHYARD_GATEWAY_NAME")]
     pub name: Option<String>,
     /// Runtime worker threads; defaults to the number of CPUs.
     #[arg(long, env = "SWITCHYARD_WORKER_THREADS")]
@@ -46,7 +68,80 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         runtime.worker_threads(threads.max(1));
     }
     let runtime = runtime.build().context("starting the async runtime")?;
-    runtime.block_on(serve(args))
+    let Some(snapshot) = args.snapshot.clone() else {
+        let exit = runtime.block_on(serve_platform(&args))?;
+        // Listeners and the link are closed once the runtime is gone.
+        drop(runtime);
+        return match exit {
+            ExitReason::Stopped => Ok(()),
+            ExitReason::Restart => Err(reexec()),
+            ExitReason::Revoked { reason } => Err(anyhow::anyhow!(
+                "the platform refused this node for good and it stopped serving: {reason}; \
+                 join again with a new install token (remove {} first)",
+                args.data_dir.join("credential.json").display()
+            )),
+        };
+    };
+    runtime.block_on(serve(args, snapshot))
+}
+
+/// Replaces this process by a fresh run of the same binary with the same arguments; returns
+/// only on failure.
+fn reexec() -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => return anyhow::Error::new(error).context("finding this binary to restart"),
+    };
+    tracing::info!(exe = %exe.display(), "restarting");
+    let error = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::Error::new(error).context(format!("re-executing {}", exe.display()))
+}
+
+async fn serve_platform(args: &GatewayArgs) -> anyhow::Result<ExitReason> {
+    let mut config = GatewayConfig::new(args.listen);
+    config.tls_listen = args.tls_listen;
+    config.admin_listen = args.admin_listen;
+    config.node_name = host_name();
+    let mut options = NodeOptions::new(args.data_dir.clone(), config);
+    options.platform_url = args.platform.clone();
+    options.install_token = args.install_token.clone();
+    options.gateway_name = args.name.clone();
+    let node = gateway::node::Node::start(options).await?;
+    let handle = node.handle();
+    println!(
+        "switchyard gateway: node {} of gateway {}: http://{}{}{}",
+        node.node_id(),
+        node.gateway_id(),
+        handle.http_addr(),
+        handle
+            .https_addr()
+            .map(|a| format!(", https://{a}"))
+            .unwrap_or_default(),
+        handle
+            .admin_addr()
+            .map(|a| format!(", admin http://{a}/metrics"))
+            .unwrap_or_default(),
+    );
+    Ok(node.run(stop_signal()).await)
+}
+
+/// SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn init_logging() {
@@ -99,7 +194,7 @@ fn load(handle: &GatewayHandle, path: &Path) {
     }
 }
 
-async fn serve(args: GatewayArgs) -> anyhow::Result<()> {
+async fn serve(args: GatewayArgs, path: PathBuf) -> anyhow::Result<()> {
     let mut config = GatewayConfig::new(args.listen);
     config.tls_listen = args.tls_listen;
     config.admin_listen = args.admin_listen;
@@ -118,7 +213,6 @@ async fn serve(args: GatewayArgs) -> anyhow::Result<()> {
             .unwrap_or_default(),
     );
 
-    let path = args.snapshot.clone();
     let mut seen = fingerprint(&path);
     load(&handle, &path);
 
