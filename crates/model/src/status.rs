@@ -532,9 +532,26 @@ pub fn node_state(
     startup_timeout: Duration,
     force_restart_after: Option<Duration>,
 ) -> NodeState {
-    let silent = now.since(record.last_message_at) >= lost_contact_threshold(heartbeat_interval);
+    node_state_with(
+        record,
+        now,
+        lost_contact_threshold(heartbeat_interval),
+        startup_timeout,
+        restart_unresponsive_after(force_restart_after),
+    )
+}
+
+/// [`node_state`] with the two derived limits given directly.
+fn node_state_with(
+    record: &NodeRecord,
+    now: Timestamp,
+    lost_contact: Duration,
+    startup_timeout: Duration,
+    unresponsive_after: Duration,
+) -> NodeState {
+    let silent = now.since(record.last_message_at) >= lost_contact;
     if let Some(since) = record.restart_since {
-        return if now.since(since) > restart_unresponsive_after(force_restart_after) {
+        return if now.since(since) > unresponsive_after {
             NodeState::RestartingUnresponsive
         } else {
             NodeState::Restarting
@@ -573,6 +590,12 @@ pub struct StatusSettings {
     pub startup_timeout: Duration,
     pub force_restart_after: Option<Duration>,
     pub generation_skew_tolerance: Duration,
+    /// The floor of the lost-contact threshold ([`MIN_LOST_CONTACT`]); lowered only by tests
+    /// that need short timings.
+    pub min_lost_contact: Duration,
+    /// How long a restart may take when Force Restart is not set
+    /// ([`RESTART_UNRESPONSIVE_AFTER`]); lowered only by tests that need short timings.
+    pub restart_unresponsive_after: Duration,
 }
 
 impl StatusSettings {
@@ -587,13 +610,28 @@ impl StatusSettings {
 
     /// [`node_state`] with these settings.
     pub fn node_state(&self, record: &NodeRecord, now: Timestamp) -> NodeState {
-        node_state(
+        let lost_contact = self
+            .heartbeat_interval
+            .saturating_mul(LOST_CONTACT_HEARTBEATS)
+            .max(self.min_lost_contact);
+        let unresponsive = match self.force_restart_after {
+            Some(force) => force.saturating_add(FORCE_RESTART_GRACE),
+            None => self.restart_unresponsive_after,
+        };
+        node_state_with(
             record,
             now,
-            self.heartbeat_interval,
+            lost_contact,
             self.startup_timeout,
-            self.force_restart_after,
+            unresponsive,
         )
+    }
+
+    /// The lost-contact threshold with these settings.
+    pub fn lost_contact_threshold(&self) -> Duration {
+        self.heartbeat_interval
+            .saturating_mul(LOST_CONTACT_HEARTBEATS)
+            .max(self.min_lost_contact)
     }
 }
 
@@ -604,6 +642,8 @@ impl Default for StatusSettings {
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             force_restart_after: None,
             generation_skew_tolerance: GENERATION_SKEW_TOLERANCE,
+            min_lost_contact: MIN_LOST_CONTACT,
+            restart_unresponsive_after: RESTART_UNRESPONSIVE_AFTER,
         }
     }
 }

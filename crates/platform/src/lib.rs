@@ -1,17 +1,22 @@
-//! The control plane: REST API under `/api/v1` (axum, OpenAPI 3.1 by utoipa), auth and audit.
-//! Later: the web console, the node link server and background jobs.
+//! The control plane: REST API under `/api/v1` (axum, OpenAPI 3.1 by utoipa), auth and audit,
+//! the node link server (`link`: join, WebSocket link, snapshot publisher, commands) and the
+//! status job (`status_job`). Later: the web console and more background jobs.
 //!
 //! Start it with [`Platform::start`] on a bound listener (port 0 in tests) or [`serve`] with a
-//! shutdown future; first-run data for `switchyard up` comes from [`bootstrap::bootstrap`].
+//! shutdown future; both run the link's background tasks too ([`serve_with`] and
+//! [`Platform::start_with`] take a [`LinkConfig`] with other timings). First-run data for
+//! `switchyard up` comes from [`bootstrap::bootstrap`].
 
 pub mod auth;
 pub mod bootstrap;
 pub mod dto;
 pub mod error;
 pub mod json;
+pub mod link;
 pub mod openapi;
 mod routes;
 pub mod state;
+mod status_job;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +31,7 @@ use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+pub use crate::link::{Link, LinkConfig};
 pub use crate::state::AppState;
 
 /// Typed configuration of the platform; the binary builds it from flags, env and files.
@@ -37,7 +43,11 @@ pub struct PlatformConfig {
 /// The whole HTTP application: REST API, OpenAPI document, error envelopes for unknown
 /// routes, a 1 MiB body limit and a panic guard.
 pub fn app(config: PlatformConfig) -> Router {
-    let state = AppState::new(config.store);
+    app_with_link(AppState::new(config.store))
+}
+
+/// [`app`] over a given state (with a started [`Link`] when nodes should get changes).
+pub fn app_with_link(state: AppState) -> Router {
     let (api, _) = routes::router().split_for_parts();
     api.fallback(|| async {
         error::ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
@@ -68,9 +78,31 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(config, LinkConfig::default(), listener, shutdown).await
+}
+
+/// [`serve`] with the link's timings: starts the link's background tasks (publisher, notice
+/// listener, status job) and, on shutdown, stops them and closes every node link so the
+/// nodes reconnect (to this platform when it is back, or another process).
+pub async fn serve_with(
+    config: PlatformConfig,
+    link: LinkConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let link = Link::new(config.store.clone(), link);
+    link.start();
+    let state = AppState::with_link(config.store, link.clone());
+    let stopping = link.clone();
+    let result = axum::serve(listener, app_with_link(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Upgraded links are not part of axum's graceful drain: close them now.
+            stopping.stop();
+        })
+        .await;
+    link.stop();
+    result
 }
 
 /// A platform serving in a background task; tests and `switchyard up` hold one.
@@ -83,9 +115,18 @@ pub struct Platform {
 impl Platform {
     /// Starts serving on `listener` (bind it to port 0 to let the OS pick).
     pub async fn start(config: PlatformConfig, listener: TcpListener) -> std::io::Result<Platform> {
+        Self::start_with(config, LinkConfig::default(), listener).await
+    }
+
+    /// [`Platform::start`] with the link's timings (tests use short ones).
+    pub async fn start_with(
+        config: PlatformConfig,
+        link: LinkConfig,
+        listener: TcpListener,
+    ) -> std::io::Result<Platform> {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(config, listener, async {
+        let task = tokio::spawn(serve_with(config, link, listener, async {
             let _ = stopped.await;
         }));
         Ok(Platform {

@@ -1,17 +1,27 @@
-//! Shared request state: the store and the clock.
+//! Shared request state: the store, the node link and the clock.
 
 use model::Timestamp;
 use store::Store;
 
-/// What every handler gets. Cheap to clone (the store is a pool handle).
+use crate::link::{Link, LinkConfig};
+
+/// What every handler gets. Cheap to clone (the store is a pool handle, the link an `Arc`).
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: Store,
+    /// The node link: handlers tell it about committed configuration changes.
+    pub link: Link,
 }
 
 impl AppState {
+    /// State with a link that has no background tasks (see [`Link::new`]).
     pub fn new(store: Store) -> Self {
-        Self { store }
+        let link = Link::new(store.clone(), LinkConfig::default());
+        Self { store, link }
+    }
+
+    pub fn with_link(store: Store, link: Link) -> Self {
+        Self { store, link }
     }
 
     /// The time of a request; the only place the REST API reads the clock, so rules in

@@ -180,6 +180,7 @@ pub async fn update_api(
         )
         .await
         .or_404("API")?;
+    state.link.changed(account);
     Ok(axum::Json(ApiDto::from(&api)))
 }
 
@@ -205,6 +206,7 @@ pub async fn delete_api(
         .delete_api(account, id, principal.audit(&state, "api.delete"))
         .await
         .or_404("API")?;
+    state.link.changed(account);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -282,6 +284,7 @@ pub async fn create_deployment(
         )
         .await
         .or_404("API")?;
+    state.link.changed(account);
     Ok((
         StatusCode::CREATED,
         axum::Json(DeploymentDto::from(&deployment)),
@@ -340,5 +343,6 @@ pub async fn delete_deployment(
         .delete_deployment(account, id, principal.audit(&state, "deployment.delete"))
         .await
         .or_404("deployment")?;
+    state.link.changed(account);
     Ok(StatusCode::NO_CONTENT)
 }

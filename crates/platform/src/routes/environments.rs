@@ -168,6 +168,7 @@ pub async fn update_environment(
         )
         .await
         .or_404("environment")?;
+    state.link.changed(account);
     Ok(axum::Json(EnvironmentDto::from(&env)))
 }
 
@@ -193,6 +194,7 @@ pub async fn delete_environment(
         .delete_environment(account, id, principal.audit(&state, "environment.delete"))
         .await
         .or_404("environment")?;
+    state.link.changed(account);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -266,6 +268,7 @@ pub async fn put_configuration(
         )
         .await
         .or_404("environment")?;
+    state.link.changed(account);
     Ok(axum::Json(EnvironmentDto::from(&env)))
 }
 
@@ -340,5 +343,6 @@ pub async fn attach_environment(
         )
         .await
         .or_404("environment")?;
+    state.link.changed(account);
     Ok(axum::Json(EnvironmentDto::from(&env)))
 }

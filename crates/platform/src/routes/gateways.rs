@@ -231,6 +231,7 @@ pub async fn create_gateway(
             principal.audit(&state, "gateway.create"),
         )
         .await?;
+    state.link.changed(account);
     let dto = gateway_dto(&state, account, gateway.id).await?;
     Ok((StatusCode::CREATED, axum::Json(dto)))
 }
@@ -280,6 +281,7 @@ pub async fn update_gateway(
             )
             .await
             .or_404("gateway")?;
+        state.link.changed(account);
     }
     Ok(axum::Json(gateway_dto(&state, account, id).await?))
 }
@@ -307,6 +309,7 @@ pub async fn delete_gateway(
         .delete_gateway(account, id, principal.audit(&state, "gateway.delete"))
         .await
         .or_404("gateway")?;
+    state.link.gateway_deleted(account, id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -328,12 +331,19 @@ pub async fn list_nodes(
         nodes: nodes
             .iter()
             .map(|(node, reported)| {
-                let status = node_status(
-                    reported.as_deref(),
-                    node.last_seen,
-                    gateway.settings.heartbeat_interval,
-                    now,
-                );
+                // The status job's record of the node when it has one (SPEC §2 state machine).
+                let status = match state.link.node_status(node.id, now) {
+                    Some(s) => StatusDto {
+                        state: s.state.as_str().into(),
+                        variant: s.variant.map(|v| v.as_str().into()),
+                    },
+                    None => node_status(
+                        reported.as_deref(),
+                        node.last_seen,
+                        gateway.settings.heartbeat_interval,
+                        now,
+                    ),
+                };
                 NodeDto::new(node, status)
             })
             .collect(),

@@ -35,6 +35,10 @@ pub fn router() -> OpenApiRouter<AppState> {
             gateways::delete_gateway
         ))
         .routes(routes!(gateways::list_nodes))
+        .routes(routes!(crate::link::commands::restart_gateway))
+        .routes(routes!(crate::link::commands::stop_gateway))
+        .routes(routes!(crate::link::join::join))
+        .routes(routes!(crate::link::server::link))
         .routes(routes!(
             environments::create_environment,
             environments::list_environments

@@ -1,0 +1,205 @@
+//! Commands from the REST API to a gateway's nodes (SPEC §5, §10): a rolling restart (one
+//! node at a time: drained, restarted, back online before the next) and a stop.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use model::status::NodeState;
+use model::{GatewayId, NodeId};
+use protocol::link::Command;
+use serde::Serialize;
+use store::{AuditResult, Target};
+use utoipa::ToSchema;
+
+use super::{Link, publisher};
+use crate::auth::{Need, Principal};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
+use crate::routes::parse_id;
+use crate::state::{AppState, now};
+
+/// How often the rolling restart looks at the restarting node's record.
+const ROLL_POLL: Duration = Duration::from_millis(50);
+
+/// A command accepted for a gateway's nodes; it runs in the background.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandAccepted {
+    pub command_id: String,
+    /// The nodes the command goes to, in the order it reaches them.
+    pub nodes: Vec<uuid::Uuid>,
+}
+
+/// Restart a gateway (owner only): a rolling restart across its online nodes, one at a time,
+/// each drained first (for at most Force Restart, else the platform's drain timeout) and back
+/// online before the next. 409 `NO_NODE_ONLINE` when no node is online.
+#[utoipa::path(post, path = "/api/v1/gateways/{id}/restart", tag = "gateways",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 202, body = CommandAccepted), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "NO_NODE_ONLINE", body = ErrorEnvelope)))]
+pub async fn restart_gateway(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> ApiResult<(StatusCode, axum::Json<CommandAccepted>)> {
+    command(state, principal, raw, Kind::Restart).await
+}
+
+/// Stop every online node of a gateway (owner only); each drains first. The nodes stay
+/// stopped until they are started again on their hosts.
+#[utoipa::path(post, path = "/api/v1/gateways/{id}/stop", tag = "gateways",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 202, body = CommandAccepted), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "NO_NODE_ONLINE", body = ErrorEnvelope)))]
+pub async fn stop_gateway(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> ApiResult<(StatusCode, axum::Json<CommandAccepted>)> {
+    command(state, principal, raw, Kind::Stop).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Restart,
+    Stop,
+}
+
+async fn command(
+    state: AppState,
+    principal: Principal,
+    raw: String,
+    kind: Kind,
+) -> ApiResult<(StatusCode, axum::Json<CommandAccepted>)> {
+    let action = match kind {
+        Kind::Restart => "gateway.restart",
+        Kind::Stop => "gateway.stop",
+    };
+    let account = principal
+        .require(
+            &state,
+            Need::Owner,
+            Some((action, Some(Target::new("gateway", &raw)))),
+        )
+        .await?;
+    let id: GatewayId = parse_id(&raw, "gateway")?;
+    let gateway = state.store.gateway(account, id).await.or_404("gateway")?;
+    if gateway.deleted_at.is_some() {
+        return Err(ApiError::not_found("gateway"));
+    }
+    let at = now();
+    // Online nodes, oldest (the head node) last so the head stays up longest.
+    let mut nodes: Vec<NodeId> = state
+        .store
+        .nodes(account, id)
+        .await?
+        .into_iter()
+        .map(|(n, _)| n.id)
+        .filter(|n| {
+            state
+                .link
+                .node_status(*n, at)
+                .is_some_and(|s| s.state == model::status::GatewayState::Online)
+        })
+        .collect();
+    nodes.reverse();
+    if nodes.is_empty() {
+        return Err(ApiError::conflict(
+            "NO_NODE_ONLINE",
+            "no node of this gateway is online to receive the command",
+        ));
+    }
+    let command_id = uuid::Uuid::now_v7().to_string();
+    let drain = state.link.config().drain_timeout(&gateway.settings);
+    let drain_timeout_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX);
+    let mut audit = principal
+        .audit(&state, action)
+        .with_target(Target::new("gateway", id));
+    audit.details = serde_json::json!({
+        "command_id": command_id,
+        "nodes": nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+    });
+    state
+        .store
+        .append_audit(Some(account), audit, AuditResult::Allowed)
+        .await?;
+    match kind {
+        Kind::Restart => {
+            let link = state.link.clone();
+            let settings = link.config().status_settings(&gateway.settings);
+            let limit = settings.restart_unresponsive_after;
+            let limit = gateway
+                .settings
+                .force_restart_after
+                .map_or(limit, |f| f + model::status::FORCE_RESTART_GRACE);
+            let nodes = nodes.clone();
+            let command_id = command_id.clone();
+            tokio::spawn(async move {
+                roll(&link, &command_id, &nodes, drain_timeout_ms, limit).await;
+            });
+        }
+        Kind::Stop => {
+            for node in &nodes {
+                let command = Command::Stop { drain_timeout_ms };
+                if let Err(error) =
+                    publisher::send_command(&state.link, *node, &command_id, &command).await
+                {
+                    tracing::warn!(%error, %node, "could not send stop");
+                }
+            }
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(CommandAccepted {
+            command_id,
+            nodes: nodes.iter().map(|n| n.0).collect(),
+        }),
+    ))
+}
+
+/// The rolling restart: one node at a time; the next only when the previous one is back
+/// online. A node that does not come back within `limit` stops the roll (it shows as
+/// Restarting-unresponsive with RESTART_TIMED_OUT); the remaining nodes keep serving.
+async fn roll(
+    link: &Link,
+    command_id: &str,
+    nodes: &[NodeId],
+    drain_timeout_ms: u64,
+    limit: Duration,
+) {
+    for node in nodes {
+        let sent_at = now();
+        let command = Command::Restart { drain_timeout_ms };
+        if let Err(error) = publisher::send_command(link, *node, command_id, &command).await {
+            tracing::warn!(%error, %node, command_id, "could not send restart; stopping the roll");
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if back_online(link, *node, sent_at) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(%node, command_id, "node did not come back after a restart; stopping the roll");
+                return;
+            }
+            tokio::time::sleep(ROLL_POLL).await;
+        }
+    }
+    tracing::info!(command_id, "rolling restart done");
+}
+
+/// Whether `node` is online again after a restart sent at `sent_at`: it reported `online`
+/// as a new state (after having said something else) since then, and no restart is pending.
+fn back_online(link: &Link, node: NodeId, sent_at: model::Timestamp) -> bool {
+    let Some(entry) = link.inner.records.get(node) else {
+        return false;
+    };
+    let r = &entry.record;
+    r.restart_since.is_none()
+        && r.reported == Some(model::status::ReportedState::Online)
+        && r.reported_since > sent_at
+        && link.node_status(node, now()) == Some(NodeState::Online.status())
+}

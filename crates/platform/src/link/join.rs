@@ -1,0 +1,172 @@
+//! `POST /api/v1/nodes/join`: a node exchanges an install token for a node credential
+//! (SPEC §10). A new gateway name creates the gateway in the token's account; an existing
+//! one adds the node to its cluster. The credential is random, stored as its SHA-256, bound
+//! to the gateway, the account and the node id, and revocable (deleting the gateway does).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use model::{AccountId, Gateway, NodeId};
+use protocol::link::{JoinRequest, JoinResponse, PROTOCOL_VERSION_HEADER, check_protocol_version};
+use serde::Serialize;
+use store::{Actor, Audit, NewGateway, StoreError, Target};
+use utoipa::ToSchema;
+
+use crate::auth::{hash_secret, new_secret};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::json::parse_json;
+use crate::state::{AppState, now};
+
+/// The body of a join (the wire type is `protocol::link::JoinRequest`).
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct JoinBody {
+    /// Link protocol version of the node (1).
+    pub protocol_version: u32,
+    /// An install token of the account (`sy_inst_…`), valid 30 min to 24 h.
+    pub install_token: String,
+    /// A new name creates the gateway; an existing one adds a node to its cluster.
+    pub gateway_name: String,
+    /// The node's id (a UUID it generated once and keeps in its data directory).
+    pub node_id: uuid::Uuid,
+    pub host_name: String,
+    pub runtime_version: String,
+}
+
+/// The answer of a join (the wire type is `protocol::link::JoinResponse`).
+#[allow(dead_code)]
+#[derive(ToSchema, Serialize)]
+pub struct JoinAnswer {
+    pub gateway_id: uuid::Uuid,
+    pub gateway_name: String,
+    pub account_id: uuid::Uuid,
+    pub node_id: uuid::Uuid,
+    /// Bearer credential of the link (`sy_node_…`), shown only here.
+    pub node_credential: String,
+}
+
+/// Join a gateway node with an install token (no bearer token: the install token in the body
+/// authenticates). Refused with 400 `PROTOCOL_VERSION_MISMATCH` when the node speaks another
+/// link protocol version, 401 for an unknown, revoked or expired install token.
+#[utoipa::path(post, path = "/api/v1/nodes/join", tag = "gateways", security(()),
+    request_body = JoinBody,
+    responses((status = 201, body = JoinAnswer),
+        (status = 400, description = "PROTOCOL_VERSION_MISMATCH or malformed body", body = ErrorEnvelope),
+        (status = 401, description = "invalid or expired install token", body = ErrorEnvelope),
+        (status = 409, description = "NODE_ID_TAKEN", body = ErrorEnvelope),
+        (status = 422, description = "GATEWAY_NAME_*", body = ErrorEnvelope)))]
+pub async fn join(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, axum::Json<JoinResponse>)> {
+    // The version first: a node of another version may send a body this one cannot read.
+    if let Some(v) = headers.get(PROTOCOL_VERSION_HEADER) {
+        let v = v.to_str().ok().and_then(|v| v.trim().parse::<u32>().ok());
+        check_protocol_version(v.unwrap_or(0)).map_err(super::server::version_error)?;
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body)
+        && let Some(v) = value.get("protocol_version").and_then(|v| v.as_u64())
+    {
+        check_protocol_version(u32::try_from(v).unwrap_or(u32::MAX))
+            .map_err(super::server::version_error)?;
+    }
+    let request: JoinRequest = parse_json(&body)?;
+    check_protocol_version(request.protocol_version).map_err(super::server::version_error)?;
+    let node: NodeId = request
+        .node_id
+        .parse()
+        .map_err(|_| ApiError::bad_field("INVALID_FIELD", "node_id", "node_id must be a UUID"))?;
+    let at = now();
+    let token = state
+        .store
+        .find_install_token(&hash_secret(request.install_token.trim()), at)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("invalid, revoked or expired install token"))?;
+    let account = token.account_id;
+    let audit = |action: &str| Audit::new(Actor::Node(node), action, at);
+    let name = model::validate::validate_gateway_name(&request.gateway_name)
+        .map_err(|e| ApiError::validation(e.code(), "gateway_name", e.to_string()))?;
+
+    let (gateway, created) = find_or_create_gateway(&state, account, &name, &audit).await?;
+    let node_row = model::Node {
+        id: node,
+        gateway_id: gateway.id,
+        host_name: request.host_name.chars().take(255).collect(),
+        address: None,
+        version: request.runtime_version.chars().take(100).collect(),
+        joined_at: at,
+        last_seen: None,
+        applied_generation: None,
+    };
+    state
+        .store
+        .upsert_node(account, &node_row)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => ApiError::conflict(
+                "NODE_ID_TAKEN",
+                "this node id is registered in another account; use a new data directory",
+            ),
+            other => other.into(),
+        })?;
+    let secret = new_secret(super::NODE_CREDENTIAL_PREFIX);
+    let mut credential_audit = audit("node.join").with_target(Target::new("node", node));
+    credential_audit.details = serde_json::json!({
+        "gateway_id": gateway.id.to_string(),
+        "gateway_created": created,
+        "install_token_id": token.id.to_string(),
+        "host_name": node_row.host_name,
+    });
+    state
+        .store
+        .create_node_credential(
+            account,
+            gateway.id,
+            Some(node),
+            &hash_secret(&secret),
+            credential_audit,
+        )
+        .await?;
+    // A new gateway (or a node's first join) gets its first generation published now, so
+    // the node's link starts from a published snapshot.
+    state.link.changed(account);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(JoinResponse {
+            gateway_id: gateway.id.to_string(),
+            gateway_name: gateway.name,
+            account_id: account.to_string(),
+            node_id: node.to_string(),
+            node_credential: secret,
+        }),
+    ))
+}
+
+/// The live gateway of `account` named `name`, created when there is none. Two nodes
+/// joining a new name at once: the loser of the create finds the winner's gateway.
+async fn find_or_create_gateway(
+    state: &AppState,
+    account: AccountId,
+    name: &str,
+    audit: &impl Fn(&str) -> Audit,
+) -> ApiResult<(Gateway, bool)> {
+    for _ in 0..3 {
+        if let Some(g) = state.store.gateway_by_name(account, name).await? {
+            return Ok((g, false));
+        }
+        match state
+            .store
+            .create_gateway(account, NewGateway::named(name), audit("gateway.create"))
+            .await
+        {
+            Ok(g) => return Ok((g, true)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(
+        "GATEWAY_NAME_TAKEN",
+        "the gateway name is taken and could not be read; retry",
+    ))
+}

@@ -1,0 +1,620 @@
+//! The link server: `GET /api/v1/link`, a node-initiated WebSocket (SPEC §10). The node
+//! credential and the protocol version are checked before the upgrade (401 / 400 with the
+//! error envelope); then the node's Hello is answered with Welcome and the current snapshot,
+//! and heartbeats, acknowledgements and command results are folded into the node's status
+//! record and the store until the link closes.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use model::status::{NodeEvent, NodeRecord, ReportedState as ModelState};
+use model::{AccountId, GatewayId, NodeId, Timestamp};
+use protocol::link::{
+    ApplyResult, NodeIssue, NodeMessage, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
+    PlatformMessage, ReportedState, check_protocol_version,
+};
+use store::{NewIssue, NodeCredential, NodeReport, Severity};
+use tokio::sync::mpsc;
+
+use super::{Link, Outbound, publisher, records};
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::state::{AppState, now};
+
+/// Largest frame a node may send: heartbeats and acknowledgements are small.
+const MAX_NODE_FRAME_BYTES: usize = 1024 * 1024;
+/// Node-reported issues kept per node; more are ignored (a limit on everything).
+const MAX_NODE_ISSUES: usize = 100;
+
+/// Issue codes the platform derives itself; a node reporting one does not own it.
+const PLATFORM_CODES: [&str; 6] = [
+    model::status::codes::NO_NODES,
+    model::status::codes::NODE_OFFLINE,
+    model::status::codes::VERSION_MISMATCH,
+    model::status::codes::CONFIG_OUT_OF_SYNC,
+    model::status::codes::RESTART_TIMED_OUT,
+    model::status::codes::UNCLEAN_PREVIOUS_EXIT,
+];
+/// Raised from a refused snapshot acknowledgement (and reported by nodes too, SPEC §9).
+pub(crate) const CONFIG_APPLY_FAILED: &str = "CONFIG_APPLY_FAILED";
+
+/// The node link: a WebSocket upgrade authenticated by a node credential
+/// (`Authorization: Bearer sy_node_…`) with the header `x-switchyard-protocol: 1`. Frames are
+/// JSON `NodeMessage`s / `PlatformMessage`s (crate `protocol`): the node sends `hello`, the
+/// platform answers `welcome` and the current `snapshot`, then pushes snapshots and commands.
+#[utoipa::path(get, path = "/api/v1/link", tag = "gateways", security(()),
+    params(("x-switchyard-protocol" = u32, Header, description = "link protocol version (1)")),
+    responses(
+        (status = 101, description = "switching to the WebSocket link"),
+        (status = 400, description = "PROTOCOL_VERSION_MISMATCH, or not a WebSocket upgrade", body = ErrorEnvelope),
+        (status = 401, description = "unknown or revoked node credential, or deleted gateway", body = ErrorEnvelope)))]
+pub async fn link(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let credential = match authenticate(&state, &headers).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "NOT_A_WEBSOCKET_UPGRADE",
+                format!("the link is a WebSocket: {rejection}"),
+            )
+            .into_response();
+        }
+    };
+    let link = state.link.clone();
+    ws.max_message_size(MAX_NODE_FRAME_BYTES)
+        .max_frame_size(MAX_NODE_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            let node = credential.node_id;
+            if let Err(error) = run(link, socket, credential).await {
+                tracing::debug!(%error, ?node, "link closed");
+            }
+        })
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<NodeCredential, ApiError> {
+    let version = headers
+        .get(PROTOCOL_VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "PROTOCOL_VERSION_MISMATCH",
+                format!(
+                    "missing or malformed `{PROTOCOL_VERSION_HEADER}` header; this platform \
+                     speaks link protocol version {PROTOCOL_VERSION}"
+                ),
+            )
+        })?;
+    check_protocol_version(version).map_err(version_error)?;
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| t.starts_with(super::NODE_CREDENTIAL_PREFIX) && t.len() <= 200)
+        .ok_or_else(|| {
+            ApiError::unauthenticated("expected `Authorization: Bearer <node credential>`")
+        })?;
+    state
+        .store
+        .find_node_credential(&crate::auth::hash_secret(token))
+        .await?
+        .ok_or_else(|| {
+            ApiError::unauthenticated(
+                "unknown or revoked node credential (or its gateway was deleted); join again",
+            )
+        })
+}
+
+pub(crate) fn version_error(e: protocol::link::VersionMismatch) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "PROTOCOL_VERSION_MISMATCH",
+        e.to_string(),
+    )
+    .with_details(serde_json::json!({ "platform": e.ours, "node": e.theirs }))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("websocket: {0}")]
+    Socket(#[from] axum::Error),
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Closed(String),
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+async fn send(sink: &mut Sink, message: &PlatformMessage) -> Result<(), LinkError> {
+    let text = serde_json::to_string(message).unwrap_or_default();
+    sink.send(Message::Text(text.into())).await?;
+    Ok(())
+}
+
+async fn refuse(sink: &mut Sink, reason: &str, retry: bool) -> LinkError {
+    let _ = send(
+        sink,
+        &PlatformMessage::Refused {
+            reason: reason.to_owned(),
+            retry,
+        },
+    )
+    .await;
+    let _ = sink.send(Message::Close(None)).await;
+    LinkError::Closed(reason.to_owned())
+}
+
+/// One link, from Hello to close.
+async fn run(link: Link, socket: WebSocket, credential: NodeCredential) -> Result<(), LinkError> {
+    let (mut sink, mut stream) = socket.split();
+    let mut shutdown = link.inner.shutdown.subscribe();
+    if *shutdown.borrow() {
+        return Err(refuse(&mut sink, "the platform is shutting down", true).await);
+    }
+    let account = credential.account_id;
+    let gateway = credential.gateway_id;
+
+    // Hello first, within the limit.
+    let first = tokio::time::timeout(link.config().hello_timeout, next_message(&mut stream)).await;
+    let hello = match first {
+        Ok(Ok(Some(m))) => m,
+        Ok(Ok(None)) => return Err(LinkError::Closed("closed before hello".into())),
+        Ok(Err(reason)) => return Err(refuse(&mut sink, &reason, false).await),
+        Err(_) => return Err(refuse(&mut sink, "no hello in time", true).await),
+    };
+    let NodeMessage::Hello {
+        protocol_version,
+        node_id,
+        state,
+        runtime_version,
+        applied,
+        startup,
+    } = hello
+    else {
+        return Err(refuse(&mut sink, "the first frame of a link must be hello", false).await);
+    };
+    if let Err(e) = check_protocol_version(protocol_version) {
+        return Err(refuse(&mut sink, &e.to_string(), false).await);
+    }
+    let Ok(node) = node_id.parse::<NodeId>() else {
+        return Err(refuse(&mut sink, "node_id must be a UUID", false).await);
+    };
+    if credential.node_id.is_some_and(|n| n != node) {
+        return Err(refuse(
+            &mut sink,
+            "this credential belongs to another node id; join with an install token",
+            false,
+        )
+        .await);
+    }
+    let at = now();
+    let gateway_row = match link.store().gateway(account, gateway).await {
+        Ok(g) if g.deleted_at.is_none() => g,
+        Ok(_) | Err(store::StoreError::NotFound) => {
+            return Err(refuse(&mut sink, "this gateway was deleted", false).await);
+        }
+        Err(e) => return Err(refuse(&mut sink, &format!("platform error: {e}"), true).await),
+    };
+
+    // The node row: host name and version from this run.
+    let existing = link
+        .store()
+        .nodes(account, gateway)
+        .await?
+        .into_iter()
+        .find(|(n, _)| n.id == node);
+    let host_name = startup
+        .as_ref()
+        .map(|s| s.host_name.clone())
+        .filter(|h| !h.is_empty())
+        .or_else(|| existing.as_ref().map(|(n, _)| n.host_name.clone()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let node_row = model::Node {
+        id: node,
+        gateway_id: gateway,
+        host_name: truncate(&host_name, 255),
+        address: existing.as_ref().and_then(|(n, _)| n.address.clone()),
+        version: truncate(&runtime_version, 100),
+        joined_at: existing.as_ref().map_or(at, |(n, _)| n.joined_at),
+        last_seen: Some(at),
+        applied_generation: applied.as_ref().map(|a| a.generation),
+    };
+    match link.store().upsert_node(account, &node_row).await {
+        Ok(_) => {}
+        Err(store::StoreError::NotFound) => {
+            return Err(refuse(&mut sink, "this gateway was deleted", false).await);
+        }
+        Err(store::StoreError::Conflict { .. }) => {
+            return Err(refuse(&mut sink, "this node id belongs to another account", false).await);
+        }
+        Err(e) => return Err(refuse(&mut sink, &format!("platform error: {e}"), true).await),
+    }
+    if let Some(startup) = &startup {
+        let props = serde_json::to_value(startup.as_ref()).unwrap_or_default();
+        link.store()
+            .set_node_startup_properties(account, node, &props, at)
+            .await?;
+    }
+    let settings = link.config().status_settings(&gateway_row.settings);
+    link.inner.records.set_settings(gateway, settings);
+
+    let mut conn = Conn {
+        link: link.clone(),
+        account,
+        gateway,
+        node,
+        version: node_row.version.clone(),
+        joined_at: node_row.joined_at,
+        node_issues: HashMap::new(),
+        apply_failed: false,
+    };
+    // Node-raised issues still active from an earlier link are this link's to clear.
+    for issue in link.store().issues(account, gateway).await? {
+        if issue.node_id == Some(node) && !PLATFORM_CODES.contains(&issue.code.as_str()) {
+            if issue.code == CONFIG_APPLY_FAILED {
+                conn.apply_failed = true;
+            }
+            conn.node_issues
+                .insert(issue.code.clone(), (issue.severity, issue.message.clone()));
+        }
+    }
+    conn.report(state, applied.as_ref().map(|a| a.generation), at)
+        .await?;
+
+    let (tx, mut rx) = mpsc::channel::<Outbound>(link.config().send_queue_frames.max(1));
+    let conn_id = link.inner.registry.register(gateway, node, tx);
+    let result = async {
+        send(
+            &mut sink,
+            &PlatformMessage::Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                gateway_id: gateway.to_string(),
+                heartbeat_interval_ms: u64::try_from(settings.heartbeat_interval.as_millis())
+                    .unwrap_or(u64::MAX),
+            },
+        )
+        .await?;
+        let (_, frame) = publisher::current_frame(&link, account, gateway).await?;
+        sink.send(Message::Text(frame.as_ref().into())).await?;
+        loop {
+            tokio::select! {
+                out = rx.recv() => match out {
+                    Some(Outbound::Text(frame)) => {
+                        sink.send(Message::Text(frame.as_ref().into())).await?;
+                    }
+                    Some(Outbound::Refuse { reason, retry }) => {
+                        return Err(refuse(&mut sink, &reason, retry).await);
+                    }
+                    // Dropped from the registry: too slow, or replaced by a newer link.
+                    None => {
+                        let _ = sink.send(Message::Close(None)).await;
+                        return Err(LinkError::Closed("dropped by the registry".into()));
+                    }
+                },
+                message = next_message(&mut stream) => match message {
+                    Ok(Some(message)) => conn.on_message(message).await?,
+                    Ok(None) => return Ok(()),
+                    Err(reason) => return Err(refuse(&mut sink, &reason, true).await),
+                },
+                _ = shutdown.changed() => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    .await;
+    if link.inner.registry.unregister(gateway, conn_id) {
+        conn.event(NodeEvent::Disconnected, None, now()).await;
+    }
+    result
+}
+
+/// The next node message; `Ok(None)` when the link closed, `Err` for a frame that is not one.
+async fn next_message(
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+) -> Result<Option<NodeMessage>, String> {
+    loop {
+        match stream.next().await {
+            None | Some(Err(_)) => return Ok(None),
+            Some(Ok(Message::Text(text))) => {
+                return serde_json::from_str(text.as_str())
+                    .map(Some)
+                    .map_err(|e| format!("unreadable frame: {e}"));
+            }
+            Some(Ok(Message::Binary(_))) => {
+                return Err("binary frames are not part of the link".into());
+            }
+            Some(Ok(Message::Close(_))) => return Ok(None),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+        }
+    }
+}
+
+/// What one link knows about its node.
+struct Conn {
+    link: Link,
+    account: AccountId,
+    gateway: GatewayId,
+    node: NodeId,
+    version: String,
+    joined_at: Timestamp,
+    /// Issues this node reported and that are active, by code.
+    node_issues: HashMap<String, (Severity, String)>,
+    /// The last acknowledgement refused a snapshot (CONFIG_APPLY_FAILED stays until one applies).
+    apply_failed: bool,
+}
+
+impl Conn {
+    async fn on_message(&mut self, message: NodeMessage) -> Result<(), LinkError> {
+        let at = now();
+        match message {
+            NodeMessage::Hello { .. } => {
+                return Err(LinkError::Closed("hello sent twice".into()));
+            }
+            NodeMessage::Heartbeat {
+                state,
+                runtime_version,
+                applied,
+                issues,
+                counters: _,
+            } => {
+                if runtime_version != self.version {
+                    self.version = truncate(&runtime_version, 100);
+                }
+                self.report(state, applied.map(|a| a.generation), at)
+                    .await?;
+                self.node_reported_issues(issues, at).await;
+            }
+            NodeMessage::SnapshotAck {
+                generation,
+                content_hash: _,
+                result,
+            } => {
+                let applied = match &result {
+                    ApplyResult::Applied => Some(generation),
+                    ApplyResult::Stale { serving_generation } => Some(*serving_generation),
+                    ApplyResult::Refused { .. } => None,
+                };
+                let current = self.link.inner.records.get(self.node);
+                let state = current
+                    .as_ref()
+                    .and_then(|e| e.record.reported)
+                    .unwrap_or(ModelState::Online);
+                self.event(
+                    NodeEvent::Reported {
+                        state,
+                        applied_generation: applied,
+                    },
+                    Some((state, applied)),
+                    at,
+                )
+                .await;
+                match result {
+                    ApplyResult::Refused { reason } => {
+                        self.apply_failed = true;
+                        self.raise(
+                            CONFIG_APPLY_FAILED,
+                            Severity::Error,
+                            format!(
+                                "node {} refused configuration generation {generation}: {}",
+                                self.node,
+                                truncate(&reason, 500)
+                            ),
+                            at,
+                        )
+                        .await;
+                    }
+                    ApplyResult::Applied | ApplyResult::Stale { .. } => {
+                        if self.apply_failed {
+                            self.apply_failed = false;
+                            self.clear(CONFIG_APPLY_FAILED, at).await;
+                        }
+                    }
+                }
+            }
+            NodeMessage::CommandResult { command_id, result } => {
+                tracing::info!(node = %self.node, command_id, ?result, "command result");
+            }
+        }
+        Ok(())
+    }
+
+    /// A message with the node's state: a restart announcement or a plain report.
+    async fn report(
+        &mut self,
+        state: ReportedState,
+        applied: Option<u64>,
+        at: Timestamp,
+    ) -> Result<(), LinkError> {
+        let model_state = match state {
+            ReportedState::Starting {
+                unclean_previous_exit,
+            } => Some(ModelState::Starting {
+                unclean_previous_exit,
+            }),
+            ReportedState::Online => Some(ModelState::Online),
+            ReportedState::Stopping => Some(ModelState::Stopping),
+            ReportedState::Stopped => Some(ModelState::Stopped),
+            ReportedState::Restarting => None,
+        };
+        match model_state {
+            Some(s) => {
+                self.event(
+                    NodeEvent::Reported {
+                        state: s,
+                        applied_generation: applied,
+                    },
+                    Some((s, applied)),
+                    at,
+                )
+                .await;
+            }
+            None => {
+                // Restarting: draining before the restart; the state shown is Restarting.
+                let previous = self
+                    .link
+                    .inner
+                    .records
+                    .get(self.node)
+                    .and_then(|e| e.record.reported)
+                    .unwrap_or(ModelState::Online);
+                self.event(NodeEvent::RestartAnnounced, Some((previous, applied)), at)
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds an event into the record and persists both (with the report when the node said
+    /// something). Store failures are logged: the record in memory stays right and the next
+    /// message persists it again.
+    async fn event(
+        &self,
+        event: NodeEvent,
+        report: Option<(ModelState, Option<u64>)>,
+        at: Timestamp,
+    ) {
+        let joined_at = self.joined_at;
+        let version = self.version.clone();
+        let node = self.node;
+        let record = self.link.inner.records.apply(
+            (self.account, self.gateway, node),
+            Some(&version),
+            event,
+            at,
+            || NodeRecord::new(node, version.clone(), joined_at),
+        );
+        let report = report.map(|(state, applied)| NodeReport {
+            state: state.as_str().to_owned(),
+            applied_generation: applied,
+            at,
+        });
+        if let Err(error) = self
+            .link
+            .store()
+            .save_node_status(
+                self.account,
+                node,
+                report.as_ref(),
+                &records::to_json(&record),
+            )
+            .await
+        {
+            tracing::warn!(%error, %node, "could not record a node report");
+        }
+    }
+
+    /// Node-reported issues: raise new or changed ones, clear those no longer reported.
+    async fn node_reported_issues(&mut self, issues: Vec<NodeIssue>, at: Timestamp) {
+        let mut now_reported: HashMap<String, (Severity, String)> = HashMap::new();
+        for issue in issues.into_iter().take(MAX_NODE_ISSUES) {
+            if PLATFORM_CODES.contains(&issue.code.as_str()) || issue.code.len() > 64 {
+                continue;
+            }
+            let severity = Severity::parse(&issue.severity).unwrap_or(Severity::Warning);
+            now_reported.insert(
+                issue.code.clone(),
+                (severity, truncate(&issue.message, 500)),
+            );
+        }
+        for (code, (severity, message)) in &now_reported {
+            if self.node_issues.get(code) != Some(&(*severity, message.clone())) {
+                self.raise(code, *severity, message.clone(), at).await;
+            }
+        }
+        let gone: Vec<String> = self
+            .node_issues
+            .keys()
+            .filter(|c| !now_reported.contains_key(*c))
+            .filter(|c| !(c.as_str() == CONFIG_APPLY_FAILED && self.apply_failed))
+            .cloned()
+            .collect();
+        for code in gone {
+            self.clear(&code, at).await;
+        }
+        for (code, value) in now_reported {
+            self.node_issues.insert(code, value);
+        }
+    }
+
+    async fn raise(&mut self, code: &str, severity: Severity, message: String, at: Timestamp) {
+        let new = NewIssue {
+            gateway_id: self.gateway,
+            node_id: Some(self.node),
+            code: code.to_owned(),
+            severity,
+            message: message.clone(),
+            details: serde_json::json!({ "raised_by": "node" }),
+        };
+        match self.link.store().raise_issue(self.account, new, at).await {
+            Ok(_) => {
+                self.node_issues
+                    .insert(code.to_owned(), (severity, message));
+            }
+            Err(error) => tracing::warn!(%error, node = %self.node, code, "could not raise issue"),
+        }
+    }
+
+    async fn clear(&mut self, code: &str, at: Timestamp) {
+        match self
+            .link
+            .store()
+            .clear_issue(self.account, self.gateway, Some(self.node), code, at)
+            .await
+        {
+            Ok(_) => {
+                self.node_issues.remove(code);
+            }
+            Err(error) => tracing::warn!(%error, node = %self.node, code, "could not clear issue"),
+        }
+    }
+}
+
+/// Records that the platform asked a node linked here to restart (SPEC §2 #4).
+pub(crate) fn restart_requested(link: &Link, node: NodeId) {
+    let Some(entry) = link.inner.records.get(node) else {
+        return;
+    };
+    let at = now();
+    let record = link.inner.records.apply(
+        (entry.account, entry.gateway, node),
+        None,
+        NodeEvent::RestartRequested,
+        at,
+        || entry.record.clone(),
+    );
+    let link = link.clone();
+    tokio::spawn(async move {
+        if let Err(error) = link
+            .store()
+            .save_node_status(entry.account, node, None, &records::to_json(&record))
+            .await
+        {
+            tracing::warn!(%error, %node, "could not record a restart request");
+        }
+    });
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}

@@ -1,0 +1,276 @@
+//! The status job (SPEC §2, §3): every `LinkConfig::status_interval` it evaluates every live
+//! gateway from its nodes' records and the clock (`model::status`), records status changes
+//! (with history) and raises and clears the platform's issues.
+//!
+//! Records of nodes linked to this process come from memory (the link server keeps them
+//! current); all others are read from the store each tick, where the process holding the
+//! node's link persists them. So a restarted platform, or one of several platform processes,
+//! evaluates from the same facts. What this job raised is remembered per gateway (rebuilt
+//! from the store's active issues on start), so a tick writes only changes.
+
+use std::collections::{HashMap, HashSet};
+
+use model::status::{
+    GatewayContext, GatewayStatus, Issue, NodeRecord, Severity as ModelSeverity, StatusSettings,
+    codes, gateway_status, issues,
+};
+use model::{GatewayId, NodeId, Timestamp};
+use store::{GatewayStatusInput, NewIssue, Severity, StoreError};
+
+use crate::link::Link;
+use crate::link::records::{self, NodeEntry};
+use crate::state::now;
+
+/// The codes this job owns: raised and cleared only here.
+const JOB_CODES: [&str; 6] = [
+    codes::NO_NODES,
+    codes::NODE_OFFLINE,
+    codes::VERSION_MISMATCH,
+    codes::CONFIG_OUT_OF_SYNC,
+    codes::RESTART_TIMED_OUT,
+    codes::UNCLEAN_PREVIOUS_EXIT,
+];
+
+type IssueKey = (&'static str, Option<NodeId>);
+
+/// What the job remembers between ticks.
+#[derive(Default)]
+struct Memory {
+    /// Per gateway: the status last recorded.
+    status: HashMap<GatewayId, GatewayStatus>,
+    /// Per gateway: the issues this job has active, with severity and message.
+    raised: HashMap<GatewayId, HashMap<IssueKey, (ModelSeverity, String)>>,
+}
+
+/// Runs the job until the link stops.
+pub(crate) async fn run(link: Link) {
+    let mut shutdown = link.inner.shutdown.subscribe();
+    let mut memory = Memory::default();
+    loop {
+        match load_raised(&link).await {
+            Ok(raised) => {
+                memory.raised = raised;
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "status job cannot read active issues; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(link.config().status_interval) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+    let mut interval = tokio::time::interval(link.config().status_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(error) = tick(&link, &mut memory, now()).await {
+            tracing::warn!(%error, "status job tick failed");
+        }
+    }
+}
+
+async fn load_raised(
+    link: &Link,
+) -> Result<HashMap<GatewayId, HashMap<IssueKey, (ModelSeverity, String)>>, StoreError> {
+    let mut raised: HashMap<GatewayId, HashMap<IssueKey, (ModelSeverity, String)>> = HashMap::new();
+    for (_, issue) in link.store().all_active_issues().await? {
+        let Some(code) = JOB_CODES.iter().find(|c| **c == issue.code) else {
+            continue;
+        };
+        let severity = match issue.severity {
+            Severity::Error => ModelSeverity::Error,
+            Severity::Warning => ModelSeverity::Warning,
+        };
+        raised
+            .entry(issue.gateway_id)
+            .or_default()
+            .insert((code, issue.node_id), (severity, issue.message));
+    }
+    Ok(raised)
+}
+
+/// One evaluation of every live gateway at `now`.
+async fn tick(link: &Link, memory: &mut Memory, now: Timestamp) -> Result<(), StoreError> {
+    let inputs = link.store().gateway_status_inputs().await?;
+    let connected = link.inner.registry.connected_nodes();
+    let mut live_gateways = HashSet::with_capacity(inputs.len());
+    let mut live_nodes = HashSet::new();
+    for input in &inputs {
+        live_gateways.insert(input.gateway.id);
+        live_nodes.extend(input.nodes.iter().map(|n| n.node.id));
+        let settings = link.config().status_settings(&input.gateway.settings);
+        link.inner.records.set_settings(input.gateway.id, settings);
+        let records = node_records(link, input, &connected);
+        evaluate(link, memory, input, &records, &settings, now).await;
+    }
+    link.inner.records.retain(|n| live_nodes.contains(n));
+    link.inner
+        .records
+        .retain_gateways(|g| live_gateways.contains(g));
+    memory.status.retain(|g, _| live_gateways.contains(g));
+    memory.raised.retain(|g, _| live_gateways.contains(g));
+    Ok(())
+}
+
+/// The gateway's node records: from memory for nodes linked here, else from the store.
+fn node_records(
+    link: &Link,
+    input: &GatewayStatusInput,
+    connected: &HashSet<NodeId>,
+) -> Vec<NodeRecord> {
+    let account = input.gateway.account_id;
+    let gateway = input.gateway.id;
+    input
+        .nodes
+        .iter()
+        .map(|row| {
+            let id = row.node.id;
+            if connected.contains(&id)
+                && let Some(entry) = link.inner.records.get(id)
+            {
+                return entry.record;
+            }
+            let record = row
+                .record
+                .as_ref()
+                .and_then(|json| records::from_json(id, json))
+                .unwrap_or_else(|| records::from_row(&row.node, row.reported_state.as_deref()));
+            link.inner.records.put(NodeEntry {
+                account,
+                gateway,
+                record: record.clone(),
+            });
+            record
+        })
+        .collect()
+}
+
+async fn evaluate(
+    link: &Link,
+    memory: &mut Memory,
+    input: &GatewayStatusInput,
+    records: &[NodeRecord],
+    settings: &StatusSettings,
+    now: Timestamp,
+) {
+    let account = input.gateway.account_id;
+    let gateway = input.gateway.id;
+    let context = GatewayContext::default();
+
+    let status = gateway_status(records, now, settings, context);
+    let recorded = memory.status.get(&gateway).copied().or_else(|| {
+        input
+            .status
+            .as_ref()
+            .and_then(|s| model::status::GatewayStatus::parse(&s.state, s.variant.as_deref()))
+    });
+    if recorded != Some(status) {
+        let result = link
+            .store()
+            .set_gateway_status(
+                account,
+                gateway,
+                status.state.as_str(),
+                status.variant.map(|v| v.as_str()),
+                now,
+            )
+            .await;
+        match result {
+            Ok(_) => {
+                memory.status.insert(gateway, status);
+            }
+            Err(error) => tracing::warn!(%error, %gateway, "could not record gateway status"),
+        }
+    }
+
+    let mut wanted: HashMap<IssueKey, (ModelSeverity, String)> = HashMap::new();
+    for issue in issues(records, now, settings, context)
+        .into_iter()
+        .chain(behind_desired(input, records, settings, now))
+    {
+        wanted
+            .entry((issue.code, issue.node_id))
+            .or_insert((issue.severity, issue.message));
+    }
+    let raised = memory.raised.entry(gateway).or_default();
+    for (key, value) in &wanted {
+        if raised.get(key) == Some(value) {
+            continue;
+        }
+        let new = NewIssue {
+            gateway_id: gateway,
+            node_id: key.1,
+            code: key.0.to_owned(),
+            severity: match value.0 {
+                ModelSeverity::Error => Severity::Error,
+                ModelSeverity::Warning => Severity::Warning,
+            },
+            message: value.1.clone(),
+            details: serde_json::json!({ "raised_by": "platform" }),
+        };
+        match link.store().raise_issue(account, new, now).await {
+            Ok(_) => {
+                raised.insert(*key, value.clone());
+            }
+            Err(error) => tracing::warn!(%error, %gateway, code = key.0, "could not raise issue"),
+        }
+    }
+    let gone: Vec<IssueKey> = raised
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .copied()
+        .collect();
+    for key in gone {
+        match link
+            .store()
+            .clear_issue(account, gateway, key.1, key.0, now)
+            .await
+        {
+            Ok(_) => {
+                raised.remove(&key);
+            }
+            Err(error) => tracing::warn!(%error, %gateway, code = key.0, "could not clear issue"),
+        }
+    }
+}
+
+/// CONFIG_OUT_OF_SYNC against the desired (published) generation: an online node that has
+/// not applied it although it was published, and the node online, for longer than the
+/// tolerance. The model's own rule covers skew among online nodes; this one also catches a
+/// gateway whose every node is behind.
+fn behind_desired(
+    input: &GatewayStatusInput,
+    records: &[NodeRecord],
+    settings: &StatusSettings,
+    now: Timestamp,
+) -> Vec<Issue> {
+    let Some(published_at) = input.published_at else {
+        return Vec::new();
+    };
+    let desired = input.generation;
+    records
+        .iter()
+        .filter(|r| settings.node_state(r, now).is_online())
+        .filter(|r| r.applied_generation.is_none_or(|g| g < desired))
+        .filter(|r| {
+            now.since(published_at.max(r.reported_since)) > settings.generation_skew_tolerance
+        })
+        .map(|r| Issue {
+            code: codes::CONFIG_OUT_OF_SYNC,
+            severity: ModelSeverity::Warning,
+            message: format!(
+                "node {} has not applied the latest configuration (it has {}, the latest is \
+                 generation {desired})",
+                r.node_id,
+                r.applied_generation
+                    .map_or_else(|| "none".to_owned(), |g| format!("generation {g}"))
+            ),
+            node_id: Some(r.node_id),
+        })
+        .collect()
+}
