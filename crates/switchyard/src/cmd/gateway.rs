@@ -62,10 +62,16 @@ pub struct GatewayArgs {
 
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     init_logging();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime does the same work without the work-stealing
+    // scheduler's cross-thread bookkeeping.
+    let mut runtime = if args.worker_threads == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     runtime.enable_all();
-    if let Some(threads) = args.worker_threads {
-        runtime.worker_threads(threads.max(1));
+    if let Some(threads) = args.worker_threads.filter(|t| *t > 1) {
+        runtime.worker_threads(threads);
     }
     let runtime = runtime.build().context("starting the async runtime")?;
     let Some(snapshot) = args.snapshot.clone() else {
