@@ -189,18 +189,18 @@ impl Node {
         let reason = tokio::select! {
             () = &mut shutdown => {
                 tracing::info!("stop requested by signal");
-                self.stop(None).await;
+                self.stop(None, &control).await;
                 ExitReason::Stopped
             }
             event = events.recv() => match event {
                 Some(AgentEvent::Stop { drain_timeout }) => {
                     tracing::info!(?drain_timeout, "stop requested by the platform");
-                    self.stop(Some(drain_timeout)).await;
+                    self.stop(Some(drain_timeout), &control).await;
                     ExitReason::Stopped
                 }
                 Some(AgentEvent::Restart { drain_timeout }) => {
                     tracing::info!(?drain_timeout, "restart requested by the platform");
-                    self.shared.state.send_replace(ReportedState::Restarting);
+                    self.set_state(ReportedState::Restarting, &control).await;
                     let drained = handle.shutdown_with_drain_timeout(drain_timeout).await;
                     if !drained {
                         tracing::warn!("drain timeout reached with requests still in flight");
@@ -216,7 +216,7 @@ impl Node {
                 }
                 None => {
                     // The agent ended without asking anything: treat it like a stop.
-                    self.stop(None).await;
+                    self.stop(None, &control).await;
                     ExitReason::Stopped
                 }
             },
@@ -231,9 +231,19 @@ impl Node {
         reason
     }
 
+    /// Changes the reported state and waits (briefly) until the agent has sent it, so that
+    /// the platform sees every state even when the next one follows at once.
+    async fn set_state(&self, state: ReportedState, control: &mpsc::Sender<AgentControl>) {
+        self.shared.state.send_replace(state);
+        let (done, sent) = oneshot::channel();
+        if control.send(AgentControl::Report { done }).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;
+        }
+    }
+
     /// `Stopping` (heartbeats continue while draining), drain, then `Stopped`.
-    async fn stop(&self, drain_timeout: Option<Duration>) {
-        self.shared.state.send_replace(ReportedState::Stopping);
+    async fn stop(&self, drain_timeout: Option<Duration>, control: &mpsc::Sender<AgentControl>) {
+        self.set_state(ReportedState::Stopping, control).await;
         let handle = &self.shared.handle;
         let drained = match drain_timeout {
             Some(limit) => handle.shutdown_with_drain_timeout(limit).await,

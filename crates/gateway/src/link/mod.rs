@@ -80,6 +80,9 @@ pub enum AgentEvent {
 pub enum AgentControl {
     /// Send a last heartbeat with the current state, close the connection and end.
     Finish { done: oneshot::Sender<()> },
+    /// Send a heartbeat with the current state now (acknowledged at once when not connected),
+    /// so a short-lived state such as `stopping` reaches the platform before the next one.
+    Report { done: oneshot::Sender<()> },
 }
 
 /// What the agent and the node share.
@@ -242,13 +245,21 @@ impl Agent {
             }
             let delay = backoff.next_delay();
             tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "platform link down; serving the last configuration");
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                control = self.control.recv() => {
-                    if let Some(AgentControl::Finish { done }) = control {
-                        let _ = done.send(());
-                    }
-                    return;
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    control = self.control.recv() => match control {
+                        Some(AgentControl::Report { done }) => {
+                            let _ = done.send(());
+                        }
+                        Some(AgentControl::Finish { done }) => {
+                            let _ = done.send(());
+                            return;
+                        }
+                        None => return,
+                    },
                 }
             }
         }
@@ -326,6 +337,15 @@ impl Agent {
                 if let Some(mismatch) = peer_version.and_then(|v| check_protocol_version(v).err()) {
                     tracing::error!(status, %message, "{mismatch}");
                     return lost(false, mismatch.to_string());
+                }
+                if message.contains("PROTOCOL_VERSION_MISMATCH") {
+                    tracing::error!(
+                        status,
+                        %message,
+                        "link protocol version mismatch: this node speaks version {PROTOCOL_VERSION}; \
+                         run the same Switchyard release on the platform and its gateway nodes"
+                    );
+                    return lost(false, message);
                 }
                 if status == 401 || status == 403 {
                     let reason = format!(
@@ -416,12 +436,21 @@ impl Agent {
                 biased;
                 control = self.control.recv() => {
                     let state = *self.state.borrow_and_update();
-                    let _ = send(&mut ws, &self.shared.heartbeat(state)).await;
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, ws.close(None)).await;
-                    if let Some(AgentControl::Finish { done }) = control {
-                        let _ = done.send(());
+                    let sent = send(&mut ws, &self.shared.heartbeat(state)).await;
+                    match control {
+                        Some(AgentControl::Report { done }) => {
+                            let _ = done.send(());
+                            if let Err(reason) = sent {
+                                return lost(welcomed, reason);
+                            }
+                        }
+                        Some(AgentControl::Finish { done }) => {
+                            let _ = tokio::time::timeout(WRITE_TIMEOUT, ws.close(None)).await;
+                            let _ = done.send(());
+                            return SessionEnd::Finished;
+                        }
+                        None => return SessionEnd::Finished,
                     }
-                    return SessionEnd::Finished;
                 }
                 changed = self.state.changed() => {
                     if changed.is_err() {
