@@ -1,0 +1,1012 @@
+//! The platform side of the node link over real sockets: a fake node written here with
+//! tokio-tungstenite speaks the protocol (join, hello, heartbeats, acknowledgements) against
+//! a platform on port 0 with short status timings. Every test runs on SQLite, and on
+//! PostgreSQL when `SWITCHYARD_TEST_POSTGRES_URL` is set. No sleeps for synchronisation:
+//! conditions are awaited with deadlines.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use platform::{LinkConfig, Platform, PlatformConfig};
+use protocol::link::{
+    AppliedConfig, ApplyResult, Command, Counters, NodeMessage, PlatformMessage, ReportedState,
+};
+use serde_json::{Value, json};
+use store::Store;
+use support::{Backend, TestDb};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if std::env::var(super::support::POSTGRES_URL_VAR).is_err() {
+                        eprintln!("SWITCHYARD_TEST_POSTGRES_URL not set; skipped");
+                        return;
+                    }
+                    super::$name(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    join_creates_or_extends_a_gateway,
+    join_refusals,
+    link_refusals_before_upgrade,
+    welcome_snapshot_and_pushed_changes,
+    silent_node_loses_contact,
+    killed_while_stopping_is_unclean,
+    gateway_without_nodes_has_no_nodes_issue,
+    one_silent_node_of_three_is_cluster_issues,
+    deleted_gateway_refuses_its_nodes,
+    rolling_restart_one_node_at_a_time,
+    refused_snapshot_raises_config_apply_failed,
+);
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Short timings: heartbeats every 100 ms, contact lost after 400 ms.
+fn short() -> LinkConfig {
+    LinkConfig {
+        heartbeat_interval: Some(Duration::from_millis(100)),
+        min_lost_contact: Duration::from_millis(400),
+        startup_timeout: Duration::from_secs(3),
+        restart_unresponsive_after: Duration::from_secs(5),
+        status_interval: Duration::from_millis(50),
+        drain_timeout: Duration::from_millis(100),
+        ..LinkConfig::default()
+    }
+}
+
+/// A platform with the link on short timings.
+struct P {
+    platform: Option<Platform>,
+    base: String,
+    client: reqwest::Client,
+    owner: String,
+    db: TestDb,
+}
+
+impl P {
+    async fn start(backend: Backend) -> P {
+        let db = TestDb::open(backend).await.expect("database");
+        let tokens = platform::bootstrap::bootstrap(&db.store, platform::state::now())
+            .await
+            .expect("bootstrap");
+        let platform = start_platform(db.store.clone()).await;
+        P {
+            base: platform.url(),
+            platform: Some(platform),
+            client: reqwest::Client::new(),
+            owner: tokens.owner_token,
+            db,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        call(&self.client, &self.base, &self.owner, method, path, body).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "{body:#}");
+        body
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn install_token(&self) -> String {
+        let (status, body) = self
+            .post("/api/v1/install-tokens", json!({ "valid_for_minutes": 60 }))
+            .await;
+        assert_eq!(status, 201, "{body:#}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Joins a new node to gateway `name`; answers the join response.
+    async fn join(&self, name: &str) -> Value {
+        let token = self.install_token().await;
+        let (status, body) = join(&self.client, &self.base, &token, name, 1).await;
+        assert_eq!(status, 201, "{body:#}");
+        body
+    }
+
+    async fn node(&self, name: &str) -> FakeNode {
+        let joined = self.join(name).await;
+        FakeNode::connect(&self.base, &joined).await
+    }
+
+    async fn gateway_row(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/gateways/{id}")).await
+    }
+
+    async fn nodes(&self, gateway: &str) -> Vec<Value> {
+        self.get(&format!("/api/v1/gateways/{gateway}/nodes")).await["nodes"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// `state` or `state/variant` of one node.
+    async fn node_status(&self, gateway: &str, node: &str) -> String {
+        let nodes = self.nodes(gateway).await;
+        let n = nodes
+            .iter()
+            .find(|n| n["id"] == node)
+            .unwrap_or_else(|| panic!("node {node} not listed"));
+        status_str(&n["status"])
+    }
+
+    async fn gateway_status(&self, gateway: &str) -> String {
+        status_str(&self.gateway_row(gateway).await["status"])
+    }
+
+    async fn issues(&self, gateway: &str) -> Vec<String> {
+        let row = self.gateway_row(gateway).await;
+        row["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}:{}:{}",
+                    i["code"].as_str().unwrap(),
+                    i["severity"].as_str().unwrap(),
+                    i["node_id"].as_str().unwrap_or("-")
+                )
+            })
+            .collect()
+    }
+}
+
+async fn start_platform(store: Store) -> Platform {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    Platform::start_with(PlatformConfig { store }, short(), listener)
+        .await
+        .expect("start platform")
+}
+
+fn status_str(status: &Value) -> String {
+    match status["variant"].as_str() {
+        Some(v) => format!("{}/{v}", status["state"].as_str().unwrap()),
+        None => status["state"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+async fn join(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+    version: u32,
+) -> (u16, Value) {
+    let resp = client
+        .post(format!("{base}/api/v1/nodes/join"))
+        .json(&json!({
+            "protocol_version": version,
+            "install_token": token,
+            "gateway_name": name,
+            "node_id": uuid::Uuid::now_v7().to_string(),
+            "host_name": "host-a",
+            "runtime_version": "1.0.0",
+        }))
+        .send()
+        .await
+        .expect("join");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `check` holds, polling; panics with `what` after the deadline.
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the fake node says in its heartbeats.
+struct Said {
+    state: ReportedState,
+    applied: Option<AppliedConfig>,
+}
+
+/// A node speaking the link protocol: heartbeats run in the background until
+/// [`FakeNode::silence`]; snapshots are acknowledged as applied unless `refuse` is set.
+struct FakeNode {
+    id: String,
+    gateway: String,
+    out: mpsc::Sender<Message>,
+    inbox: mpsc::Receiver<PlatformMessage>,
+    beating: Arc<AtomicBool>,
+    refuse: Arc<AtomicBool>,
+    said: Arc<Mutex<Said>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn link_request(
+    base: &str,
+    credential: &str,
+    version: &str,
+) -> tokio_tungstenite::tungstenite::http::Request<()> {
+    let url = format!("{}/api/v1/link", base.replacen("http://", "ws://", 1));
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {credential}").parse().unwrap(),
+    );
+    request
+        .headers_mut()
+        .insert("x-switchyard-protocol", version.parse().unwrap());
+    request
+}
+
+impl FakeNode {
+    async fn connect(base: &str, joined: &Value) -> FakeNode {
+        Self::connect_as(base, joined, ReportedState::Online).await
+    }
+
+    /// Links with `joined`'s credential and says `state` in its hello; answers once
+    /// Welcome and the first snapshot arrived (both are in the inbox).
+    async fn connect_as(base: &str, joined: &Value, state: ReportedState) -> FakeNode {
+        let credential = joined["node_credential"].as_str().unwrap();
+        let id = joined["node_id"].as_str().unwrap().to_owned();
+        let (ws, _) = tokio_tungstenite::connect_async(link_request(base, credential, "1"))
+            .await
+            .expect("link");
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::channel::<Message>(64);
+        let (inbox_tx, inbox) = mpsc::channel::<PlatformMessage>(64);
+        let beating = Arc::new(AtomicBool::new(true));
+        let refuse = Arc::new(AtomicBool::new(false));
+        let said = Arc::new(Mutex::new(Said {
+            state,
+            applied: None,
+        }));
+        let writer = tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    return;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let hello = NodeMessage::Hello {
+            protocol_version: 1,
+            node_id: id.clone(),
+            state,
+            runtime_version: "1.0.0".into(),
+            applied: None,
+            startup: Some(Box::new(protocol::link::StartupProperties {
+                host_name: format!("host-{}", &id[id.len() - 4..]),
+                ..Default::default()
+            })),
+        };
+        out.send(text(&hello)).await.unwrap();
+        let reader = {
+            let out = out.clone();
+            let refuse = refuse.clone();
+            let said = said.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = stream.next().await {
+                    let Message::Text(t) = m else { continue };
+                    let message: PlatformMessage = serde_json::from_str(t.as_str()).expect("frame");
+                    if let PlatformMessage::Snapshot { snapshot } = &message {
+                        let result = if refuse.load(Ordering::SeqCst) {
+                            ApplyResult::Refused {
+                                reason: "bad certificate".into(),
+                            }
+                        } else {
+                            said.lock().unwrap().applied = Some(AppliedConfig {
+                                generation: snapshot.generation,
+                                content_hash: snapshot.content_hash.clone(),
+                            });
+                            ApplyResult::Applied
+                        };
+                        let ack = NodeMessage::SnapshotAck {
+                            generation: snapshot.generation,
+                            content_hash: snapshot.content_hash.clone(),
+                            result,
+                        };
+                        let _ = out.send(text(&ack)).await;
+                    }
+                    if inbox_tx.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let heart = {
+            let out = out.clone();
+            let beating = beating.clone();
+            let said = said.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if !beating.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let beat = {
+                        let s = said.lock().unwrap();
+                        NodeMessage::Heartbeat {
+                            state: s.state,
+                            runtime_version: "1.0.0".into(),
+                            applied: s.applied.clone(),
+                            issues: Vec::new(),
+                            counters: Counters::default(),
+                        }
+                    };
+                    if out.send(text(&beat)).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let mut node = FakeNode {
+            id,
+            gateway: joined["gateway_id"].as_str().unwrap().to_owned(),
+            out,
+            inbox,
+            beating,
+            refuse,
+            said,
+            tasks: vec![writer, reader, heart],
+        };
+        let welcome = node.recv().await;
+        assert!(
+            matches!(
+                welcome,
+                PlatformMessage::Welcome {
+                    heartbeat_interval_ms: 100,
+                    ..
+                }
+            ),
+            "{welcome:?}"
+        );
+        node
+    }
+
+    async fn recv(&mut self) -> PlatformMessage {
+        tokio::time::timeout(DEADLINE, self.inbox.recv())
+            .await
+            .expect("a platform message in time")
+            .expect("link open")
+    }
+
+    /// The next snapshot's generation, skipping other frames.
+    async fn next_snapshot(&mut self) -> protocol::Snapshot {
+        loop {
+            if let PlatformMessage::Snapshot { snapshot } = self.recv().await {
+                return *snapshot;
+            }
+        }
+    }
+
+    /// The next snapshot newer than `generation` (a snapshot may arrive twice, e.g. pushed
+    /// while the link was being set up; a node acknowledges the repeat as stale).
+    async fn snapshot_after(&mut self, generation: u64) -> protocol::Snapshot {
+        loop {
+            let s = self.next_snapshot().await;
+            if s.generation > generation {
+                return s;
+            }
+        }
+    }
+
+    /// Says `state` now (and in every later heartbeat).
+    async fn say(&self, state: ReportedState) {
+        let applied = {
+            let mut s = self.said.lock().unwrap();
+            s.state = state;
+            s.applied.clone()
+        };
+        let beat = NodeMessage::Heartbeat {
+            state,
+            runtime_version: "1.0.0".into(),
+            applied,
+            issues: Vec::new(),
+            counters: Counters::default(),
+        };
+        self.out.send(text(&beat)).await.unwrap();
+    }
+
+    /// Stops heartbeats; the link stays open (a hung node).
+    fn silence(&self) {
+        self.beating.store(false, Ordering::SeqCst);
+    }
+
+    /// Drops the link without a word (SIGKILL).
+    fn kill(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn text(m: &NodeMessage) -> Message {
+    Message::Text(serde_json::to_string(m).unwrap().into())
+}
+
+// ---- tests ------------------------------------------------------------------------------
+
+async fn join_creates_or_extends_a_gateway(backend: Backend) {
+    let p = P::start(backend).await;
+    let first = p.join("edge-1").await;
+    let gateway = first["gateway_id"].as_str().unwrap();
+    assert_eq!(first["gateway_name"], "edge-1");
+    assert!(
+        first["node_credential"]
+            .as_str()
+            .unwrap()
+            .starts_with("sy_node_")
+    );
+    // The same name (any case) adds a node to the same gateway.
+    let second = p.join("EDGE-1").await;
+    assert_eq!(second["gateway_id"], first["gateway_id"]);
+    assert_ne!(second["node_id"], first["node_id"]);
+    let nodes = p.nodes(gateway).await;
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["host_name"], "host-a");
+    // The join is audited, by the node.
+    let audit = p.get("/api/v1/audit").await;
+    let actions: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"node.join"), "{audit:#}");
+}
+
+async fn join_refusals(backend: Backend) {
+    let p = P::start(backend).await;
+    let (status, body) = join(&p.client, &p.base, "sy_inst_nope", "edge", 1).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
+
+    // An expired token.
+    let account =
+        p.db.store
+            .account_by_name(platform::bootstrap::DEFAULT_ACCOUNT)
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+    let secret = platform::auth::new_secret(platform::auth::INSTALL_TOKEN_PREFIX);
+    let past = platform::state::now().minus(Duration::from_secs(60));
+    p.db.store
+        .create_install_token(
+            account,
+            store::NewInstallToken {
+                hash: platform::auth::hash_secret(&secret),
+                expires_at: past,
+                created_by: None,
+            },
+            store::Audit::new(
+                store::Actor::System,
+                "install_token.create",
+                past.minus(Duration::from_secs(3600)),
+            ),
+        )
+        .await
+        .unwrap();
+    let (status, _) = join(&p.client, &p.base, &secret, "edge", 1).await;
+    assert_eq!(status, 401);
+
+    // Another protocol version: a clear message naming both versions.
+    let token = p.install_token().await;
+    let (status, body) = join(&p.client, &p.base, &token, "edge", 2).await;
+    assert_eq!(status, 400, "{body:#}");
+    assert_eq!(body["error"]["code"], "PROTOCOL_VERSION_MISMATCH");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("version 1") && message.contains('2'),
+        "{message}"
+    );
+
+    // A gateway name the model refuses.
+    let (status, body) = join(&p.client, &p.base, &token, "   ", 1).await;
+    assert_eq!(status, 422, "{body:#}");
+}
+
+async fn link_refusals_before_upgrade(backend: Backend) {
+    let p = P::start(backend).await;
+    let joined = p.join("edge").await;
+    let credential = joined["node_credential"].as_str().unwrap();
+    let status_of = |request| async move {
+        match tokio_tungstenite::connect_async(request).await {
+            Ok(_) => 101,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(
+        status_of(link_request(&p.base, "sy_node_bogus", "1")).await,
+        401
+    );
+    assert_eq!(status_of(link_request(&p.base, credential, "2")).await, 400);
+    assert_eq!(status_of(link_request(&p.base, credential, "1")).await, 101);
+}
+
+async fn welcome_snapshot_and_pushed_changes(backend: Backend) {
+    let p = P::start(backend).await;
+    let mut a = p.node("edge").await;
+    let gateway = a.gateway.clone();
+    let joined_b = p.join("edge").await;
+    let mut b = FakeNode::connect(&p.base, &joined_b).await;
+    let first_a = a.next_snapshot().await;
+    let first_b = b.next_snapshot().await;
+    assert!(first_a.generation >= 1);
+    assert!(first_a.verify_hash().is_ok());
+    assert_eq!(first_a.config.gateway.gateway_id, gateway);
+    assert_eq!(first_b.generation, first_a.generation);
+
+    // A REST change reaches both nodes as a higher generation.
+    let (status, env) = p
+        .post(
+            "/api/v1/environments",
+            json!({ "name": "Production", "classification": "production" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{env:#}");
+    let env_id = env["id"].as_str().unwrap();
+    let (status, body) = p
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/environments/{env_id}/gateway"),
+            Some(json!({ "gateway_id": gateway })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+    let next_a = a.snapshot_after(first_a.generation).await;
+    let next_b = b.snapshot_after(first_b.generation).await;
+    assert!(next_a.generation > first_a.generation);
+    assert_eq!(next_a.generation, next_b.generation);
+    assert_eq!(next_a.config.environments.len(), 1);
+    assert_eq!(next_a.config.environments[0].name, "Production");
+
+    // Deploying an API: a higher generation with the API.
+    let (status, api) = p
+        .post(
+            "/api/v1/apis",
+            json!({ "name": "orders", "version": "v1", "api_type": "REST",
+                    "base_path": "orders", "upstream_targets": ["http://127.0.0.1:9/"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{api:#}");
+    let api_id = api["id"].as_str().unwrap();
+    let (status, body) = p
+        .post(
+            &format!("/api/v1/apis/{api_id}/deployments"),
+            json!({ "environment_id": env_id }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body:#}");
+    let deployed = a.snapshot_after(next_a.generation).await;
+    assert_eq!(deployed.config.apis.len(), 1);
+    assert_eq!(
+        b.snapshot_after(next_b.generation).await.generation,
+        deployed.generation
+    );
+
+    // Acknowledgements are recorded: the nodes list shows the applied generation.
+    let want = json!(deployed.generation);
+    wait_until("applied generation on both nodes", || async {
+        let nodes = p.nodes(&gateway).await;
+        nodes.len() == 2
+            && nodes
+                .iter()
+                .all(|n| n["applied_generation"] == want && status_str(&n["status"]) == "online")
+    })
+    .await;
+    wait_until("gateway online", || async {
+        p.gateway_status(&gateway).await == "online"
+    })
+    .await;
+    let nodes = p.nodes(&gateway).await;
+    assert!(nodes[0]["last_seen"].is_string());
+    assert!(nodes[0]["host_name"].as_str().unwrap().starts_with("host-"));
+}
+
+async fn silent_node_loses_contact(backend: Backend) {
+    let p = P::start(backend).await;
+    let node = p.node("edge").await;
+    let gateway = node.gateway.clone();
+    wait_until("node online", || async {
+        p.node_status(&gateway, &node.id).await == "online"
+    })
+    .await;
+    node.silence();
+    let started = tokio::time::Instant::now();
+    wait_until("node lost contact", || async {
+        p.node_status(&gateway, &node.id).await == "offline/lost_contact"
+    })
+    .await;
+    // Threshold 400 ms plus a status tick and a poll, with room for a slow machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_until("gateway offline with NODE_OFFLINE error", || async {
+        p.gateway_status(&gateway).await == "offline/lost_contact"
+            && p.issues(&gateway)
+                .await
+                .contains(&format!("NODE_OFFLINE:error:{}", node.id))
+    })
+    .await;
+    // Heartbeats again: back online, the issue clears.
+    node.beating.store(true, Ordering::SeqCst);
+    wait_until("back online, issue cleared", || async {
+        p.gateway_status(&gateway).await == "online" && p.issues(&gateway).await.is_empty()
+    })
+    .await;
+    // The status history recorded the changes.
+    let history =
+        p.db.store
+            .gateway_status_history(
+                p.db.store
+                    .gateway_account(gateway.parse().unwrap())
+                    .await
+                    .unwrap(),
+                gateway.parse().unwrap(),
+                20,
+            )
+            .await
+            .unwrap();
+    let states: Vec<String> = history.iter().map(|h| h.state.clone()).collect();
+    assert!(
+        states.contains(&"offline".to_owned()) && states.contains(&"online".to_owned()),
+        "{states:?}"
+    );
+}
+
+async fn killed_while_stopping_is_unclean(backend: Backend) {
+    let p = P::start(backend).await;
+    let node = p.node("edge").await;
+    let gateway = node.gateway.clone();
+    node.say(ReportedState::Stopping).await;
+    wait_until("node stopping", || async {
+        p.node_status(&gateway, &node.id).await == "stopping"
+    })
+    .await;
+    let id = node.id.clone();
+    node.kill();
+    wait_until("unclean shutdown", || async {
+        p.node_status(&gateway, &id).await == "offline/unclean_shutdown"
+    })
+    .await;
+    // A clean stop is "not running".
+    let other = p.node("edge-2").await;
+    let g2 = other.gateway.clone();
+    other.say(ReportedState::Stopped).await;
+    wait_until("not running", || async {
+        p.node_status(&g2, &other.id).await == "offline/not_running"
+    })
+    .await;
+}
+
+async fn gateway_without_nodes_has_no_nodes_issue(backend: Backend) {
+    let p = P::start(backend).await;
+    let (status, body) = p.post("/api/v1/gateways", json!({ "name": "empty" })).await;
+    assert_eq!(status, 201, "{body:#}");
+    let gateway = body["id"].as_str().unwrap().to_owned();
+    let id: model::GatewayId = gateway.parse().unwrap();
+    let account = p.db.store.gateway_account(id).await.unwrap();
+    // Raised in the store by the status job (not only derived on read).
+    wait_until("NO_NODES raised", || async {
+        p.db.store
+            .issues(account, id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.code == "NO_NODES")
+    })
+    .await;
+    assert_eq!(p.gateway_status(&gateway).await, "offline/not_running");
+    // A node joins and links: the issue clears.
+    let token = p.install_token().await;
+    let (status, joined) = join(&p.client, &p.base, &token, "empty", 1).await;
+    assert_eq!(status, 201);
+    let _node = FakeNode::connect(&p.base, &joined).await;
+    wait_until("NO_NODES cleared, online", || async {
+        !p.db
+            .store
+            .issues(account, id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.code == "NO_NODES")
+            && p.gateway_status(&gateway).await == "online"
+    })
+    .await;
+}
+
+async fn one_silent_node_of_three_is_cluster_issues(backend: Backend) {
+    let p = P::start(backend).await;
+    let a = p.node("cluster").await;
+    let gateway = a.gateway.clone();
+    let b = FakeNode::connect(&p.base, &p.join("cluster").await).await;
+    let c = FakeNode::connect(&p.base, &p.join("cluster").await).await;
+    wait_until("all online", || async {
+        p.gateway_status(&gateway).await == "online"
+    })
+    .await;
+    c.silence();
+    wait_until("cluster issues with NODE_OFFLINE", || async {
+        p.gateway_status(&gateway).await == "cluster_issues"
+            && p.issues(&gateway)
+                .await
+                .contains(&format!("NODE_OFFLINE:warning:{}", c.id))
+    })
+    .await;
+    assert_eq!(p.node_status(&gateway, &b.id).await, "online");
+    c.beating.store(true, Ordering::SeqCst);
+    wait_until("restored", || async {
+        p.gateway_status(&gateway).await == "online" && p.issues(&gateway).await.is_empty()
+    })
+    .await;
+}
+
+async fn deleted_gateway_refuses_its_nodes(backend: Backend) {
+    let p = P::start(backend).await;
+    let joined = p.join("doomed").await;
+    let mut node = FakeNode::connect(&p.base, &joined).await;
+    let gateway = node.gateway.clone();
+    node.next_snapshot().await;
+    let (status, body) = p
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/gateways/{gateway}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body:#}");
+    loop {
+        match node.recv().await {
+            PlatformMessage::Refused { retry, reason } => {
+                assert!(!retry);
+                assert!(reason.contains("deleted"), "{reason}");
+                break;
+            }
+            PlatformMessage::Snapshot { .. } => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+    // The credential is revoked: a new link is refused before the upgrade.
+    let credential = joined["node_credential"].as_str().unwrap();
+    match tokio_tungstenite::connect_async(link_request(&p.base, credential, "1")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 401)
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+async fn rolling_restart_one_node_at_a_time(backend: Backend) {
+    let p = P::start(backend).await;
+    let base = p.base.clone();
+    let joined_a = p.join("rolling").await;
+    let joined_b = p.join("rolling").await;
+    let mut a = FakeNode::connect(&base, &joined_a).await;
+    let mut b = FakeNode::connect(&base, &joined_b).await;
+    let gateway = a.gateway.clone();
+    wait_until("online", || async {
+        p.gateway_status(&gateway).await == "online"
+    })
+    .await;
+    let (status, body) = p
+        .post(&format!("/api/v1/gateways/{gateway}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+    let order: Vec<String> = body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order.len(), 2);
+    // The younger node first (the head node last).
+    assert_eq!(order[0], b.id);
+    let restart = |m: &PlatformMessage| {
+        matches!(
+            m,
+            PlatformMessage::Command {
+                command: Command::Restart { .. },
+                ..
+            }
+        )
+    };
+    loop {
+        if restart(&b.recv().await) {
+            break;
+        }
+    }
+    wait_until("restarting", || async {
+        p.node_status(&gateway, &b.id).await == "restarting"
+    })
+    .await;
+    // Only one at a time: a has not been told while b is away.
+    while let Ok(m) = a.inbox.try_recv() {
+        assert!(!restart(&m), "a restarted before b came back");
+    }
+    // b drains, exits, comes back as a new run.
+    b.say(ReportedState::Stopping).await;
+    b.kill();
+    let mut b2 = FakeNode::connect_as(
+        &base,
+        &joined_b,
+        ReportedState::Starting {
+            unclean_previous_exit: false,
+        },
+    )
+    .await;
+    b2.say(ReportedState::Online).await;
+    wait_until("b back online", || async {
+        p.node_status(&gateway, &b2.id).await == "online"
+    })
+    .await;
+    loop {
+        if restart(&a.recv().await) {
+            break;
+        }
+    }
+    let _ = b2.recv().await;
+    // The restart is audited.
+    let audit = p.get("/api/v1/audit").await.to_string();
+    assert!(audit.contains("gateway.restart"), "{audit}");
+}
+
+async fn refused_snapshot_raises_config_apply_failed(backend: Backend) {
+    let p = P::start(backend).await;
+    let mut node = p.node("strict").await;
+    let gateway = node.gateway.clone();
+    let first = node.next_snapshot().await;
+    node.refuse.store(true, Ordering::SeqCst);
+    let (status, body) = p
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/gateways/{gateway}"),
+            Some(json!({ "name": "strict-2" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+    let refused = node.snapshot_after(first.generation).await;
+    wait_until("CONFIG_APPLY_FAILED", || async {
+        p.issues(&gateway)
+            .await
+            .contains(&format!("CONFIG_APPLY_FAILED:error:{}", node.id))
+    })
+    .await;
+    node.refuse.store(false, Ordering::SeqCst);
+    let (status, _) = p
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/gateways/{gateway}"),
+            Some(json!({ "name": "strict-3" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    node.snapshot_after(refused.generation).await;
+    wait_until("cleared", || async {
+        !p.issues(&gateway)
+            .await
+            .iter()
+            .any(|i| i.starts_with("CONFIG_APPLY_FAILED"))
+    })
+    .await;
+}
+
+/// SPEC §16: two platform processes on one PostgreSQL; a change made through one reaches a
+/// node linked to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_change_on_one_platform_reaches_a_node_on_another() {
+    if std::env::var(support::POSTGRES_URL_VAR).is_err() {
+        eprintln!("SWITCHYARD_TEST_POSTGRES_URL not set; skipped");
+        return;
+    }
+    let p = P::start(Backend::Postgres).await;
+    let other_store = Store::open(&p.db.url, store::StoreOptions::default())
+        .await
+        .expect("second store");
+    let other = start_platform(other_store).await;
+    let joined = p.join("shared").await;
+    // Linked to the second process.
+    let mut node = FakeNode::connect(&other.url(), &joined).await;
+    let gateway = node.gateway.clone();
+    let first = node.next_snapshot().await;
+    // Changed through the first.
+    let (status, body) = p
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/gateways/{gateway}"),
+            Some(json!({ "name": "shared-renamed" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+    let next = node.snapshot_after(first.generation).await;
+    assert_eq!(next.config.gateway.name, "shared-renamed");
+    // Its status, evaluated by both processes from the shared records, is online on the first.
+    wait_until("online seen by the first process", || async {
+        p.node_status(&gateway, &node.id).await == "online"
+    })
+    .await;
+    other.shutdown().await.unwrap();
+}
+
+/// A restarted platform keeps what it knew: a node that was online and went silent while the
+/// platform was down shows as having lost contact, from the stored records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_restart_keeps_node_records() {
+    let mut p = P::start(Backend::Sqlite).await;
+    let node = p.node("durable").await;
+    let gateway = node.gateway.clone();
+    wait_until("online", || async {
+        p.node_status(&gateway, &node.id).await == "online"
+    })
+    .await;
+    node.silence();
+    p.platform.take().unwrap().shutdown().await.unwrap();
+    let again = start_platform(p.db.store.clone()).await;
+    p.base = again.url();
+    p.platform = Some(again);
+    wait_until("lost contact after restart", || async {
+        p.node_status(&gateway, &node.id).await == "offline/lost_contact"
+    })
+    .await;
+}
