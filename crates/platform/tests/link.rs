@@ -952,6 +952,48 @@ async fn refused_snapshot_raises_config_apply_failed(backend: Backend) {
     .await;
 }
 
+/// SPEC §10: configuration changes reach nodes in well under a second. 30 changes to a
+/// 3-node gateway, each timed from the REST response to the last node's acknowledgement
+/// (the bench in `bench/` measures 100 with percentiles against the goal p99 < 250 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propagation_to_three_nodes_is_fast() {
+    let p = P::start(Backend::Sqlite).await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let joined = p.join("fast").await;
+        nodes.push(FakeNode::connect(&p.base, &joined).await);
+    }
+    let gateway = nodes[0].gateway.clone();
+    let mut generation = 0;
+    for n in &mut nodes {
+        generation = generation.max(n.next_snapshot().await.generation);
+    }
+    let mut times = Vec::new();
+    for i in 0..30 {
+        let (status, body) = p
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/gateways/{gateway}"),
+                Some(json!({ "name": format!("fast-{i}") })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body:#}");
+        let responded = tokio::time::Instant::now();
+        let mut newest = generation;
+        for n in &mut nodes {
+            // The fake node acknowledges as it receives; receipt is the ack's send time.
+            newest = newest.max(n.snapshot_after(generation).await.generation);
+        }
+        times.push(responded.elapsed());
+        generation = newest;
+    }
+    times.sort();
+    let p50 = times[times.len() / 2];
+    let max = times[times.len() - 1];
+    eprintln!("propagation to 3 nodes: p50 {p50:?}, max {max:?}");
+    assert!(max < Duration::from_secs(1), "p50 {p50:?}, max {max:?}");
+}
+
 /// SPEC §16: two platform processes on one PostgreSQL; a change made through one reaches a
 /// node linked to the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,7 +60,15 @@ pub async fn link(
 ) -> Response {
     let credential = match authenticate(&state, &headers).await {
         Ok(c) => c,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            // The node reads the platform's version from this header on any refusal.
+            let mut response = e.into_response();
+            response.headers_mut().insert(
+                PROTOCOL_VERSION_HEADER,
+                axum::http::HeaderValue::from(PROTOCOL_VERSION),
+            );
+            return response;
+        }
     };
     let ws = match ws {
         Ok(ws) => ws,
