@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -134,6 +135,7 @@ impl Node {
             state,
             cache: SnapshotCache::new(&dir),
             issues: Mutex::new(Vec::new()),
+            connected: AtomicBool::new(false),
         });
         serve_cache(&shared, &credential.gateway_id);
         Ok(Node {
@@ -222,8 +224,11 @@ impl Node {
             },
         };
         // The last frame: `stopped` after a clean stop, `restarting` before a restart.
+        // Not connected: nothing can go out, so do not wait for a connection attempt to end.
         let (done, finished) = oneshot::channel();
-        if control.send(AgentControl::Finish { done }).await.is_ok() {
+        if control.send(AgentControl::Finish { done }).await.is_ok()
+            && self.shared.connected.load(Ordering::Relaxed)
+        {
             let _ = tokio::time::timeout(Duration::from_secs(3), finished).await;
         }
         agent.abort();
@@ -235,6 +240,9 @@ impl Node {
     /// the platform sees every state even when the next one follows at once.
     async fn set_state(&self, state: ReportedState, control: &mpsc::Sender<AgentControl>) {
         self.shared.state.send_replace(state);
+        if !self.shared.connected.load(Ordering::Relaxed) {
+            return;
+        }
         let (done, sent) = oneshot::channel();
         if control.send(AgentControl::Report { done }).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;

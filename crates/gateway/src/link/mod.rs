@@ -92,6 +92,8 @@ pub struct AgentShared {
     pub cache: SnapshotCache,
     /// Issues raised by this node, reported in every heartbeat until cleared.
     pub issues: Mutex<Vec<NodeIssue>>,
+    /// A welcomed link is up: only then is it worth waiting for a frame to go out.
+    pub connected: std::sync::atomic::AtomicBool,
 }
 
 impl AgentShared {
@@ -233,7 +235,11 @@ impl Agent {
         let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
         loop {
             let started = Instant::now();
-            let (welcomed, reason) = match self.session().await {
+            let end = self.session().await;
+            self.shared
+                .connected
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            let (welcomed, reason) = match end {
                 SessionEnd::Finished | SessionEnd::Fatal => return,
                 SessionEnd::Lost { welcomed, reason } => (welcomed, reason),
             };
@@ -420,6 +426,9 @@ impl Agent {
             }
         }
         self.startup_sent = true;
+        self.shared
+            .connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
 
         let welcomed = true;
         let state = *self.state.borrow_and_update();
