@@ -344,3 +344,44 @@ async fn probe_upstreams_reports_each_target_and_other_commands_are_unsupported(
     assert_eq!(unsupported, CommandOutcome::Unsupported);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn heartbeats_continue_while_draining_and_in_flight_requests_finish() {
+    let upstream = MockUpstream::start(Behavior::Slow(std::time::Duration::from_millis(600))).await;
+    let platform = FakePlatform::start(50).await;
+    platform.after_welcome(PlatformMessage::Snapshot {
+        snapshot: Box::new(snapshot(1, &upstream.url())),
+    });
+    let dir = TempDir::new();
+    let node = Running::start(joining(dir.path(), &platform.url(), "t", "edge")).await;
+    platform
+        .wait_for("online", |r| {
+            (state(r) == Some(ReportedState::Online)).then_some(())
+        })
+        .await;
+    let url = node.url("/ws/rest/orders/slow");
+    let in_flight = tokio::spawn(async move { testkit::Client::new().get(&url).await });
+    let handle = node.handle.clone();
+    testkit::wait_until(crate::DEADLINE, "request in flight", || async {
+        handle.requests_in_flight() == 1
+    })
+    .await;
+    let stop = tokio::spawn(node.stop());
+    // Several `stopping` heartbeats go out while the slow request drains.
+    platform
+        .wait_for_nth("stopping heartbeat", 3, |r| match &r.message {
+            NodeMessage::Heartbeat {
+                state: ReportedState::Stopping,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(in_flight.await.unwrap().map(|r| r.status), Ok(200));
+    assert_eq!(stop.await.unwrap(), ExitReason::Stopped);
+    let received = stopped_received(&platform).await;
+    assert_eq!(
+        received.last().and_then(state),
+        Some(ReportedState::Stopped)
+    );
+}

@@ -175,7 +175,7 @@ async fn hello_then_heartbeats_at_the_welcomed_interval() {
         .collect();
     let span = beats[5] - beats[1];
     assert!(
-        span >= Duration::from_millis(300) && span < Duration::from_millis(2_000),
+        span >= Duration::from_millis(300) && span < Duration::from_millis(5_000),
         "4 intervals took {span:?}"
     );
     // Still starting: no configuration yet.
