@@ -59,6 +59,9 @@ both_backends!(
     deleted_gateway_refuses_its_nodes,
     rolling_restart_one_node_at_a_time,
     refused_snapshot_raises_config_apply_failed,
+    never_ready_is_failed_start,
+    restart_that_never_comes_back_is_unresponsive,
+    start_after_unclean_exit_is_reported,
 );
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -69,7 +72,7 @@ fn short() -> LinkConfig {
         heartbeat_interval: Some(Duration::from_millis(100)),
         min_lost_contact: Duration::from_millis(400),
         startup_timeout: Duration::from_secs(3),
-        restart_unresponsive_after: Duration::from_secs(5),
+        restart_unresponsive_after: Duration::from_secs(2),
         status_interval: Duration::from_millis(50),
         drain_timeout: Duration::from_millis(100),
         ..LinkConfig::default()
@@ -948,6 +951,90 @@ async fn refused_snapshot_raises_config_apply_failed(backend: Backend) {
             .await
             .iter()
             .any(|i| i.starts_with("CONFIG_APPLY_FAILED"))
+    })
+    .await;
+}
+
+async fn never_ready_is_failed_start(backend: Backend) {
+    let p = P::start(backend).await;
+    let joined = p.join("slow").await;
+    let node = FakeNode::connect_as(
+        &p.base,
+        &joined,
+        ReportedState::Starting {
+            unclean_previous_exit: false,
+        },
+    )
+    .await;
+    let gateway = node.gateway.clone();
+    assert_eq!(p.node_status(&gateway, &node.id).await, "starting");
+    // Start-up timeout 3 s; the node keeps saying `starting`.
+    wait_until("failed to start", || async {
+        p.node_status(&gateway, &node.id).await == "offline/failed_start"
+            && p.gateway_status(&gateway).await == "offline/failed_start"
+    })
+    .await;
+}
+
+async fn restart_that_never_comes_back_is_unresponsive(backend: Backend) {
+    let p = P::start(backend).await;
+    let a = p.node("stuck").await;
+    let gateway = a.gateway.clone();
+    let mut b = FakeNode::connect(&p.base, &p.join("stuck").await).await;
+    wait_until("online", || async {
+        p.gateway_status(&gateway).await == "online"
+    })
+    .await;
+    let (status, body) = p
+        .post(&format!("/api/v1/gateways/{gateway}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+    loop {
+        if let PlatformMessage::Command {
+            command: Command::Restart { .. },
+            ..
+        } = b.recv().await
+        {
+            break;
+        }
+    }
+    let id = b.id.clone();
+    b.kill();
+    wait_until("restarting", || async {
+        p.node_status(&gateway, &id).await == "restarting"
+    })
+    .await;
+    // Unresponsive after 2 s (short settings; 5 min by default).
+    wait_until("unresponsive with RESTART_TIMED_OUT", || async {
+        p.node_status(&gateway, &id).await == "restarting/unresponsive"
+            && p.gateway_status(&gateway).await == "cluster_issues"
+            && p.issues(&gateway)
+                .await
+                .contains(&format!("RESTART_TIMED_OUT:error:{id}"))
+    })
+    .await;
+    // The roll stopped: the other node was never told to restart.
+    assert_eq!(p.node_status(&gateway, &a.id).await, "online");
+}
+
+async fn start_after_unclean_exit_is_reported(backend: Backend) {
+    let p = P::start(backend).await;
+    let joined = p.join("crashy").await;
+    let node = FakeNode::connect_as(
+        &p.base,
+        &joined,
+        ReportedState::Starting {
+            unclean_previous_exit: true,
+        },
+    )
+    .await;
+    let gateway = node.gateway.clone();
+    node.say(ReportedState::Online).await;
+    wait_until("UNCLEAN_PREVIOUS_EXIT", || async {
+        p.node_status(&gateway, &node.id).await == "online"
+            && p.issues(&gateway)
+                .await
+                .contains(&format!("UNCLEAN_PREVIOUS_EXIT:warning:{}", node.id))
     })
     .await;
 }
