@@ -60,6 +60,7 @@ both_backends!(
     rolling_restart_one_node_at_a_time,
     refused_snapshot_raises_config_apply_failed,
     never_ready_is_failed_start,
+    node_reported_issues_come_and_go,
     restart_that_never_comes_back_is_unresponsive,
     start_after_unclean_exit_is_reported,
 );
@@ -265,6 +266,7 @@ where
 struct Said {
     state: ReportedState,
     applied: Option<AppliedConfig>,
+    issues: Vec<protocol::link::NodeIssue>,
 }
 
 /// A node speaking the link protocol: heartbeats run in the background until
@@ -318,6 +320,7 @@ impl FakeNode {
         let said = Arc::new(Mutex::new(Said {
             state,
             applied: None,
+            issues: Vec::new(),
         }));
         let writer = tokio::spawn(async move {
             while let Some(m) = out_rx.recv().await {
@@ -388,7 +391,7 @@ impl FakeNode {
                             state: s.state,
                             runtime_version: "1.0.0".into(),
                             applied: s.applied.clone(),
-                            issues: Vec::new(),
+                            issues: s.issues.clone(),
                             counters: Counters::default(),
                         }
                     };
@@ -951,6 +954,32 @@ async fn refused_snapshot_raises_config_apply_failed(backend: Backend) {
             .await
             .iter()
             .any(|i| i.starts_with("CONFIG_APPLY_FAILED"))
+    })
+    .await;
+}
+
+async fn node_reported_issues_come_and_go(backend: Backend) {
+    let p = P::start(backend).await;
+    let node = p.node("disky").await;
+    let gateway = node.gateway.clone();
+    node.said.lock().unwrap().issues = vec![protocol::link::NodeIssue {
+        code: "DISK_SPACE_LOW".into(),
+        severity: "warning".into(),
+        message: "data directory 95% full".into(),
+        details: String::new(),
+    }];
+    wait_until("DISK_SPACE_LOW raised", || async {
+        p.issues(&gateway)
+            .await
+            .contains(&format!("DISK_SPACE_LOW:warning:{}", node.id))
+    })
+    .await;
+    node.said.lock().unwrap().issues.clear();
+    wait_until("DISK_SPACE_LOW cleared", || async {
+        !p.issues(&gateway)
+            .await
+            .iter()
+            .any(|i| i.starts_with("DISK_SPACE_LOW"))
     })
     .await;
 }
