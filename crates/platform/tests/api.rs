@@ -1081,3 +1081,34 @@ async fn openapi_lists_every_endpoint() {
         );
     }
 }
+
+/// PostgreSQL going away under a running platform (the connection cut, new connections
+/// refused): 503 with the clear message, never a panic, and back to 200 never needed here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connection_lost_is_503() {
+    let Ok(base) = std::env::var(support::POSTGRES_URL_VAR) else {
+        eprintln!("SWITCHYARD_TEST_POSTGRES_URL not set; skipped");
+        return;
+    };
+    let proxy = support::CuttableProxy::start(support::authority_of(&base)).await;
+    let via = proxy.addr.to_string();
+    let db = support::TestDb::postgres_via(Some(&via))
+        .await
+        .expect("postgres");
+    let p = TestPlatform::start_on(db).await;
+    p.get("/api/v1/gateways", &p.owner).await.expect(200);
+    proxy.cut();
+    for _ in 0..3 {
+        let a = p.get("/api/v1/gateways", &p.owner).await;
+        assert_eq!(
+            (a.status.as_u16(), a.code()),
+            (503, "DATABASE_UNAVAILABLE"),
+            "{:#}",
+            a.body
+        );
+        assert_eq!(
+            a.body["error"]["message"],
+            "database unavailable, retry shortly"
+        );
+    }
+}

@@ -39,6 +39,12 @@ impl TestDb {
 
     /// `None` when PostgreSQL is not configured for this run.
     pub async fn postgres() -> Option<TestDb> {
+        Self::postgres_via(None).await
+    }
+
+    /// Like [`TestDb::postgres`], with the store's connections going through `via`
+    /// (`host:port` of a proxy to the server) instead of straight to the server.
+    pub async fn postgres_via(via: Option<&str>) -> Option<TestDb> {
         let base = std::env::var(POSTGRES_URL_VAR).ok()?;
         let schema = format!("sy_platform_{}", uuid::Uuid::new_v4().simple());
         let admin = sqlx::PgPool::connect(&base)
@@ -49,7 +55,10 @@ impl TestDb {
             .await
             .expect("create schema");
         admin.close().await;
-        let url = schema_url(&base, &schema);
+        let url = match via {
+            Some(via) => schema_url(&with_authority(&base, via), &schema),
+            None => schema_url(&base, &schema),
+        };
         let store = Store::open(&url, options()).await.expect("open postgres");
         Some(TestDb {
             store,
@@ -73,6 +82,23 @@ fn options() -> StoreOptions {
         acquire_timeout: std::time::Duration::from_secs(1),
         ..StoreOptions::default()
     }
+}
+
+/// `url` with its `host:port` replaced by `authority` (user and database kept).
+pub fn with_authority(url: &str, authority: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let host_start = rest.find('@').map_or(0, |i| i + 1);
+    let host_end = rest[host_start..]
+        .find(['/', '?'])
+        .map_or(rest.len(), |i| host_start + i);
+    format!(
+        "{}{}{}{}",
+        &url[..start],
+        &rest[..host_start],
+        authority,
+        &rest[host_end..]
+    )
 }
 
 /// `base` with every connection's search_path set to `schema`.
@@ -152,6 +178,11 @@ impl Answer {
 impl TestPlatform {
     pub async fn start(backend: Backend) -> Option<TestPlatform> {
         let db = TestDb::open(backend).await?;
+        Some(Self::start_on(db).await)
+    }
+
+    /// A platform on an already opened test database.
+    pub async fn start_on(db: TestDb) -> TestPlatform {
         let tokens = platform::bootstrap::bootstrap(&db.store, platform::state::now())
             .await
             .expect("bootstrap");
@@ -166,14 +197,14 @@ impl TestPlatform {
         )
         .await
         .expect("start platform");
-        Some(TestPlatform {
+        TestPlatform {
             base: platform.url(),
             platform,
             client: reqwest::Client::new(),
             owner: tokens.owner_token,
             admin: tokens.admin_token,
             db,
-        })
+        }
     }
 
     pub async fn call(
@@ -301,5 +332,63 @@ impl TestPlatform {
             .await
             .expect(201);
         body["token"].as_str().expect("user token").to_string()
+    }
+}
+
+/// A TCP proxy to `upstream` that can be cut: then it stops accepting and drops every open
+/// connection, which is what a database host going away looks like to the pool.
+pub struct CuttableProxy {
+    pub addr: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    pub async fn start(upstream: String) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            Default::default();
+        let registry = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                registry.lock().expect("registry").push(task);
+            }
+        });
+        CuttableProxy {
+            addr,
+            tasks,
+            accept,
+        }
+    }
+
+    pub fn cut(&self) {
+        self.accept.abort();
+        for task in self.tasks.lock().expect("registry").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// `host:port` of a database URL.
+pub fn authority_of(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let host_start = rest.find('@').map_or(0, |i| i + 1);
+    let host = &rest[host_start..];
+    let end = host.find(['/', '?']).unwrap_or(host.len());
+    let authority = &host[..end];
+    if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:5432")
     }
 }
