@@ -886,6 +886,22 @@ async fn users_and_roles(p: TestPlatform) {
         )
         .await;
     assert_eq!(dup.status, 409);
+    // Deleting a user removes their tokens; an owner cannot delete themselves.
+    p.delete(&format!("/api/v1/users/{id}"), &p.owner)
+        .await
+        .expect(204);
+    p.get("/api/v1/gateways", &token).await.expect(401);
+    p.get(&format!("/api/v1/users/{id}"), &p.owner)
+        .await
+        .expect(404);
+    p.delete(&format!("/api/v1/users/{id}"), &p.owner)
+        .await
+        .expect(404);
+    let me = p.get("/api/v1/me", &p.owner).await.expect(200);
+    let me_id = me["id"].as_str().unwrap();
+    p.delete(&format!("/api/v1/users/{me_id}"), &p.owner)
+        .await
+        .expect(409);
 }
 
 async fn bad_input_names_the_field(p: TestPlatform) {

@@ -198,6 +198,38 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a user of `account` with their personal tokens and sessions (cascade). Install
+    /// tokens they created stay valid and forget their creator. Added by the platform engineer
+    /// for `DELETE /api/v1/users/{id}`.
+    pub async fn delete_user(
+        &self,
+        account: AccountId,
+        user: UserId,
+        mut audit: Audit,
+    ) -> Result<(), StoreError> {
+        audit.default_target("user", user);
+        with_tx!(self, |c| {
+            sqlx::query(
+                "UPDATE install_tokens SET created_by = NULL \
+                 WHERE created_by = $1 AND account_id = $2",
+            )
+            .bind(s(user))
+            .bind(s(account))
+            .execute(&mut *c)
+            .await?;
+            let done = sqlx::query("DELETE FROM users WHERE id = $1 AND account_id = $2")
+                .bind(s(user))
+                .bind(s(account))
+                .execute(&mut *c)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
+            Ok(())
+        })
+    }
+
     /// Changes the role of a user of `account`.
     pub async fn set_user_role(
         &self,

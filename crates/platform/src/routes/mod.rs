@@ -23,7 +23,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::get_account))
         .routes(routes!(users::me))
         .routes(routes!(users::create_user, users::list_users))
-        .routes(routes!(users::get_user, users::update_user))
+        .routes(routes!(
+            users::get_user,
+            users::update_user,
+            users::delete_user
+        ))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::create_install_token))

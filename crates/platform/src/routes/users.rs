@@ -138,3 +138,33 @@ pub async fn update_user(
         .or_404("user")?;
     Ok(axum::Json(UserDto::from(&user)))
 }
+
+/// Delete a user of the caller's account with their tokens (owner only).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let target = Target::new("user", &id);
+    let account = principal
+        .require(&state, Need::Owner, Some(("user.delete", Some(target))))
+        .await?;
+    let id: UserId = parse_id(&id, "user")?;
+    if id == principal.user.id {
+        // The account must keep the owner who is acting; another owner can remove them.
+        return Err(ApiError::conflict(
+            "CANNOT_DELETE_SELF",
+            "an owner cannot delete themselves",
+        ));
+    }
+    state
+        .store
+        .delete_user(account, id, principal.audit(&state, "user.delete"))
+        .await
+        .or_404("user")?;
+    Ok(StatusCode::NO_CONTENT)
+}
