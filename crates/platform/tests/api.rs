@@ -148,6 +148,19 @@ async fn accounts_are_for_platform_admins(p: TestPlatform) {
     let me = p.get("/api/v1/me", &token).await.expect(200);
     assert_eq!(me["role"], "owner");
     assert_eq!(me["account_id"], created["id"]);
+    // Account, owner and token were written together, each with its audit record.
+    let audit = p.get("/api/v1/audit", &token).await.expect(200);
+    let mut actions: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        ["account.create", "api_token.create", "user.create"]
+    );
     let list = p.get("/api/v1/accounts", &p.admin).await.expect(200);
     assert_eq!(ids(&list, "accounts"), ["acme", "default"]);
     let id = created["id"].as_str().unwrap();

@@ -36,6 +36,96 @@ impl Store {
         Ok(account)
     }
 
+    /// Creates an account, its first owner and the owner's first personal token in one
+    /// transaction, so a failure leaves no account without an owner. Writes three audit
+    /// records (`account.create`, `user.create`, `api_token.create`) from `audit`'s actor
+    /// and time; `token.user_id` is ignored (the owner is new). Added by the platform engineer
+    /// for `POST /api/v1/accounts`.
+    pub async fn create_account_with_owner(
+        &self,
+        name: &str,
+        owner_name: &str,
+        token: NewApiToken,
+        audit: Audit,
+    ) -> Result<(Account, User, ApiToken), StoreError> {
+        let account = Account {
+            id: AccountId::new_v7(),
+            name: name.to_owned(),
+            created_at: audit.at,
+        };
+        let user = User {
+            id: UserId::new_v7(),
+            account_id: Some(account.id),
+            name: owner_name.to_owned(),
+            email: None,
+            role: Role::Owner,
+            platform_admin: false,
+            created_at: audit.at,
+        };
+        let api_token = ApiToken {
+            id: TokenId::new_v7(),
+            user_id: user.id,
+            name: token.name,
+            prefix: token.prefix,
+            created_at: audit.at,
+            expires_at: token.expires_at,
+            revoked_at: None,
+        };
+        let step = |action: &str, target: crate::audit::Target| {
+            Audit::new(audit.actor, action, audit.at).with_target(target)
+        };
+        let audits = [
+            step(
+                "account.create",
+                crate::audit::Target::new("account", account.id),
+            ),
+            step("user.create", crate::audit::Target::new("user", user.id)),
+            step(
+                "api_token.create",
+                crate::audit::Target::new("api_token", api_token.id),
+            ),
+        ];
+        with_tx!(self, |c| {
+            sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(s(account.id))
+                .bind(&account.name)
+                .bind(account.created_at.0)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query(
+                "INSERT INTO users (id, account_id, name, email, role, platform_admin, \
+                 password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(s(user.id))
+            .bind(user.account_id.map(s))
+            .bind(&user.name)
+            .bind(&user.email)
+            .bind(user.role.as_str())
+            .bind(user.platform_admin)
+            .bind(None::<String>)
+            .bind(user.created_at.0)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query(
+                "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, \
+                 expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(s(api_token.id))
+            .bind(s(api_token.user_id))
+            .bind(&api_token.name)
+            .bind(&api_token.prefix)
+            .bind(&token.hash)
+            .bind(api_token.created_at.0)
+            .bind(api_token.expires_at.map(|t| t.0))
+            .execute(&mut *c)
+            .await?;
+            for a in &audits {
+                insert_audit!(c, Some(account.id), a, AuditResult::Allowed);
+            }
+        });
+        Ok((account, user, api_token))
+    }
+
     pub async fn account(&self, id: AccountId) -> Result<Account, StoreError> {
         with_conn!(self, |c| {
             let row = sqlx::query(concat!(

@@ -2,11 +2,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use model::{AccountId, Role};
-use store::{NewUser, Target};
+use model::AccountId;
+use store::NewApiToken;
 
 use crate::auth::Principal;
-use crate::bootstrap::mint_token;
+use crate::auth::{API_TOKEN_PREFIX, hash_secret, new_secret, shown_prefix};
 use crate::dto::{AccountDto, AccountList, CreateAccount, CreatedAccount};
 use crate::error::{ApiResult, ErrorEnvelope, OrNotFound};
 use crate::json::Json;
@@ -31,27 +31,25 @@ pub async fn create_account(
         .require_platform_admin(&state, Some(("account.create", None)))
         .await?;
     let name = model::validate::validate_account_name(&body.name)?;
-    let account = state
+    // One transaction: a failure never leaves an account without its owner.
+    let secret = new_secret(API_TOKEN_PREFIX);
+    let (account, owner, _) = state
         .store
-        .create_account(&name, principal.audit(&state, "account.create"))
-        .await?;
-    let owner = state
-        .store
-        .create_user(
-            NewUser {
-                account_id: Some(account.id),
-                name: "Owner".into(),
-                email: None,
-                role: Role::Owner,
-                platform_admin: false,
-                password_hash: None,
+        .create_account_with_owner(
+            &name,
+            "Owner",
+            NewApiToken {
+                // Overwritten by the store with the new owner's id.
+                user_id: model::UserId(uuid::Uuid::nil()),
+                name: "initial owner token".into(),
+                prefix: shown_prefix(&secret),
+                hash: hash_secret(&secret),
+                expires_at: None,
             },
-            principal
-                .audit(&state, "user.create")
-                .with_target(Target::new("account", account.id)),
+            principal.audit(&state, "account.create"),
         )
         .await?;
-    let token = mint_token(&state.store, &owner, "initial owner token", state.now()).await?;
+    let token = secret;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedAccount {
