@@ -131,6 +131,35 @@ impl Principal {
         }
     }
 
+    /// Records a change refused by a rule (422) as a failed action in the audit log and hands
+    /// the error back; other errors pass through unrecorded (nothing was decided).
+    pub async fn failed(
+        &self,
+        state: &AppState,
+        account: AccountId,
+        action: &str,
+        target: Target,
+        error: ApiError,
+    ) -> ApiError {
+        if error.status == axum::http::StatusCode::UNPROCESSABLE_ENTITY {
+            let audit =
+                self.audit(state, action)
+                    .with_target(target)
+                    .with_details(serde_json::json!({
+                        "code": error.code,
+                        "field": error.details.get("field"),
+                    }));
+            if let Err(e) = state
+                .store
+                .append_audit(Some(account), audit, store::AuditResult::Failed)
+                .await
+            {
+                tracing::warn!(error = %e, action, "could not record failed action");
+            }
+        }
+        error
+    }
+
     async fn deny(
         &self,
         state: &AppState,

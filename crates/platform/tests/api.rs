@@ -692,6 +692,28 @@ async fn conflicting_deployment_is_refused_naming_the_apis(p: TestPlatform) {
     )
     .await
     .expect(200);
+    // Refused changes are in the audit log as failed, with the rule's code.
+    let audit = p.get("/api/v1/audit?limit=500", &p.owner).await.expect(200);
+    let failed: Vec<(&str, &str)> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "failed")
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["details"]["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        failed.contains(&("deployment.create", "API_PATH_CONFLICT")),
+        "{failed:?}"
+    );
+    assert!(
+        failed.contains(&("api.update", "API_PATH_CONFLICT")),
+        "{failed:?}"
+    );
 }
 
 async fn apis_crud(p: TestPlatform) {

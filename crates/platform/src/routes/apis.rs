@@ -132,56 +132,65 @@ pub async fn update_api(
             Some(("api.update", Some(Target::new("api", &raw)))),
         )
         .await?;
-    let id: ApiId = parse_id(&raw, "API")?;
-    let current = state.store.api(account, id).await.or_404("API")?;
-    let targets: Vec<String> = match body.upstream_targets {
-        Some(t) => t,
-        None => current
-            .upstream_targets
-            .iter()
-            .map(|t| t.url.clone())
-            .collect(),
-    };
-    let health = match body.health_check_url {
-        Some(h) => h,
-        None => current.health_check_url.clone(),
-    };
-    let mut update = validated(
-        body.name.as_deref().unwrap_or(&current.name),
-        body.version.as_deref().unwrap_or(&current.version),
-        body.api_type.map(Into::into).unwrap_or(current.api_type),
-        body.base_path.as_deref().unwrap_or(&current.base_path),
-        &targets,
-        health.as_deref(),
-    )?;
-    update.execution = current.execution.clone();
-    let api = state
-        .store
-        .update_api(
-            account,
-            id,
-            update,
-            principal.audit(&state, "api.update"),
-            |api: &Api, gateways| {
-                for routes in gateways {
-                    let (environments, deployments) = routing(routes);
-                    for entry in routes.deployments.iter().filter(|r| r.api.id == api.id) {
-                        let changed = DeployedApi::new(api, &entry.deployment);
-                        check_change(
-                            &environments,
-                            &deployments,
-                            ProposedChange::Deployment(&changed),
-                        )
-                        .map_err(|e| Refused(e.into()))?;
+    let result = async {
+        let id: ApiId = parse_id(&raw, "API")?;
+        let current = state.store.api(account, id).await.or_404("API")?;
+        let targets: Vec<String> = match body.upstream_targets {
+            Some(t) => t,
+            None => current
+                .upstream_targets
+                .iter()
+                .map(|t| t.url.clone())
+                .collect(),
+        };
+        let health = match body.health_check_url {
+            Some(h) => h,
+            None => current.health_check_url.clone(),
+        };
+        let mut update = validated(
+            body.name.as_deref().unwrap_or(&current.name),
+            body.version.as_deref().unwrap_or(&current.version),
+            body.api_type.map(Into::into).unwrap_or(current.api_type),
+            body.base_path.as_deref().unwrap_or(&current.base_path),
+            &targets,
+            health.as_deref(),
+        )?;
+        update.execution = current.execution.clone();
+        let api = state
+            .store
+            .update_api(
+                account,
+                id,
+                update,
+                principal.audit(&state, "api.update"),
+                |api: &Api, gateways| {
+                    for routes in gateways {
+                        let (environments, deployments) = routing(routes);
+                        for entry in routes.deployments.iter().filter(|r| r.api.id == api.id) {
+                            let changed = DeployedApi::new(api, &entry.deployment);
+                            check_change(
+                                &environments,
+                                &deployments,
+                                ProposedChange::Deployment(&changed),
+                            )
+                            .map_err(|e| Refused(e.into()))?;
+                        }
                     }
-                }
-                Ok(())
-            },
-        )
-        .await
-        .or_404("API")?;
-    state.link.changed(account);
-    Ok(axum::Json(ApiDto::from(&api)))
+                    Ok(())
+                },
+            )
+            .await
+            .or_404("API")?;
+        state.link.changed(account);
+        Ok(axum::Json(ApiDto::from(&api)))
+    }
+    .await;
+    match result {
+        Err(e) => Err(principal
+            .failed(&state, account, "api.update", Target::new("api", &raw), e)
+            .await),
+        ok => ok,
+    }
 }
 
 /// Delete an API and its deployments (admin or owner).
@@ -232,63 +241,78 @@ pub async fn create_deployment(
             Some(("deployment.create", Some(Target::new("api", &raw)))),
         )
         .await?;
-    let api_id: ApiId = parse_id(&raw, "API")?;
-    let environment_id = EnvironmentId(body.environment_id);
-    let custom_path = match body.custom_path.as_deref() {
-        Some(p) => Some(validate_custom_path(p)?),
-        None => None,
-    };
-    // Name the missing object precisely.
-    state.store.api(account, api_id).await.or_404("API")?;
-    let env = state
-        .store
-        .environment(account, environment_id)
-        .await
-        .or_404("environment")?;
-    let status = if env.gateway_id.is_some() {
-        DeploymentStatus::SentToGateway
-    } else {
-        DeploymentStatus::RequiresConfiguration
-    };
-    let deployment = state
-        .store
-        .create_deployment(
-            account,
-            NewDeployment {
-                api_id,
-                environment_id,
-                custom_path: custom_path.clone(),
-                status,
-            },
-            principal.audit(&state, "deployment.create"),
-            |check| {
-                let Some(routes) = &check.routes else {
-                    return Ok(());
-                };
-                let (environments, deployments) = routing(routes);
-                let proposed = DeployedApi {
-                    api_id: check.api.id,
-                    api_name: check.api.name.clone(),
-                    api_type: check.api.api_type,
-                    base_path: check.api.base_path.clone(),
+    let result = async {
+        let api_id: ApiId = parse_id(&raw, "API")?;
+        let environment_id = EnvironmentId(body.environment_id);
+        let custom_path = match body.custom_path.as_deref() {
+            Some(p) => Some(validate_custom_path(p)?),
+            None => None,
+        };
+        // Name the missing object precisely.
+        state.store.api(account, api_id).await.or_404("API")?;
+        let env = state
+            .store
+            .environment(account, environment_id)
+            .await
+            .or_404("environment")?;
+        let status = if env.gateway_id.is_some() {
+            DeploymentStatus::SentToGateway
+        } else {
+            DeploymentStatus::RequiresConfiguration
+        };
+        let deployment = state
+            .store
+            .create_deployment(
+                account,
+                NewDeployment {
+                    api_id,
+                    environment_id,
                     custom_path: custom_path.clone(),
-                    environment_id: check.environment.id,
-                };
-                check_change(
-                    &environments,
-                    &deployments,
-                    ProposedChange::Deployment(&proposed),
-                )
-                .map_err(|e| Refused(e.into()))
-            },
-        )
-        .await
-        .or_404("API")?;
-    state.link.changed(account);
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(DeploymentDto::from(&deployment)),
-    ))
+                    status,
+                },
+                principal.audit(&state, "deployment.create"),
+                |check| {
+                    let Some(routes) = &check.routes else {
+                        return Ok(());
+                    };
+                    let (environments, deployments) = routing(routes);
+                    let proposed = DeployedApi {
+                        api_id: check.api.id,
+                        api_name: check.api.name.clone(),
+                        api_type: check.api.api_type,
+                        base_path: check.api.base_path.clone(),
+                        custom_path: custom_path.clone(),
+                        environment_id: check.environment.id,
+                    };
+                    check_change(
+                        &environments,
+                        &deployments,
+                        ProposedChange::Deployment(&proposed),
+                    )
+                    .map_err(|e| Refused(e.into()))
+                },
+            )
+            .await
+            .or_404("API")?;
+        state.link.changed(account);
+        Ok((
+            StatusCode::CREATED,
+            axum::Json(DeploymentDto::from(&deployment)),
+        ))
+    }
+    .await;
+    match result {
+        Err(e) => Err(principal
+            .failed(
+                &state,
+                account,
+                "deployment.create",
+                Target::new("api", &raw),
+                e,
+            )
+            .await),
+        ok => ok,
+    }
 }
 
 /// The deployments of an API.

@@ -247,29 +247,44 @@ pub async fn put_configuration(
             )),
         )
         .await?;
-    let id: EnvironmentId = parse_id(&raw, "environment")?;
-    let paths = validate_environment_paths(&EnvironmentPaths {
-        rest: body.rest_path,
-        soap: body.soap_path,
-        soap12: body.soap12_path,
-        odata: body.odata_path,
-    })?;
-    let env = state
-        .store
-        .update_environment_paths(
-            account,
-            id,
-            paths.clone(),
-            principal.audit(&state, "environment.update_paths"),
-            |env, routes| match routes {
-                Some(routes) => check_paths_on_gateway(env, &paths, routes, &[]),
-                None => Ok(()),
-            },
-        )
-        .await
-        .or_404("environment")?;
-    state.link.changed(account);
-    Ok(axum::Json(EnvironmentDto::from(&env)))
+    let result = async {
+        let id: EnvironmentId = parse_id(&raw, "environment")?;
+        let paths = validate_environment_paths(&EnvironmentPaths {
+            rest: body.rest_path,
+            soap: body.soap_path,
+            soap12: body.soap12_path,
+            odata: body.odata_path,
+        })?;
+        let env = state
+            .store
+            .update_environment_paths(
+                account,
+                id,
+                paths.clone(),
+                principal.audit(&state, "environment.update_paths"),
+                |env, routes| match routes {
+                    Some(routes) => check_paths_on_gateway(env, &paths, routes, &[]),
+                    None => Ok(()),
+                },
+            )
+            .await
+            .or_404("environment")?;
+        state.link.changed(account);
+        Ok(axum::Json(EnvironmentDto::from(&env)))
+    }
+    .await;
+    match result {
+        Err(e) => Err(principal
+            .failed(
+                &state,
+                account,
+                "environment.update_paths",
+                Target::new("environment", &raw),
+                e,
+            )
+            .await),
+        ok => ok,
+    }
 }
 
 /// Attach the environment to a gateway, move it, or detach it (`gateway_id: null`); admin or
@@ -297,52 +312,67 @@ pub async fn attach_environment(
             )),
         )
         .await?;
-    let id: EnvironmentId = parse_id(&raw, "environment")?;
-    let gateway = body.gateway_id.map(GatewayId);
-    // Name the missing object precisely: the environment, or the destination gateway.
-    state
-        .store
-        .environment(account, id)
-        .await
-        .or_404("environment")?;
-    if let Some(gateway) = gateway {
-        let g = state
+    let result = async {
+        let id: EnvironmentId = parse_id(&raw, "environment")?;
+        let gateway = body.gateway_id.map(GatewayId);
+        // Name the missing object precisely: the environment, or the destination gateway.
+        state
             .store
-            .gateway(account, gateway)
+            .environment(account, id)
             .await
-            .or_404("gateway")?;
-        if g.deleted_at.is_some() {
-            return Err(ApiError::not_found("gateway"));
-        }
-    }
-    // The environment's own deployments join the destination's routes on attach. Read
-    // before the transaction: a deployment created in between is checked by its own request
-    // against the environment's then-current gateway.
-    let mut extra = Vec::new();
-    if gateway.is_some() {
-        let apis = state.store.apis(account).await?;
-        for d in state.store.deployments_by_environment(account, id).await? {
-            if let Some(api) = apis.iter().find(|a| a.id == d.api_id) {
-                extra.push(DeployedApi::new(api, &d));
+            .or_404("environment")?;
+        if let Some(gateway) = gateway {
+            let g = state
+                .store
+                .gateway(account, gateway)
+                .await
+                .or_404("gateway")?;
+            if g.deleted_at.is_some() {
+                return Err(ApiError::not_found("gateway"));
             }
         }
-    }
-    let env = state
-        .store
-        .set_environment_gateway(
-            account,
-            id,
-            gateway,
-            principal.audit(&state, "environment.set_gateway"),
-            |env, routes| match routes {
-                Some(routes) if Some(routes.gateway_id) != env.gateway_id => {
-                    check_paths_on_gateway(env, &env.paths, routes, &extra)
+        // The environment's own deployments join the destination's routes on attach. Read
+        // before the transaction: a deployment created in between is checked by its own request
+        // against the environment's then-current gateway.
+        let mut extra = Vec::new();
+        if gateway.is_some() {
+            let apis = state.store.apis(account).await?;
+            for d in state.store.deployments_by_environment(account, id).await? {
+                if let Some(api) = apis.iter().find(|a| a.id == d.api_id) {
+                    extra.push(DeployedApi::new(api, &d));
                 }
-                _ => Ok(()),
-            },
-        )
-        .await
-        .or_404("environment")?;
-    state.link.changed(account);
-    Ok(axum::Json(EnvironmentDto::from(&env)))
+            }
+        }
+        let env = state
+            .store
+            .set_environment_gateway(
+                account,
+                id,
+                gateway,
+                principal.audit(&state, "environment.set_gateway"),
+                |env, routes| match routes {
+                    Some(routes) if Some(routes.gateway_id) != env.gateway_id => {
+                        check_paths_on_gateway(env, &env.paths, routes, &extra)
+                    }
+                    _ => Ok(()),
+                },
+            )
+            .await
+            .or_404("environment")?;
+        state.link.changed(account);
+        Ok(axum::Json(EnvironmentDto::from(&env)))
+    }
+    .await;
+    match result {
+        Err(e) => Err(principal
+            .failed(
+                &state,
+                account,
+                "environment.set_gateway",
+                Target::new("environment", &raw),
+                e,
+            )
+            .await),
+        ok => ok,
+    }
 }
