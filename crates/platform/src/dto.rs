@@ -63,6 +63,8 @@ pub struct CreatedAccount {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountList {
     pub accounts: Vec<AccountDto>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -143,6 +145,8 @@ pub struct CreatedUser {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserList {
     pub users: Vec<UserDto>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -191,6 +195,8 @@ pub struct CreatedToken {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<TokenDto>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -414,6 +420,8 @@ impl From<&Environment> for EnvironmentDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EnvironmentList {
     pub environments: Vec<EnvironmentDto>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -519,6 +527,8 @@ impl From<&Api> for ApiDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiList {
     pub apis: Vec<ApiDto>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -55,6 +55,7 @@ on_both_backends!(
     mutations_write_audit_records,
     unknown_routes_use_the_envelope,
     database_down_is_503,
+    lists_page_with_cursors,
 );
 
 fn ids(list: &Value, key: &str) -> Vec<String> {
@@ -1161,5 +1162,34 @@ async fn postgres_connection_lost_is_503() {
             a.body["error"]["message"],
             "database unavailable, retry shortly"
         );
+    }
+}
+
+async fn lists_page_with_cursors(p: TestPlatform) {
+    for name in ["a", "b", "c"] {
+        p.environment(name, None).await;
+    }
+    let first = p
+        .get("/api/v1/environments?limit=2", &p.owner)
+        .await
+        .expect(200);
+    assert_eq!(ids(&first, "environments"), ["a", "b"]);
+    let cursor = first["next_cursor"].as_str().expect("next_cursor");
+    let second = p
+        .get(
+            &format!("/api/v1/environments?limit=2&cursor={cursor}"),
+            &p.owner,
+        )
+        .await
+        .expect(200);
+    assert_eq!(ids(&second, "environments"), ["c"]);
+    assert_eq!(second["next_cursor"], Value::Null);
+    let all = p.get("/api/v1/environments", &p.owner).await.expect(200);
+    assert_eq!(ids(&all, "environments"), ["a", "b", "c"]);
+    for query in ["limit=0", "limit=x", "cursor=nope", "sort=name"] {
+        let a = p
+            .get(&format!("/api/v1/environments?{query}"), &p.owner)
+            .await;
+        assert_eq!(a.status, 400, "{query}");
     }
 }

@@ -10,7 +10,8 @@ use crate::auth::{API_TOKEN_PREFIX, hash_secret, new_secret, shown_prefix};
 use crate::dto::{AccountDto, AccountList, CreateAccount, CreatedAccount};
 use crate::error::{ApiResult, ErrorEnvelope, OrNotFound};
 use crate::json::Json;
-use crate::routes::parse_id;
+use crate::json::QueryParams;
+use crate::routes::{paginate, parse_id};
 use crate::state::AppState;
 
 /// Create an account with a first owner; answers the owner's token once.
@@ -65,15 +66,22 @@ pub async fn create_account(
 
 /// List all accounts.
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
+    params(
+        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
     responses((status = 200, body = AccountList), (status = 403, body = ErrorEnvelope)))]
 pub async fn list_accounts(
     State(state): State<AppState>,
     principal: Principal,
+    query: QueryParams,
 ) -> ApiResult<axum::Json<AccountList>> {
     principal.require_platform_admin(&state, None).await?;
     let accounts = state.store.accounts().await?;
+    let (page, next_cursor) = paginate(accounts, |a| a.id.0, &query)?;
     Ok(axum::Json(AccountList {
-        accounts: accounts.iter().map(AccountDto::from).collect(),
+        accounts: page.iter().map(AccountDto::from).collect(),
+        next_cursor,
     }))
 }
 

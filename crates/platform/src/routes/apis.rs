@@ -17,8 +17,9 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound, Refused};
 use crate::json::Json;
+use crate::json::QueryParams;
 use crate::routes::environments::routing;
-use crate::routes::parse_id;
+use crate::routes::{paginate, parse_id};
 use crate::state::AppState;
 
 /// Validates an API definition with the model's rules into the store's input.
@@ -85,15 +86,22 @@ pub async fn create_api(
 
 /// The APIs of the caller's account, by name and version.
 #[utoipa::path(get, path = "/api/v1/apis", tag = "apis",
+    params(
+        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
     responses((status = 200, body = ApiList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_apis(
     State(state): State<AppState>,
     principal: Principal,
+    query: QueryParams,
 ) -> ApiResult<axum::Json<ApiList>> {
     let account = principal.require(&state, Need::Member, None).await?;
     let apis = state.store.apis(account).await?;
+    let (page, next_cursor) = paginate(apis, |a| a.id.0, &query)?;
     Ok(axum::Json(ApiList {
-        apis: apis.iter().map(ApiDto::from).collect(),
+        apis: page.iter().map(ApiDto::from).collect(),
+        next_cursor,
     }))
 }
 

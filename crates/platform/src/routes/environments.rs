@@ -15,7 +15,8 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound, Refused};
 use crate::json::Json;
-use crate::routes::parse_id;
+use crate::json::QueryParams;
+use crate::routes::{paginate, parse_id};
 use crate::state::AppState;
 
 /// The routing facts of a gateway, in the model's terms.
@@ -94,15 +95,22 @@ pub async fn create_environment(
 
 /// The environments of the caller's account, by name.
 #[utoipa::path(get, path = "/api/v1/environments", tag = "environments",
+    params(
+        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
     responses((status = 200, body = EnvironmentList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_environments(
     State(state): State<AppState>,
     principal: Principal,
+    query: QueryParams,
 ) -> ApiResult<axum::Json<EnvironmentList>> {
     let account = principal.require(&state, Need::Member, None).await?;
     let envs = state.store.environments(account).await?;
+    let (page, next_cursor) = paginate(envs, |e| e.id.0, &query)?;
     Ok(axum::Json(EnvironmentList {
-        environments: envs.iter().map(EnvironmentDto::from).collect(),
+        environments: page.iter().map(EnvironmentDto::from).collect(),
+        next_cursor,
     }))
 }
 

@@ -70,3 +70,36 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub(crate) fn parse_id<T: FromStr>(raw: &str, what: &str) -> ApiResult<T> {
     raw.parse().map_err(|_| ApiError::not_found(what))
 }
+
+/// Default and largest page of the account's lists (`?limit=`).
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+/// Cuts a list already in its display order into a page after the `cursor` (the id of the
+/// previous page's last item). Lists are small enough per account to be read whole and cut
+/// here; the cursor keeps working when items are added before it.
+pub(crate) fn paginate<T>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> uuid::Uuid,
+    query: &crate::json::QueryParams,
+) -> ApiResult<(Vec<T>, Option<String>)> {
+    query.only(&["limit", "cursor"])?;
+    let limit = query.limit(DEFAULT_PAGE, MAX_PAGE)? as usize;
+    let start = match query.get("cursor").filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(cursor) => {
+            let bad = || ApiError::bad_field("INVALID_PARAMETER", "cursor", "cursor is not valid");
+            let after: uuid::Uuid = cursor.parse().map_err(|_| bad())?;
+            items.iter().position(|i| id(i) == after).ok_or_else(bad)? + 1
+        }
+    };
+    let rest: Vec<T> = items.into_iter().skip(start).collect();
+    let more = rest.len() > limit;
+    let page: Vec<T> = rest.into_iter().take(limit).collect();
+    let next = if more {
+        page.last().map(|i| id(i).to_string())
+    } else {
+        None
+    };
+    Ok((page, next))
+}

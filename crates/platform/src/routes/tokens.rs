@@ -16,7 +16,8 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
 use crate::json::Json;
-use crate::routes::parse_id;
+use crate::json::QueryParams;
+use crate::routes::{paginate, parse_id};
 use crate::state::AppState;
 
 const MAX_TOKEN_DAYS: u32 = 3650;
@@ -77,14 +78,21 @@ pub async fn create_token(
 
 /// The caller's tokens, revoked and expired ones included; never the secrets.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    params(
+        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
     responses((status = 200, body = TokenList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     principal: Principal,
+    query: QueryParams,
 ) -> ApiResult<axum::Json<TokenList>> {
     let tokens = state.store.api_tokens(principal.user.id).await?;
+    let (page, next_cursor) = paginate(tokens, |t| t.id.0, &query)?;
     Ok(axum::Json(TokenList {
-        tokens: tokens.iter().map(TokenDto::from).collect(),
+        tokens: page.iter().map(TokenDto::from).collect(),
+        next_cursor,
     }))
 }
 

@@ -10,7 +10,8 @@ use crate::bootstrap::mint_token;
 use crate::dto::{CreateUser, CreatedUser, UpdateUser, UserDto, UserList};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
 use crate::json::Json;
-use crate::routes::parse_id;
+use crate::json::QueryParams;
+use crate::routes::{paginate, parse_id};
 use crate::state::AppState;
 
 /// Who the token belongs to.
@@ -80,15 +81,22 @@ pub async fn create_user(
 
 /// The users of the caller's account.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    params(
+        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
     responses((status = 200, body = UserList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_users(
     State(state): State<AppState>,
     principal: Principal,
+    query: QueryParams,
 ) -> ApiResult<axum::Json<UserList>> {
     let account = principal.require(&state, Need::Member, None).await?;
     let users = state.store.users(account).await?;
+    let (page, next_cursor) = paginate(users, |u| u.id.0, &query)?;
     Ok(axum::Json(UserList {
-        users: users.iter().map(UserDto::from).collect(),
+        users: page.iter().map(UserDto::from).collect(),
+        next_cursor,
     }))
 }
 
