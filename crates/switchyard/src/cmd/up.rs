@@ -61,7 +61,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact(&database_url), "platform listening");
-    print_welcome(&args.data_dir, addr, first_run);
+    print_welcome(&args.data_dir, addr, first_run.as_deref());
 
     platform::serve(
         platform::PlatformConfig { store },
@@ -72,9 +72,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     .context("serving")
 }
 
-/// Makes sure both token files hold valid tokens; answers whether new ones were minted.
+/// Makes sure both token files hold valid tokens; answers the new owner token when new ones
+/// were minted.
 /// Existing valid tokens are kept, so re-running `up` never invalidates a saved token.
-async fn ensure_tokens(store: &store::Store, data_dir: &Path) -> anyhow::Result<bool> {
+async fn ensure_tokens(store: &store::Store, data_dir: &Path) -> anyhow::Result<Option<String>> {
     let now = platform::state::now();
     let owner = read_token(&data_dir.join(OWNER_TOKEN_FILE));
     let admin = read_token(&data_dir.join(ADMIN_TOKEN_FILE));
@@ -86,7 +87,7 @@ async fn ensure_tokens(store: &store::Store, data_dir: &Path) -> anyhow::Result<
                 .map(|p| p.is_some())
         };
         if valid(owner).await? && valid(admin).await? {
-            return Ok(false);
+            return Ok(None);
         }
         tracing::warn!("saved tokens are not valid for this database; minting new ones");
     }
@@ -95,7 +96,7 @@ async fn ensure_tokens(store: &store::Store, data_dir: &Path) -> anyhow::Result<
         .context("creating the first accounts and tokens")?;
     write_secret(&data_dir.join(ADMIN_TOKEN_FILE), &tokens.admin_token)?;
     write_secret(&data_dir.join(OWNER_TOKEN_FILE), &tokens.owner_token)?;
-    Ok(true)
+    Ok(Some(tokens.owner_token))
 }
 
 fn read_token(path: &Path) -> Option<String> {
@@ -128,7 +129,7 @@ fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_welcome(data_dir: &Path, addr: SocketAddr, first_run: bool) {
+fn print_welcome(data_dir: &Path, addr: SocketAddr, first_run: Option<&str>) {
     let owner = data_dir.join(OWNER_TOKEN_FILE);
     let admin = data_dir.join(ADMIN_TOKEN_FILE);
     println!("Switchyard is up.");
@@ -136,10 +137,11 @@ fn print_welcome(data_dir: &Path, addr: SocketAddr, first_run: bool) {
     println!("  REST API:     http://{addr}/api/v1 (OpenAPI: /api/v1/openapi.json)");
     println!("  owner token:  {}", owner.display());
     println!("  admin token:  {}", admin.display());
-    if first_run {
+    if let Some(token) = first_run {
         println!(
             "First run: created account `default` with an owner, and a platform administrator."
         );
+        println!("  owner's token (also in the file above): {token}");
     } else {
         println!("Reusing the data in {}.", data_dir.display());
     }
