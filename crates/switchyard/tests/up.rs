@@ -122,6 +122,14 @@ fn up_writes_tokens_once_and_reuses_them() {
         .to_string();
     assert!(owner.starts_with("sy_pat_") && admin.starts_with("sy_pat_"));
     assert_ne!(owner, admin);
+    assert!(
+        text.contains(&owner),
+        "the first run shows the owner's token: {text}"
+    );
+    assert!(
+        !text.contains(&admin),
+        "the admin token stays in its file: {text}"
+    );
     assert_eq!(first.get("/api/v1/gateways", &owner), 200);
     assert_eq!(first.get("/api/v1/accounts", &admin), 200);
     assert_eq!(first.get("/api/v1/accounts", &owner), 403);
@@ -131,10 +139,11 @@ fn up_writes_tokens_once_and_reuses_them() {
     assert_eq!(std::fs::read_to_string(&owner_file).unwrap().trim(), owner);
     assert_eq!(std::fs::read_to_string(&admin_file).unwrap().trim(), admin);
     assert_eq!(second.get("/api/v1/gateways", &owner), 200);
+    let again = second.stdout.join("\n");
+    assert!(again.contains("Reusing"), "{again}");
     assert!(
-        second.stdout.join("\n").contains("Reusing"),
-        "{:?}",
-        second.stdout
+        !again.contains(&owner),
+        "later runs do not print the token: {again}"
     );
     second.stop();
 }
