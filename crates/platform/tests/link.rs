@@ -60,6 +60,7 @@ both_backends!(
     rolling_restart_one_node_at_a_time,
     refused_snapshot_raises_config_apply_failed,
     never_ready_is_failed_start,
+    stop_reaches_every_node_owner_only,
     node_reported_issues_come_and_go,
     restart_that_never_comes_back_is_unresponsive,
     start_after_unclean_exit_is_reported,
@@ -982,6 +983,68 @@ async fn node_reported_issues_come_and_go(backend: Backend) {
             .any(|i| i.starts_with("DISK_SPACE_LOW"))
     })
     .await;
+}
+
+async fn stop_reaches_every_node_owner_only(backend: Backend) {
+    let p = P::start(backend).await;
+    let mut a = p.node("stoppable").await;
+    let gateway = a.gateway.clone();
+    let mut b = FakeNode::connect(&p.base, &p.join("stoppable").await).await;
+    wait_until("online", || async {
+        p.gateway_status(&gateway).await == "online"
+    })
+    .await;
+    // An admin may manage gateways but not stop or restart them.
+    let (status, body) = p
+        .post("/api/v1/users", json!({ "name": "ada", "role": "admin" }))
+        .await;
+    assert_eq!(status, 201, "{body:#}");
+    let admin = body["token"].as_str().unwrap().to_owned();
+    for action in ["stop", "restart"] {
+        let (status, body) = call(
+            &p.client,
+            &p.base,
+            &admin,
+            reqwest::Method::POST,
+            &format!("/api/v1/gateways/{gateway}/{action}"),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 403, "{body:#}");
+    }
+    let (status, body) = p
+        .post(&format!("/api/v1/gateways/{gateway}/stop"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+    assert_eq!(body["nodes"].as_array().unwrap().len(), 2);
+    for node in [&mut a, &mut b] {
+        loop {
+            if let PlatformMessage::Command {
+                command: Command::Stop { drain_timeout_ms },
+                ..
+            } = node.recv().await
+            {
+                assert_eq!(drain_timeout_ms, 100);
+                break;
+            }
+        }
+        node.say(ReportedState::Stopping).await;
+        node.say(ReportedState::Stopped).await;
+    }
+    wait_until("offline, not running", || async {
+        p.gateway_status(&gateway).await == "offline/not_running"
+    })
+    .await;
+    let audit = p.get("/api/v1/audit").await.to_string();
+    assert!(audit.contains("gateway.stop"), "{audit}");
+    // Nothing online: a new command is refused.
+    let (status, body) = p
+        .post(&format!("/api/v1/gateways/{gateway}/restart"), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("NO_NODE_ONLINE"))
+    );
 }
 
 async fn never_ready_is_failed_start(backend: Backend) {
