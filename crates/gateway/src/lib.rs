@@ -251,6 +251,16 @@ impl GatewayHandle {
         self.shared.metrics.requests_in_flight.get()
     }
 
+    /// Requests answered since the node started (routed or not), for the heartbeat.
+    pub fn requests_total(&self) -> u64 {
+        self.shared.metrics.totals.requests()
+    }
+
+    /// Of those, answered with a 5xx status.
+    pub fn responses_5xx_total(&self) -> u64 {
+        self.shared.metrics.totals.responses_5xx()
+    }
+
     pub fn connections_open(&self) -> i64 {
         self.shared.metrics.connections_open.get()
     }

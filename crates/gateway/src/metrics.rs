@@ -2,6 +2,7 @@
 //! the request path updates atomics and never looks up a label set.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -41,6 +42,32 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
 }
 
+/// Node-wide totals reported in the link heartbeat. Plain atomics, so the heartbeat reads two
+/// words instead of walking the per-route counter families (10,000 APIs × 5 classes).
+#[derive(Debug, Default)]
+pub struct Totals {
+    requests: AtomicU64,
+    responses_5xx: AtomicU64,
+}
+
+impl Totals {
+    /// Counts one answered request with its status.
+    pub fn count(&self, status: u16) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            self.responses_5xx.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn responses_5xx(&self) -> u64 {
+        self.responses_5xx.load(Ordering::Relaxed)
+    }
+}
+
 /// All metrics of one node.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +82,8 @@ pub struct Metrics {
     pub requests_in_flight: Gauge,
     pub connections_open: Gauge,
     pub panics: Counter,
+    /// Every answered request, routed or not.
+    pub totals: Arc<Totals>,
 }
 
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -69,6 +98,8 @@ pub struct RouteMetrics {
     pub by_class: [Counter; 5],
     pub duration: Histogram,
     pub concurrency_rejections: Counter,
+    /// The node's totals, so the request path counts them without reaching for `Metrics`.
+    pub totals: Arc<Totals>,
     labels: RouteLabels,
 }
 
@@ -154,6 +185,7 @@ impl Metrics {
             requests_in_flight,
             connections_open,
             panics,
+            totals: Arc::default(),
         }
     }
 
@@ -177,6 +209,7 @@ impl Metrics {
             by_class,
             duration: self.duration.get_or_create(&labels).clone(),
             concurrency_rejections: self.concurrency_rejections.get_or_create(&labels).clone(),
+            totals: self.totals.clone(),
             labels,
         }
     }
@@ -192,6 +225,7 @@ impl Metrics {
     }
 
     pub fn unrouted(&self, status: u16) {
+        self.totals.count(status);
         self.unrouted
             .get_or_create(&StatusLabels {
                 status: STATUS_CLASSES[status_class_index(status)],

@@ -217,6 +217,7 @@ fn upstream_uri(target: &Target, rest: &str, query: Option<&str>) -> Option<Uri>
 
 fn finish(route: &Route, status: StatusCode, start: Instant) {
     let metrics = &route.metrics;
+    metrics.totals.count(status.as_u16());
     metrics.by_class[crate::metrics::status_class_index(status.as_u16())].inc();
     metrics.duration.observe(start.elapsed().as_secs_f64());
 }

@@ -140,8 +140,8 @@ impl AgentShared {
             applied: self.applied(),
             issues: self.issues(),
             counters: Counters {
-                requests_total: 0,
-                responses_5xx_total: 0,
+                requests_total: self.handle.requests_total(),
+                responses_5xx_total: self.handle.responses_5xx_total(),
                 in_flight: self.handle.requests_in_flight().max(0) as u64,
             },
         }
