@@ -1,5 +1,6 @@
 //! `switchyard up` as a user runs it: first run writes both tokens (mode 0600) and prints
-//! their paths; a second run on the same data directory reuses data and tokens.
+//! their paths; the local gateway node serves the sample `echo` API at the printed curl line;
+//! a second run on the same data directory reuses data, tokens and the gateway.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -13,6 +14,7 @@ struct Up {
     child: Child,
     stdout: Vec<String>,
     base: String,
+    through_gateway: String,
 }
 
 impl Up {
@@ -20,7 +22,7 @@ impl Up {
         let mut child = Command::new(BIN)
             .args(["up", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -29,6 +31,7 @@ impl Up {
         let reader = BufReader::new(child.stdout.take().expect("stdout"));
         let mut stdout = Vec::new();
         let mut base = None;
+        let mut through_gateway = None;
         let deadline = Instant::now() + Duration::from_secs(30);
         // The last line of the welcome text is the curl hint; read up to it.
         for line in reader.lines() {
@@ -37,6 +40,9 @@ impl Up {
                 let url = rest.split_whitespace().next().expect("url");
                 base = Some(url.trim_end_matches("/api/v1").to_string());
             }
+            if let Some(rest) = line.trim().strip_prefix("Through the gateway: curl ") {
+                through_gateway = Some(rest.trim().to_string());
+            }
             let done = line.starts_with("Try:");
             stdout.push(line);
             if done || Instant::now() > deadline {
@@ -44,11 +50,57 @@ impl Up {
             }
         }
         let base = base.unwrap_or_else(|| panic!("no REST API line in {stdout:#?}"));
+        let through_gateway =
+            through_gateway.unwrap_or_else(|| panic!("no curl line in {stdout:#?}"));
         Up {
             child,
             stdout,
             base,
+            through_gateway,
         }
+    }
+
+    /// Waits until the printed URL through the gateway answers 200; answers the body.
+    fn echo(&self) -> serde_json::Value {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let last = match client.get(&self.through_gateway).send().await {
+                    Ok(r) if r.status() == 200 => return r.json().await.expect("json body"),
+                    Ok(r) => format!("{}", r.status()),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never answered 200: {last}",
+                    self.through_gateway
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    }
+
+    fn gateways(&self, token: &str) -> serde_json::Value {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            reqwest::Client::new()
+                .get(format!("{}/api/v1/gateways", self.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request")
+                .json()
+                .await
+                .expect("json")
+        })
     }
 
     fn get(&self, path: &str, token: &str) -> u16 {
@@ -133,6 +185,20 @@ fn up_writes_tokens_once_and_reuses_them() {
     assert_eq!(first.get("/api/v1/gateways", &owner), 200);
     assert_eq!(first.get("/api/v1/accounts", &admin), 200);
     assert_eq!(first.get("/api/v1/accounts", &owner), 403);
+    assert!(
+        first.through_gateway.ends_with("/ws/rest/echo/hello"),
+        "{}",
+        first.through_gateway
+    );
+    let body = first.echo();
+    assert_eq!(body["method"], "GET", "{body}");
+    assert_eq!(body["path"], "/hello", "{body}");
+    let gateways = first.gateways(&owner);
+    assert_eq!(
+        gateways["gateways"].as_array().map(Vec::len),
+        Some(1),
+        "{gateways}"
+    );
     first.stop();
 
     let second = Up::start(&data);
@@ -145,5 +211,11 @@ fn up_writes_tokens_once_and_reuses_them() {
         !again.contains(&owner),
         "later runs do not print the token: {again}"
     );
+    let body = second.echo();
+    assert_eq!(body["path"], "/hello", "{body}");
+    let gateways = second.gateways(&owner);
+    let list = gateways["gateways"].as_array().expect("gateways");
+    assert_eq!(list.len(), 1, "still one gateway: {gateways}");
+    assert_eq!(list[0]["name"], "local", "{gateways}");
     second.stop();
 }

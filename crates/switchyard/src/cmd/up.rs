@@ -3,8 +3,12 @@
 //! tokens written to `DATA/admin-token` and `DATA/owner-token` (mode 0600). Later runs reuse
 //! the data and the tokens.
 //!
-//! The steps are separate functions so the local gateway node (a later issue) slots in after
-//! the platform starts.
+//! `up` also runs one local gateway node in-process (data in `DATA/gateway`, traffic on
+//! `--gateway-listen`) joined to its own platform as gateway `local`, and a tiny built-in echo
+//! service. The first run creates the environment `Production` on that gateway and the REST API
+//! `echo` deployed there, all through the REST API (so validation, audit and the snapshot
+//! publisher run as for any client); every run points `echo` at the echo service's new port.
+//! Ctrl-C or SIGTERM stops the node, then the platform.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,8 +35,7 @@ pub struct UpArgs {
     /// Database URL [default: SQLite file in the data directory].
     #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Listen address of the local gateway node (not started yet: the node joins in a later
-    /// release; accepted now so scripts keep working).
+    /// Listen address of the local gateway node's traffic (HTTP/1.1 and h2c).
     #[arg(
         long,
         env = "SWITCHYARD_GATEWAY_LISTEN",
@@ -61,15 +64,253 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact(&database_url), "platform listening");
-    print_welcome(&args.data_dir, addr, first_run.as_deref());
+    let platform = platform::Platform::start(platform::PlatformConfig { store }, listener)
+        .await
+        .context("starting the platform")?;
 
-    platform::serve(
-        platform::PlatformConfig { store },
-        listener,
-        shutdown_signal(),
-    )
-    .await
-    .context("serving")
+    // One signal stops everything: the node first, then the platform.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let echo = start_echo().await?;
+    let owner = read_token(&args.data_dir.join(OWNER_TOKEN_FILE)).context("reading owner token")?;
+    let local = LocalGateway::new(platform.url(), owner);
+    let options = local
+        .node_options(&args.data_dir.join(GATEWAY_DIR), args.gateway_listen)
+        .await?;
+    let node = gateway::node::Node::start(options.clone())
+        .await
+        .context("starting the local gateway node")?;
+    let gateway_addr = node.handle().http_addr();
+    let curl = local
+        .provision(node.gateway_id(), &format!("http://{echo}"))
+        .await
+        .context("setting up the sample API")?;
+    print_welcome(
+        &args.data_dir,
+        addr,
+        first_run.as_deref(),
+        gateway_addr,
+        &curl,
+    );
+
+    let mut exit = node.run(stopped(stop_rx.clone())).await;
+    while let gateway::node::ExitReason::Restart = exit {
+        tracing::info!("restarting the local gateway node");
+        match gateway::node::run_node(options.clone(), stopped(stop_rx.clone())).await {
+            Ok(next) => exit = next,
+            Err(error) => {
+                tracing::error!(%error, "the local gateway node did not restart");
+                break;
+            }
+        }
+    }
+    if let gateway::node::ExitReason::Revoked { reason } = exit {
+        tracing::error!(%reason, "the local gateway node was refused for good; the platform keeps running");
+    }
+    stopped(stop_rx).await;
+    platform.shutdown().await.context("serving")
+}
+
+/// Directory of the local node under the data directory.
+pub const GATEWAY_DIR: &str = "gateway";
+/// Name of the gateway the local node joins.
+pub const LOCAL_GATEWAY: &str = "local";
+const ENVIRONMENT: &str = "Production";
+const SAMPLE_API: &str = "echo";
+
+/// Talks to the platform's own REST API with the owner's token.
+struct LocalGateway {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl LocalGateway {
+    fn new(base: String, token: String) -> Self {
+        Self {
+            base,
+            token,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        anyhow::ensure!(status.is_success(), "{method} {path}: {status}: {text}");
+        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Options of the local node: joins `local` with a fresh install token when the node has no
+    /// credential yet, otherwise reuses it.
+    async fn node_options(
+        &self,
+        dir: &Path,
+        listen: SocketAddr,
+    ) -> anyhow::Result<gateway::node::NodeOptions> {
+        let mut config = gateway::GatewayConfig::new(listen);
+        config.node_name = "local".into();
+        let mut options = gateway::node::NodeOptions::new(dir.to_path_buf(), config);
+        options.platform_url = Some(self.base.clone());
+        if !dir.join("credential.json").exists() {
+            let created = self
+                .call(
+                    reqwest::Method::POST,
+                    "/api/v1/install-tokens",
+                    Some(serde_json::json!({ "valid_for_minutes": 30 })),
+                )
+                .await?;
+            options.install_token = created["token"].as_str().map(str::to_string);
+            options.gateway_name = Some(LOCAL_GATEWAY.into());
+        }
+        Ok(options)
+    }
+
+    /// Creates `Production` on the gateway and the `echo` API deployed there when missing, and
+    /// points `echo` at `upstream`; answers the path of a request through the gateway.
+    async fn provision(&self, gateway_id: &str, upstream: &str) -> anyhow::Result<String> {
+        use reqwest::Method;
+        use serde_json::json;
+        let envs = self
+            .call(Method::GET, "/api/v1/environments?limit=100", None)
+            .await?;
+        let env = match find(&envs["environments"], ENVIRONMENT) {
+            Some(env) => env,
+            None => {
+                let env = self
+                    .call(
+                        Method::POST,
+                        "/api/v1/environments",
+                        Some(json!({ "name": ENVIRONMENT, "classification": "production" })),
+                    )
+                    .await?;
+                let id = env["id"].as_str().unwrap_or_default();
+                self.call(
+                    Method::PUT,
+                    &format!("/api/v1/environments/{id}/gateway"),
+                    Some(json!({ "gateway_id": gateway_id })),
+                )
+                .await?;
+                env
+            }
+        };
+        let env_id = env["id"].as_str().unwrap_or_default().to_string();
+        let rest_path = env["rest_path"].as_str().unwrap_or("ws/rest").to_string();
+
+        let apis = self
+            .call(Method::GET, "/api/v1/apis?limit=100", None)
+            .await?;
+        let api = match find(&apis["apis"], SAMPLE_API) {
+            Some(api) => {
+                let id = api["id"].as_str().unwrap_or_default();
+                self.call(
+                    Method::PATCH,
+                    &format!("/api/v1/apis/{id}"),
+                    Some(json!({ "upstream_targets": [upstream] })),
+                )
+                .await?
+            }
+            None => {
+                self.call(
+                    Method::POST,
+                    "/api/v1/apis",
+                    Some(
+                        json!({ "name": SAMPLE_API, "version": "1", "api_type": "REST",
+                        "base_path": SAMPLE_API, "upstream_targets": [upstream] }),
+                    ),
+                )
+                .await?
+            }
+        };
+        let api_id = api["id"].as_str().unwrap_or_default().to_string();
+        let base_path = api["base_path"].as_str().unwrap_or(SAMPLE_API).to_string();
+        let deployments = self
+            .call(
+                Method::GET,
+                &format!("/api/v1/apis/{api_id}/deployments"),
+                None,
+            )
+            .await?;
+        let deployed = deployments["deployments"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["environment_id"] == env_id.as_str()));
+        if !deployed {
+            self.call(
+                Method::POST,
+                &format!("/api/v1/apis/{api_id}/deployments"),
+                Some(json!({ "environment_id": env_id })),
+            )
+            .await?;
+        }
+        Ok(format!("/{rest_path}/{base_path}/hello"))
+    }
+}
+
+fn find(list: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    list.as_array()?
+        .iter()
+        .find(|item| item["name"] == name)
+        .cloned()
+}
+
+/// The built-in echo service on 127.0.0.1 (a new port each run): answers every request with
+/// its method, path, query and headers as JSON.
+async fn start_echo() -> anyhow::Result<SocketAddr> {
+    async fn echo(request: axum::extract::Request) -> axum::Json<serde_json::Value> {
+        let headers: serde_json::Map<String, serde_json::Value> = request
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.to_string(),
+                    String::from_utf8_lossy(value.as_bytes())
+                        .into_owned()
+                        .into(),
+                )
+            })
+            .collect();
+        axum::Json(serde_json::json!({
+            "service": "switchyard echo",
+            "method": request.method().as_str(),
+            "path": request.uri().path(),
+            "query": request.uri().query(),
+            "headers": headers,
+        }))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the echo service")?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(echo);
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "echo service stopped");
+        }
+    });
+    Ok(addr)
 }
 
 /// Makes sure both token files hold valid tokens; answers the new owner token when new ones
@@ -129,7 +370,13 @@ fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_welcome(data_dir: &Path, addr: SocketAddr, first_run: Option<&str>) {
+fn print_welcome(
+    data_dir: &Path,
+    addr: SocketAddr,
+    first_run: Option<&str>,
+    gateway: SocketAddr,
+    path: &str,
+) {
     let owner = data_dir.join(OWNER_TOKEN_FILE);
     let admin = data_dir.join(ADMIN_TOKEN_FILE);
     println!("Switchyard is up.");
@@ -137,6 +384,9 @@ fn print_welcome(data_dir: &Path, addr: SocketAddr, first_run: Option<&str>) {
     println!("  REST API:     http://{addr}/api/v1 (OpenAPI: /api/v1/openapi.json)");
     println!("  owner token:  {}", owner.display());
     println!("  admin token:  {}", admin.display());
+    println!(
+        "  gateway:      http://{gateway}/ (gateway `{LOCAL_GATEWAY}`, environment `{ENVIRONMENT}`)"
+    );
     if let Some(token) = first_run {
         println!(
             "First run: created account `default` with an owner, and a platform administrator."
@@ -145,6 +395,7 @@ fn print_welcome(data_dir: &Path, addr: SocketAddr, first_run: Option<&str>) {
     } else {
         println!("Reusing the data in {}.", data_dir.display());
     }
+    println!("Through the gateway: curl http://{gateway}{path}");
     println!(
         "Try: curl -H \"Authorization: Bearer $(cat {})\" http://{addr}/api/v1/gateways",
         owner.display()
