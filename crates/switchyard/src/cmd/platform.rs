@@ -26,6 +26,24 @@ pub struct PlatformArgs {
     /// TOML file with `listen`, `database_url`, `data_dir`; unknown keys are errors.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Advanced (tests): heartbeat interval every gateway uses, overriding its property.
+    #[arg(long, hide = true)]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Advanced (tests): how long a starting node may take to come online.
+    #[arg(long, hide = true)]
+    pub startup_timeout_ms: Option<u64>,
+    /// Advanced (tests): floor of the lost-contact threshold.
+    #[arg(long, hide = true)]
+    pub lost_contact_floor_ms: Option<u64>,
+    /// Advanced (tests): a restart is unresponsive after this long.
+    #[arg(long, hide = true)]
+    pub restart_unresponsive_ms: Option<u64>,
+    /// Advanced (tests): how often the status job evaluates every gateway.
+    #[arg(long, hide = true)]
+    pub status_interval_ms: Option<u64>,
+    /// Advanced (tests): how long a node drains before a restart or stop.
+    #[arg(long, hide = true)]
+    pub drain_timeout_ms: Option<u64>,
 }
 
 /// The optional TOML file (first step of two-step configuration: raw input).
@@ -43,10 +61,37 @@ pub struct Resolved {
     pub listen: SocketAddr,
     pub database_url: String,
     pub data_dir: PathBuf,
+    pub link: platform::LinkConfig,
 }
 
 impl PlatformArgs {
+    /// The link's timings: defaults with the advanced flags applied.
+    fn link_config(&self) -> platform::LinkConfig {
+        let ms = std::time::Duration::from_millis;
+        let mut link = platform::LinkConfig::default();
+        if let Some(v) = self.heartbeat_interval_ms {
+            link.heartbeat_interval = Some(ms(v));
+        }
+        if let Some(v) = self.startup_timeout_ms {
+            link.startup_timeout = ms(v);
+        }
+        if let Some(v) = self.lost_contact_floor_ms {
+            link.min_lost_contact = ms(v);
+        }
+        if let Some(v) = self.restart_unresponsive_ms {
+            link.restart_unresponsive_after = ms(v);
+        }
+        if let Some(v) = self.status_interval_ms {
+            link.status_interval = ms(v);
+        }
+        if let Some(v) = self.drain_timeout_ms {
+            link.drain_timeout = ms(v);
+        }
+        link
+    }
+
     pub fn resolve(self) -> anyhow::Result<Resolved> {
+        let link = self.link_config();
         let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -72,6 +117,7 @@ impl PlatformArgs {
             listen,
             database_url,
             data_dir,
+            link,
         })
     }
 }
@@ -162,8 +208,9 @@ pub fn run(args: PlatformArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, database = %redact(&config.database_url), "platform listening");
         println!("Switchyard platform on http://{addr} (REST API under /api/v1)");
-        platform::serve(
+        platform::serve_with(
             platform::PlatformConfig { store },
+            config.link.clone(),
             listener,
             shutdown_signal(),
         )
