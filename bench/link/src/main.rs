@@ -4,7 +4,7 @@
 //! detection of a SIGKILLed node; `simulate` holds thousands of simulated nodes speaking the
 //! link protocol and reports the platform's CPU and heartbeat round trips. See README.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(db: &str, listen: &str, token_file: &PathBuf) -> anyhow::Result<()> {
+async fn serve(db: &str, listen: &str, token_file: &Path) -> anyhow::Result<()> {
     let store = store::Store::open(db, store::StoreOptions::default()).await?;
     let tokens = platform::bootstrap::bootstrap(&store, platform::state::now()).await?;
     std::fs::write(token_file, &tokens.owner_token)?;
@@ -133,7 +133,7 @@ struct Api {
 }
 
 impl Api {
-    fn new(url: &str, token_file: &PathBuf) -> anyhow::Result<Api> {
+    fn new(url: &str, token_file: &Path) -> anyhow::Result<Api> {
         Ok(Api {
             base: url.trim_end_matches('/').to_owned(),
             token: std::fs::read_to_string(token_file)?.trim().to_owned(),
@@ -206,9 +206,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn spawn_node(
-    bin: &PathBuf,
+    bin: &Path,
     api: &Api,
-    dir: &PathBuf,
+    dir: &Path,
     i: usize,
     token: Option<&str>,
 ) -> anyhow::Result<Child> {
@@ -253,8 +253,8 @@ async fn wait_online(api: &Api, gateway: &str, n: usize, timeout: Duration) -> a
 
 async fn propagate(
     api: &Api,
-    bin: &PathBuf,
-    dir: &PathBuf,
+    bin: &Path,
+    dir: &Path,
     changes: usize,
     kills: usize,
 ) -> anyhow::Result<()> {
