@@ -108,7 +108,7 @@ async fn tick(link: &Link, memory: &mut Memory, now: Timestamp) -> Result<(), St
         let records = node_records(link, input, &connected);
         evaluate(link, memory, input, &records, &settings, now).await;
     }
-    link.inner.records.retain(|n| live_nodes.contains(n));
+    link.inner.records.retain(|n| live_nodes.contains(n), now);
     link.inner
         .records
         .retain_gateways(|g| live_gateways.contains(g));
@@ -130,16 +130,24 @@ fn node_records(
         .iter()
         .map(|row| {
             let id = row.node.id;
+            let in_memory = link.inner.records.get(id);
             if connected.contains(&id)
-                && let Some(entry) = link.inner.records.get(id)
+                && let Some(entry) = &in_memory
             {
-                return entry.record;
+                return entry.record.clone();
             }
             let record = row
                 .record
                 .as_ref()
                 .and_then(|json| records::from_json(id, json))
                 .unwrap_or_else(|| records::from_row(&row.node, row.reported_state.as_deref()));
+            // A node may have linked here after `connected` was read (it reports before it
+            // registers); its fresher record in memory must not be replaced by the stored one.
+            if let Some(entry) = in_memory
+                && entry.record.last_message_at > record.last_message_at
+            {
+                return entry.record;
+            }
             link.inner.records.put(NodeEntry {
                 account,
                 gateway,

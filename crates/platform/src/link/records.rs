@@ -65,17 +65,22 @@ impl Records {
         lock(&self.nodes).insert(entry.record.node_id, entry);
     }
 
-    /// Forgets nodes that no longer exist (removed, or their gateway deleted).
-    pub(crate) fn retain(&self, keep: impl Fn(&NodeId) -> bool) {
-        lock(&self.nodes).retain(|id, _| keep(id));
+    /// Forgets nodes that no longer exist (removed, or their gateway deleted): those not in
+    /// `live` whose last message is older than `since`, the time the caller read `live`.
+    /// A node that joined and linked after that read is not in `live` yet but is kept.
+    pub(crate) fn retain(&self, live: impl Fn(&NodeId) -> bool, since: Timestamp) {
+        lock(&self.nodes).retain(|id, e| live(id) || e.record.last_message_at >= since);
     }
 
     pub(crate) fn set_settings(&self, gateway: GatewayId, settings: StatusSettings) {
         lock(&self.settings).insert(gateway, settings);
     }
 
-    pub(crate) fn retain_gateways(&self, keep: impl Fn(&GatewayId) -> bool) {
-        lock(&self.settings).retain(|id, _| keep(id));
+    /// Forgets the settings of gateways not in `live` that no kept node belongs to (a gateway
+    /// created after the caller read `live` keeps its settings).
+    pub(crate) fn retain_gateways(&self, live: impl Fn(&GatewayId) -> bool) {
+        let nodes = lock(&self.nodes);
+        lock(&self.settings).retain(|id, _| live(id) || nodes.values().any(|e| e.gateway == *id));
     }
 
     pub(crate) fn node_status(&self, node: NodeId, now: Timestamp) -> Option<GatewayStatus> {
