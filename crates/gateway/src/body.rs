@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::h1client::H1Body;
 use crate::upstream::{ApiState, Target};
 
 /// Why the client's request body could not be forwarded.
@@ -111,8 +112,19 @@ pub struct RespBody {
 #[derive(Debug)]
 enum Kind {
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
 }
+
+/// A response body from an upstream: through hyper's client, or read by the node's own
+/// HTTP/1.1 client from the upstream socket.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Hyper(Incoming),
+    H1(H1Body),
+}
+
+/// Errors of a response body, boxed: hyper's server takes any error and ends the connection.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl RespBody {
     pub fn full(data: impl Into<Bytes>) -> RespBody {
@@ -130,7 +142,7 @@ impl RespBody {
         }
     }
 
-    pub fn upstream(body: Incoming, claims: Claims) -> RespBody {
+    pub fn upstream(body: UpstreamBody, claims: Claims) -> RespBody {
         RespBody {
             kind: Kind::Upstream(body),
             claims: Some(claims),
@@ -140,16 +152,21 @@ impl RespBody {
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream(inner) => Pin::new(inner).poll_frame(cx),
+            Kind::Upstream(UpstreamBody::Hyper(inner)) => {
+                Pin::new(inner).poll_frame(cx).map_err(Into::into)
+            }
+            Kind::Upstream(UpstreamBody::H1(inner)) => {
+                Pin::new(inner).poll_frame(cx).map_err(Into::into)
+            }
         };
         if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
             // Release the claims as soon as the body ends, not when hyper drops it.
@@ -161,14 +178,16 @@ impl Body for RespBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(data) => data.is_none(),
-            Kind::Upstream(inner) => inner.is_end_stream(),
+            Kind::Upstream(UpstreamBody::Hyper(inner)) => inner.is_end_stream(),
+            Kind::Upstream(UpstreamBody::H1(inner)) => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Upstream(inner) => inner.size_hint(),
+            Kind::Upstream(UpstreamBody::Hyper(inner)) => inner.size_hint(),
+            Kind::Upstream(UpstreamBody::H1(inner)) => inner.size_hint(),
         }
     }
 }

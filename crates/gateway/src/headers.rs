@@ -102,6 +102,119 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, peer_ip: &HeaderValue) {
     }
 }
 
+/// Whether a header is hop-by-hop (RFC 9110 §7.6.1, plus the legacy ones); `name` is lowercase.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// The forwarding headers this hop sets on one request (SPEC §9), computed once and either
+/// applied to the header map (hyper's client) or written straight into the request head (the
+/// node's own HTTP/1.1 client, which then never changes the map). Both give the same headers.
+pub struct Forwarding<'a> {
+    /// The `Host` (or HTTP/2 authority) the client asked for: `X-Forwarded-Host`.
+    pub host: Option<HeaderValue>,
+    pub peer_ip: &'a HeaderValue,
+    pub port: &'a HeaderValue,
+    /// `X-Forwarded-Proto` to add; `None` when the client sent one, which is kept.
+    pub proto: Option<&'static str>,
+    pub request_id: HeaderValue,
+    pub traceparent: HeaderValue,
+}
+
+impl Forwarding<'_> {
+    /// Rewrites `headers` for hyper's client: hop-by-hop headers out, `Host` out (the client
+    /// sets it from the URI), forwarding headers in.
+    pub fn apply(&self, headers: &mut HeaderMap, keep_upgrade: bool) {
+        strip_hop_by_hop(headers, keep_upgrade);
+        headers.remove(header::HOST);
+        append_forwarded_for(headers, self.peer_ip);
+        if let Some(host) = &self.host {
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        }
+        headers.insert(X_FORWARDED_PORT.clone(), self.port.clone());
+        if let Some(proto) = self.proto {
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+        }
+        headers.insert(X_REAL_IP.clone(), self.peer_ip.clone());
+        headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
+        headers.insert(TRACEPARENT.clone(), self.traceparent.clone());
+    }
+
+    /// Writes the header lines [`Forwarding::apply`] would leave in the map, except `Host` and
+    /// `Content-Length` (the caller writes those): the client's headers without hop-by-hop
+    /// ones, those named in `Connection` and those this hop sets, then this hop's.
+    pub fn write(&self, out: &mut Vec<u8>, headers: &HeaderMap) {
+        // Few requests name extra headers in `Connection`; only those pay for the list.
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        let mut forwarded_for: Option<&HeaderValue> = None;
+        let mut more_forwarded_for = false;
+        for (name, value) in headers {
+            let skip = match name.as_str() {
+                "host" | "content-length" | "x-forwarded-host" | "x-forwarded-port"
+                | "x-real-ip" | "x-request-id" | "traceparent" => true,
+                "x-forwarded-for" => {
+                    if forwarded_for.is_some() {
+                        more_forwarded_for = true;
+                    } else {
+                        forwarded_for = Some(value);
+                    }
+                    true
+                }
+                other => is_hop_by_hop(other) || listed.contains(name),
+            };
+            if !skip {
+                line(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if more_forwarded_for {
+            for value in headers.get_all(&X_FORWARDED_FOR) {
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b", ");
+            }
+        } else if let Some(value) = forwarded_for {
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(self.peer_ip.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if let Some(host) = &self.host {
+            line(out, b"x-forwarded-host", host.as_bytes());
+        }
+        line(out, b"x-forwarded-port", self.port.as_bytes());
+        if let Some(proto) = self.proto {
+            line(out, b"x-forwarded-proto", proto.as_bytes());
+        }
+        line(out, b"x-real-ip", self.peer_ip.as_bytes());
+        line(out, b"x-request-id", self.request_id.as_bytes());
+        line(out, b"traceparent", self.traceparent.as_bytes());
+    }
+}
+
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn node_prefix() -> u32 {
     static PREFIX: OnceLock<u32> = OnceLock::new();
     *PREFIX.get_or_init(rand::random)
@@ -223,6 +336,77 @@ mod tests {
         h.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
         append_forwarded_for(&mut h, &ip);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9, 1.1.1.1, 10.0.0.9");
+    }
+
+    /// The two ways of forwarding give the same headers.
+    #[test]
+    fn written_forwarding_equals_applied_forwarding() {
+        let peer = HeaderValue::from_static("10.0.0.9");
+        let port = HeaderValue::from_static("8077");
+        let forwarding = Forwarding {
+            host: Some(HeaderValue::from_static("api.example")),
+            peer_ip: &peer,
+            port: &port,
+            proto: Some("http"),
+            request_id: HeaderValue::from_static("rid"),
+            traceparent: HeaderValue::from_static("tp"),
+        };
+        let mut cases = Vec::new();
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("api.example"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        cases.push(h.clone());
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("content-length", HeaderValue::from_static("3"));
+        h.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        h.insert("x-request-id", HeaderValue::from_static("client"));
+        h.insert("traceparent", HeaderValue::from_static("old"));
+        cases.push(h.clone());
+        h.append("x-forwarded-for", HeaderValue::from_static("2.2.2.2"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        cases.push(h);
+        for (i, headers) in cases.into_iter().enumerate() {
+            let mut written = Vec::new();
+            let proto = (!headers.contains_key(&X_FORWARDED_PROTO)).then_some("http");
+            let forwarding = Forwarding {
+                proto,
+                ..forwarding.clone_for_test()
+            };
+            forwarding.write(&mut written, &headers);
+            let mut applied = headers.clone();
+            forwarding.apply(&mut applied, false);
+            applied.remove(header::CONTENT_LENGTH);
+            let mut lines: Vec<String> = String::from_utf8(written)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            let mut expected: Vec<String> = applied
+                .iter()
+                .map(|(n, v)| format!("{}: {}", n, v.to_str().unwrap()))
+                .collect();
+            lines.sort();
+            expected.sort();
+            assert_eq!(lines, expected, "case {i}");
+        }
+    }
+
+    impl Forwarding<'_> {
+        fn clone_for_test(&self) -> Self {
+            Forwarding {
+                host: self.host.clone(),
+                peer_ip: self.peer_ip,
+                port: self.port,
+                proto: self.proto,
+                request_id: self.request_id.clone(),
+                traceparent: self.traceparent.clone(),
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod admin;
 mod body;
 pub mod cache;
 pub mod config;
+pub mod h1client;
 pub mod h1guard;
 mod headers;
 mod io;

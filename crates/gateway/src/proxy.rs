@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::Shared;
-use crate::body::{Claims, RespBody, UpBody};
+use crate::body::{Claims, RespBody, UpBody, UpstreamBody};
 use crate::config::{Route, Runtime};
 use crate::h1guard::Reject;
 use crate::headers::*;
@@ -285,24 +285,25 @@ async fn proxy(
         Some(v) if acceptable_request_id(v) => v.clone(),
         _ => new_request_id(),
     };
-    let headers = &mut parts.headers;
-    strip_hop_by_hop(headers, websocket);
-    headers.remove(header::HOST);
-    append_forwarded_for(headers, &ctx.peer_ip);
-    if let Some(host) = original_host {
-        headers.insert(X_FORWARDED_HOST.clone(), host);
-    }
-    headers.insert(X_FORWARDED_PORT.clone(), ctx.local_port.clone());
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        let proto = if ctx.https { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    }
-    headers.insert(X_REAL_IP.clone(), ctx.peer_ip.clone());
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    let traceparent = next_traceparent(headers.get(&TRACEPARENT));
-    headers.insert(TRACEPARENT.clone(), traceparent);
+    let forwarding = Forwarding {
+        host: original_host,
+        peer_ip: &ctx.peer_ip,
+        port: &ctx.local_port,
+        proto: (!parts.headers.contains_key(&X_FORWARDED_PROTO)).then_some(if ctx.https {
+            "https"
+        } else {
+            "http"
+        }),
+        request_id: request_id.clone(),
+        traceparent: next_traceparent(parts.headers.get(&TRACEPARENT)),
+    };
+    // The node's own client writes the forwarding into the request head; the map is rewritten
+    // only when hyper's client sends it (once, whatever the number of attempts).
+    let mut map_forwarded = false;
 
-    // Retries need a body that can be sent again.
+    // Small bodies of known length are read whole before the upstream is called (as nginx
+    // buffers request bodies): a retry can send them again, and the node's own HTTP/1.1 client
+    // sends them with the head. Others are streamed through and never retried.
     let mut retries_allowed = if is_idempotent(&method) {
         exec.retry_attempts
     } else {
@@ -310,9 +311,7 @@ async fn proxy(
     };
     let mut body = if body.is_end_stream() {
         Some(UpBody::Empty)
-    } else if retries_allowed > 0
-        && content_length(&parts.headers).is_some_and(|n| n <= REPLAY_BUFFER_BYTES)
-    {
+    } else if content_length(&parts.headers).is_some_and(|n| n <= REPLAY_BUFFER_BYTES) {
         match tokio::time::timeout(exec.execution_timeout, body.collect()).await {
             Ok(Ok(collected)) => Some(UpBody::Full(Some(collected.to_bytes()))),
             _ => {
@@ -332,6 +331,10 @@ async fn proxy(
             seen: 0,
         })
     };
+    // Upgrades and streamed bodies go through hyper's client.
+    let own_client_fits =
+        !websocket && !h1_upgrade_request && matches!(body, Some(UpBody::Empty | UpBody::Full(_)));
+    let mut encoded_head = Vec::new();
 
     let path = parts.uri.path();
     let rest = &path[prefix_len..];
@@ -344,39 +347,95 @@ async fn proxy(
         let index = pick(&api.targets, api.load_balancing, &api.state, tried, now_ms);
         tried |= 1u64 << index.min(63);
         let target = &api.targets[index];
-        let Some(uri) = upstream_uri(target, rest, query) else {
-            break UpstreamFailure::Other;
-        };
         let last = attempt >= retries_allowed;
-        let this_body = match &body {
-            Some(UpBody::Full(Some(bytes))) if !last => UpBody::Full(Some(Bytes::clone(bytes))),
-            Some(UpBody::Empty) => UpBody::Empty,
-            _ => body.take().unwrap_or(UpBody::Empty),
-        };
-        let mut up = Request::new(this_body);
-        *up.method_mut() = method.clone();
-        *up.uri_mut() = uri;
-        *up.version_mut() = Version::HTTP_11;
-        *up.headers_mut() = if last {
-            std::mem::take(&mut parts.headers)
-        } else {
-            parts.headers.clone()
-        };
-        let client = if target.h2c {
-            &api.h2c_client
-        } else {
-            &api.client
-        };
         target.outstanding.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout(exec.execution_timeout, client.request(up)).await;
-        let failure = match result {
-            Ok(Ok(mut response)) => {
+        let outcome = if own_client_fits && target.plain_http() {
+            let bytes = match &body {
+                Some(UpBody::Full(Some(bytes))) => Some(bytes),
+                _ => None,
+            };
+            crate::h1client::encode_head(
+                &mut encoded_head,
+                &method,
+                target,
+                rest,
+                query,
+                &parts.headers,
+                (!map_forwarded).then_some(&forwarding),
+                bytes.map_or(0, Bytes::len),
+            );
+            let exchange = crate::h1client::Exchange {
+                head: &encoded_head,
+                body: bytes,
+                head_method: method == Method::HEAD,
+                replayable: is_idempotent(&method),
+                connect_timeout: exec.connect_timeout,
+                now_ms,
+            };
+            match tokio::time::timeout(
+                exec.execution_timeout,
+                crate::h1client::send(target, exchange),
+            )
+            .await
+            {
+                Ok(Ok(response)) => {
+                    let (head, body) = response.into_parts();
+                    Ok((head, UpstreamBody::H1(body), None))
+                }
+                Ok(Err(failure)) => Err(failure),
+                Err(_elapsed) => Err(UpstreamFailure::ExecutionTimeout),
+            }
+        } else {
+            if !map_forwarded {
+                forwarding.apply(&mut parts.headers, websocket);
+                map_forwarded = true;
+            }
+            match upstream_uri(target, rest, query) {
+                None => Err(UpstreamFailure::Other),
+                Some(uri) => {
+                    let this_body = match &body {
+                        Some(UpBody::Full(Some(bytes))) if !last => {
+                            UpBody::Full(Some(Bytes::clone(bytes)))
+                        }
+                        Some(UpBody::Empty) => UpBody::Empty,
+                        _ => body.take().unwrap_or(UpBody::Empty),
+                    };
+                    let mut up = Request::new(this_body);
+                    *up.method_mut() = method.clone();
+                    *up.uri_mut() = uri;
+                    *up.version_mut() = Version::HTTP_11;
+                    *up.headers_mut() = if last {
+                        std::mem::take(&mut parts.headers)
+                    } else {
+                        parts.headers.clone()
+                    };
+                    let client = if target.h2c {
+                        &api.h2c_client
+                    } else {
+                        &api.client
+                    };
+                    match tokio::time::timeout(exec.execution_timeout, client.request(up)).await {
+                        Ok(Ok(mut response)) => {
+                            let upstream_upgrade = (websocket
+                                && response.status() == StatusCode::SWITCHING_PROTOCOLS)
+                                .then(|| hyper::upgrade::on(&mut response));
+                            let (head, body) = response.into_parts();
+                            Ok((head, UpstreamBody::Hyper(body), upstream_upgrade))
+                        }
+                        Ok(Err(error)) => {
+                            let failure = UpstreamFailure::classify(&error);
+                            tracing::debug!(target = %target.url, %error, kind = failure.as_str(), "upstream request failed");
+                            Err(failure)
+                        }
+                        Err(_elapsed) => Err(UpstreamFailure::ExecutionTimeout),
+                    }
+                }
+            }
+        };
+        let failure = match outcome {
+            Ok((mut head, up_body, upstream_upgrade)) => {
                 target.record_success();
                 claims.target = Some(target.clone());
-                let upstream_upgrade = (websocket
-                    && response.status() == StatusCode::SWITCHING_PROTOCOLS)
-                    .then(|| hyper::upgrade::on(&mut response));
-                let (mut head, up_body) = response.into_parts();
                 let status = head.status;
                 finish(route, status, start);
                 access_log_parts(
@@ -395,7 +454,10 @@ async fn proxy(
                     tokio::spawn(tunnel(client_side, upstream_side, claims));
                     return Response::from_parts(head, RespBody::empty());
                 }
-                strip_hop_by_hop(&mut head.headers, false);
+                if !matches!(up_body, UpstreamBody::H1(_)) {
+                    // The node's own client leaves hop-by-hop headers out as it parses.
+                    strip_hop_by_hop(&mut head.headers, false);
+                }
                 if !head.headers.contains_key(&X_REQUEST_ID) {
                     head.headers.insert(X_REQUEST_ID.clone(), request_id);
                 }
@@ -408,15 +470,9 @@ async fn proxy(
                 head.version = client_version;
                 return Response::from_parts(head, RespBody::upstream(up_body, claims));
             }
-            Ok(Err(error)) => {
+            Err(failure) => {
                 target.outstanding.fetch_sub(1, Ordering::Relaxed);
-                let failure = UpstreamFailure::classify(&error);
-                tracing::debug!(target = %target.url, %error, kind = failure.as_str(), "upstream request failed");
                 failure
-            }
-            Err(_elapsed) => {
-                target.outstanding.fetch_sub(1, Ordering::Relaxed);
-                UpstreamFailure::ExecutionTimeout
             }
         };
         if failure.blames_target() {
@@ -461,6 +517,11 @@ async fn proxy(
             StatusCode::BAD_GATEWAY,
             "UPSTREAM_UNREACHABLE",
             "the upstream refused or could not be reached",
+        ),
+        UpstreamFailure::BadResponse => error_response(
+            StatusCode::BAD_GATEWAY,
+            "UPSTREAM_BAD_RESPONSE",
+            "the upstream answered with a response that is not valid HTTP/1.1",
         ),
         UpstreamFailure::ConnectionDropped | UpstreamFailure::Other => error_response(
             StatusCode::BAD_GATEWAY,

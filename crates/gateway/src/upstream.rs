@@ -39,6 +39,10 @@ pub struct Target {
     pub ejected_until_ms: AtomicU64,
     /// Result of the last active health check (true until a check says otherwise).
     pub healthy: AtomicBool,
+    /// The `Host` header sent upstream: the authority without the scheme's default port.
+    pub host_header: String,
+    /// Idle connections of the node's own HTTP/1.1 client (`http://` targets).
+    pub pool: crate::h1client::Pool,
 }
 
 /// Why a target URL is invalid.
@@ -76,7 +80,14 @@ impl Target {
         if base_path.contains("//") || base_path.contains(char::is_whitespace) {
             return Err(err("bad path"));
         }
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        let host_header = match authority.port_u16() {
+            Some(port) if port != default_port => authority.as_str().to_owned(),
+            _ => authority.host().to_owned(),
+        };
         Ok(Target {
+            host_header,
+            pool: crate::h1client::Pool::default(),
             url: url.to_string(),
             scheme,
             authority,
@@ -87,6 +98,12 @@ impl Target {
             ejected_until_ms: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
         })
+    }
+
+    /// Whether requests to this target go through the node's own HTTP/1.1 client
+    /// ([`crate::h1client`]): plain `http://`, not h2c.
+    pub fn plain_http(&self) -> bool {
+        !self.h2c && self.scheme == Scheme::HTTP
     }
 
     /// Whether the target may get new traffic at `now_ms`.
@@ -175,6 +192,8 @@ pub enum UpstreamFailure {
     HostRouting,
     ConnectionDropped,
     ExecutionTimeout,
+    /// The upstream answered with something that is not a valid HTTP/1.1 response.
+    BadResponse,
     /// The client's request body failed (over the limit, or malformed): not the upstream's fault.
     RequestBodyTooLarge,
     RequestBodyBroken,
@@ -202,6 +221,7 @@ impl UpstreamFailure {
                 | UpstreamFailure::HostRouting
                 | UpstreamFailure::ConnectionDropped
                 | UpstreamFailure::ExecutionTimeout
+                | UpstreamFailure::BadResponse
         )
     }
 
@@ -212,6 +232,7 @@ impl UpstreamFailure {
             UpstreamFailure::HostRouting => "host_routing",
             UpstreamFailure::ConnectionDropped => "connection_dropped",
             UpstreamFailure::ExecutionTimeout => "execution_timeout",
+            UpstreamFailure::BadResponse => "bad_response",
             UpstreamFailure::RequestBodyTooLarge => "request_body_too_large",
             UpstreamFailure::RequestBodyBroken => "request_body_broken",
             UpstreamFailure::Other => "other",
