@@ -280,9 +280,14 @@ enum Parsed {
 
 /// Parses a response head at the start of `buf` and consumes it; `None` when incomplete.
 fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, UpstreamFailure> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf) {
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut slots,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD_BYTES => return Ok(None),
         _ => return Err(UpstreamFailure::BadResponse),

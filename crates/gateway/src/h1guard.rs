@@ -283,6 +283,13 @@ impl Scanner {
         let mut i = self.scanned;
         while i < pending.len() {
             self.head_started = true;
+            // Jump to the next byte that matters; everything else is checked by httparse
+            // once the head is complete.
+            let Some(skip) = memchr::memchr3(b'\r', b'\n', 0, &pending[i..]) else {
+                i = pending.len();
+                break;
+            };
+            i += skip;
             let b = pending[i];
             match b {
                 0 => return Err(Reject::BadRequest("NUL byte in request head")),
@@ -360,10 +367,12 @@ impl Scanner {
 
     /// Parses a complete head (ending in CRLF CRLF) and decides the body framing.
     fn check_head(&mut self, head: &[u8]) -> Result<(), Reject> {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
+        // Uninitialised slots: zeroing 256 of them would cost more than parsing a small head.
+        let mut storage =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
         let cap = self.limits.max_headers.min(MAX_HEADERS_CAP);
-        let mut req = httparse::Request::new(&mut storage[..cap]);
-        match req.parse(head) {
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(head, &mut storage[..cap]) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => {
                 return Err(Reject::BadRequest("incomplete request head"));

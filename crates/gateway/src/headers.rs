@@ -128,8 +128,9 @@ pub struct Forwarding<'a> {
     pub port: &'a HeaderValue,
     /// `X-Forwarded-Proto` to add; `None` when the client sent one, which is kept.
     pub proto: Option<&'static str>,
-    pub request_id: HeaderValue,
-    pub traceparent: HeaderValue,
+    pub request_id: &'a HeaderValue,
+    /// The `traceparent` sent upstream ([`next_traceparent`]).
+    pub traceparent: [u8; TRACEPARENT_LEN],
 }
 
 impl Forwarding<'_> {
@@ -148,7 +149,9 @@ impl Forwarding<'_> {
         }
         headers.insert(X_REAL_IP.clone(), self.peer_ip.clone());
         headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
-        headers.insert(TRACEPARENT.clone(), self.traceparent.clone());
+        if let Ok(traceparent) = HeaderValue::from_bytes(&self.traceparent) {
+            headers.insert(TRACEPARENT.clone(), traceparent);
+        }
     }
 
     /// Writes the header lines [`Forwarding::apply`] would leave in the map, except `Host` and
@@ -204,7 +207,7 @@ impl Forwarding<'_> {
         }
         line(out, b"x-real-ip", self.peer_ip.as_bytes());
         line(out, b"x-request-id", self.request_id.as_bytes());
-        line(out, b"traceparent", self.traceparent.as_bytes());
+        line(out, b"traceparent", &self.traceparent);
     }
 }
 
@@ -219,6 +222,24 @@ fn node_prefix() -> u32 {
     static PREFIX: OnceLock<u32> = OnceLock::new();
     *PREFIX.get_or_init(rand::random)
 }
+
+/// A fast per-thread pseudo-random number (wyrand, seeded from the OS): trace and span ids need
+/// to be unique and unpredictable enough to not collide, not to be secret, and a
+/// cryptographic generator per request costs more than the rest of the header work.
+fn fast_random() -> u64 {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(rand::random());
+    }
+    STATE.with(|state| {
+        let x = state.get().wrapping_add(0xa076_1d64_78bd_642f);
+        state.set(x);
+        let t = u128::from(x) * u128::from(x ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    })
+}
+
+/// Length of a version-00 `traceparent` value.
+pub const TRACEPARENT_LEN: usize = 55;
 
 /// A new request id: a random per-process prefix and a counter, 24 hex digits.
 pub fn new_request_id() -> HeaderValue {
@@ -246,32 +267,29 @@ pub fn acceptable_request_id(value: &HeaderValue) -> bool {
 
 /// The `traceparent` to send upstream: the client's trace id and flags with a new parent id
 /// (this hop's span), or a new trace when the header is absent or malformed.
-pub fn next_traceparent(incoming: Option<&HeaderValue>) -> HeaderValue {
-    let mut out = [0u8; 55];
-    let span: u64 = rand::random::<u64>() | 1;
+pub fn next_traceparent(incoming: Option<&HeaderValue>) -> [u8; TRACEPARENT_LEN] {
+    let mut out = [0u8; TRACEPARENT_LEN];
+    let span: u64 = fast_random() | 1;
     match incoming
         .map(HeaderValue::as_bytes)
         .filter(|v| valid_traceparent(v))
     {
         Some(v) => {
-            out.copy_from_slice(&v[..55]);
+            out.copy_from_slice(&v[..TRACEPARENT_LEN]);
             out[0] = b'0';
             out[1] = b'0';
             hex_into(&mut out[36..52], span, 16);
         }
         None => {
-            let trace: u128 = rand::random::<u128>() | 1;
             out[..3].copy_from_slice(b"00-");
-            hex_into(&mut out[3..19], (trace >> 64) as u64, 16);
-            hex_into(&mut out[19..35], trace as u64, 16);
+            hex_into(&mut out[3..19], fast_random(), 16);
+            hex_into(&mut out[19..35], fast_random() | 1, 16);
             out[35] = b'-';
             hex_into(&mut out[36..52], span, 16);
             out[52..].copy_from_slice(b"-01");
         }
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| {
-        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
-    })
+    out
 }
 
 fn valid_traceparent(v: &[u8]) -> bool {
@@ -343,13 +361,14 @@ mod tests {
     fn written_forwarding_equals_applied_forwarding() {
         let peer = HeaderValue::from_static("10.0.0.9");
         let port = HeaderValue::from_static("8077");
+        let rid = HeaderValue::from_static("rid");
         let forwarding = Forwarding {
             host: Some(HeaderValue::from_static("api.example")),
             peer_ip: &peer,
             port: &port,
             proto: Some("http"),
-            request_id: HeaderValue::from_static("rid"),
-            traceparent: HeaderValue::from_static("tp"),
+            request_id: &rid,
+            traceparent: next_traceparent(None),
         };
         let mut cases = Vec::new();
         let mut h = HeaderMap::new();
@@ -403,8 +422,8 @@ mod tests {
                 peer_ip: self.peer_ip,
                 port: self.port,
                 proto: self.proto,
-                request_id: self.request_id.clone(),
-                traceparent: self.traceparent.clone(),
+                request_id: self.request_id,
+                traceparent: self.traceparent,
             }
         }
     }
@@ -414,12 +433,13 @@ mod tests {
         let incoming =
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let next = next_traceparent(Some(&incoming));
-        let next = next.to_str().unwrap();
+        let next = std::str::from_utf8(&next).unwrap();
         assert!(next.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(next.ends_with("-01"));
         assert_ne!(&next[36..52], "00f067aa0ba902b7");
         let fresh = next_traceparent(Some(&HeaderValue::from_static("garbage")));
-        assert!(valid_traceparent(fresh.as_bytes()));
+        assert!(valid_traceparent(&fresh));
+        assert_ne!(fresh, next_traceparent(None));
         assert_eq!(new_request_id().len(), 24);
         assert_ne!(new_request_id(), new_request_id());
     }

@@ -108,11 +108,17 @@ fn request_host(req: &Request<Incoming>) -> Option<&str> {
         Some(authority) => authority.as_str(),
         None => req.headers().get(header::HOST)?.to_str().ok()?,
     };
-    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+    let raw = match memchr::memrchr(b'@', raw.as_bytes()) {
+        Some(at) => &raw[at + 1..],
+        None => raw,
+    };
     if raw.starts_with('[') {
-        return raw.find(']').map(|end| &raw[..=end]);
+        return memchr::memchr(b']', raw.as_bytes()).map(|end| &raw[..=end]);
     }
-    Some(raw.split_once(':').map_or(raw, |(h, _)| h))
+    Some(match memchr::memchr(b':', raw.as_bytes()) {
+        Some(colon) => &raw[..colon],
+        None => raw,
+    })
 }
 
 async fn handle(ctx: &ConnCtx, req: Request<Incoming>, start: Instant) -> Response<RespBody> {
@@ -294,7 +300,7 @@ async fn proxy(
         } else {
             "http"
         }),
-        request_id: request_id.clone(),
+        request_id: &request_id,
         traceparent: next_traceparent(parts.headers.get(&TRACEPARENT)),
     };
     // The node's own client writes the forwarding into the request head; the map is rewritten

@@ -118,14 +118,20 @@ impl Router {
         let mut best = None;
         let mut offset = 0;
         let bytes = path.as_bytes();
+        // Most paths have no escape at all: one scan spares a check per segment.
+        let escaped = memchr::memchr(b'%', bytes).is_some();
         while offset < bytes.len() && bytes[offset] == b'/' {
             let start = offset + 1;
-            let end = path[start..].find('/').map_or(path.len(), |i| start + i);
+            let end = memchr::memchr(b'/', &bytes[start..]).map_or(path.len(), |i| start + i);
             let segment = &path[start..end];
             if segment.is_empty() {
                 break;
             }
-            let key = normalise(segment);
+            let key = if escaped {
+                normalise(segment)
+            } else {
+                Cow::Borrowed(segment)
+            };
             let Some(&next) = node.children.get(key.as_ref()) else {
                 break;
             };
@@ -155,6 +161,10 @@ impl Router {
 pub fn check_request_path(path: &str) -> Result<(), PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotOrigin);
+    }
+    // A dot segment needs a `.` or an escape somewhere; most paths have neither.
+    if memchr::memchr2(b'.', b'%', path.as_bytes()).is_none() {
+        return Ok(());
     }
     if path.split('/').any(is_dot_segment) {
         return Err(PathError::DotSegment);
