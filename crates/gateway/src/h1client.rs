@@ -40,7 +40,7 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most header fields accepted in a response head.
 const MAX_HEADERS: usize = 128;
 /// Read buffer of a connection; grows for large heads.
-const READ_BUFFER: usize = 16 * 1024;
+const READ_BUFFER: usize = 8 * 1024;
 /// Idle connections kept per target.
 const MAX_IDLE: usize = 1024;
 /// An idle connection older than this is closed instead of reused.
@@ -700,6 +700,16 @@ fn decode_chunked(buf: &mut BytesMut, state: Chunk) -> Result<Decoded, ()> {
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\r\n")
+}
+
+impl Drop for H1Body {
+    /// A body with nothing left (HEAD, 204, 304, `Content-Length: 0`) may never be polled, as
+    /// hyper sees its end from `is_end_stream`; its connection is still good for the pool.
+    fn drop(&mut self) {
+        if self.framing == Framing::Length(0) {
+            self.finish();
+        }
+    }
 }
 
 impl http_body::Body for H1Body {

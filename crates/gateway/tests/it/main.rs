@@ -8,6 +8,7 @@ mod retries;
 mod routing;
 mod smuggling;
 mod swap;
+mod upstream_h1;
 
 use std::time::Duration;
 
