@@ -190,7 +190,7 @@ async fn chunked_close_delimited_and_post_bodies() {
     .await;
     let node = start(
         SnapshotBuilder::new(1)
-            .api("a", "a", &[upstream.url.clone()])
+            .api("a", "a", std::slice::from_ref(&upstream.url))
             .build(),
     )
     .await;
@@ -248,7 +248,7 @@ async fn head_and_interim_responses() {
     .await;
     let node = start(
         SnapshotBuilder::new(1)
-            .api("a", "a", &[upstream.url.clone()])
+            .api("a", "a", std::slice::from_ref(&upstream.url))
             .build(),
     )
     .await;
@@ -294,7 +294,7 @@ async fn ambiguous_or_truncated_responses_never_pass_as_complete() {
     .await;
     let node = start(
         SnapshotBuilder::new(1)
-            .api("a", "a", &[upstream.url.clone()])
+            .api("a", "a", std::slice::from_ref(&upstream.url))
             .build(),
     )
     .await;
@@ -327,7 +327,7 @@ async fn idle_connections_the_upstream_closed_are_not_reused() {
         Upstream::start(|_| Reply::SendThenCloseAfter(OK.into(), Duration::from_millis(50))).await;
     let node = start(
         SnapshotBuilder::new(1)
-            .api("a", "a", &[upstream.url.clone()])
+            .api("a", "a", std::slice::from_ref(&upstream.url))
             .build(),
     )
     .await;
