@@ -54,6 +54,8 @@ pub struct Conn {
     stream: TcpStream,
     /// Bytes read and not consumed yet.
     buf: BytesMut,
+    /// The request head being written; kept with the connection so its capacity is reused.
+    out: Vec<u8>,
 }
 
 /// The idle connections of one target, most recently used last.
@@ -123,7 +125,6 @@ pub fn encode_head(
     body_len: usize,
 ) {
     out.clear();
-    out.reserve(1024);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.base_path.as_bytes());
@@ -175,11 +176,14 @@ fn itoa_usize(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
 
 /// What the caller of [`send`] knows about the request.
 pub struct Exchange<'a> {
-    /// The encoded head ([`encode_head`]).
-    pub head: &'a [u8],
+    pub method: &'a Method,
+    /// The request path after the API's prefix (empty or starting with `/`).
+    pub rest: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// This hop's forwarding headers; `None` when `headers` already has them.
+    pub forwarding: Option<&'a Forwarding<'a>>,
     pub body: Option<&'a Bytes>,
-    /// A HEAD request: the response has no body whatever its headers say.
-    pub head_method: bool,
     /// The request may be sent again if a reused connection turns out closed before any byte
     /// of a response (RFC 9110 §9.2.2: idempotent method, body kept).
     pub replayable: bool,
@@ -199,7 +203,7 @@ pub async fn send(
             Some(conn) => conn,
             None => connect(target, exchange.connect_timeout).await?,
         };
-        match exchange_on(&mut conn, &exchange).await {
+        match exchange_on(&mut conn, target, &exchange).await {
             Ok((response, framing, keep_alive)) => {
                 let body = H1Body {
                     conn: Some(conn),
@@ -227,10 +231,21 @@ enum Attempt {
 
 async fn exchange_on(
     conn: &mut Conn,
+    target: &Target,
     exchange: &Exchange<'_>,
 ) -> Result<(Response<()>, Framing, bool), Attempt> {
+    encode_head(
+        &mut conn.out,
+        exchange.method,
+        target,
+        exchange.rest,
+        exchange.query,
+        exchange.headers,
+        exchange.forwarding,
+        exchange.body.map_or(0, Bytes::len),
+    );
     let write = async {
-        conn.stream.write_all(exchange.head).await?;
+        conn.stream.write_all(&conn.out).await?;
         if let Some(body) = exchange.body {
             conn.stream.write_all(body).await?;
         }
@@ -245,7 +260,7 @@ async fn exchange_on(
             conn.buf.reserve(READ_BUFFER);
         }
         if !conn.buf.is_empty() || received_any {
-            match parse_head(&mut conn.buf, exchange.head_method) {
+            match parse_head(&mut conn.buf, *exchange.method == Method::HEAD) {
                 Ok(Some(Parsed::Final(response, framing, keep_alive))) => {
                     return Ok((response, framing, keep_alive));
                 }
@@ -444,6 +459,7 @@ async fn connect(target: &Target, timeout: Duration) -> Result<Conn, UpstreamFai
                     return Ok(Conn {
                         stream,
                         buf: BytesMut::with_capacity(READ_BUFFER),
+                        out: Vec::with_capacity(1024),
                     });
                 }
                 Err(error) if error.kind() == io::ErrorKind::TimedOut => {

@@ -340,7 +340,6 @@ async fn proxy(
     // Upgrades and streamed bodies go through hyper's client.
     let own_client_fits =
         !websocket && !h1_upgrade_request && matches!(body, Some(UpBody::Empty | UpBody::Full(_)));
-    let mut encoded_head = Vec::new();
 
     let path = parts.uri.path();
     let rest = &path[prefix_len..];
@@ -360,20 +359,13 @@ async fn proxy(
                 Some(UpBody::Full(Some(bytes))) => Some(bytes),
                 _ => None,
             };
-            crate::h1client::encode_head(
-                &mut encoded_head,
-                &method,
-                target,
+            let exchange = crate::h1client::Exchange {
+                method: &method,
                 rest,
                 query,
-                &parts.headers,
-                (!map_forwarded).then_some(&forwarding),
-                bytes.map_or(0, Bytes::len),
-            );
-            let exchange = crate::h1client::Exchange {
-                head: &encoded_head,
+                headers: &parts.headers,
+                forwarding: (!map_forwarded).then_some(&forwarding),
                 body: bytes,
-                head_method: method == Method::HEAD,
                 replayable: is_idempotent(&method),
                 connect_timeout: exec.connect_timeout,
                 now_ms,

@@ -37,8 +37,50 @@ type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
 #[derive(Debug, Default)]
 struct Node {
-    children: FnvMap<Box<str>, u32>,
+    children: Children,
     route: Option<u32>,
+}
+
+/// Up to this many children are searched in a list: comparing a few short keys costs less
+/// than hashing one. Wider nodes (e.g. thousands of APIs under one environment path) hash.
+const FEW_CHILDREN: usize = 8;
+
+#[derive(Debug)]
+enum Children {
+    Few(Vec<(Box<str>, u32)>),
+    Many(FnvMap<Box<str>, u32>),
+}
+
+impl Default for Children {
+    fn default() -> Self {
+        Children::Few(Vec::new())
+    }
+}
+
+impl Children {
+    fn get(&self, key: &str) -> Option<u32> {
+        match self {
+            Children::Few(list) => list
+                .iter()
+                .find(|(k, _)| k.len() == key.len() && **k == *key)
+                .map(|(_, v)| *v),
+            Children::Many(map) => map.get(key).copied(),
+        }
+    }
+
+    fn insert(&mut self, key: Box<str>, value: u32) {
+        match self {
+            Children::Few(list) if list.len() < FEW_CHILDREN => list.push((key, value)),
+            Children::Few(list) => {
+                let mut map: FnvMap<Box<str>, u32> = std::mem::take(list).into_iter().collect();
+                map.insert(key, value);
+                *self = Children::Many(map);
+            }
+            Children::Many(map) => {
+                map.insert(key, value);
+            }
+        }
+    }
 }
 
 /// Why a route could not be added.
@@ -92,7 +134,7 @@ impl Router {
             }
             let key: Box<str> = normalise(segment).into();
             let next = match self.nodes[node].children.get(&key) {
-                Some(&next) => next as usize,
+                Some(next) => next as usize,
                 None => {
                     let next = self.nodes.len();
                     self.nodes.push(Node::default());
@@ -132,7 +174,7 @@ impl Router {
             } else {
                 Cow::Borrowed(segment)
             };
-            let Some(&next) = node.children.get(key.as_ref()) else {
+            let Some(next) = node.children.get(key.as_ref()) else {
                 break;
             };
             node = &self.nodes[next as usize];
