@@ -379,8 +379,8 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
     let mut headers = HeaderMap::with_capacity(fields);
     for &(name_at, name_len, value_at, value_len) in &spans[..fields] {
         let (name_at, value_at) = (name_at as usize, value_at as usize);
-        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len as usize])
-            .map_err(|_| UpstreamFailure::BadResponse)?;
+        let name = header_name(&head[name_at..name_at + name_len as usize])
+            .ok_or(UpstreamFailure::BadResponse)?;
         // Hop-by-hop headers never reach the map, so the proxy need not strip them.
         if is_hop_by_hop(name.as_str())
             || (connection_lists && listed_in_connection(&head, &spans[..fields], &name))
@@ -409,6 +409,27 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
     *response.version_mut() = version;
     *response.headers_mut() = headers;
     Ok(Some(Parsed::Final(response, framing, keep_alive)))
+}
+
+/// The name of a response header field; the most common spellings of the most common fields
+/// skip the general parser (which lower-cases into a buffer, then searches the standard names).
+fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    Some(match raw {
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Date" | b"date" => header::DATE,
+        b"Server" | b"server" => header::SERVER,
+        b"Connection" | b"connection" => header::CONNECTION,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"ETag" | b"etag" => header::ETAG,
+        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
+        b"Vary" | b"vary" => header::VARY,
+        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
+        b"Content-Encoding" | b"content-encoding" => header::CONTENT_ENCODING,
+        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
+        b"Keep-Alive" | b"keep-alive" => HeaderName::from_static("keep-alive"),
+        _ => return HeaderName::from_bytes(raw).ok(),
+    })
 }
 
 /// Whether a `Connection` field of the head names `name`.
@@ -836,6 +857,25 @@ mod tests {
             parse(&huge, false),
             Err(UpstreamFailure::BadResponse)
         ));
+    }
+
+    #[test]
+    fn header_names_fast_and_general() {
+        for raw in [
+            "Content-Length",
+            "content-length",
+            "CONTENT-LENGTH",
+            "Content-length",
+        ] {
+            assert_eq!(
+                header_name(raw.as_bytes()),
+                Some(header::CONTENT_LENGTH),
+                "{raw}"
+            );
+        }
+        assert_eq!(header_name(b"X-Custom").unwrap().as_str(), "x-custom");
+        assert_eq!(header_name(b"Keep-Alive").unwrap().as_str(), "keep-alive");
+        assert_eq!(header_name(b"bad name"), None);
     }
 
     #[test]
