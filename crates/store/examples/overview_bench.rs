@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use model::{AccountId, Timestamp};
-use store::{Actor, Audit, GatewayView, Store, StoreOptions, seed};
+use store::{Actor, Audit, GatewayView, OverviewFilter, Store, StoreOptions, seed};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..iterations {
         let started = Instant::now();
         let overview = store
-            .gateways_overview(account.id, GatewayView::Enabled)
+            .gateways_overview(account.id, GatewayView::Enabled, OverviewFilter::default())
             .await?;
         times.push(started.elapsed());
         assert_eq!(overview.gateways.len(), seed::SeedShape::BENCH.gateways);

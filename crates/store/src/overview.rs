@@ -1,4 +1,5 @@
-//! The Gateways page overview in a constant number of queries.
+//! The Gateways page overview in a constant number of queries, reading only the rows it
+//! returns.
 //!
 //! The two backends take different routes to the same [`Parts`], because their costs
 //! differ (measured on the benchmark shape, 1,000 gateways × 3 environments + 100
@@ -8,7 +9,19 @@
 //!   row arrays built inside SQLite (`json_group_array`), ~3 ms including the parse.
 //! - PostgreSQL: plain rows decode cheaply (~3 ms for the environments), while `json_agg`
 //!   costs ~11 ms on the server. So four plain queries.
-use std::collections::HashMap;
+//!
+//! The search ([`OverviewFilter::q`]) is Unicode case-insensitive, which neither SQLite's
+//! `lower()`/`LIKE` (ASCII only) nor PostgreSQL's (locale dependent) provide. So SQL only
+//! narrows the rows to *candidates*, a superset of the matches, and [`retain_matches`]
+//! decides in Rust with the same [`Search`] as [`GatewaysOverview::filter`]. A name is a
+//! candidate when it has a non-ASCII character (always checked in Rust) or when its ASCII
+//! lowercase contains the lowercased query (`instr`/`strpos`, no `LIKE`, so `%` and `_`
+//! are plain characters). For an ASCII name both tests agree, since Unicode lowercase of
+//! ASCII is ASCII lowercase; so for ASCII names SQL reads exactly the matches. A gateway
+//! is a candidate when its name or an attached environment's name is; its environments,
+//! nodes and issues are read by gateway id (indexed), so a search reads about what it
+//! returns.
+use std::collections::{HashMap, HashSet};
 
 use model::*;
 use serde::Deserialize;
@@ -17,27 +30,91 @@ use crate::rows::{self, Cur, SettingsCache, corrupt};
 use crate::types::*;
 use crate::{Backend, Store, StoreError, s};
 
-/// One statement, four JSON texts. Column order matches the tuple types below.
+/// The whole page: one statement, four JSON texts. Column order matches the tuple types
+/// below. `$1` account, `$2` enabled view.
 const SQLITE_OVERVIEW: &str = concat!(
     "SELECT (SELECT json_group_array(json_array(",
-    "g.id, g.account_id, g.name, g.public_url, g.bind_address, g.settings, g.created_at, \
-     g.deleted_at, g.status_state, g.status_variant, g.status_since",
+    gateway_cols!(),
     ")) FROM gateways g WHERE g.account_id = $1 AND (g.deleted_at IS NULL) = $2), ",
     "(SELECT json_group_array(json_array(",
-    "e.id, e.account_id, e.name, e.classification, e.gateway_id, e.path_rest, e.path_soap, \
-     e.path_soap12, e.path_odata, e.created_at",
+    environment_cols!(),
     ")) FROM environments e WHERE e.account_id = $1), ",
     "(SELECT json_group_array(json_array(",
-    "n.id, n.gateway_id, n.host_name, n.address, n.version, n.joined_at, n.last_seen, \
-     n.applied_generation, n.reported_state",
+    node_cols!(),
     ")) FROM nodes n JOIN gateways g ON g.id = n.gateway_id \
      WHERE n.account_id = $1 AND (g.deleted_at IS NULL) = $2), ",
     "(SELECT json_group_array(json_array(",
-    "i.id, i.gateway_id, i.node_id, i.code, i.severity, i.message, i.details, i.first_seen, \
-     i.last_seen, i.cleared_at",
+    issue_cols!(),
     ")) FROM issues i JOIN gateways g ON g.id = i.gateway_id \
      WHERE i.account_id = $1 AND i.cleared_at IS NULL AND g.deleted_at IS NULL AND $2)"
 );
+
+/// Part of the page, as [`SQLITE_OVERVIEW`]: the gateways of the account and view that
+/// satisfy `$gateways` (a condition on `g`), with their nodes and issues, and the
+/// environments that satisfy `$environments` (a condition on `e` that may use the matched
+/// gateway ids, `hit`). `$3` is free for the conditions. The unary `+` on `account_id`
+/// keeps SQLite from scanning the account's index instead of looking rows up by gateway
+/// (the account check stays).
+macro_rules! sqlite_overview_of {
+    ($gateways:expr, $environments:expr) => {
+        concat!(
+            "WITH hit AS MATERIALIZED (SELECT g.id FROM gateways g \
+             WHERE g.account_id = $1 AND (g.deleted_at IS NULL) = $2 AND ",
+            $gateways,
+            ") SELECT (SELECT json_group_array(json_array(",
+            gateway_cols!(),
+            ")) FROM gateways g WHERE g.id IN (SELECT id FROM hit)), ",
+            "(SELECT json_group_array(json_array(",
+            environment_cols!(),
+            ")) FROM environments e WHERE +e.account_id = $1 AND (",
+            $environments,
+            ")), ",
+            "(SELECT json_group_array(json_array(",
+            node_cols!(),
+            ")) FROM nodes n WHERE +n.account_id = $1 AND n.gateway_id IN (SELECT id FROM hit)), ",
+            "(SELECT json_group_array(json_array(",
+            issue_cols!(),
+            ")) FROM issues i WHERE i.account_id = $1 AND i.cleared_at IS NULL AND $2 \
+             AND i.gateway_id IN (SELECT id FROM hit))"
+        )
+    };
+}
+
+/// SQLite: whether the name `$x` is a search candidate for the lowercased query `$3` (see
+/// the module doc). `lower()` is ASCII only; a TEXT longer as a BLOB has a non-ASCII byte.
+macro_rules! sqlite_candidate {
+    ($x:literal) => {
+        concat!(
+            "(length(CAST(",
+            $x,
+            " AS BLOB)) <> length(",
+            $x,
+            ") OR instr(lower(",
+            $x,
+            "), $3) > 0)"
+        )
+    };
+}
+
+/// `$3` the lowercased query.
+const SQLITE_SEARCH: &str = sqlite_overview_of!(
+    concat!(
+        "(",
+        sqlite_candidate!("g.name"),
+        " OR g.id IN (SELECT e.gateway_id FROM environments e \
+         WHERE e.account_id = $1 AND e.gateway_id IS NOT NULL AND ",
+        sqlite_candidate!("e.name"),
+        "))"
+    ),
+    concat!(
+        "e.gateway_id IN (SELECT id FROM hit) OR (e.gateway_id IS NULL AND ",
+        sqlite_candidate!("e.name"),
+        ")"
+    )
+);
+
+/// `$3` the gateway id.
+const SQLITE_ONE: &str = sqlite_overview_of!("g.id = $3", "e.gateway_id IN (SELECT id FROM hit)");
 
 const PG_GATEWAYS: &str = concat!(
     "SELECT ",
@@ -61,6 +138,79 @@ const PG_ISSUES: &str = concat!(
     " FROM issues i JOIN gateways g ON g.id = i.gateway_id \
      WHERE i.account_id = $1 AND i.cleared_at IS NULL AND g.deleted_at IS NULL"
 );
+
+/// PostgreSQL: whether the name `$x` is a search candidate for the lowercased query `$3`
+/// (see the module doc). `translate` lowercases ASCII only, whatever the locale; in a UTF-8
+/// database a name with more bytes than characters has a non-ASCII character.
+macro_rules! pg_candidate {
+    ($x:literal) => {
+        concat!(
+            "(octet_length(",
+            $x,
+            ") <> char_length(",
+            $x,
+            ") OR strpos(translate(",
+            $x,
+            ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), $3) > 0)"
+        )
+    };
+}
+
+/// The candidate gateways of a search; `$3` the lowercased query.
+const PG_GATEWAYS_SEARCH: &str = concat!(
+    "SELECT ",
+    gateway_cols!(),
+    " FROM gateways g WHERE g.account_id = $1 AND (g.deleted_at IS NULL) = $2 AND (",
+    pg_candidate!("g.name"),
+    " OR g.id IN (SELECT e.gateway_id FROM environments e WHERE e.account_id = $1 AND ",
+    pg_candidate!("e.name"),
+    "))"
+);
+/// `$3` the gateway id.
+const PG_GATEWAYS_ONE: &str = concat!(
+    "SELECT ",
+    gateway_cols!(),
+    " FROM gateways g WHERE g.account_id = $1 AND (g.deleted_at IS NULL) = $2 AND g.id = $3"
+);
+/// The environments of the gateways `$2`, and the candidate unattached ones of the search
+/// `$3`.
+const PG_ENVIRONMENTS_SEARCH: &str = concat!(
+    "SELECT ",
+    environment_cols!(),
+    " FROM environments e WHERE e.account_id = $1 \
+     AND (e.gateway_id = ANY($2) OR (e.gateway_id IS NULL AND ",
+    pg_candidate!("e.name"),
+    "))"
+);
+/// The environments of the gateways `$2`.
+const PG_ENVIRONMENTS_OF: &str = concat!(
+    "SELECT ",
+    environment_cols!(),
+    " FROM environments e WHERE e.account_id = $1 AND e.gateway_id = ANY($2)"
+);
+/// The nodes of the gateways `$2`.
+const PG_NODES_OF: &str = concat!(
+    "SELECT ",
+    node_cols!(),
+    " FROM nodes n WHERE n.account_id = $1 AND n.gateway_id = ANY($2)"
+);
+/// The active issues of the gateways `$2`.
+const PG_ISSUES_OF: &str = concat!(
+    "SELECT ",
+    issue_cols!(),
+    " FROM issues i WHERE i.account_id = $1 AND i.cleared_at IS NULL AND i.gateway_id = ANY($2)"
+);
+
+/// What to read, from an [`OverviewFilter`].
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// The whole page.
+    All,
+    /// The candidates of a search.
+    Search(&'a Search),
+    /// One gateway, no unattached environments.
+    One(GatewayId),
+}
 
 /// The decoded entities before assembly.
 #[derive(Default)]
@@ -210,6 +360,37 @@ fn sqlite_parts(texts: [String; 4]) -> Result<Parts, StoreError> {
     Ok(parts)
 }
 
+/// Keeps the gateways that match `search` (by name or an attached environment's name) with
+/// everything attached to them, and the unattached environments that match: exactly
+/// [`GatewaysOverview::filter`], applied before assembly so that candidates SQL read
+/// but that do not match go no further.
+fn retain_matches(parts: &mut Parts, search: &Search) {
+    let mut matched: HashSet<GatewayId> = parts
+        .gateways
+        .iter()
+        .filter(|(g, _)| search.hit(&g.name))
+        .map(|(g, _)| g.id)
+        .collect();
+    for env in &parts.environments {
+        if let Some(g) = env.gateway_id {
+            if !matched.contains(&g) && search.hit(&env.name) {
+                matched.insert(g);
+            }
+        }
+    }
+    parts.gateways.retain(|(g, _)| matched.contains(&g.id));
+    parts.environments.retain(|e| match e.gateway_id {
+        Some(g) => matched.contains(&g),
+        None => search.hit(&e.name),
+    });
+    parts.nodes.retain(|(n, _)| matched.contains(&n.gateway_id));
+    parts.issues.retain(|i| matched.contains(&i.gateway_id));
+}
+
+fn gateway_ids(parts: &Parts) -> Vec<String> {
+    parts.gateways.iter().map(|(g, _)| s(g.id)).collect()
+}
+
 fn assemble(parts: Parts) -> GatewaysOverview {
     let mut index = HashMap::with_capacity(parts.gateways.len());
     let mut gateways = Vec::with_capacity(parts.gateways.len());
@@ -274,24 +455,39 @@ fn assemble(parts: Parts) -> GatewaysOverview {
 }
 
 impl Store {
-    /// Everything the Gateways & Environments tab shows, in a constant number of queries
-    /// whatever the number of gateways (one on SQLite, four on PostgreSQL): gateways with
-    /// status, attached environments, nodes, head node host and active issues, plus the
-    /// unattached environments. Sorting by other columns and the search
-    /// ([`GatewaysOverview::filter`]) are left to the caller, in memory.
+    /// The Gateways & Environments tab, or the part of it that `filter` selects, in a
+    /// constant number of queries whatever the number of gateways (one on SQLite, four on
+    /// PostgreSQL): gateways with status, attached environments, nodes, head node host and
+    /// active issues, plus the unattached environments. A search or a single gateway reads
+    /// only the matching rows (see the module doc), so its cost follows what it returns.
+    /// Sorting by other columns is left to the caller, in memory.
     pub async fn gateways_overview(
         &self,
         account: AccountId,
         view: GatewayView,
+        filter: OverviewFilter<'_>,
     ) -> Result<GatewaysOverview, StoreError> {
         let enabled = view == GatewayView::Enabled;
-        let parts = match &self.backend {
+        let search = Search::new(filter.q);
+        let scope = match (filter.gateway, &search) {
+            (Some(id), _) => Scope::One(id),
+            (None, Some(search)) => Scope::Search(search),
+            (None, None) => Scope::All,
+        };
+        let mut parts = match &self.backend {
             Backend::Sqlite(pool) => {
-                let row = sqlx::query(SQLITE_OVERVIEW)
-                    .bind(s(account))
-                    .bind(enabled)
-                    .fetch_one(pool)
-                    .await?;
+                let query = match scope {
+                    Scope::All => sqlx::query(SQLITE_OVERVIEW).bind(s(account)).bind(enabled),
+                    Scope::Search(search) => sqlx::query(SQLITE_SEARCH)
+                        .bind(s(account))
+                        .bind(enabled)
+                        .bind(search.needle().to_owned()),
+                    Scope::One(id) => sqlx::query(SQLITE_ONE)
+                        .bind(s(account))
+                        .bind(enabled)
+                        .bind(s(id)),
+                };
+                let row = query.fetch_one(pool).await?;
                 let mut cur = Cur::new(&row);
                 sqlite_parts([cur.text()?, cur.text()?, cur.text()?, cur.text()?])?
             }
@@ -299,45 +495,67 @@ impl Store {
                 let mut c = pool.acquire().await?;
                 let mut parts = Parts::default();
                 let mut cache = SettingsCache::default();
-                for r in sqlx::query(PG_GATEWAYS)
-                    .bind(s(account))
-                    .bind(enabled)
-                    .fetch_all(&mut *c)
-                    .await?
-                {
+                let gateways = match scope {
+                    Scope::All => sqlx::query(PG_GATEWAYS).bind(s(account)).bind(enabled),
+                    Scope::Search(search) => sqlx::query(PG_GATEWAYS_SEARCH)
+                        .bind(s(account))
+                        .bind(enabled)
+                        .bind(search.needle().to_owned()),
+                    Scope::One(id) => sqlx::query(PG_GATEWAYS_ONE)
+                        .bind(s(account))
+                        .bind(enabled)
+                        .bind(s(id)),
+                };
+                for r in gateways.fetch_all(&mut *c).await? {
                     parts
                         .gateways
                         .push(rows::gateway_cached(&mut Cur::new(&r), &mut cache)?);
                 }
-                for r in sqlx::query(PG_ENVIRONMENTS)
-                    .bind(s(account))
-                    .fetch_all(&mut *c)
-                    .await?
-                {
+                let environments = match scope {
+                    Scope::All => sqlx::query(PG_ENVIRONMENTS).bind(s(account)),
+                    Scope::Search(search) => sqlx::query(PG_ENVIRONMENTS_SEARCH)
+                        .bind(s(account))
+                        .bind(gateway_ids(&parts))
+                        .bind(search.needle().to_owned()),
+                    Scope::One(_) => sqlx::query(PG_ENVIRONMENTS_OF)
+                        .bind(s(account))
+                        .bind(gateway_ids(&parts)),
+                };
+                for r in environments.fetch_all(&mut *c).await? {
                     parts
                         .environments
                         .push(rows::environment(&mut Cur::new(&r))?);
                 }
-                for r in sqlx::query(PG_NODES)
-                    .bind(s(account))
-                    .bind(enabled)
-                    .fetch_all(&mut *c)
-                    .await?
-                {
+                // Candidates that do not match need no nodes or issues.
+                if let Some(search) = &search {
+                    retain_matches(&mut parts, search);
+                }
+                let nodes = match scope {
+                    Scope::All => sqlx::query(PG_NODES).bind(s(account)).bind(enabled),
+                    Scope::Search(_) | Scope::One(_) => sqlx::query(PG_NODES_OF)
+                        .bind(s(account))
+                        .bind(gateway_ids(&parts)),
+                };
+                for r in nodes.fetch_all(&mut *c).await? {
                     parts.nodes.push(rows::node(&mut Cur::new(&r))?);
                 }
                 if enabled {
-                    for r in sqlx::query(PG_ISSUES)
-                        .bind(s(account))
-                        .fetch_all(&mut *c)
-                        .await?
-                    {
+                    let issues = match scope {
+                        Scope::All => sqlx::query(PG_ISSUES).bind(s(account)),
+                        Scope::Search(_) | Scope::One(_) => sqlx::query(PG_ISSUES_OF)
+                            .bind(s(account))
+                            .bind(gateway_ids(&parts)),
+                    };
+                    for r in issues.fetch_all(&mut *c).await? {
                         parts.issues.push(rows::issue(&mut Cur::new(&r))?);
                     }
                 }
                 parts
             }
         };
+        if let Some(search) = &search {
+            retain_matches(&mut parts, search);
+        }
         Ok(assemble(parts))
     }
 }

@@ -207,18 +207,74 @@ pub struct GatewaysOverview {
 }
 
 impl GatewaysOverview {
-    /// The page's search: keeps gateways whose name or any environment name contains `q`
-    /// (case-insensitive), and unattached environments whose name contains it.
+    /// The page's search on an overview already read: keeps gateways whose name or any
+    /// environment name contains `q` (trimmed, case-insensitive), and unattached
+    /// environments whose name contains it. [`crate::Store::gateways_overview`] with an
+    /// [`OverviewFilter`] answers the same without reading the rest.
     pub fn filter(mut self, q: &str) -> Self {
-        let q = q.trim().to_lowercase();
-        if q.is_empty() {
+        let Some(search) = Search::new(q) else {
             return self;
-        }
-        let hit = |s: &str| s.to_lowercase().contains(&q);
-        self.gateways
-            .retain(|row| hit(&row.gateway.name) || row.environments.iter().any(|e| hit(&e.name)));
-        self.unattached.retain(|e| hit(&e.name));
+        };
+        self.gateways.retain(|row| {
+            search.hit(&row.gateway.name) || row.environments.iter().any(|e| search.hit(&e.name))
+        });
+        self.unattached.retain(|e| search.hit(&e.name));
         self
+    }
+}
+
+/// Which part of the Gateways page [`crate::Store::gateways_overview`] reads. The default
+/// is the whole page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OverviewFilter<'a> {
+    /// The page's search: a gateway matches when its name or any attached environment's
+    /// name contains `q` trimmed, case-insensitive (Unicode lowercase, as
+    /// [`str::to_lowercase`]); a matching gateway keeps all its environments, nodes and
+    /// issues. Unattached environments are kept when their name contains `q`. Blank = no
+    /// search.
+    pub q: &'a str,
+    /// Only this gateway (when it is in the view, and matches `q`), and no unattached
+    /// environments.
+    pub gateway: Option<GatewayId>,
+}
+
+impl<'a> OverviewFilter<'a> {
+    /// The page's search; see [`OverviewFilter::q`].
+    pub fn search(q: &'a str) -> Self {
+        OverviewFilter { q, gateway: None }
+    }
+
+    /// The row of one gateway.
+    pub fn gateway(id: GatewayId) -> Self {
+        OverviewFilter {
+            q: "",
+            gateway: Some(id),
+        }
+    }
+}
+
+/// The case-insensitive substring match of the page's search, shared by
+/// [`GatewaysOverview::filter`] and the store so that both mean exactly the same.
+#[derive(Clone, Debug)]
+pub(crate) struct Search {
+    /// The query, trimmed and lowercased; never empty.
+    needle: String,
+}
+
+impl Search {
+    /// `None` for a blank query, which matches everything.
+    pub(crate) fn new(q: &str) -> Option<Search> {
+        let needle = q.trim().to_lowercase();
+        (!needle.is_empty()).then_some(Search { needle })
+    }
+
+    /// The lowercased query.
+    pub(crate) fn needle(&self) -> &str {
+        &self.needle
+    }
+
+    pub(crate) fn hit(&self, name: &str) -> bool {
+        name.to_lowercase().contains(&self.needle)
     }
 }
 

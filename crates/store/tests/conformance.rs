@@ -47,6 +47,7 @@ conformance!(
     failed_mutations_leave_no_trace,
     every_mutation_writes_one_audit_record,
     gateways_overview,
+    gateways_overview_search_and_one_gateway,
     environments_and_checked_path_updates,
     apis_and_deployments,
     nodes_issues_status_and_generations,
@@ -676,7 +677,7 @@ async fn tenant_isolation(store: &Store) {
     ));
 
     let overview = store
-        .gateways_overview(o, GatewayView::Enabled)
+        .gateways_overview(o, GatewayView::Enabled, OverviewFilter::default())
         .await
         .unwrap();
     assert!(overview.gateways.is_empty());
@@ -1439,7 +1440,7 @@ async fn gateways_overview(store: &Store) {
         .unwrap();
 
     let o = store
-        .gateways_overview(a, GatewayView::Enabled)
+        .gateways_overview(a, GatewayView::Enabled, OverviewFilter::default())
         .await
         .unwrap();
     let names: Vec<_> = o.gateways.iter().map(|r| r.gateway.name.as_str()).collect();
@@ -1471,7 +1472,7 @@ async fn gateways_overview(store: &Store) {
     assert_eq!(o.gateways[1].status, None);
 
     let deleted = store
-        .gateways_overview(a, GatewayView::Deleted)
+        .gateways_overview(a, GatewayView::Deleted, OverviewFilter::default())
         .await
         .unwrap();
     assert_eq!(deleted.gateways.len(), 1);
@@ -1494,6 +1495,214 @@ async fn gateways_overview(store: &Store) {
     );
     assert_eq!(env_names(&eta.unattached), ["Eta", "theta", "zeta"]);
     assert_eq!(o.clone().filter("  ").gateways.len(), 3);
+}
+
+/// An overview in one line: `name[environments]<nodes>n<issues>i` per gateway row, then
+/// ` | ` and the unattached environments.
+fn shown(o: &GatewaysOverview) -> String {
+    let names = |envs: &[Environment]| {
+        envs.iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let rows: Vec<String> = o
+        .gateways
+        .iter()
+        .map(|r| {
+            format!(
+                "{}[{}]{}n{}i",
+                r.gateway.name,
+                names(&r.environments),
+                r.nodes.len(),
+                r.issues.len()
+            )
+        })
+        .collect();
+    format!("{} | {}", rows.join(" "), names(&o.unattached))
+}
+
+/// Checks what the store's search returns, and that it is exactly the in-memory
+/// [`GatewaysOverview::filter`] of the whole overview.
+async fn check_search(store: &Store, a: AccountId, view: GatewayView, q: &str, expect: &str) {
+    let got = store
+        .gateways_overview(a, view, OverviewFilter::search(q))
+        .await
+        .unwrap();
+    assert_eq!(shown(&got), expect, "q = {q:?} ({view:?})");
+    let all = store
+        .gateways_overview(a, view, OverviewFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(shown(&all.filter(q)), expect, "filter({q:?}) ({view:?})");
+}
+
+async fn check_one(
+    store: &Store,
+    a: AccountId,
+    view: GatewayView,
+    filter: OverviewFilter<'_>,
+    expect: &str,
+) {
+    let got = store.gateways_overview(a, view, filter).await.unwrap();
+    assert_eq!(shown(&got), expect, "{filter:?} ({view:?})");
+}
+
+async fn gateways_overview_search_and_one_gateway(store: &Store) {
+    use GatewayView::{Deleted, Enabled};
+    let a = account(store, "Acme").await.id;
+    let gw = |name: &'static str| async move {
+        store
+            .create_gateway(a, NewGateway::named(name), audit("gateway.create"))
+            .await
+            .unwrap()
+    };
+    let env = |name: &'static str, to: Option<GatewayId>| async move {
+        let env = store
+            .create_environment(a, new_env(name), audit("environment.create"))
+            .await
+            .unwrap();
+        if let Some(g) = to {
+            store
+                .set_environment_gateway(a, env.id, Some(g), audit("attach"), ok2)
+                .await
+                .unwrap();
+        }
+    };
+    let alpha = gw("Alpha-East").await;
+    env("Prod-EU", Some(alpha.id)).await;
+    env("dev", Some(alpha.id)).await;
+    store
+        .upsert_node(a, &node_on(alpha.id, "alpha-host", 10))
+        .await
+        .unwrap();
+    store
+        .raise_issue(
+            a,
+            issue(alpha.id, None, "VERSION_MISMATCH", Severity::Warning),
+            t(40),
+        )
+        .await
+        .unwrap();
+    gw("ÉTÉ").await;
+    // KELVIN SIGN, which lowercases to an ASCII 'k'.
+    let kelvin = gw("\u{212A}elvin").await;
+    env("qa", Some(kelvin.id)).await;
+    store
+        .upsert_node(a, &node_on(kelvin.id, "kelvin-host", 10))
+        .await
+        .unwrap();
+    gw("100%_sure").await;
+    let plain = gw("1000 sure").await;
+    env("été-staging", Some(plain.id)).await;
+    let gone = gw("prod-old").await;
+    store
+        .upsert_node(a, &node_on(gone.id, "gone-host", 10))
+        .await
+        .unwrap();
+    store
+        .delete_gateway(a, gone.id, audit("gateway.delete"))
+        .await
+        .unwrap();
+    for name in ["prod-spare", "Été-spare", "other"] {
+        env(name, None).await;
+    }
+    // Another account's matching data never shows.
+    let other = account(store, "Other").await.id;
+    let foreign = store
+        .create_gateway(
+            other,
+            NewGateway::named("alpha-prod"),
+            audit("gateway.create"),
+        )
+        .await
+        .unwrap();
+    store
+        .create_environment(other, new_env("prod-other"), audit("environment.create"))
+        .await
+        .unwrap();
+
+    let everything = "100%_sure[]0n0i 1000 sure[été-staging]0n0i Alpha-East[dev,Prod-EU]1n1i \
+                      \u{212A}elvin[qa]1n0i ÉTÉ[]0n0i | other,prod-spare,Été-spare";
+    check_search(store, a, Enabled, "", everything).await;
+    check_search(store, a, Enabled, "  ", everything).await;
+    // ASCII, case-insensitive, trimmed.
+    check_search(store, a, Enabled, "ALPHA", "Alpha-East[dev,Prod-EU]1n1i | ").await;
+    check_search(
+        store,
+        a,
+        Enabled,
+        " Prod-eu  ",
+        "Alpha-East[dev,Prod-EU]1n1i | ",
+    )
+    .await;
+    // A match by environment name keeps all the gateway's environments; unattached filtered.
+    check_search(
+        store,
+        a,
+        Enabled,
+        "prod",
+        "Alpha-East[dev,Prod-EU]1n1i | prod-spare",
+    )
+    .await;
+    // Unicode lowercase, both ways.
+    let ete = "1000 sure[été-staging]0n0i ÉTÉ[]0n0i | Été-spare";
+    check_search(store, a, Enabled, "été", ete).await;
+    check_search(store, a, Enabled, "ÉTÉ", ete).await;
+    check_search(store, a, Enabled, "k", "\u{212A}elvin[qa]1n0i | ").await;
+    check_search(store, a, Enabled, "\u{212A}EL", "\u{212A}elvin[qa]1n0i | ").await;
+    // SQL wildcards are plain characters.
+    check_search(store, a, Enabled, "%", "100%_sure[]0n0i | ").await;
+    check_search(store, a, Enabled, "_", "100%_sure[]0n0i | ").await;
+    check_search(store, a, Enabled, "0%_s", "100%_sure[]0n0i | ").await;
+    check_search(store, a, Enabled, "%e", " | ").await;
+    check_search(store, a, Enabled, "zzz", " | ").await;
+    // The deleted view: its gateways (with nodes, no issues) and the same unattached row.
+    check_search(
+        store,
+        a,
+        Deleted,
+        "",
+        "prod-old[]1n0i | other,prod-spare,Été-spare",
+    )
+    .await;
+    check_search(store, a, Deleted, "PROD", "prod-old[]1n0i | prod-spare").await;
+    check_search(store, a, Deleted, "alpha", " | ").await;
+
+    // One gateway: only its rows, no unattached environments, in its view only.
+    let alpha_row = "Alpha-East[dev,Prod-EU]1n1i | ";
+    check_one(
+        store,
+        a,
+        Enabled,
+        OverviewFilter::gateway(alpha.id),
+        alpha_row,
+    )
+    .await;
+    check_one(store, a, Deleted, OverviewFilter::gateway(alpha.id), " | ").await;
+    check_one(store, a, Enabled, OverviewFilter::gateway(gone.id), " | ").await;
+    check_one(
+        store,
+        a,
+        Deleted,
+        OverviewFilter::gateway(gone.id),
+        "prod-old[]1n0i | ",
+    )
+    .await;
+    check_one(
+        store,
+        a,
+        Enabled,
+        OverviewFilter::gateway(foreign.id),
+        " | ",
+    )
+    .await;
+    let one_and = |q| OverviewFilter {
+        q,
+        gateway: Some(alpha.id),
+    };
+    check_one(store, a, Enabled, one_and("prod"), alpha_row).await;
+    check_one(store, a, Enabled, one_and("zzz"), " | ").await;
 }
 
 async fn environments_and_checked_path_updates(store: &Store) {
@@ -2053,7 +2262,7 @@ async fn seeded_overview(store: &Store) {
     let seeded = started.elapsed();
     let started = Instant::now();
     let o = store
-        .gateways_overview(acme.id, GatewayView::Enabled)
+        .gateways_overview(acme.id, GatewayView::Enabled, OverviewFilter::default())
         .await
         .unwrap();
     let listed = started.elapsed();
@@ -2070,6 +2279,36 @@ async fn seeded_overview(store: &Store) {
         o.gateways.iter().filter(|r| !r.issues.is_empty()).count(),
         100
     );
+    let started = Instant::now();
+    let searched = store
+        .gateways_overview(
+            acme.id,
+            GatewayView::Enabled,
+            OverviewFilter::search("GW-01"),
+        )
+        .await
+        .unwrap();
+    let searched_in = started.elapsed();
+    let started = Instant::now();
+    let one = store
+        .gateways_overview(
+            acme.id,
+            GatewayView::Enabled,
+            OverviewFilter::gateway(o.gateways[42].gateway.id),
+        )
+        .await
+        .unwrap();
+    eprintln!(
+        "{:?}: searched in {searched_in:?}, one gateway in {:?}",
+        store.backend(),
+        started.elapsed()
+    );
+    assert_eq!(shown(&searched), shown(&o.clone().filter("GW-01")));
+    assert_eq!(searched.gateways.len(), 100);
+    assert_eq!(one.gateways.len(), 1);
+    assert_eq!(one.gateways[0].gateway.name, "gw-0042");
+    assert_eq!(one.gateways[0].environments.len(), 3);
+    assert!(one.unattached.is_empty());
     assert_eq!(o.filter("gw-0042").gateways.len(), 1);
 }
 

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use model::{GatewayId, Timestamp};
-use store::{GatewayRow, GatewayView, NewGateway, Target};
+use store::{GatewayRow, GatewayView, NewGateway, OverviewFilter, Target};
 
 use crate::auth::{Need, Principal};
 use crate::dto::{
@@ -55,9 +55,8 @@ pub async fn list_gateways(
     }
     let overview = state
         .store
-        .gateways_overview(account, view)
-        .await?
-        .filter(q);
+        .gateways_overview(account, view, OverviewFilter::search(q))
+        .await?;
     let mut rows: Vec<GatewayRowDto> = overview.gateways.iter().map(row_dto).collect();
     sort_rows(&mut rows, sort, descending);
     Ok(axum::Json(GatewayListDto {
@@ -185,22 +184,24 @@ async fn gateway_dto(
     account: model::AccountId,
     id: GatewayId,
 ) -> ApiResult<GatewayDto> {
-    // One gateway is read through the overview of its view so that the row logic (status,
-    // issues, head node) is the same as in the list.
-    let gateway = state.store.gateway(account, id).await.or_404("gateway")?;
-    let view = if gateway.deleted_at.is_some() {
-        GatewayView::Deleted
-    } else {
-        GatewayView::Enabled
-    };
-    let overview = state.store.gateways_overview(account, view).await?;
-    let row = overview
-        .gateways
-        .iter()
-        .find(|r| r.gateway.id == id)
-        .ok_or_else(|| ApiError::not_found("gateway"))?;
+    // One gateway is read as its row of the overview so that the row logic (status, issues,
+    // head node) is the same as in the list; a gateway not among the enabled ones is looked
+    // for among the deleted ones.
+    let mut row = None;
+    for view in [GatewayView::Enabled, GatewayView::Deleted] {
+        let overview = state
+            .store
+            .gateways_overview(account, view, OverviewFilter::gateway(id))
+            .await?;
+        row = overview.gateways.into_iter().next();
+        if row.is_some() {
+            break;
+        }
+    }
+    let row = row.ok_or_else(|| ApiError::not_found("gateway"))?;
+    let gateway = &row.gateway;
     Ok(GatewayDto {
-        row: row_dto(row),
+        row: row_dto(&row),
         public_url: gateway.public_url.clone(),
         bind_address: gateway.bind_address.clone(),
         created_at: rfc3339(gateway.created_at),
