@@ -1,5 +1,6 @@
 //! Times `GET /api/v1/gateways` over HTTP on the Gateways page benchmark shape (1,000
-//! gateways × 3 environments + 100 unattached; see `store::seed::SeedShape::BENCH`).
+//! gateways × 3 environments + 100 unattached; see `store::seed::SeedShape::BENCH`), and
+//! `GET /api/v1/gateways/{id}` of one of them.
 //!
 //! ```text
 //! cargo run --release -p platform --example gateways_list_bench -- [DATABASE_URL] [ITERATIONS]
@@ -14,12 +15,16 @@ use std::time::{Duration, Instant};
 use platform::{Platform, PlatformConfig};
 use store::{Store, StoreOptions, seed};
 
-/// The list calls measured: a sort with a search (the goal), and the whole list.
+/// The list calls measured: a sort with a search (the goal), and the whole list. Then one
+/// gateway, the one named [`ONE_GATEWAY`].
 const QUERIES: &[&str] = &[
     "/api/v1/gateways?sort=status&q=gw-01",
     "/api/v1/gateways?sort=status",
     "/api/v1/gateways",
 ];
+
+/// The gateway whose `GET /api/v1/gateways/{id}` is measured after the list calls.
+const ONE_GATEWAY: &str = "gw-0500";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -83,7 +88,23 @@ async fn run(url: &str, iterations: usize) -> anyhow::Result<()> {
     )
     .await?;
     let client = reqwest::Client::new();
-    for query in QUERIES {
+    let found: serde_json::Value = client
+        .get(format!(
+            "{}/api/v1/gateways?q={ONE_GATEWAY}",
+            platform.url()
+        ))
+        .bearer_auth(&tokens.owner_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let one_id = found["gateways"][0]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no gateway named {ONE_GATEWAY}"))?
+        .to_owned();
+    let mut queries: Vec<String> = QUERIES.iter().map(|q| q.to_string()).collect();
+    queries.push(format!("/api/v1/gateways/{one_id}"));
+    for query in &queries {
         let url = format!("{}{query}", platform.url());
         let call = || async {
             let resp = client
@@ -96,7 +117,8 @@ async fn run(url: &str, iterations: usize) -> anyhow::Result<()> {
         };
         let body = call().await?;
         let parsed: serde_json::Value = serde_json::from_slice(&body)?;
-        let rows = parsed["gateways"].as_array().map_or(0, Vec::len);
+        // A list has `gateways`; one gateway is one row.
+        let rows = parsed["gateways"].as_array().map_or(1, Vec::len);
         for _ in 0..20 {
             call().await?;
         }
