@@ -140,7 +140,8 @@ const PG_ISSUES: &str = concat!(
 );
 
 /// PostgreSQL: whether the name `$x` is a search candidate for the lowercased query `$3`
-/// (see the module doc). `translate` lowercases ASCII only, whatever the locale; in a UTF-8
+/// (see the module doc). Under the "C" collation `lower()` changes ASCII letters only,
+/// whatever the database locale (and is ~10× cheaper than `translate`); in a UTF-8
 /// database a name with more bytes than characters has a non-ASCII character.
 macro_rules! pg_candidate {
     ($x:literal) => {
@@ -149,9 +150,9 @@ macro_rules! pg_candidate {
             $x,
             ") <> char_length(",
             $x,
-            ") OR strpos(translate(",
+            ") OR strpos(lower(",
             $x,
-            ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), $3) > 0)"
+            " COLLATE \"C\"), $3) > 0)"
         )
     };
 }
@@ -454,13 +455,105 @@ fn assemble(parts: Parts) -> GatewaysOverview {
     }
 }
 
+async fn sqlite_read(
+    pool: &sqlx::SqlitePool,
+    account: AccountId,
+    enabled: bool,
+    scope: Scope<'_>,
+) -> Result<Parts, StoreError> {
+    let query = match scope {
+        Scope::All => sqlx::query(SQLITE_OVERVIEW).bind(s(account)).bind(enabled),
+        Scope::Search(search) => sqlx::query(SQLITE_SEARCH)
+            .bind(s(account))
+            .bind(enabled)
+            .bind(search.needle().to_owned()),
+        Scope::One(id) => sqlx::query(SQLITE_ONE)
+            .bind(s(account))
+            .bind(enabled)
+            .bind(s(id)),
+    };
+    let row = query.fetch_one(pool).await?;
+    let mut cur = Cur::new(&row);
+    sqlite_parts([cur.text()?, cur.text()?, cur.text()?, cur.text()?])
+}
+
+async fn pg_read(
+    pool: &sqlx::PgPool,
+    account: AccountId,
+    enabled: bool,
+    scope: Scope<'_>,
+) -> Result<Parts, StoreError> {
+    let mut c = pool.acquire().await?;
+    let mut parts = Parts::default();
+    let mut cache = SettingsCache::default();
+    let gateways = match scope {
+        Scope::All => sqlx::query(PG_GATEWAYS).bind(s(account)).bind(enabled),
+        Scope::Search(search) => sqlx::query(PG_GATEWAYS_SEARCH)
+            .bind(s(account))
+            .bind(enabled)
+            .bind(search.needle().to_owned()),
+        Scope::One(id) => sqlx::query(PG_GATEWAYS_ONE)
+            .bind(s(account))
+            .bind(enabled)
+            .bind(s(id)),
+    };
+    for r in gateways.fetch_all(&mut *c).await? {
+        parts
+            .gateways
+            .push(rows::gateway_cached(&mut Cur::new(&r), &mut cache)?);
+    }
+    let environments = match scope {
+        Scope::All => sqlx::query(PG_ENVIRONMENTS).bind(s(account)),
+        Scope::Search(search) => sqlx::query(PG_ENVIRONMENTS_SEARCH)
+            .bind(s(account))
+            .bind(gateway_ids(&parts))
+            .bind(search.needle().to_owned()),
+        // Not in this view: nothing else to read.
+        Scope::One(_) if parts.gateways.is_empty() => return Ok(parts),
+        Scope::One(_) => sqlx::query(PG_ENVIRONMENTS_OF)
+            .bind(s(account))
+            .bind(gateway_ids(&parts)),
+    };
+    for r in environments.fetch_all(&mut *c).await? {
+        parts
+            .environments
+            .push(rows::environment(&mut Cur::new(&r))?);
+    }
+    // Candidates that do not match need no nodes or issues.
+    if let Scope::Search(search) = scope {
+        retain_matches(&mut parts, search);
+    }
+    let nodes = match scope {
+        Scope::All => sqlx::query(PG_NODES).bind(s(account)).bind(enabled),
+        Scope::Search(_) | Scope::One(_) => sqlx::query(PG_NODES_OF)
+            .bind(s(account))
+            .bind(gateway_ids(&parts)),
+    };
+    for r in nodes.fetch_all(&mut *c).await? {
+        parts.nodes.push(rows::node(&mut Cur::new(&r))?);
+    }
+    if enabled {
+        let issues = match scope {
+            Scope::All => sqlx::query(PG_ISSUES).bind(s(account)),
+            Scope::Search(_) | Scope::One(_) => sqlx::query(PG_ISSUES_OF)
+                .bind(s(account))
+                .bind(gateway_ids(&parts)),
+        };
+        for r in issues.fetch_all(&mut *c).await? {
+            parts.issues.push(rows::issue(&mut Cur::new(&r))?);
+        }
+    }
+    Ok(parts)
+}
+
 impl Store {
     /// The Gateways & Environments tab, or the part of it that `filter` selects, in a
-    /// constant number of queries whatever the number of gateways (one on SQLite, four on
-    /// PostgreSQL): gateways with status, attached environments, nodes, head node host and
-    /// active issues, plus the unattached environments. A search or a single gateway reads
-    /// only the matching rows (see the module doc), so its cost follows what it returns.
-    /// Sorting by other columns is left to the caller, in memory.
+    /// constant number of queries whatever the number of gateways (one on SQLite, at most
+    /// four on PostgreSQL): gateways with status, attached environments, nodes, head node
+    /// host and active issues, plus the unattached environments. A search or a single
+    /// gateway reads only about the rows it returns (see the module doc), so its cost
+    /// follows its result, not the account. Sorting by other columns is left to the
+    /// caller, in memory.
     pub async fn gateways_overview(
         &self,
         account: AccountId,
@@ -475,84 +568,10 @@ impl Store {
             (None, None) => Scope::All,
         };
         let mut parts = match &self.backend {
-            Backend::Sqlite(pool) => {
-                let query = match scope {
-                    Scope::All => sqlx::query(SQLITE_OVERVIEW).bind(s(account)).bind(enabled),
-                    Scope::Search(search) => sqlx::query(SQLITE_SEARCH)
-                        .bind(s(account))
-                        .bind(enabled)
-                        .bind(search.needle().to_owned()),
-                    Scope::One(id) => sqlx::query(SQLITE_ONE)
-                        .bind(s(account))
-                        .bind(enabled)
-                        .bind(s(id)),
-                };
-                let row = query.fetch_one(pool).await?;
-                let mut cur = Cur::new(&row);
-                sqlite_parts([cur.text()?, cur.text()?, cur.text()?, cur.text()?])?
-            }
-            Backend::Postgres(pool) => {
-                let mut c = pool.acquire().await?;
-                let mut parts = Parts::default();
-                let mut cache = SettingsCache::default();
-                let gateways = match scope {
-                    Scope::All => sqlx::query(PG_GATEWAYS).bind(s(account)).bind(enabled),
-                    Scope::Search(search) => sqlx::query(PG_GATEWAYS_SEARCH)
-                        .bind(s(account))
-                        .bind(enabled)
-                        .bind(search.needle().to_owned()),
-                    Scope::One(id) => sqlx::query(PG_GATEWAYS_ONE)
-                        .bind(s(account))
-                        .bind(enabled)
-                        .bind(s(id)),
-                };
-                for r in gateways.fetch_all(&mut *c).await? {
-                    parts
-                        .gateways
-                        .push(rows::gateway_cached(&mut Cur::new(&r), &mut cache)?);
-                }
-                let environments = match scope {
-                    Scope::All => sqlx::query(PG_ENVIRONMENTS).bind(s(account)),
-                    Scope::Search(search) => sqlx::query(PG_ENVIRONMENTS_SEARCH)
-                        .bind(s(account))
-                        .bind(gateway_ids(&parts))
-                        .bind(search.needle().to_owned()),
-                    Scope::One(_) => sqlx::query(PG_ENVIRONMENTS_OF)
-                        .bind(s(account))
-                        .bind(gateway_ids(&parts)),
-                };
-                for r in environments.fetch_all(&mut *c).await? {
-                    parts
-                        .environments
-                        .push(rows::environment(&mut Cur::new(&r))?);
-                }
-                // Candidates that do not match need no nodes or issues.
-                if let Some(search) = &search {
-                    retain_matches(&mut parts, search);
-                }
-                let nodes = match scope {
-                    Scope::All => sqlx::query(PG_NODES).bind(s(account)).bind(enabled),
-                    Scope::Search(_) | Scope::One(_) => sqlx::query(PG_NODES_OF)
-                        .bind(s(account))
-                        .bind(gateway_ids(&parts)),
-                };
-                for r in nodes.fetch_all(&mut *c).await? {
-                    parts.nodes.push(rows::node(&mut Cur::new(&r))?);
-                }
-                if enabled {
-                    let issues = match scope {
-                        Scope::All => sqlx::query(PG_ISSUES).bind(s(account)),
-                        Scope::Search(_) | Scope::One(_) => sqlx::query(PG_ISSUES_OF)
-                            .bind(s(account))
-                            .bind(gateway_ids(&parts)),
-                    };
-                    for r in issues.fetch_all(&mut *c).await? {
-                        parts.issues.push(rows::issue(&mut Cur::new(&r))?);
-                    }
-                }
-                parts
-            }
+            Backend::Sqlite(pool) => sqlite_read(pool, account, enabled, scope).await?,
+            Backend::Postgres(pool) => pg_read(pool, account, enabled, scope).await?,
         };
+        // SQL read candidates; the match itself is decided here.
         if let Some(search) = &search {
             retain_matches(&mut parts, search);
         }

@@ -2294,7 +2294,7 @@ async fn seeded_overview(store: &Store) {
         .gateways_overview(
             acme.id,
             GatewayView::Enabled,
-            OverviewFilter::gateway(o.gateways[42].gateway.id),
+            OverviewFilter::gateway(o.gateways[40].gateway.id),
         )
         .await
         .unwrap();
@@ -2306,8 +2306,11 @@ async fn seeded_overview(store: &Store) {
     assert_eq!(shown(&searched), shown(&o.clone().filter("GW-01")));
     assert_eq!(searched.gateways.len(), 100);
     assert_eq!(one.gateways.len(), 1);
-    assert_eq!(one.gateways[0].gateway.name, "gw-0042");
-    assert_eq!(one.gateways[0].environments.len(), 3);
+    assert_eq!(shown(&one), shown(&o.clone().filter("gw-0040")));
+    assert_eq!(
+        shown(&one),
+        "gw-0040[gw-0040-env-0,gw-0040-env-1,gw-0040-env-2]1n1i | "
+    );
     assert!(one.unattached.is_empty());
     assert_eq!(o.filter("gw-0042").gateways.len(), 1);
 }
