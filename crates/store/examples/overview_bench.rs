@@ -2,10 +2,11 @@
 //! 3 environments + 100 unattached).
 //!
 //! ```text
-//! cargo run --release -p store --example overview_bench [DATABASE_URL] [ITERATIONS]
+//! cargo run --release -p store --example overview_bench [DATABASE_URL] [ITERATIONS] [Q]
 //! ```
 //!
-//! Without a URL it uses a SQLite file in a temp dir. A PostgreSQL URL should point at an
+//! With `Q` it times the search `Q` (`OverviewFilter::search`) instead of the whole page.
+//! Without a URL (or with an empty one) it uses a SQLite file in a temp dir. A PostgreSQL URL should point at an
 //! empty database or schema (`?options=-c%20search_path%3Dbench`); the seed adds one account.
 
 use std::time::{Duration, Instant};
@@ -19,8 +20,10 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let url = args
         .next()
+        .filter(|s| !s.is_empty())
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let iterations: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(200);
+    let q = args.next().unwrap_or_default();
 
     let store = Store::open(&url, StoreOptions::default()).await?;
     let now = Timestamp(0);
@@ -36,15 +39,21 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed()
     );
 
+    let expected = store
+        .gateways_overview(account.id, GatewayView::Enabled, OverviewFilter::default())
+        .await?
+        .filter(&q)
+        .gateways
+        .len();
     let mut times: Vec<Duration> = Vec::with_capacity(iterations);
     let cpu_before = process_cpu();
     for _ in 0..iterations {
         let started = Instant::now();
         let overview = store
-            .gateways_overview(account.id, GatewayView::Enabled, OverviewFilter::default())
+            .gateways_overview(account.id, GatewayView::Enabled, OverviewFilter::search(&q))
             .await?;
         times.push(started.elapsed());
-        assert_eq!(overview.gateways.len(), seed::SeedShape::BENCH.gateways);
+        assert_eq!(overview.gateways.len(), expected);
     }
     // CPU time of the whole process (incl. sqlx's SQLite worker thread) per call: unlike
     // wall time, it does not grow when other work competes for the machine.
@@ -57,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     times.sort_unstable();
     let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
     println!(
-        "gateways_overview x{iterations}: p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
+        "gateways_overview q={q:?} ({expected} gateways) x{iterations}: p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
         pct(0.5),
         pct(0.9),
         pct(0.99),

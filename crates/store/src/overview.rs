@@ -174,12 +174,15 @@ const PG_GATEWAYS_ONE: &str = concat!(
     " FROM gateways g WHERE g.account_id = $1 AND (g.deleted_at IS NULL) = $2 AND g.id = $3"
 );
 /// The environments of the gateways `$2`, and the candidate unattached ones of the search
-/// `$3`.
+/// `$3`. The ids are matched by `IN (SELECT unnest(..))` rather than `= ANY(..)`: that is a
+/// hashed semi-join whatever the plan, while `= ANY` of a parameter is a linear scan of the
+/// array for each row when the planner (e.g. without statistics yet) walks the account's
+/// rows instead of the gateway index (3.5 ms instead of 0.5 ms for 100 of 1,000 gateways).
 const PG_ENVIRONMENTS_SEARCH: &str = concat!(
     "SELECT ",
     environment_cols!(),
     " FROM environments e WHERE e.account_id = $1 \
-     AND (e.gateway_id = ANY($2) OR (e.gateway_id IS NULL AND ",
+     AND (e.gateway_id IN (SELECT unnest($2::text[])) OR (e.gateway_id IS NULL AND ",
     pg_candidate!("e.name"),
     "))"
 );
@@ -187,19 +190,20 @@ const PG_ENVIRONMENTS_SEARCH: &str = concat!(
 const PG_ENVIRONMENTS_OF: &str = concat!(
     "SELECT ",
     environment_cols!(),
-    " FROM environments e WHERE e.account_id = $1 AND e.gateway_id = ANY($2)"
+    " FROM environments e WHERE e.account_id = $1 AND e.gateway_id IN (SELECT unnest($2::text[]))"
 );
 /// The nodes of the gateways `$2`.
 const PG_NODES_OF: &str = concat!(
     "SELECT ",
     node_cols!(),
-    " FROM nodes n WHERE n.account_id = $1 AND n.gateway_id = ANY($2)"
+    " FROM nodes n WHERE n.account_id = $1 AND n.gateway_id IN (SELECT unnest($2::text[]))"
 );
 /// The active issues of the gateways `$2`.
 const PG_ISSUES_OF: &str = concat!(
     "SELECT ",
     issue_cols!(),
-    " FROM issues i WHERE i.account_id = $1 AND i.cleared_at IS NULL AND i.gateway_id = ANY($2)"
+    " FROM issues i WHERE i.account_id = $1 AND i.cleared_at IS NULL \
+     AND i.gateway_id IN (SELECT unnest($2::text[]))"
 );
 
 /// What to read, from an [`OverviewFilter`].
