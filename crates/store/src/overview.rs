@@ -20,7 +20,10 @@
 //! ASCII is ASCII lowercase; so for ASCII names SQL reads exactly the matches. A gateway
 //! is a candidate when its name or an attached environment's name is; its environments,
 //! nodes and issues are read by gateway id (indexed), so a search reads about what it
-//! returns.
+//! returns; only the names of the account's gateways and environments are all scanned,
+//! inside the database. On the benchmark shape a search for 100 gateways takes ~1.5 ms on
+//! SQLite and ~3 ms on PostgreSQL, against ~9–10 ms for the whole page; one gateway
+//! (`OverviewFilter::gateway`) reads only its own rows.
 use std::collections::{HashMap, HashSet};
 
 use model::*;
