@@ -84,7 +84,8 @@ macro_rules! sqlite_overview_of {
 }
 
 /// SQLite: whether the name `$x` is a search candidate for the lowercased query `$3` (see
-/// the module doc). `lower()` is ASCII only; a TEXT longer as a BLOB has a non-ASCII byte.
+/// the module doc). `lower()` is ASCII only; a name with more bytes (as a BLOB) than
+/// characters has a non-ASCII character.
 macro_rules! sqlite_candidate {
     ($x:literal) => {
         concat!(
@@ -571,6 +572,8 @@ impl Store {
         let search = Search::new(filter.q);
         let scope = match (filter.gateway, &search) {
             (Some(id), _) => Scope::One(id),
+            // PostgreSQL text cannot hold NUL: such a query is matched in Rust alone.
+            (None, Some(search)) if search.needle().contains('\0') => Scope::All,
             (None, Some(search)) => Scope::Search(search),
             (None, None) => Scope::All,
         };

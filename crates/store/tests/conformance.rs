@@ -1657,6 +1657,7 @@ async fn gateways_overview_search_and_one_gateway(store: &Store) {
     check_search(store, a, Enabled, "0%_s", "100%_sure[]0n0i | ").await;
     check_search(store, a, Enabled, "%e", " | ").await;
     check_search(store, a, Enabled, "zzz", " | ").await;
+    check_search(store, a, Enabled, "\0", " | ").await;
     // The deleted view: its gateways (with nodes, no issues) and the same unattached row.
     check_search(
         store,
