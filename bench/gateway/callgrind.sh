@@ -4,6 +4,7 @@
 # binary and /tmp/sybench/snap10.json from run.sh, and nginx for the upstream.
 #
 #   bench/gateway/callgrind.sh [tag]     # D=5 seconds of wrk -c10 after a 2 s warm-up
+#   SYBIN=/path/to/switchyard SNAP=/tmp/sybench/snap10k.json bench/gateway/callgrind.sh 10k
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -14,7 +15,8 @@ OUT=/tmp/sybench/callgrind-$TAG
 rm -rf "$OUT"; mkdir -p "$OUT"
 URL=http://127.0.0.1:9303/ws/rest/api7/v1/items/42
 # The upstream may already run from run.sh; it listens on 9100 either way.
-(exec 3<>/dev/tcp/127.0.0.1/9100) 2>/dev/null || { /usr/sbin/nginx -c "$ROOT/bench/gateway/nginx-upstream.conf"; sleep 0.5; }
+# (Its configuration runs in the foreground, so it is started in the background here.)
+(exec 3<>/dev/tcp/127.0.0.1/9100) 2>/dev/null || { /usr/sbin/nginx -c "$ROOT/bench/gateway/nginx-upstream.conf" & sleep 0.5; }
 # Uncompressed names, so the dump taken after zeroing is readable on its own.
 RUST_LOG=warn valgrind --tool=callgrind --dump-instr=no --compress-strings=no --compress-pos=no \
   --callgrind-out-file="$OUT/cg.%p" "${SYBIN:-$TARGET/release/switchyard}" gateway --snapshot "$SNAP" \

@@ -68,7 +68,7 @@ max_rate() { # name -> "rps us_per_req rss_mb"
   local rps; rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
   local non2xx; non2xx=$(echo "$out" | awk '/Non-2xx/{print $NF}')
   [ -n "$non2xx" ] && echo "WARNING: $1 answered $non2xx non-2xx" >&2
-  echo "$rps $(( (after - before) * 1000000 / HZ / requests )) $((rss / 1024))"
+  echo "$rps $(awk "BEGIN{printf \"%.1f\", ($after - $before) * 1000000 / $HZ / $requests}") $((rss / 1024))"
 }
 
 latency() { # name rate -> loadgen line
@@ -81,25 +81,30 @@ latency() { # name rate -> loadgen line
 
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
-declare -A RPS CPU RSS
+declare -A RPS CPU RSS PAIRED
 NAMES="nginx haproxy switchyard switchyard-10k"
 for round in $(seq "$ROUNDS"); do
   for name in $NAMES; do
     read -r rps us rss < <(max_rate "$name")
     echo "round $round $name: $rps req/s, $us us/req CPU, RSS $rss MB" >&2
     RPS[$name]+="$rps "; CPU[$name]+="$us "; RSS[$name]+="$rss "
+    [ "$name" = nginx ] && ROUND_NGINX=$rps
+    # Ratio to nginx within the same round: the machine's load drifts between rounds, and a
+    # ratio of medians taken from different minutes mixes that drift in.
+    PAIRED[$name]+="$(awk "BEGIN{printf \"%.3f\", $rps/$ROUND_NGINX}") "
   done
 done
 
 echo
-echo "| proxy | req/s (median of $ROUNDS) | vs nginx | CPU µs/req | RSS MB |"
-echo "|---|---|---|---|---|"
+echo "| proxy | req/s (median of $ROUNDS) | vs nginx (ratio of medians) | vs nginx (median of per-round ratios) | CPU µs/req | RSS MB |"
+echo "|---|---|---|---|---|---|"
 NGINX_RPS=$(echo ${RPS[nginx]} | tr ' ' '\n' | median)
 for name in $NAMES; do
   r=$(echo ${RPS[$name]} | tr ' ' '\n' | median)
   c=$(echo ${CPU[$name]} | tr ' ' '\n' | median)
   m=$(echo ${RSS[$name]} | tr ' ' '\n' | median)
-  echo "| $name | $r | $(awk "BEGIN{printf \"%.2f\", $r/$NGINX_RPS}") | $c | $m |"
+  p=$(echo ${PAIRED[$name]} | tr ' ' '\n' | median)
+  echo "| $name | $r | $(awk "BEGIN{printf \"%.2f\", $r/$NGINX_RPS}") | $p | $c | $m |"
 done
 
 RATE=$(awk "BEGIN{printf \"%d\", $NGINX_RPS/2}")
