@@ -126,6 +126,8 @@ pub struct Forwarding<'a> {
     pub host: Option<HeaderValue>,
     pub peer_ip: &'a HeaderValue,
     pub port: &'a HeaderValue,
+    /// Whether the client sent a `Connection` header (which may name more hop-by-hop ones).
+    pub client_connection: bool,
     /// `X-Forwarded-Proto` to add; `None` when the client sent one, which is kept.
     pub proto: Option<&'static str>,
     pub request_id: &'a HeaderValue,
@@ -158,14 +160,18 @@ impl Forwarding<'_> {
     /// `Content-Length` (the caller writes those): the client's headers without hop-by-hop
     /// ones, those named in `Connection` and those this hop sets, then this hop's.
     pub fn write(&self, out: &mut Vec<u8>, headers: &HeaderMap) {
-        // Few requests name extra headers in `Connection`; only those pay for the list.
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-            .collect();
+        // Only requests with a `Connection` header pay for the list of names it gives.
+        let listed: Vec<HeaderName> = if self.client_connection {
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut forwarded_for: Option<&HeaderValue> = None;
         let mut more_forwarded_for = false;
         for (name, value) in headers {
@@ -366,6 +372,7 @@ mod tests {
             host: Some(HeaderValue::from_static("api.example")),
             peer_ip: &peer,
             port: &port,
+            client_connection: true,
             proto: Some("http"),
             request_id: &rid,
             traceparent: next_traceparent(None),
@@ -421,6 +428,7 @@ mod tests {
                 host: self.host.clone(),
                 peer_ip: self.peer_ip,
                 port: self.port,
+                client_connection: self.client_connection,
                 proto: self.proto,
                 request_id: self.request_id,
                 traceparent: self.traceparent,

@@ -184,13 +184,47 @@ async fn handle(ctx: &ConnCtx, req: Request<Incoming>, start: Instant) -> Respon
     proxy(ctx, &rt, found.route as usize, found.prefix_len, req, start).await
 }
 
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+fn parse_content_length(value: &HeaderValue) -> Option<u64> {
+    value.to_str().ok()?.parse().ok()
+}
+
+/// The request headers the handler reads; the first value of each, like `HeaderMap::get`.
+#[derive(Default)]
+struct RequestHeaders<'a> {
+    host: Option<&'a HeaderValue>,
+    content_length: Option<&'a HeaderValue>,
+    request_id: Option<&'a HeaderValue>,
+    traceparent: Option<&'a HeaderValue>,
+    upgrade: bool,
+    connection: bool,
+    forwarded_proto: bool,
+}
+
+impl<'a> RequestHeaders<'a> {
+    fn scan(headers: &'a http::HeaderMap) -> RequestHeaders<'a> {
+        let mut seen = RequestHeaders::default();
+        for (name, value) in headers {
+            match name.as_str() {
+                "host" => {
+                    seen.host.get_or_insert(value);
+                }
+                "content-length" => {
+                    seen.content_length.get_or_insert(value);
+                }
+                "x-request-id" => {
+                    seen.request_id.get_or_insert(value);
+                }
+                "traceparent" => {
+                    seen.traceparent.get_or_insert(value);
+                }
+                "upgrade" => seen.upgrade = true,
+                "connection" => seen.connection = true,
+                "x-forwarded-proto" => seen.forwarded_proto = true,
+                _ => {}
+            }
+        }
+        seen
+    }
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -241,7 +275,11 @@ async fn proxy(
     let api = &route.api;
     let exec = &api.execution;
 
-    if content_length(req.headers()).is_some_and(|n| n > api.max_body_bytes) {
+    // The request headers the handler looks at, found in one pass over the map instead of a
+    // hash lookup each.
+    let seen = RequestHeaders::scan(req.headers());
+    let declared_length = seen.content_length.and_then(parse_content_length);
+    if declared_length.is_some_and(|n| n > api.max_body_bytes) {
         finish(route, StatusCode::PAYLOAD_TOO_LARGE, start);
         access_log(ctx, &req, 413, Some(route), None, start);
         // The body is not read, so the connection cannot be reused.
@@ -276,32 +314,32 @@ async fn proxy(
     };
 
     let client_version = req.version();
-    let websocket = client_version == Version::HTTP_11 && is_websocket_upgrade(req.headers());
-    let h1_upgrade_request =
-        client_version <= Version::HTTP_11 && req.headers().contains_key(header::UPGRADE);
+    let websocket =
+        client_version == Version::HTTP_11 && seen.upgrade && is_websocket_upgrade(req.headers());
+    let h1_upgrade_request = client_version <= Version::HTTP_11 && seen.upgrade;
+    let original_host = match req.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => seen.host.cloned(),
+    };
+    let request_id = match seen.request_id {
+        Some(v) if acceptable_request_id(v) => v.clone(),
+        _ => new_request_id(),
+    };
+    let forwarded_proto = seen.forwarded_proto;
+    let client_connection = seen.connection;
+    let traceparent = next_traceparent(seen.traceparent);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
-    let original_host = match parts.uri.authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-        None => parts.headers.get(header::HOST).cloned(),
-    };
-    let request_id = match parts.headers.get(&X_REQUEST_ID) {
-        Some(v) if acceptable_request_id(v) => v.clone(),
-        _ => new_request_id(),
-    };
     let forwarding = Forwarding {
         host: original_host,
         peer_ip: &ctx.peer_ip,
         port: &ctx.local_port,
-        proto: (!parts.headers.contains_key(&X_FORWARDED_PROTO)).then_some(if ctx.https {
-            "https"
-        } else {
-            "http"
-        }),
+        client_connection,
+        proto: (!forwarded_proto).then_some(if ctx.https { "https" } else { "http" }),
         request_id: &request_id,
-        traceparent: next_traceparent(parts.headers.get(&TRACEPARENT)),
+        traceparent,
     };
     // The node's own client writes the forwarding into the request head; the map is rewritten
     // only when hyper's client sends it (once, whatever the number of attempts).
@@ -317,7 +355,7 @@ async fn proxy(
     };
     let mut body = if body.is_end_stream() {
         Some(UpBody::Empty)
-    } else if content_length(&parts.headers).is_some_and(|n| n <= REPLAY_BUFFER_BYTES) {
+    } else if declared_length.is_some_and(|n| n <= REPLAY_BUFFER_BYTES) {
         match tokio::time::timeout(exec.execution_timeout, body.collect()).await {
             Ok(Ok(collected)) => Some(UpBody::Full(Some(collected.to_bytes()))),
             _ => {
