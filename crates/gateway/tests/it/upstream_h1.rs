@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gateway::GatewayHandle;
 use http::Request;
 use http_body_util::Full;
 use testkit::{Client, SnapshotBuilder};
@@ -111,15 +112,28 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
 
 const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
+/// A node serving API `a` at `/ws/rest/a` with `target` as its only upstream.
+async fn node_for(target: &str) -> GatewayHandle {
+    start(
+        SnapshotBuilder::new(1)
+            .api("a", "a", std::slice::from_ref(&target.to_owned()))
+            .build(),
+    )
+    .await
+}
+
+fn request(method: http::Method, uri: String, body: &'static [u8]) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn keep_alive_reuses_one_connection_and_sends_the_forwarding_headers() {
     let upstream = Upstream::start(|_| Reply::Send(OK.into())).await;
-    let node = start(
-        SnapshotBuilder::new(1)
-            .api("a", "a", &[format!("{}/base", upstream.url)])
-            .build(),
-    )
-    .await;
+    let node = node_for(&format!("{}/base", upstream.url)).await;
     let client = Client::new();
     for i in 0..5 {
         let response = client
@@ -188,12 +202,7 @@ async fn chunked_close_delimited_and_post_bodies() {
         }
     })
     .await;
-    let node = start(
-        SnapshotBuilder::new(1)
-            .api("a", "a", std::slice::from_ref(&upstream.url))
-            .build(),
-    )
-    .await;
+    let node = node_for(&upstream.url).await;
     let client = Client::new();
     let chunked = client.get(&url(&node, "/ws/rest/a/chunked")).await.unwrap();
     assert_eq!(
@@ -212,21 +221,14 @@ async fn chunked_close_delimited_and_post_bodies() {
     // After both, the pooled connection still works.
     let chunked = client.get(&url(&node, "/ws/rest/a/chunked")).await.unwrap();
     assert_eq!(chunked.text(), "hello world");
+    let items = || url(&node, "/ws/rest/a/items");
     let post = client
-        .send(
-            Request::post(url(&node, "/ws/rest/a/items"))
-                .body(Full::new(Bytes::from_static(b"{\"n\":1}")))
-                .unwrap(),
-        )
+        .send(request(http::Method::POST, items(), b"{\"n\":1}"))
         .await
         .unwrap();
     assert_eq!((post.status, post.text().as_str()), (201, "7"));
     let empty_post = client
-        .send(
-            Request::post(url(&node, "/ws/rest/a/items"))
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
+        .send(request(http::Method::POST, items(), b""))
         .await
         .unwrap();
     assert_eq!(empty_post.text(), "0", "an empty POST says so");
@@ -246,19 +248,10 @@ async fn head_and_interim_responses() {
         }
     })
     .await;
-    let node = start(
-        SnapshotBuilder::new(1)
-            .api("a", "a", std::slice::from_ref(&upstream.url))
-            .build(),
-    )
-    .await;
+    let node = node_for(&upstream.url).await;
     let client = Client::new();
     let head = client
-        .send(
-            Request::head(url(&node, "/ws/rest/a/x"))
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
+        .send(request(http::Method::HEAD, url(&node, "/ws/rest/a/x"), b""))
         .await
         .unwrap();
     assert_eq!(head.status, 200);
@@ -292,12 +285,7 @@ async fn ambiguous_or_truncated_responses_never_pass_as_complete() {
         }
     })
     .await;
-    let node = start(
-        SnapshotBuilder::new(1)
-            .api("a", "a", std::slice::from_ref(&upstream.url))
-            .build(),
-    )
-    .await;
+    let node = node_for(&upstream.url).await;
     let client = Client::new();
     for path in ["ambiguous", "two-lengths"] {
         let response = client
@@ -325,22 +313,15 @@ async fn ambiguous_or_truncated_responses_never_pass_as_complete() {
 async fn idle_connections_the_upstream_closed_are_not_reused() {
     let upstream =
         Upstream::start(|_| Reply::SendThenCloseAfter(OK.into(), Duration::from_millis(50))).await;
-    let node = start(
-        SnapshotBuilder::new(1)
-            .api("a", "a", std::slice::from_ref(&upstream.url))
-            .build(),
-    )
-    .await;
+    let node = node_for(&upstream.url).await;
     let client = Client::new();
     for method in [http::Method::GET, http::Method::POST, http::Method::GET] {
         let response = client
-            .send(
-                Request::builder()
-                    .method(method.clone())
-                    .uri(url(&node, "/ws/rest/a/x"))
-                    .body(Full::new(Bytes::from_static(b"payload")))
-                    .unwrap(),
-            )
+            .send(request(
+                method.clone(),
+                url(&node, "/ws/rest/a/x"),
+                b"payload",
+            ))
             .await
             .unwrap();
         assert_eq!(
