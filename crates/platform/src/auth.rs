@@ -131,16 +131,19 @@ impl Principal {
         }
     }
 
-    /// Records a change refused by a rule (422) as a failed action in the audit log and hands
-    /// the error back; other errors pass through unrecorded (nothing was decided).
-    pub async fn failed(
+    /// Hands `result` back; a change refused by a rule (422) is first recorded as a failed
+    /// action in the audit log. Other errors pass through unrecorded (nothing was decided).
+    pub async fn audit_refusal<T>(
         &self,
         state: &AppState,
         account: AccountId,
         action: &str,
         target: Target,
-        error: ApiError,
-    ) -> ApiError {
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let Err(error) = &result else {
+            return result;
+        };
         if error.status == axum::http::StatusCode::UNPROCESSABLE_ENTITY {
             let audit =
                 self.audit(state, action)
@@ -157,7 +160,7 @@ impl Principal {
                 tracing::warn!(error = %e, action, "could not record failed action");
             }
         }
-        error
+        result
     }
 
     async fn deny(

@@ -193,12 +193,15 @@ pub async fn update_api(
         Ok(axum::Json(ApiDto::from(&api)))
     }
     .await;
-    match result {
-        Err(e) => Err(principal
-            .failed(&state, account, "api.update", Target::new("api", &raw), e)
-            .await),
-        ok => ok,
-    }
+    principal
+        .audit_refusal(
+            &state,
+            account,
+            "api.update",
+            Target::new("api", &raw),
+            result,
+        )
+        .await
 }
 
 /// Delete an API and its deployments (admin or owner).
@@ -309,18 +312,15 @@ pub async fn create_deployment(
         ))
     }
     .await;
-    match result {
-        Err(e) => Err(principal
-            .failed(
-                &state,
-                account,
-                "deployment.create",
-                Target::new("api", &raw),
-                e,
-            )
-            .await),
-        ok => ok,
-    }
+    principal
+        .audit_refusal(
+            &state,
+            account,
+            "deployment.create",
+            Target::new("api", &raw),
+            result,
+        )
+        .await
 }
 
 /// The deployments of an API.

@@ -281,18 +281,15 @@ pub async fn put_configuration(
         Ok(axum::Json(EnvironmentDto::from(&env)))
     }
     .await;
-    match result {
-        Err(e) => Err(principal
-            .failed(
-                &state,
-                account,
-                "environment.update_paths",
-                Target::new("environment", &raw),
-                e,
-            )
-            .await),
-        ok => ok,
-    }
+    principal
+        .audit_refusal(
+            &state,
+            account,
+            "environment.update_paths",
+            Target::new("environment", &raw),
+            result,
+        )
+        .await
 }
 
 /// Attach the environment to a gateway, move it, or detach it (`gateway_id: null`); admin or
@@ -371,16 +368,13 @@ pub async fn attach_environment(
         Ok(axum::Json(EnvironmentDto::from(&env)))
     }
     .await;
-    match result {
-        Err(e) => Err(principal
-            .failed(
-                &state,
-                account,
-                "environment.set_gateway",
-                Target::new("environment", &raw),
-                e,
-            )
-            .await),
-        ok => ok,
-    }
+    principal
+        .audit_refusal(
+            &state,
+            account,
+            "environment.set_gateway",
+            Target::new("environment", &raw),
+            result,
+        )
+        .await
 }
