@@ -259,7 +259,7 @@ async fn exchange_on(
         if conn.buf.capacity() - conn.buf.len() < 1024 {
             conn.buf.reserve(READ_BUFFER);
         }
-        if !conn.buf.is_empty() || received_any {
+        if !conn.buf.is_empty() {
             match parse_head(&mut conn.buf, *exchange.method == Method::HEAD) {
                 Ok(Some(Parsed::Final(response, framing, keep_alive))) => {
                     return Ok((response, framing, keep_alive));
@@ -326,7 +326,6 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
     let mut keep_alive = version == Version::HTTP_11;
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
-    let mut transfer_encoding = false;
     // `Connection` names headers beyond close/keep-alive, which are hop-by-hop too.
     let mut connection_lists = false;
     let fields = parsed.headers.len();
@@ -345,17 +344,17 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
             value.len() as u32,
         );
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_content_length(value).ok_or(UpstreamFailure::BadResponse)?;
+            let n = crate::h1guard::parse_content_length(value.trim_ascii())
+                .ok_or(UpstreamFailure::BadResponse)?;
             if content_length.is_some_and(|m| m != n) {
                 return Err(UpstreamFailure::BadResponse);
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only `chunked`, alone: anything else could be read with other framing than meant.
-            if transfer_encoding || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            if chunked || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
                 return Err(UpstreamFailure::BadResponse);
             }
-            transfer_encoding = true;
             chunked = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|b| *b == b',') {
@@ -447,14 +446,6 @@ fn listed_in_connection(head: &[u8], spans: &[(u32, u32, u32, u32)], name: &Head
                             .eq_ignore_ascii_case(name.as_str().as_bytes())
                     })
         })
-}
-
-fn parse_content_length(value: &[u8]) -> Option<u64> {
-    let value = value.trim_ascii();
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 async fn connect(target: &Target, timeout: Duration) -> Result<Conn, UpstreamFailure> {

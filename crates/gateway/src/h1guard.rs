@@ -604,7 +604,8 @@ fn trim_ows(value: &[u8]) -> &[u8] {
 }
 
 /// `1*DIGIT` only: no sign, no list, no spaces, at most 18 digits (fits in u64).
-fn parse_content_length(value: &[u8]) -> Option<u64> {
+/// A Content-Length value: digits only, at most 18 of them (no sign, list or whitespace).
+pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }

@@ -184,10 +184,6 @@ async fn handle(ctx: &ConnCtx, req: Request<Incoming>, start: Instant) -> Respon
     proxy(ctx, &rt, found.route as usize, found.prefix_len, req, start).await
 }
 
-fn parse_content_length(value: &HeaderValue) -> Option<u64> {
-    value.to_str().ok()?.parse().ok()
-}
-
 /// The request headers the handler reads; the first value of each, like `HeaderMap::get`.
 #[derive(Default)]
 struct RequestHeaders<'a> {
@@ -278,7 +274,9 @@ async fn proxy(
     // The request headers the handler looks at, found in one pass over the map instead of a
     // hash lookup each.
     let seen = RequestHeaders::scan(req.headers());
-    let declared_length = seen.content_length.and_then(parse_content_length);
+    let declared_length = seen
+        .content_length
+        .and_then(|v| crate::h1guard::parse_content_length(v.as_bytes()));
     if declared_length.is_some_and(|n| n > api.max_body_bytes) {
         finish(route, StatusCode::PAYLOAD_TOO_LARGE, start);
         access_log(ctx, &req, 413, Some(route), None, start);
