@@ -4,6 +4,8 @@
 # on CPU $LOAD_CPU. Results are printed as Markdown rows; see bench/RESULTS.md.
 #
 #   bench/gateway/run.sh            # DURATION=10 CONNS=50 ROUNDS=3 by default
+#   SY_BASELINE=/path/to/older/switchyard bench/gateway/run.sh
+#                                   # adds a row for another build (10 APIs), in the same rounds
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -47,9 +49,10 @@ start_proxy() { # name -> sets PROXY_PIDS (processes whose CPU counts) and PORT
     haproxy)
       taskset -c "$PROXY_CPU" /usr/sbin/haproxy -db -f "$ROOT/bench/gateway/haproxy.cfg" & MASTER=$!; PIDS+=($MASTER)
       PORT=9202; wait_port $PORT; PROXY_PIDS=$MASTER;;
-    switchyard|switchyard-10k)
+    switchyard|switchyard-10k|switchyard-baseline)
       local snap=$OUT/snap10.json; [ "$1" = switchyard-10k ] && snap=$OUT/snap10k.json
-      RUST_LOG=warn taskset -c "$PROXY_CPU" "$SY" gateway --snapshot "$snap" --listen 127.0.0.1:9203 \
+      local bin=$SY; [ "$1" = switchyard-baseline ] && bin=$SY_BASELINE
+      RUST_LOG=warn taskset -c "$PROXY_CPU" "$bin" gateway --snapshot "$snap" --listen 127.0.0.1:9203 \
         --admin-listen 127.0.0.1:9213 --worker-threads 1 > "$OUT/switchyard.log" 2>&1 & MASTER=$!; PIDS+=($MASTER)
       PORT=9203; wait_port $PORT; PROXY_PIDS=$MASTER;;
   esac
@@ -83,6 +86,7 @@ median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
 declare -A RPS CPU RSS PAIRED
 NAMES="nginx haproxy switchyard switchyard-10k"
+[ -n "${SY_BASELINE:-}" ] && NAMES+=" switchyard-baseline"
 for round in $(seq "$ROUNDS"); do
   for name in $NAMES; do
     read -r rps us rss < <(max_rate "$name")

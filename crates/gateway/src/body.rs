@@ -13,6 +13,45 @@ use hyper::body::Incoming;
 use crate::h1client::H1Body;
 use crate::upstream::{ApiState, Target};
 
+/// A client's request body: hyper's, or read whole by the node's own HTTP/1 server (which
+/// serves only requests whose body arrived with the head).
+#[derive(Debug)]
+pub enum ClientBody {
+    Hyper(Incoming),
+    Buffered(Option<Bytes>),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(inner) => Pin::new(inner).poll_frame(cx),
+            ClientBody::Buffered(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(inner) => inner.is_end_stream(),
+            ClientBody::Buffered(data) => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Hyper(inner) => inner.size_hint(),
+            ClientBody::Buffered(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
 /// Why the client's request body could not be forwarded.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -30,7 +69,7 @@ pub enum UpBody {
     Full(Option<Bytes>),
     /// Streamed from the client with a byte limit.
     Stream {
-        inner: Incoming,
+        inner: ClientBody,
         limit: u64,
         seen: u64,
     },

@@ -155,23 +155,10 @@ pub fn encode_head(
     }
     if body_len > 0 || !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa_usize(body_len, &mut [0u8; 20]));
+        out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn itoa_usize(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 /// What the caller of [`send`] knows about the request.

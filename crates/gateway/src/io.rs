@@ -201,6 +201,95 @@ impl<T: AsyncRead + Unpin> GuardedIo<T> {
     }
 }
 
+impl<T: AsyncRead + Unpin> GuardedIo<T> {
+    /// Reads more bytes from the client and scans them; `Ready(Ok)` after any progress: new
+    /// validated bytes, a refusal, or the end of the stream (see [`GuardedIo::state`]).
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.scanner.in_body() && self.poll_timer(cx).is_ready() {
+            if self.scanner.in_partial_head() || self.scanner.messages() == 0 {
+                self.refuse(Reject::Timeout);
+            } else {
+                // An idle keep-alive connection simply ends.
+                self.phase = Phase::Eof;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        self.make_room();
+        if self.end == self.buf.len() {
+            // Only reachable if the limits were exceeded without the scanner noticing.
+            self.refuse(Reject::HeadersTooLarge("request head too large"));
+            return Poll::Ready(Ok(()));
+        }
+        let mut read_buf = ReadBuf::new(&mut self.buf[self.end..]);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut read_buf))?;
+        let n = read_buf.filled().len();
+        if n == 0 {
+            // End of stream: the reader sees the end; an incomplete head is simply dropped.
+            self.phase = Phase::Eof;
+            self.end = self.ready;
+            return Poll::Ready(Ok(()));
+        }
+        self.end += n;
+        let scan = self.scanner.scan(&self.buf[self.ready..self.end]);
+        self.ready += scan.released;
+        if let Some(reject) = scan.reject {
+            if self.scanner.in_body() {
+                let _ = self.shared.rejected.set(reject);
+                self.end = self.ready;
+                self.phase = Phase::BodyError;
+            } else {
+                self.refuse(reject);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T> GuardedIo<T> {
+    /// Validated bytes not yet consumed: whole request heads, each followed by the part of its
+    /// body that has arrived (or, on an opaque connection, whatever arrived).
+    pub(crate) fn validated(&self) -> &[u8] {
+        &self.buf[self.start..self.ready]
+    }
+
+    /// Drops `n` validated bytes from the front.
+    pub(crate) fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.ready - self.start);
+        self.start += n;
+    }
+
+    /// What comes after the validated bytes.
+    pub(crate) fn state(&self) -> StreamState {
+        match self.phase {
+            Phase::Normal if self.scanner.is_opaque() => StreamState::Opaque,
+            Phase::Normal => StreamState::Open,
+            Phase::Refusing(_) => match self.shared.rejected() {
+                Some(reject) => StreamState::Refused(reject),
+                None => StreamState::Ended,
+            },
+            Phase::Eof | Phase::Refused | Phase::BodyError => StreamState::Ended,
+        }
+    }
+
+    /// The client connection, for writing.
+    pub(crate) fn io_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+}
+
+/// What a reader of [`GuardedIo::validated`] finds after those bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamState {
+    /// More HTTP/1 bytes may come.
+    Open,
+    /// HTTP/2 or an upgraded connection: bytes are not HTTP/1 requests.
+    Opaque,
+    /// The next message was refused with this reason; nothing after it is read.
+    Refused(Reject),
+    /// Nothing more comes: end of stream, idle timeout, or a failed body.
+    Ended,
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -258,43 +347,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
                     return Poll::Ready(Ok(()));
                 }
             }
-            // Need more bytes from the client.
-            if !this.scanner.in_body() && this.poll_timer(cx).is_ready() {
-                if this.scanner.in_partial_head() || this.scanner.messages() == 0 {
-                    this.refuse(Reject::Timeout);
-                    continue;
-                }
-                // An idle keep-alive connection simply ends.
-                this.phase = Phase::Eof;
-                continue;
-            }
-            this.make_room();
-            if this.end == this.buf.len() {
-                // Only reachable if the limits were exceeded without the scanner noticing.
-                this.refuse(Reject::HeadersTooLarge("request head too large"));
-                continue;
-            }
-            let mut read_buf = ReadBuf::new(&mut this.buf[this.end..]);
-            ready!(Pin::new(&mut this.io).poll_read(cx, &mut read_buf))?;
-            let n = read_buf.filled().len();
-            if n == 0 {
-                // End of stream: hyper sees the end; an incomplete head is simply dropped.
-                this.phase = Phase::Eof;
-                this.end = this.ready;
-                continue;
-            }
-            this.end += n;
-            let scan = this.scanner.scan(&this.buf[this.ready..this.end]);
-            this.ready += scan.released;
-            if let Some(reject) = scan.reject {
-                if this.scanner.in_body() {
-                    let _ = this.shared.rejected.set(reject);
-                    this.end = this.ready;
-                    this.phase = Phase::BodyError;
-                } else {
-                    this.refuse(reject);
-                }
-            }
+            ready!(this.poll_fill(cx))?;
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod config;
 pub mod h1client;
 pub mod h1guard;
+mod h1server;
 mod headers;
 mod io;
 pub mod link;

@@ -13,11 +13,10 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::Shared;
-use crate::body::{Claims, RespBody, UpBody, UpstreamBody};
+use crate::body::{Claims, ClientBody, RespBody, UpBody, UpstreamBody};
 use crate::config::{Route, Runtime};
 use crate::h1guard::Reject;
 use crate::headers::*;
@@ -49,25 +48,30 @@ impl Drop for Active<'_> {
 /// The hyper service: never fails, and a panic answers 500 for this request only.
 pub async fn serve(
     ctx: Arc<ConnCtx>,
-    req: Request<Incoming>,
+    req: Request<hyper::body::Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
+    Ok(respond(&ctx, req.map(ClientBody::Hyper)).await)
+}
+
+/// Answers one request; a panic answers 500 for this request only.
+pub async fn respond(ctx: &ConnCtx, req: Request<ClientBody>) -> Response<RespBody> {
     ctx.conn.active.fetch_add(1, Ordering::Acquire);
     let _active = Active(&ctx.conn);
     let start = Instant::now();
-    match AssertUnwindSafe(handle(&ctx, req, start))
+    match AssertUnwindSafe(handle(ctx, req, start))
         .catch_unwind()
         .await
     {
-        Ok(response) => Ok(response),
+        Ok(response) => response,
         Err(_) => {
             ctx.shared.metrics.panics.inc();
             ctx.shared.metrics.unrouted(500);
             tracing::error!("request handler panicked; answered 500");
-            Ok(error_response(
+            error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL_ERROR",
                 "the gateway failed while handling this request",
-            ))
+            )
         }
     }
 }
@@ -91,6 +95,13 @@ fn close(mut response: Response<RespBody>) -> Response<RespBody> {
     response
 }
 
+/// The answer to a message the framing guard refused, counted and logged.
+pub fn refused(ctx: &ConnCtx, reject: Reject) -> Response<RespBody> {
+    ctx.shared.metrics.unrouted(reject.status().as_u16());
+    access_log_refusal(ctx, reject);
+    refusal(reject)
+}
+
 fn refusal(reject: Reject) -> Response<RespBody> {
     let code = match reject {
         Reject::BadRequest(_) => "BAD_REQUEST",
@@ -103,7 +114,7 @@ fn refusal(reject: Reject) -> Response<RespBody> {
 }
 
 /// The host a request is for: the URI authority (HTTP/2, absolute form) or `Host`, no port.
-fn request_host(req: &Request<Incoming>) -> Option<&str> {
+fn request_host(req: &Request<ClientBody>) -> Option<&str> {
     let raw = match req.uri().authority() {
         Some(authority) => authority.as_str(),
         None => req.headers().get(header::HOST)?.to_str().ok()?,
@@ -121,7 +132,7 @@ fn request_host(req: &Request<Incoming>) -> Option<&str> {
     })
 }
 
-async fn handle(ctx: &ConnCtx, req: Request<Incoming>, start: Instant) -> Response<RespBody> {
+async fn handle(ctx: &ConnCtx, req: Request<ClientBody>, start: Instant) -> Response<RespBody> {
     let shared = &ctx.shared;
     if let Some(reject) = ctx.conn.rejected() {
         let marked = req
@@ -129,9 +140,7 @@ async fn handle(ctx: &ConnCtx, req: Request<Incoming>, start: Instant) -> Respon
             .get(REJECT_MARKER_HEADER)
             .is_some_and(|v| v.as_bytes() == reject_secret().as_bytes());
         if marked {
-            shared.metrics.unrouted(reject.status().as_u16());
-            access_log_refusal(ctx, reject);
-            return refusal(reject);
+            return refused(ctx, reject);
         }
     }
     let path = req.uri().path();
@@ -263,7 +272,7 @@ async fn proxy(
     rt: &Arc<Runtime>,
     route_index: usize,
     prefix_len: usize,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     start: Instant,
 ) -> Response<RespBody> {
     let shared = &ctx.shared;
@@ -612,7 +621,7 @@ async fn tunnel(
 
 fn access_log(
     ctx: &ConnCtx,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     status: u16,
     route: Option<&Route>,
     target: Option<&Target>,

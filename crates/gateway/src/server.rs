@@ -1,6 +1,7 @@
 //! Listeners and connections: accept loops for HTTP (HTTP/1.1 and h2c prior knowledge), HTTPS
-//! (ALPN h2 and http/1.1) and the admin port; each client connection is read through the
-//! framing guard and served by hyper-util's auto builder.
+//! (ALPN h2 and http/1.1) and the admin port. Each client connection is read through the
+//! framing guard and served by the node's own HTTP/1.1 server (`h1server`), which hands what it
+//! does not serve (HTTP/2, upgrades, streamed bodies) to hyper-util's auto builder.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +87,7 @@ pub async fn accept_loop(
         let shared = shared.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let stop = stop.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _gauge = gauge;
@@ -111,6 +113,7 @@ pub async fn accept_loop(
                         timeouts,
                         &builder,
                         watcher,
+                        stop,
                     )
                     .await
                 }
@@ -127,6 +130,7 @@ pub async fn accept_loop(
                                 timeouts,
                                 &builder,
                                 watcher,
+                                stop,
                             )
                             .await
                         }
@@ -146,11 +150,16 @@ async fn serve_connection<IO>(
     timeouts: Timeouts,
     builder: &ConnBuilder,
     watcher: hyper_util::server::graceful::Watcher,
+    stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ctx = Arc::new(ctx);
     let guarded = GuardedIo::new(io, limits, timeouts, ctx.conn.clone());
+    // The watcher is held while the own server runs, so a graceful shutdown waits for it too.
+    let Some(guarded) = crate::h1server::serve(guarded, &ctx, stop).await else {
+        return;
+    };
     let service = hyper::service::service_fn(move |req| serve(ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(guarded), service);
     if let Err(error) = watcher.watch(conn.into_owned()).await {

@@ -1,6 +1,7 @@
 //! Integration tests of the gateway node through real sockets: one test binary, one module per
 //! feature.
 
+mod client_h1;
 mod faults;
 mod limits;
 mod node;

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::{settles, start, url};
 
 /// What the scripted upstream does with one request.
-enum Reply {
+pub(crate) enum Reply {
     /// Writes these bytes and waits for the next request on the connection.
     Send(String),
     /// Writes these bytes and closes the connection.
@@ -26,14 +26,14 @@ enum Reply {
     SendThenCloseAfter(String, Duration),
 }
 
-struct Upstream {
-    url: String,
+pub(crate) struct Upstream {
+    pub(crate) url: String,
     connections: Arc<AtomicUsize>,
     heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl Upstream {
-    async fn start(respond: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Upstream {
+    pub(crate) async fn start(respond: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let connections = Arc::new(AtomicUsize::new(0));
@@ -75,7 +75,7 @@ impl Upstream {
         }
     }
 
-    fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
 }
@@ -99,7 +99,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Strin
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+pub(crate) async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
     let mut chunk = [0u8; 4096];
     match stream.read(&mut chunk).await {
         Ok(0) | Err(_) => None,
@@ -113,7 +113,7 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
 const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
 /// A node serving API `a` at `/ws/rest/a` with `target` as its only upstream.
-async fn node_for(target: &str) -> GatewayHandle {
+pub(crate) async fn node_for(target: &str) -> GatewayHandle {
     start(
         SnapshotBuilder::new(1)
             .api("a", "a", std::slice::from_ref(&target.to_owned()))

@@ -1,0 +1,515 @@
+//! The node's own HTTP/1.1 server for client connections: the proxy's hot path, as
+//! `h1client` is on the upstream side.
+//!
+//! Every byte still passes the framing guard first (`io::GuardedIo`): this module only reads
+//! what the guard validated. It serves the common request, a head whose body (if any) arrived
+//! with it, straight from the guard's buffer: one parse into the request, the handler awaited
+//! in the connection's task, and the response head and a small body written with one system
+//! call. Anything else (a body still on its way, a chunked body, an upgrade, `Expect`, HTTP/2,
+//! a head the `http` types refuse) hands the connection over to hyper's server, which then
+//! serves it to its end and answers exactly as before. Nothing is lost in the handover: the
+//! head stays in the guard's buffer and hyper reads it from there.
+
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::body::{ClientBody, RespBody};
+use crate::h1guard::{MAX_HEADERS_CAP, parse_content_length};
+use crate::io::{GuardedIo, StreamState};
+use crate::proxy::{ConnCtx, refused, respond};
+
+/// Request bodies served here at most; larger ones (rare on this path) go to hyper.
+const MAX_BUFFERED_BODY: u64 = 64 * 1024;
+/// Response body bytes gathered behind the head before a write.
+const COALESCE_BYTES: usize = 16 * 1024;
+
+/// What the writer needs to know about the request being answered.
+#[derive(Clone, Copy)]
+struct Exchange {
+    version: Version,
+    keep_alive: bool,
+    head_method: bool,
+}
+
+/// Serves requests until the connection ends (`None`) or needs hyper's server (`Some`: the
+/// rest of the connection is hyper's; its next request is still in the guard's buffer).
+/// `stop` turns true when the node stops: an idle connection then closes; a request in
+/// progress is answered first.
+pub async fn serve<T>(
+    mut io: GuardedIo<T>,
+    ctx: &ConnCtx,
+    mut stop: watch::Receiver<bool>,
+) -> Option<GuardedIo<T>>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut out = Vec::with_capacity(4096);
+    let mut stop_signal = pin!(stop.wait_for(|stopped| *stopped));
+    loop {
+        if !io.validated().is_empty() {
+            if io.state() == StreamState::Opaque {
+                return Some(io);
+            }
+            let Some((request, consumed, exchange)) = parse_request(io.validated()) else {
+                return Some(io);
+            };
+            io.consume(consumed);
+            // The client went away while waiting: nothing to answer.
+            let response = respond_unless_gone(&mut io, ctx, request).await?;
+            match write_response(io.io_mut(), &mut out, response, exchange).await {
+                Ok(true) => continue,
+                Ok(false) => return close(io).await,
+                Err(_) => return None,
+            }
+        }
+        match io.state() {
+            StreamState::Open => {}
+            StreamState::Opaque => return Some(io),
+            StreamState::Refused(reject) => {
+                let response = refused(ctx, reject);
+                let exchange = Exchange {
+                    version: Version::HTTP_11,
+                    keep_alive: false,
+                    head_method: false,
+                };
+                let _ = write_response(io.io_mut(), &mut out, response, exchange).await;
+                return close(io).await;
+            }
+            StreamState::Ended => return close(io).await,
+        }
+        // Wait for more of the client; the stop signal is looked at only when there is
+        // nothing to read, so it costs nothing while requests keep coming.
+        let filled = poll_fn(|cx| match io.poll_fill(cx) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => match stop_signal.as_mut().poll(cx) {
+                Poll::Ready(_) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        })
+        .await;
+        match filled {
+            Some(Ok(())) => {}
+            Some(Err(_)) => return None,
+            None => return close(io).await,
+        }
+    }
+}
+
+/// Awaits the handler while watching the client: if it goes away first, the handler is
+/// dropped, which releases its claims and the upstream connection (`None`). A pipelined
+/// request that arrives meanwhile stays in the guard's buffer, and watching stops there.
+async fn respond_unless_gone<T: AsyncRead + Unpin>(
+    io: &mut GuardedIo<T>,
+    ctx: &ConnCtx,
+    request: Request<ClientBody>,
+) -> Option<Response<RespBody>> {
+    let mut handler = pin!(respond(ctx, request));
+    let mut watching = true;
+    poll_fn(|cx| {
+        if let Poll::Ready(response) = handler.as_mut().poll(cx) {
+            return Poll::Ready(Some(response));
+        }
+        while watching {
+            match io.poll_fill(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(())) => match io.state() {
+                    StreamState::Ended => return Poll::Ready(None),
+                    StreamState::Open if io.validated().is_empty() => {}
+                    _ => watching = false,
+                },
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+async fn close<T: AsyncRead + AsyncWrite + Unpin>(mut io: GuardedIo<T>) -> Option<GuardedIo<T>> {
+    let _ = io.io_mut().shutdown().await;
+    None
+}
+
+/// Parses the request at the start of `validated` (a whole head, as the guard releases them)
+/// with its body; `None` when it is not one this server takes.
+fn parse_request(validated: &[u8]) -> Option<(Request<ClientBody>, usize, Exchange)> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    let mut parsed = httparse::Request::new(&mut []);
+    let head_len = match parsed.parse_with_uninit_headers(validated, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        _ => return None,
+    };
+    let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
+    let version = match parsed.version? {
+        1 => Version::HTTP_11,
+        _ => Version::HTTP_10,
+    };
+    let target = parsed.path?;
+    let mut keep_alive = version == Version::HTTP_11;
+    let mut content_length = 0;
+    for field in parsed.headers.iter() {
+        let name = field.name.as_bytes();
+        let value = field.value;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            content_length = parse_content_length(value.trim_ascii())?;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
+                    keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+        {
+            // A chunked body, a protocol switch or an interim response: hyper's.
+            return None;
+        }
+    }
+    if content_length > MAX_BUFFERED_BODY {
+        return None;
+    }
+    let total = head_len + content_length as usize;
+    if validated.len() < total {
+        // The body is still on its way.
+        return None;
+    }
+    // One copy of head and body; the path and the header values share it. The parsed fields
+    // point into `validated`, so their offsets there are their offsets in the copy.
+    let bytes = Bytes::copy_from_slice(&validated[..total]);
+    let base = validated.as_ptr() as usize;
+    let shared = |part: &[u8]| {
+        let at = part.as_ptr() as usize - base;
+        bytes.slice(at..at + part.len())
+    };
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for field in parsed.headers.iter() {
+        let name = request_header_name(field.name.as_bytes())?;
+        let value = HeaderValue::from_maybe_shared(shared(field.value)).ok()?;
+        headers.append(name, value);
+    }
+    let uri = Uri::from_maybe_shared(shared(target.as_bytes())).ok()?;
+    let body = (content_length > 0).then(|| bytes.slice(head_len..total));
+    let mut request = Request::new(ClientBody::Buffered(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
+    let exchange = Exchange {
+        version,
+        keep_alive,
+        head_method: request.method() == Method::HEAD,
+    };
+    Some((request, total, exchange))
+}
+
+/// The name of a request header field; the common spellings of the common fields skip the
+/// general parser (which lower-cases into a buffer, then searches the standard names).
+fn request_header_name(raw: &[u8]) -> Option<HeaderName> {
+    Some(match raw {
+        b"Host" | b"host" => header::HOST,
+        b"User-Agent" | b"user-agent" => header::USER_AGENT,
+        b"Accept" | b"accept" => header::ACCEPT,
+        b"Accept-Encoding" | b"accept-encoding" => header::ACCEPT_ENCODING,
+        b"Accept-Language" | b"accept-language" => header::ACCEPT_LANGUAGE,
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Connection" | b"connection" => header::CONNECTION,
+        b"Authorization" | b"authorization" => header::AUTHORIZATION,
+        b"Cookie" | b"cookie" => header::COOKIE,
+        _ => return HeaderName::from_bytes(raw).ok(),
+    })
+}
+
+/// Writes `response`; `Ok(false)` when the connection must close after it.
+async fn write_response<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    out: &mut Vec<u8>,
+    response: Response<RespBody>,
+    exchange: Exchange,
+) -> io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let mut keep_alive = exchange.keep_alive;
+    out.clear();
+    if parts.version == Version::HTTP_10 {
+        out.extend_from_slice(b"HTTP/1.0 ");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+    }
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"200 OK\r\n");
+    } else {
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut length = None;
+    let mut has_date = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH {
+            length = parse_content_length(value.as_bytes());
+        } else if name == header::DATE {
+            has_date = true;
+        } else if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
+            // This hop's framing and connection handling are decided here.
+            if name == header::CONNECTION && has_token(value, b"close") {
+                keep_alive = false;
+            }
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"date: ");
+        write_date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    let no_body = exchange.head_method
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut chunked = false;
+    if length.is_none() && status != StatusCode::NO_CONTENT && !status.is_informational() {
+        match body.size_hint().exact() {
+            Some(n) if status != StatusCode::NOT_MODIFIED => {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                out.extend_from_slice(b"\r\n");
+                length = Some(n);
+            }
+            Some(_) => {}
+            None if no_body => {}
+            None if exchange.version == Version::HTTP_11 => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                chunked = true;
+            }
+            // An HTTP/1.0 client reads an unknown length to the end of the connection.
+            None => keep_alive = false,
+        }
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if exchange.version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    if no_body {
+        // Dropping the body releases its claims (and returns an upstream connection whose
+        // response had no body).
+        drop(body);
+        io.write_all(out).await?;
+        io.flush().await?;
+        return Ok(keep_alive);
+    }
+    let mut written: u64 = 0;
+    while !body.is_end_stream() {
+        // Gathered bytes go out before waiting for more of the body.
+        let step = poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Pending if !out.is_empty() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+        })
+        .await;
+        let frame = match step {
+            None => {
+                io.write_all(out).await?;
+                out.clear();
+                continue;
+            }
+            Some(None) => break,
+            Some(Some(Ok(frame))) => frame,
+            Some(Some(Err(_))) => {
+                // A broken body is cut short: the client sees the truncation.
+                io.write_all(out).await?;
+                return Ok(false);
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            // Trailers are not forwarded.
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        written += data.len() as u64;
+        if length.is_some_and(|n| written > n) {
+            io.write_all(out).await?;
+            return Ok(false);
+        }
+        if chunked {
+            out.extend_from_slice(format_hex(data.len()).as_slice());
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() + data.len() <= COALESCE_BYTES {
+            out.extend_from_slice(&data);
+        } else {
+            io.write_all(out).await?;
+            out.clear();
+            io.write_all(&data).await?;
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if length.is_some_and(|n| written != n) {
+        // Shorter than announced: only closing tells the client.
+        keep_alive = false;
+    }
+    io.write_all(out).await?;
+    io.flush().await?;
+    out.clear();
+    Ok(keep_alive)
+}
+
+fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Lower-case hex digits of `n`, for a chunk-size line.
+fn format_hex(n: usize) -> HexDigits {
+    let mut digits = HexDigits {
+        buf: [0; 16],
+        start: 16,
+    };
+    let mut n = n;
+    loop {
+        digits.start -= 1;
+        digits.buf[digits.start] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break digits;
+        }
+    }
+}
+
+struct HexDigits {
+    buf: [u8; 16],
+    start: usize,
+}
+
+impl HexDigits {
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+/// Appends the current time as an HTTP date, formatted at most once a second per thread.
+fn write_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static CACHED: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with_borrow_mut(|(at, date)| {
+        if *at != second {
+            *at = second;
+            *date = httpdate::fmt_http_date(now).into_bytes();
+        }
+        out.extend_from_slice(date);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Option<(Request<ClientBody>, usize, Exchange)> {
+        parse_request(raw.as_bytes())
+    }
+
+    #[test]
+    fn parses_heads_with_their_bodies() {
+        let raw = "POST /a/b?x=1 HTTP/1.1\r\nHost: h.example\r\nContent-Length: 3\r\nX-Two: a\r\nx-two: b\r\n\r\nabcGET";
+        let (request, consumed, exchange) = parse(raw).expect("served here");
+        assert_eq!(consumed, raw.len() - 3);
+        assert!(exchange.keep_alive);
+        assert!(!exchange.head_method);
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri().path(), "/a/b");
+        assert_eq!(request.uri().query(), Some("x=1"));
+        assert_eq!(request.headers()["host"], "h.example");
+        let twos: Vec<_> = request.headers().get_all("x-two").iter().collect();
+        assert_eq!(twos, ["a", "b"]);
+        match request.into_body() {
+            ClientBody::Buffered(Some(body)) => assert_eq!(&body[..], b"abc"),
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection() {
+        let cases = [
+            ("GET / HTTP/1.1\r\nHost: h\r\n\r\n", true),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\n",
+                false,
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
+        ];
+        for (raw, keep_alive) in cases {
+            let (_, _, exchange) = parse(raw).expect(raw);
+            assert_eq!(exchange.keep_alive, keep_alive, "{raw}");
+        }
+    }
+
+    #[test]
+    fn hands_over_what_it_does_not_serve() {
+        for raw in [
+            // Body still on its way.
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 70000\r\n\r\n",
+            // Incomplete head.
+            "GET / HTTP/1.1\r\nHost: h\r\n",
+        ] {
+            assert!(parse(raw).is_none(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn hex_chunk_sizes() {
+        assert_eq!(format_hex(0).as_slice(), b"0");
+        assert_eq!(format_hex(255).as_slice(), b"ff");
+        assert_eq!(format_hex(0x1000).as_slice(), b"1000");
+    }
+
+    #[test]
+    fn dates_are_http_dates() {
+        let mut out = Vec::new();
+        write_date(&mut out);
+        write_date(&mut out);
+        assert_eq!(out.len(), 58);
+        let date = std::str::from_utf8(&out[..29]).unwrap();
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+    }
+}
