@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::h1client::H1Body;
+use crate::h1client::{Fields, H1Body};
 use crate::upstream::{ApiState, Target};
 
 /// A client's request body: hyper's, or read whole by the node's own HTTP/1 server (which
@@ -185,6 +185,15 @@ impl RespBody {
         RespBody {
             kind: Kind::Upstream(body),
             claims: Some(claims),
+        }
+    }
+
+    /// The header fields of a response read by the node's own client, which are not in the
+    /// response's header map (see `h1client::Fields`); taken once, by the writer.
+    pub fn take_fields(&mut self) -> Option<Fields> {
+        match &mut self.kind {
+            Kind::Upstream(UpstreamBody::H1(body)) => body.take_fields(),
+            _ => None,
         }
     }
 }

@@ -191,15 +191,19 @@ pub async fn send(
             None => connect(target, exchange.connect_timeout).await?,
         };
         match exchange_on(&mut conn, target, &exchange).await {
-            Ok((response, framing, keep_alive)) => {
+            Ok(head) => {
                 let body = H1Body {
                     conn: Some(conn),
-                    framing,
-                    keep_alive,
+                    fields: Some(head.fields),
+                    framing: head.framing,
+                    keep_alive: head.keep_alive,
                     target: target.clone(),
                     now_ms: exchange.now_ms,
                 };
-                return Ok(response.map(|()| body));
+                let mut response = Response::new(body);
+                *response.status_mut() = head.status;
+                *response.version_mut() = head.version;
+                return Ok(response);
             }
             // The upstream closed an idle connection while it was being taken from the pool:
             // nothing of this request was processed, so it goes once more on a new connection.
@@ -220,7 +224,7 @@ async fn exchange_on(
     conn: &mut Conn,
     target: &Target,
     exchange: &Exchange<'_>,
-) -> Result<(Response<()>, Framing, bool), Attempt> {
+) -> Result<Head, Attempt> {
     encode_head(
         &mut conn.out,
         exchange.method,
@@ -248,9 +252,7 @@ async fn exchange_on(
         }
         if !conn.buf.is_empty() {
             match parse_head(&mut conn.buf, *exchange.method == Method::HEAD) {
-                Ok(Some(Parsed::Final(response, framing, keep_alive))) => {
-                    return Ok((response, framing, keep_alive));
-                }
+                Ok(Some(Parsed::Final(head))) => return Ok(head),
                 Ok(Some(Parsed::Interim)) => continue,
                 Ok(None) => {}
                 Err(failure) => return Err(Attempt::Failed(failure)),
@@ -277,7 +279,16 @@ fn closed_or(error: io::Error) -> Attempt {
 enum Parsed {
     /// A 1xx response was skipped; more may follow.
     Interim,
-    Final(Response<()>, Framing, bool),
+    Final(Head),
+}
+
+/// A final response head.
+struct Head {
+    status: StatusCode,
+    version: Version,
+    fields: Fields,
+    framing: Framing,
+    keep_alive: bool,
 }
 
 /// Parses a response head at the start of `buf` and consumes it; `None` when incomplete.
@@ -315,21 +326,9 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
     let mut chunked = false;
     // `Connection` names headers beyond close/keep-alive, which are hop-by-hop too.
     let mut connection_lists = false;
-    let fields = parsed.headers.len();
-    // Where each name and value sits in the head, so the values can share the frozen head
-    // bytes instead of being copied one by one.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let base = buf.as_ptr() as usize;
-    for (i, field) in parsed.headers.iter().enumerate() {
+    for field in parsed.headers.iter() {
         let name = field.name.as_bytes();
         let value = field.value;
-        // The head is at most MAX_HEAD_BYTES long, so offsets fit in u32.
-        spans[i] = (
-            (name.as_ptr() as usize - base) as u32,
-            name.len() as u32,
-            (value.as_ptr() as usize - base) as u32,
-            value.len() as u32,
-        );
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = crate::h1guard::parse_content_length(value.trim_ascii())
                 .ok_or(UpstreamFailure::BadResponse)?;
@@ -361,23 +360,35 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
     if chunked && content_length.is_some() {
         return Err(UpstreamFailure::BadResponse);
     }
-    let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(fields);
-    for &(name_at, name_len, value_at, value_len) in &spans[..fields] {
-        let (name_at, value_at) = (name_at as usize, value_at as usize);
-        let name = header_name(&head[name_at..name_at + name_len as usize])
-            .ok_or(UpstreamFailure::BadResponse)?;
-        // Hop-by-hop headers never reach the map, so the proxy need not strip them.
-        if is_hop_by_hop(name.as_str())
-            || (connection_lists && listed_in_connection(&head, &spans[..fields], &name))
+    // The end-to-end fields, as the lines to write: hop-by-hop ones never get here, so the
+    // proxy need not strip them, and no header map is built unless hyper's server needs one.
+    let mut fields = Fields {
+        lines: Vec::with_capacity(len),
+        content_length: None,
+        has_date: false,
+        has_request_id: false,
+        request_id: None,
+    };
+    for field in parsed.headers.iter() {
+        let name = field.name.as_bytes();
+        if is_hop_by_hop_name(name)
+            || (connection_lists && listed_in_connection(parsed.headers, name))
         {
             continue;
         }
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
-                .map_err(|_| UpstreamFailure::BadResponse)?;
-        headers.append(name, value);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            fields.content_length = content_length;
+        } else if name.eq_ignore_ascii_case(b"date") {
+            fields.has_date = true;
+        } else if name.eq_ignore_ascii_case(b"x-request-id") {
+            fields.has_request_id = true;
+        }
+        fields.lines.extend_from_slice(name);
+        fields.lines.extend_from_slice(b": ");
+        fields.lines.extend_from_slice(field.value);
+        fields.lines.extend_from_slice(b"\r\n");
     }
+    buf.advance(len);
     let no_body =
         head_method || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let framing = if no_body {
@@ -390,11 +401,13 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
         keep_alive = false;
         Framing::UntilClose
     };
-    let mut response = Response::new(());
-    *response.status_mut() = status;
-    *response.version_mut() = version;
-    *response.headers_mut() = headers;
-    Ok(Some(Parsed::Final(response, framing, keep_alive)))
+    Ok(Some(Parsed::Final(Head {
+        status,
+        version,
+        fields,
+        framing,
+        keep_alive,
+    })))
 }
 
 /// The name of a response header field; the most common spellings of the most common fields
@@ -419,20 +432,77 @@ fn header_name(raw: &[u8]) -> Option<HeaderName> {
 }
 
 /// Whether a `Connection` field of the head names `name`.
-fn listed_in_connection(head: &[u8], spans: &[(u32, u32, u32, u32)], name: &HeaderName) -> bool {
-    spans
-        .iter()
-        .any(|&(name_at, name_len, value_at, value_len)| {
-            let field = &head[name_at as usize..(name_at + name_len) as usize];
-            field.eq_ignore_ascii_case(b"connection")
-                && head[value_at as usize..(value_at + value_len) as usize]
-                    .split(|b| *b == b',')
-                    .any(|token| {
-                        token
-                            .trim_ascii()
-                            .eq_ignore_ascii_case(name.as_str().as_bytes())
-                    })
-        })
+fn listed_in_connection(fields: &[httparse::Header<'_>], name: &[u8]) -> bool {
+    fields.iter().any(|field| {
+        field.name.eq_ignore_ascii_case("connection")
+            && field
+                .value
+                .split(|b| *b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+    })
+}
+
+/// Whether a header name, in any case, is hop-by-hop.
+fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    // The longest hop-by-hop name has 19 bytes.
+    let mut lower = [0u8; 19];
+    if name.len() > lower.len() {
+        return false;
+    }
+    for (to, from) in lower.iter_mut().zip(name) {
+        *to = from.to_ascii_lowercase();
+    }
+    std::str::from_utf8(&lower[..name.len()]).is_ok_and(is_hop_by_hop)
+}
+
+/// An upstream response's end-to-end header fields as `name: value` lines (CRLF-ended, in the
+/// upstream's order and spelling), with the facts the writer of the client response needs.
+#[derive(Debug, Default)]
+pub struct Fields {
+    lines: Vec<u8>,
+    /// The upstream's `Content-Length`, which is among the lines.
+    pub content_length: Option<u64>,
+    /// Whether the lines have a `Date`.
+    pub has_date: bool,
+    has_request_id: bool,
+    /// This hop's request id, when the upstream's response has none.
+    pub request_id: Option<HeaderValue>,
+}
+
+impl Fields {
+    /// The lines to write into a response head.
+    pub fn lines(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// Sets the request id the response carries unless the upstream named its own.
+    pub fn set_request_id(&mut self, id: HeaderValue) {
+        if !self.has_request_id {
+            self.request_id = Some(id);
+        }
+    }
+
+    /// Adds the fields to a header map, for a writer that needs one (hyper's server).
+    pub fn append_to(self, headers: &mut HeaderMap) {
+        for line in self.lines.split(|b| *b == b'\n') {
+            let Some(line) = line.strip_suffix(b"\r") else {
+                continue;
+            };
+            let Some(colon) = memchr::memchr(b':', line) else {
+                continue;
+            };
+            let (Some(name), Ok(value)) = (
+                header_name(&line[..colon]),
+                HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+            ) else {
+                continue;
+            };
+            headers.append(name, value);
+        }
+        if let Some(id) = self.request_id {
+            headers.insert(crate::headers::X_REQUEST_ID.clone(), id);
+        }
+    }
 }
 
 async fn connect(target: &Target, timeout: Duration) -> Result<Conn, UpstreamFailure> {
@@ -514,6 +584,8 @@ pub enum BodyReadError {
 #[derive(Debug)]
 pub struct H1Body {
     conn: Option<Conn>,
+    /// The response's header fields, until the writer of the client response takes them.
+    fields: Option<Fields>,
     framing: Framing,
     keep_alive: bool,
     target: Arc<Target>,
@@ -521,6 +593,15 @@ pub struct H1Body {
 }
 
 impl H1Body {
+    /// The response's header fields; the writer of the client response takes them once.
+    pub fn fields_mut(&mut self) -> Option<&mut Fields> {
+        self.fields.as_mut()
+    }
+
+    pub fn take_fields(&mut self) -> Option<Fields> {
+        self.fields.take()
+    }
+
     fn finish(&mut self) {
         self.framing = Framing::Done;
         if let Some(conn) = self.conn.take()
@@ -763,7 +844,7 @@ mod tests {
 
     fn framing(raw: &str) -> Result<(Framing, bool), UpstreamFailure> {
         match parse(raw, false)? {
-            Some(Parsed::Final(_, framing, keep_alive)) => Ok((framing, keep_alive)),
+            Some(Parsed::Final(head)) => Ok((head.framing, head.keep_alive)),
             _ => panic!("not a final response"),
         }
     }
@@ -799,7 +880,7 @@ mod tests {
             Ok((Framing::Length(3), true))
         );
         match parse("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", true) {
-            Ok(Some(Parsed::Final(_, framing, _))) => assert_eq!(framing, Framing::Length(0)),
+            Ok(Some(Parsed::Final(head))) => assert_eq!(head.framing, Framing::Length(0)),
             _ => panic!(),
         }
         assert!(matches!(
@@ -856,27 +937,62 @@ mod tests {
         assert_eq!(header_name(b"bad name"), None);
     }
 
+    /// The fields of a final response as a header map, and its lines.
+    fn fields_of(raw: &str) -> (HeaderMap, String, bool) {
+        let Ok(Some(Parsed::Final(head))) = parse(raw, false) else {
+            panic!("not a final response: {raw}")
+        };
+        let lines = String::from_utf8(head.fields.lines().to_vec()).unwrap();
+        let mut map = HeaderMap::new();
+        head.fields.append_to(&mut map);
+        (map, lines, head.keep_alive)
+    }
+
     #[test]
-    fn header_values_share_the_head() {
-        let Ok(Some(Parsed::Final(response, _, _))) = parse(
+    fn end_to_end_fields_are_kept_as_sent() {
+        let (map, lines, _) = fields_of(
             "HTTP/1.1 201 Created\r\nX-One: 1\r\nset-cookie: a\r\nset-cookie: b\r\ncontent-length: 0\r\n\r\nrest",
-            false,
-        ) else {
-            panic!()
-        };
-        assert_eq!(response.status(), 201);
-        assert_eq!(response.headers()["x-one"], "1");
-        let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+        );
+        assert_eq!(
+            lines,
+            "X-One: 1\r\nset-cookie: a\r\nset-cookie: b\r\ncontent-length: 0\r\n"
+        );
+        assert_eq!(map["x-one"], "1");
+        let cookies: Vec<_> = map.get_all("set-cookie").iter().collect();
         assert_eq!(cookies, ["a", "b"]);
-        let Ok(Some(Parsed::Final(response, _, keep_alive))) = parse(
+        let (map, lines, keep_alive) = fields_of(
             "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nKeep-Alive: timeout=5\r\nx-private: 1\r\nUpgrade: h2c\r\nx-kept: 1\r\ncontent-length: 0\r\n\r\n",
-            false,
-        ) else {
+        );
+        assert!(keep_alive);
+        assert_eq!(lines, "x-kept: 1\r\ncontent-length: 0\r\n");
+        let names: Vec<_> = map.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-kept", "content-length"]);
+    }
+
+    #[test]
+    fn the_request_id_is_added_only_when_the_upstream_has_none() {
+        let id = HeaderValue::from_static("hop-id");
+        let Ok(Some(Parsed::Final(Head {
+            fields: mut own, ..
+        }))) = parse("HTTP/1.1 200 OK\r\nX-Request-Id: up-id\r\n\r\n", false)
+        else {
             panic!()
         };
-        assert!(keep_alive);
-        let names: Vec<_> = response.headers().keys().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["x-kept", "content-length"]);
+        own.set_request_id(id.clone());
+        let mut map = HeaderMap::new();
+        own.append_to(&mut map);
+        assert_eq!(map["x-request-id"], "up-id");
+        let Ok(Some(Parsed::Final(Head {
+            fields: mut none, ..
+        }))) = parse("HTTP/1.1 200 OK\r\nDate: x\r\n\r\n", false)
+        else {
+            panic!()
+        };
+        assert!(none.has_date);
+        none.set_request_id(id);
+        let mut map = HeaderMap::new();
+        none.append_to(&mut map);
+        assert_eq!(map["x-request-id"], "hop-id");
     }
 
     fn dechunk(raw: &[u8]) -> Result<Vec<u8>, ()> {

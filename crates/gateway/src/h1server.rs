@@ -262,6 +262,17 @@ async fn write_response<T: AsyncWrite + Unpin>(
     }
     let mut length = None;
     let mut has_date = false;
+    if let Some(fields) = body.take_fields() {
+        // A response from the node's own client: its fields are lines to copy as they are.
+        out.extend_from_slice(fields.lines());
+        length = fields.content_length;
+        has_date = fields.has_date;
+        if let Some(id) = &fields.request_id {
+            out.extend_from_slice(b"x-request-id: ");
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     for (name, value) in &parts.headers {
         if name == header::CONTENT_LENGTH {
             length = parse_content_length(value.as_bytes());

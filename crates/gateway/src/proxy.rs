@@ -50,7 +50,12 @@ pub async fn serve(
     ctx: Arc<ConnCtx>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
-    Ok(respond(&ctx, req.map(ClientBody::Hyper)).await)
+    let mut response = respond(&ctx, req.map(ClientBody::Hyper)).await;
+    // hyper writes only the header map.
+    if let Some(fields) = response.body_mut().take_fields() {
+        fields.append_to(response.headers_mut());
+    }
+    Ok(response)
 }
 
 /// Answers one request; a panic answers 500 for this request only.
@@ -497,12 +502,21 @@ async fn proxy(
                     tokio::spawn(tunnel(client_side, upstream_side, claims));
                     return Response::from_parts(head, RespBody::empty());
                 }
-                if !matches!(up_body, UpstreamBody::H1(_)) {
-                    // The node's own client leaves hop-by-hop headers out as it parses.
-                    strip_hop_by_hop(&mut head.headers, false);
-                }
-                if !head.headers.contains_key(&X_REQUEST_ID) {
-                    head.headers.insert(X_REQUEST_ID.clone(), request_id);
+                let mut up_body = up_body;
+                match &mut up_body {
+                    // The node's own client leaves hop-by-hop headers out as it parses, and
+                    // keeps the fields for the writer instead of in the map.
+                    UpstreamBody::H1(body) => {
+                        if let Some(fields) = body.fields_mut() {
+                            fields.set_request_id(request_id);
+                        }
+                    }
+                    UpstreamBody::Hyper(_) => {
+                        strip_hop_by_hop(&mut head.headers, false);
+                        if !head.headers.contains_key(&X_REQUEST_ID) {
+                            head.headers.insert(X_REQUEST_ID.clone(), request_id);
+                        }
+                    }
                 }
                 if h1_upgrade_request {
                     // The guard stopped reading this connection as HTTP/1 after the upgrade

@@ -236,6 +236,11 @@ async fn http2_both_sides() {
         let response = client.get(&url(&node, path)).await.unwrap();
         assert_eq!(response.status, 200, "{path}");
         assert_eq!(response.json()["version"], version, "{path}");
+        // The upstream's fields and this hop's request id reach an HTTP/2 client too (the
+        // node's own HTTP/1.1 client keeps them as lines until hyper's server needs a map).
+        assert_eq!(response.headers["content-type"], "application/json", "{path}");
+        assert!(response.headers.contains_key("x-request-id"), "{path}");
+        assert!(!response.headers.contains_key("connection"), "{path}");
     }
     // Concurrent streams on one connection.
     let mut tasks = Vec::new();
