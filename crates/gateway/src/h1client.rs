@@ -32,7 +32,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::headers::{Forwarding, is_hop_by_hop};
+use crate::headers::{Forwarding, is_hop_by_hop_any_case};
 use crate::upstream::{Target, UpstreamFailure};
 
 /// Largest response head accepted from an upstream.
@@ -369,9 +369,10 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
         has_request_id: false,
         request_id: None,
     };
+    let head_start = buf.as_ptr() as usize;
     for field in parsed.headers.iter() {
         let name = field.name.as_bytes();
-        if is_hop_by_hop_name(name)
+        if is_hop_by_hop_any_case(name)
             || (connection_lists && listed_in_connection(parsed.headers, name))
         {
             continue;
@@ -383,9 +384,11 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
         } else if name.eq_ignore_ascii_case(b"x-request-id") {
             fields.has_request_id = true;
         }
-        fields.lines.extend_from_slice(name);
-        fields.lines.extend_from_slice(b": ");
-        fields.lines.extend_from_slice(field.value);
+        // The field as it came, from its name to the end of its value (httparse checked the
+        // separator and left out trailing whitespace); the line ending is always CRLF.
+        let start = field.name.as_ptr() as usize - head_start;
+        let end = field.value.as_ptr() as usize - head_start + field.value.len();
+        fields.lines.extend_from_slice(&buf[start..end]);
         fields.lines.extend_from_slice(b"\r\n");
     }
     buf.advance(len);
@@ -440,19 +443,6 @@ fn listed_in_connection(fields: &[httparse::Header<'_>], name: &[u8]) -> bool {
                 .split(|b| *b == b',')
                 .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
     })
-}
-
-/// Whether a header name, in any case, is hop-by-hop.
-fn is_hop_by_hop_name(name: &[u8]) -> bool {
-    // The longest hop-by-hop name has 19 bytes.
-    let mut lower = [0u8; 19];
-    if name.len() > lower.len() {
-        return false;
-    }
-    for (to, from) in lower.iter_mut().zip(name) {
-        *to = from.to_ascii_lowercase();
-    }
-    std::str::from_utf8(&lower[..name.len()]).is_ok_and(is_hop_by_hop)
 }
 
 /// An upstream response's end-to-end header fields as `name: value` lines (CRLF-ended, in the

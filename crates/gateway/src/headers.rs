@@ -104,18 +104,15 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, peer_ip: &HeaderValue) {
 
 /// Whether a header is hop-by-hop (RFC 9110 §7.6.1, plus the legacy ones); `name` is lowercase.
 pub fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    HOP_BY_HOP.iter().any(|hop| hop.as_str() == name)
+}
+
+/// [`is_hop_by_hop`] for a name as it came off the wire, in any case.
+pub fn is_hop_by_hop_any_case(name: &[u8]) -> bool {
+    // `eq_ignore_ascii_case` compares lengths first: most names cost nine length comparisons.
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// The forwarding headers this hop sets on one request (SPEC §9), computed once and either

@@ -238,7 +238,10 @@ async fn http2_both_sides() {
         assert_eq!(response.json()["version"], version, "{path}");
         // The upstream's fields and this hop's request id reach an HTTP/2 client too (the
         // node's own HTTP/1.1 client keeps them as lines until hyper's server needs a map).
-        assert_eq!(response.headers["content-type"], "application/json", "{path}");
+        assert_eq!(
+            response.headers["content-type"], "application/json",
+            "{path}"
+        );
         assert!(response.headers.contains_key("x-request-id"), "{path}");
         assert!(!response.headers.contains_key("connection"), "{path}");
     }
