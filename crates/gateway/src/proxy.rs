@@ -367,6 +367,9 @@ async fn proxy(
     };
     let mut body = if body.is_end_stream() {
         Some(UpBody::Empty)
+    } else if let ClientBody::Buffered(data) = body {
+        // The node's own server read it with the head.
+        Some(UpBody::Full(data))
     } else if declared_length.is_some_and(|n| n <= REPLAY_BUFFER_BYTES) {
         match tokio::time::timeout(exec.execution_timeout, body.collect()).await {
             Ok(Ok(collected)) => Some(UpBody::Full(Some(collected.to_bytes()))),
