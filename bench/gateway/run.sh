@@ -6,6 +6,12 @@
 #   bench/gateway/run.sh            # DURATION=10 CONNS=50 ROUNDS=3 by default
 #   SY_BASELINE=/path/to/older/switchyard bench/gateway/run.sh
 #                                   # adds a row for another build (10 APIs), in the same rounds
+#
+# Two maximum rates are measured for each proxy. "Free": the proxy may use all of its CPU; on a
+# two-core machine the load side (wrk and the upstream on one core) is then the bottleneck and
+# the figure says more about the load side than the proxy. "Capped": the proxy's threads get
+# CAP_PERCENT (default 50) of a core through a cgroup CPU quota, the same for every proxy, so the
+# proxy is the bottleneck and requests/s compares proxies at equal CPU budget.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -59,8 +65,27 @@ start_proxy() { # name -> sets PROXY_PIDS (processes whose CPU counts) and PORT
 }
 stop_proxy() { kill $MASTER; wait $MASTER 2>/dev/null || true; }
 
-max_rate() { # name -> "rps us_per_req rss_mb"
+# The CPU quota cgroup (cgroup v1 cpu controller or cgroup v2), or empty when unavailable.
+CAP_PERCENT=${CAP_PERCENT:-50}
+CGROUP=
+if mkdir -p /sys/fs/cgroup/cpu/sybench 2>/dev/null && [ -w /sys/fs/cgroup/cpu/sybench/cpu.cfs_quota_us ]; then
+  CGROUP=/sys/fs/cgroup/cpu/sybench
+  echo 10000 > $CGROUP/cpu.cfs_period_us; echo $((CAP_PERCENT * 100)) > $CGROUP/cpu.cfs_quota_us
+elif mkdir -p /sys/fs/cgroup/sybench 2>/dev/null && [ -w /sys/fs/cgroup/sybench/cpu.max ]; then
+  CGROUP=/sys/fs/cgroup/sybench
+  echo "$((CAP_PERCENT * 100)) 10000" > $CGROUP/cpu.max
+else
+  echo "no writable cgroup CPU controller: capped rates are skipped" >&2
+fi
+cap() { # pids -> their threads join the quota cgroup
+  for p in "$@"; do for t in /proc/$p/task/*; do
+    if [ -f $CGROUP/tasks ]; then echo "${t##*/}" > $CGROUP/tasks; else echo "${t##*/}" > $CGROUP/cgroup.threads 2>/dev/null || echo "$p" > $CGROUP/cgroup.procs; fi
+  done; done
+}
+
+max_rate() { # name [capped] -> "rps us_per_req rss_mb"
   start_proxy "$1"
+  [ "${2:-}" = capped ] && cap $PROXY_PIDS
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT$PATH_" > /dev/null
   local before; before=$(ticks $PROXY_PIDS)
   local out; out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PORT$PATH_")
@@ -87,29 +112,43 @@ median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 declare -A RPS CPU RSS PAIRED
 NAMES="nginx haproxy switchyard switchyard-10k"
 [ -n "${SY_BASELINE:-}" ] && NAMES+=" switchyard-baseline"
+MODES=free; [ -n "$CGROUP" ] && MODES+=" capped"
 for round in $(seq "$ROUNDS"); do
-  for name in $NAMES; do
-    read -r rps us rss < <(max_rate "$name")
-    echo "round $round $name: $rps req/s, $us us/req CPU, RSS $rss MB" >&2
-    RPS[$name]+="$rps "; CPU[$name]+="$us "; RSS[$name]+="$rss "
-    [ "$name" = nginx ] && ROUND_NGINX=$rps
-    # Ratio to nginx within the same round: the machine's load drifts between rounds, and a
-    # ratio of medians taken from different minutes mixes that drift in.
-    PAIRED[$name]+="$(awk "BEGIN{printf \"%.3f\", $rps/$ROUND_NGINX}") "
+  for mode in $MODES; do
+    for name in $NAMES; do
+      read -r rps us rss < <(max_rate "$name" "$mode")
+      echo "round $round $mode $name: $rps req/s, $us us/req CPU, RSS $rss MB" >&2
+      key="$mode $name"
+      RPS[$key]+="$rps "; CPU[$key]+="$us "; RSS[$key]+="$rss "
+      [ "$name" = nginx ] && ROUND_NGINX=$rps
+      # Ratio to nginx within the same round: the machine's load drifts between rounds, and a
+      # ratio of medians taken from different minutes mixes that drift in.
+      PAIRED[$key]+="$(awk "BEGIN{printf \"%.3f\", $rps/$ROUND_NGINX}") "
+    done
   done
 done
 
-echo
-echo "| proxy | req/s (median of $ROUNDS) | vs nginx (ratio of medians) | vs nginx (median of per-round ratios) | CPU µs/req | RSS MB |"
-echo "|---|---|---|---|---|---|"
-NGINX_RPS=$(echo ${RPS[nginx]} | tr ' ' '\n' | median)
-for name in $NAMES; do
-  r=$(echo ${RPS[$name]} | tr ' ' '\n' | median)
-  c=$(echo ${CPU[$name]} | tr ' ' '\n' | median)
-  m=$(echo ${RSS[$name]} | tr ' ' '\n' | median)
-  p=$(echo ${PAIRED[$name]} | tr ' ' '\n' | median)
-  echo "| $name | $r | $(awk "BEGIN{printf \"%.2f\", $r/$NGINX_RPS}") | $p | $c | $m |"
+for mode in $MODES; do
+  echo
+  if [ "$mode" = free ]; then
+    echo "Maximum rate, free (the load side on one core is the bottleneck):"
+  else
+    echo "Maximum rate, capped (each proxy limited to ${CAP_PERCENT}% of a core; the proxy is the bottleneck):"
+  fi
+  echo
+  echo "| proxy | req/s (median of $ROUNDS) | vs nginx (ratio of medians) | vs nginx (median of per-round ratios) | CPU µs/req | RSS MB |"
+  echo "|---|---|---|---|---|---|"
+  NGINX_RPS=$(echo ${RPS[$mode nginx]} | tr ' ' '\n' | median)
+  for name in $NAMES; do
+    key="$mode $name"
+    r=$(echo ${RPS[$key]} | tr ' ' '\n' | median)
+    c=$(echo ${CPU[$key]} | tr ' ' '\n' | median)
+    m=$(echo ${RSS[$key]} | tr ' ' '\n' | median)
+    p=$(echo ${PAIRED[$key]} | tr ' ' '\n' | median)
+    echo "| $name | $r | $(awk "BEGIN{printf \"%.2f\", $r/$NGINX_RPS}") | $p | $c | $m |"
+  done
 done
+NGINX_RPS=$(echo ${RPS[free nginx]} | tr ' ' '\n' | median)
 
 RATE=$(awk "BEGIN{printf \"%d\", $NGINX_RPS/2}")
 echo
