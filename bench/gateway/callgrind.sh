@@ -16,7 +16,12 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 URL=http://127.0.0.1:9303/ws/rest/api7/v1/items/42
 # The upstream may already run from run.sh; it listens on 9100 either way.
 # (Its configuration runs in the foreground, so it is started in the background here.)
-(exec 3<>/dev/tcp/127.0.0.1/9100) 2>/dev/null || { /usr/sbin/nginx -c "$ROOT/bench/gateway/nginx-upstream.conf" & sleep 0.5; }
+# One started here is stopped at the end: a leftover would share port 9100 (reuseport) with
+# run.sh's own upstream, unpinned.
+UPSTREAM=
+(exec 3<>/dev/tcp/127.0.0.1/9100) 2>/dev/null || {
+  /usr/sbin/nginx -c "$ROOT/bench/gateway/nginx-upstream.conf" & UPSTREAM=$!; sleep 0.5; }
+trap '[ -n "$UPSTREAM" ] && kill $UPSTREAM 2>/dev/null; true' EXIT
 # Uncompressed names, so the dump taken after zeroing is readable on its own.
 RUST_LOG=warn valgrind --tool=callgrind --dump-instr=no --compress-strings=no --compress-pos=no \
   --callgrind-out-file="$OUT/cg.%p" "${SYBIN:-$TARGET/release/switchyard}" gateway --snapshot "$SNAP" \

@@ -1,12 +1,13 @@
-//! Strict HTTP/1 framing in front of hyper: a pure scanner that sees every byte a client sends
-//! before hyper's parser does, and decides where each message starts and ends.
+//! Strict HTTP/1 framing in front of the HTTP/1 servers (the node's own, `h1server`, and
+//! hyper's): a pure scanner that sees every byte a client sends before either parses it, and
+//! decides where each message starts and ends.
 //!
 //! hyper 1.x is lenient where a proxy must not be: it accepts `Content-Length` together with
 //! `Transfer-Encoding` (dropping the length), repeated identical lengths, bare LF line endings,
 //! and it answers 431 for any head longer than its buffer even when the request line is at fault.
 //! The scanner enforces SPEC §9 exactly and answers with the status the spec names. It is
-//! sans-IO: [`Scanner::scan`] takes the bytes not yet released to hyper and says how many of them
-//! are valid; `io.rs` does the reading. A rejected head never reaches hyper, so it is never
+//! sans-IO: [`Scanner::scan`] takes the bytes not yet released and says how many of them
+//! are valid; `io.rs` does the reading. A rejected head never reaches a parser, so it is never
 //! forwarded.
 
 use http::StatusCode;

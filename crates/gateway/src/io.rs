@@ -1,6 +1,8 @@
-//! The client connection's byte stream as hyper sees it: every byte passes the strict HTTP/1
-//! scanner (`h1guard`) first, and a refused message is replaced by a marked synthetic request
-//! that the service answers with the scanner's status before the connection closes.
+//! The client connection's byte stream: every byte passes the strict HTTP/1 scanner (`h1guard`)
+//! first. The node's own server (`h1server`) reads the validated bytes from the buffer here
+//! ([`GuardedIo::validated`], [`GuardedIo::poll_fill`]) and answers a refusal itself; hyper
+//! reads them through `AsyncRead`, where a refused message is replaced by a marked synthetic
+//! request that the service answers with the scanner's status before the connection closes.
 //!
 //! Replacing the message, instead of writing a response from here, keeps responses in order:
 //! hyper answers messages one after another, so the refusal is written after the responses to
