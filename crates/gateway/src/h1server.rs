@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::mem::MaybeUninit;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
 use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,7 +29,7 @@ use tokio::sync::watch;
 use crate::body::{ClientBody, RespBody};
 use crate::h1guard::{MAX_HEADERS_CAP, parse_content_length};
 use crate::io::{GuardedIo, StreamState};
-use crate::proxy::{ConnCtx, refused, respond};
+use crate::proxy::{ConnCtx, panicked, refused, respond};
 
 /// Request bodies served here at most; larger ones (rare on this path) go to hyper.
 const MAX_BUFFERED_BODY: u64 = 64 * 1024;
@@ -118,8 +119,11 @@ async fn respond_unless_gone<T: AsyncRead + Unpin>(
     let mut handler = pin!(respond(ctx, request));
     let mut watching = true;
     poll_fn(|cx| {
-        if let Poll::Ready(response) = handler.as_mut().poll(cx) {
-            return Poll::Ready(Some(response));
+        // A panic answers 500 for this request only; the handler is not polled again.
+        match catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(cx))) {
+            Ok(Poll::Ready(response)) => return Poll::Ready(Some(response)),
+            Ok(Poll::Pending) => {}
+            Err(_) => return Poll::Ready(Some(panicked(ctx))),
         }
         while watching {
             match io.poll_fill(cx) {

@@ -50,7 +50,14 @@ pub async fn serve(
     ctx: Arc<ConnCtx>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
-    let mut response = respond(&ctx, req.map(ClientBody::Hyper)).await;
+    let request = req.map(ClientBody::Hyper);
+    let mut response = match AssertUnwindSafe(respond(&ctx, request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => panicked(&ctx),
+    };
     // hyper writes only the header map.
     if let Some(fields) = response.body_mut().take_fields() {
         fields.append_to(response.headers_mut());
@@ -58,27 +65,16 @@ pub async fn serve(
     Ok(response)
 }
 
-/// Answers one request; a panic answers 500 for this request only.
-pub async fn respond(ctx: &ConnCtx, req: Request<ClientBody>) -> Response<RespBody> {
-    ctx.conn.active.fetch_add(1, Ordering::Acquire);
-    let _active = Active(&ctx.conn);
-    let start = Instant::now();
-    match AssertUnwindSafe(handle(ctx, req, start))
-        .catch_unwind()
-        .await
-    {
-        Ok(response) => response,
-        Err(_) => {
-            ctx.shared.metrics.panics.inc();
-            ctx.shared.metrics.unrouted(500);
-            tracing::error!("request handler panicked; answered 500");
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_ERROR",
-                "the gateway failed while handling this request",
-            )
-        }
-    }
+/// The answer to a request whose handler panicked.
+pub fn panicked(ctx: &ConnCtx) -> Response<RespBody> {
+    ctx.shared.metrics.panics.inc();
+    ctx.shared.metrics.unrouted(500);
+    tracing::error!("request handler panicked; answered 500");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_ERROR",
+        "the gateway failed while handling this request",
+    )
 }
 
 /// A JSON error in the envelope `{"error":{"code","message"}}`.
@@ -137,7 +133,12 @@ fn request_host(req: &Request<ClientBody>) -> Option<&str> {
     })
 }
 
-async fn handle(ctx: &ConnCtx, req: Request<ClientBody>, start: Instant) -> Response<RespBody> {
+/// Where a request goes: the configuration, the route's index and the length of the matched
+/// prefix; or the answer when it goes nowhere (refusal, health endpoint, no configuration, bad
+/// host or path, no route), boxed to keep the common result small.
+type Routed = Result<(Arc<Runtime>, usize, usize), Box<Response<RespBody>>>;
+
+fn route(ctx: &ConnCtx, req: &Request<ClientBody>, start: Instant) -> Routed {
     let shared = &ctx.shared;
     if let Some(reject) = ctx.conn.rejected() {
         let marked = req
@@ -145,13 +146,13 @@ async fn handle(ctx: &ConnCtx, req: Request<ClientBody>, start: Instant) -> Resp
             .get(REJECT_MARKER_HEADER)
             .is_some_and(|v| v.as_bytes() == reject_secret().as_bytes());
         if marked {
-            return refused(ctx, reject);
+            return Err(Box::new(refused(ctx, reject)));
         }
     }
     let path = req.uri().path();
     if path.starts_with("/_admin/") {
         if let Some(response) = crate::admin::traffic_endpoint(shared, path) {
-            return response;
+            return Err(Box::new(response));
         }
     }
     if shared.panic_path.as_deref() == Some(path) {
@@ -159,27 +160,27 @@ async fn handle(ctx: &ConnCtx, req: Request<ClientBody>, start: Instant) -> Resp
     }
     let Some(rt) = shared.current.load_full() else {
         shared.metrics.unrouted(503);
-        return error_response(
+        return Err(Box::new(error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "NOT_READY",
             "the gateway has no configuration yet",
-        );
+        )));
     };
-    let Some(host) = request_host(&req) else {
+    let Some(host) = request_host(req) else {
         shared.metrics.unrouted(400);
-        return close(error_response(
+        return Err(Box::new(close(error_response(
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",
             "missing host",
-        ));
+        ))));
     };
     if check_request_path(path).is_err() {
         shared.metrics.unrouted(400);
-        return error_response(
+        return Err(Box::new(error_response(
             StatusCode::BAD_REQUEST,
             "BAD_PATH",
             "the path has a `.` or `..` segment or is not absolute",
-        );
+        )));
     }
     let found = if rt.serves_host(host) {
         rt.router.lookup(path)
@@ -188,14 +189,14 @@ async fn handle(ctx: &ConnCtx, req: Request<ClientBody>, start: Instant) -> Resp
     };
     let Some(found) = found else {
         shared.metrics.unrouted(404);
-        access_log(ctx, &req, 404, None, None, start);
-        return error_response(
+        access_log(ctx, req, 404, None, None, start);
+        return Err(Box::new(error_response(
             StatusCode::NOT_FOUND,
             "ROUTE_NOT_FOUND",
             "no API is deployed at this URL",
-        );
+        )));
     };
-    proxy(ctx, &rt, found.route as usize, found.prefix_len, req, start).await
+    Ok((rt, found.route as usize, found.prefix_len))
 }
 
 /// The request headers the handler reads; the first value of each, like `HeaderMap::get`.
@@ -272,14 +273,19 @@ fn finish(route: &Route, status: StatusCode, start: Instant) {
     metrics.duration.observe(start.elapsed().as_secs_f64());
 }
 
-async fn proxy(
-    ctx: &ConnCtx,
-    rt: &Arc<Runtime>,
-    route_index: usize,
-    prefix_len: usize,
-    mut req: Request<ClientBody>,
-    start: Instant,
-) -> Response<RespBody> {
+/// Answers one request: routing, limits, the upstream call with retries and timeouts. The
+/// caller isolates panics: hyper's service above wraps the future, and the node's own server
+/// catches a panic around each poll. Routing and proxying are one future on purpose: a future
+/// awaited inside another is built and then moved into place, and this one is about 2 KB.
+pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<RespBody> {
+    ctx.conn.active.fetch_add(1, Ordering::Acquire);
+    let _active = Active(&ctx.conn);
+    let start = Instant::now();
+    let (rt, route_index, prefix_len) = match route(ctx, &req, start) {
+        Ok(routed) => routed,
+        Err(response) => return *response,
+    };
+    let rt = &rt;
     let shared = &ctx.shared;
     let route = &rt.routes[route_index];
     let api = &route.api;
