@@ -32,7 +32,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::headers::{Forwarding, is_hop_by_hop_any_case};
+use crate::headers::Forwarding;
 use crate::upstream::{Target, UpstreamFailure};
 
 /// Largest response head accepted from an upstream.
@@ -326,23 +326,26 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
     let mut chunked = false;
     // `Connection` names headers beyond close/keep-alive, which are hop-by-hop too.
     let mut connection_lists = false;
-    for field in parsed.headers.iter() {
-        let name = field.name.as_bytes();
+    // Each field's class, found once for both passes.
+    let mut classes = [Class::Other; MAX_HEADERS];
+    for (field, class_slot) in parsed.headers.iter().zip(classes.iter_mut()) {
         let value = field.value;
-        if name.eq_ignore_ascii_case(b"content-length") {
+        let class = Class::of(field.name.as_bytes());
+        *class_slot = class;
+        if class == Class::ContentLength {
             let n = crate::h1guard::parse_content_length(value.trim_ascii())
                 .ok_or(UpstreamFailure::BadResponse)?;
             if content_length.is_some_and(|m| m != n) {
                 return Err(UpstreamFailure::BadResponse);
             }
             content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if class == Class::TransferEncoding {
             // Only `chunked`, alone: anything else could be read with other framing than meant.
             if chunked || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
                 return Err(UpstreamFailure::BadResponse);
             }
             chunked = true;
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if class == Class::Connection {
             for token in value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
@@ -370,19 +373,15 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
         request_id: None,
     };
     let head_start = buf.as_ptr() as usize;
-    for field in parsed.headers.iter() {
+    for (field, class) in parsed.headers.iter().zip(classes) {
         let name = field.name.as_bytes();
-        if is_hop_by_hop_any_case(name)
-            || (connection_lists && listed_in_connection(parsed.headers, name))
-        {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            fields.content_length = content_length;
-        } else if name.eq_ignore_ascii_case(b"date") {
-            fields.has_date = true;
-        } else if name.eq_ignore_ascii_case(b"x-request-id") {
-            fields.has_request_id = true;
+        match class {
+            Class::HopByHop | Class::TransferEncoding | Class::Connection => continue,
+            _ if connection_lists && listed_in_connection(parsed.headers, name) => continue,
+            Class::ContentLength => fields.content_length = content_length,
+            Class::Date => fields.has_date = true,
+            Class::RequestId => fields.has_request_id = true,
+            Class::Other => {}
         }
         // The field as it came, from its name to the end of its value (httparse checked the
         // separator and left out trailing whitespace); the line ending is always CRLF.
@@ -432,6 +431,43 @@ fn header_name(raw: &[u8]) -> Option<HeaderName> {
         b"Keep-Alive" | b"keep-alive" => HeaderName::from_static("keep-alive"),
         _ => return HeaderName::from_bytes(raw).ok(),
     })
+}
+
+/// What a response header field's name means to the client, found with one comparison or two
+/// (by length first) instead of one per name of interest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// The other hop-by-hop names of `headers::is_hop_by_hop`.
+    HopByHop,
+    Date,
+    RequestId,
+    Other,
+}
+
+impl Class {
+    fn of(name: &[u8]) -> Class {
+        // The usual spellings compare as whole words; any other case still matches.
+        let is = |canonical: &[u8], lower: &[u8]| {
+            name == canonical || name == lower || name.eq_ignore_ascii_case(lower)
+        };
+        match name.len() {
+            2 if is(b"TE", b"te") => Class::HopByHop,
+            4 if is(b"Date", b"date") => Class::Date,
+            7 if is(b"Trailer", b"trailer") || is(b"Upgrade", b"upgrade") => Class::HopByHop,
+            10 if is(b"Connection", b"connection") => Class::Connection,
+            10 if is(b"Keep-Alive", b"keep-alive") => Class::HopByHop,
+            12 if is(b"X-Request-ID", b"x-request-id") => Class::RequestId,
+            14 if is(b"Content-Length", b"content-length") => Class::ContentLength,
+            16 if is(b"Proxy-Connection", b"proxy-connection") => Class::HopByHop,
+            17 if is(b"Transfer-Encoding", b"transfer-encoding") => Class::TransferEncoding,
+            18 if is(b"Proxy-Authenticate", b"proxy-authenticate") => Class::HopByHop,
+            19 if is(b"Proxy-Authorization", b"proxy-authorization") => Class::HopByHop,
+            _ => Class::Other,
+        }
+    }
 }
 
 /// Whether a `Connection` field of the head names `name`.
@@ -936,6 +972,35 @@ mod tests {
         let mut map = HeaderMap::new();
         head.fields.append_to(&mut map);
         (map, lines, head.keep_alive)
+    }
+
+    #[test]
+    fn classes_agree_with_the_hop_by_hop_list() {
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "content-length",
+            "date",
+            "x-request-id",
+            "content-type",
+            "set-cookie",
+        ] {
+            let hop = matches!(
+                Class::of(name.to_ascii_uppercase().as_bytes()),
+                Class::HopByHop | Class::TransferEncoding | Class::Connection
+            );
+            assert_eq!(hop, crate::headers::is_hop_by_hop(name), "{name}");
+        }
+        assert_eq!(Class::of(b"Content-Length"), Class::ContentLength);
+        assert_eq!(Class::of(b"X-Request-ID"), Class::RequestId);
+        assert_eq!(Class::of(b"DATE"), Class::Date);
     }
 
     #[test]

@@ -107,14 +107,6 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|hop| hop.as_str() == name)
 }
 
-/// [`is_hop_by_hop`] for a name as it came off the wire, in any case.
-pub fn is_hop_by_hop_any_case(name: &[u8]) -> bool {
-    // `eq_ignore_ascii_case` compares lengths first: most names cost nine length comparisons.
-    HOP_BY_HOP
-        .iter()
-        .any(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(name))
-}
-
 /// The forwarding headers this hop sets on one request (SPEC §9), computed once and either
 /// applied to the header map (hyper's client) or written straight into the request head (the
 /// node's own HTTP/1.1 client, which then never changes the map). Both give the same headers.
