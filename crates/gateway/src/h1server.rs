@@ -68,7 +68,10 @@ where
             };
             io.consume(consumed);
             // The client went away while waiting: nothing to answer.
-            let response = respond_unless_gone(&mut io, ctx, request).await?;
+            // Pinned here rather than inside the helper: a future is copied each time it is
+            // moved into a parent's state, and this one is about 2 KB.
+            let handler = pin!(respond(ctx, request));
+            let response = respond_unless_gone(&mut io, ctx, handler).await?;
             match write_response(io.io_mut(), &mut out, response, exchange).await {
                 Ok(true) => continue,
                 Ok(false) => return close(io).await,
@@ -111,14 +114,13 @@ where
 /// Awaits the handler while watching the client: if it goes away first, the handler is
 /// dropped, which releases its claims and the upstream connection (`None`). A pipelined
 /// request that arrives meanwhile stays in the guard's buffer, and watching stops there.
-async fn respond_unless_gone<T: AsyncRead + Unpin>(
+fn respond_unless_gone<T: AsyncRead + Unpin>(
     io: &mut GuardedIo<T>,
     ctx: &ConnCtx,
-    request: Request<ClientBody>,
-) -> Option<Response<RespBody>> {
-    let mut handler = pin!(respond(ctx, request));
+    mut handler: Pin<&mut impl Future<Output = Response<RespBody>>>,
+) -> impl Future<Output = Option<Response<RespBody>>> {
     let mut watching = true;
-    poll_fn(|cx| {
+    poll_fn(move |cx| {
         // A panic answers 500 for this request only; the handler is not polled again.
         match catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(cx))) {
             Ok(Poll::Ready(response)) => return Poll::Ready(Some(response)),
@@ -138,7 +140,6 @@ async fn respond_unless_gone<T: AsyncRead + Unpin>(
         }
         Poll::Pending
     })
-    .await
 }
 
 async fn close<T: AsyncRead + AsyncWrite + Unpin>(mut io: GuardedIo<T>) -> Option<GuardedIo<T>> {
