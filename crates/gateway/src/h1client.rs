@@ -26,13 +26,13 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::headers::Forwarding;
+use crate::headers::{Forwarding, header_name};
 use crate::upstream::{Target, UpstreamFailure};
 
 /// Largest response head accepted from an upstream.
@@ -410,27 +410,6 @@ fn parse_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Parsed>, U
         framing,
         keep_alive,
     })))
-}
-
-/// The name of a response header field; the most common spellings of the most common fields
-/// skip the general parser (which lower-cases into a buffer, then searches the standard names).
-fn header_name(raw: &[u8]) -> Option<HeaderName> {
-    Some(match raw {
-        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
-        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
-        b"Date" | b"date" => header::DATE,
-        b"Server" | b"server" => header::SERVER,
-        b"Connection" | b"connection" => header::CONNECTION,
-        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
-        b"ETag" | b"etag" => header::ETAG,
-        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
-        b"Vary" | b"vary" => header::VARY,
-        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
-        b"Content-Encoding" | b"content-encoding" => header::CONTENT_ENCODING,
-        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
-        b"Keep-Alive" | b"keep-alive" => HeaderName::from_static("keep-alive"),
-        _ => return HeaderName::from_bytes(raw).ok(),
-    })
 }
 
 /// What a response header field's name means to the client, found with one comparison or two
@@ -942,25 +921,6 @@ mod tests {
             parse(&huge, false),
             Err(UpstreamFailure::BadResponse)
         ));
-    }
-
-    #[test]
-    fn header_names_fast_and_general() {
-        for raw in [
-            "Content-Length",
-            "content-length",
-            "CONTENT-LENGTH",
-            "Content-length",
-        ] {
-            assert_eq!(
-                header_name(raw.as_bytes()),
-                Some(header::CONTENT_LENGTH),
-                "{raw}"
-            );
-        }
-        assert_eq!(header_name(b"X-Custom").unwrap().as_str(), "x-custom");
-        assert_eq!(header_name(b"Keep-Alive").unwrap().as_str(), "keep-alive");
-        assert_eq!(header_name(b"bad name"), None);
     }
 
     /// The fields of a final response as a header map, and its lines.

@@ -20,7 +20,7 @@ use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use crate::body::{ClientBody, RespBody};
 use crate::h1guard::{MAX_HEADERS_CAP, parse_content_length};
+use crate::headers::header_name;
 use crate::io::{GuardedIo, StreamState};
 use crate::proxy::{ConnCtx, panicked, refused, respond};
 
@@ -204,7 +205,7 @@ fn parse_request(validated: &[u8]) -> Option<(Request<ClientBody>, usize, Exchan
     };
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
     for field in parsed.headers.iter() {
-        let name = request_header_name(field.name.as_bytes())?;
+        let name = header_name(field.name.as_bytes())?;
         let value = HeaderValue::from_maybe_shared(shared(field.value)).ok()?;
         headers.append(name, value);
     }
@@ -221,24 +222,6 @@ fn parse_request(validated: &[u8]) -> Option<(Request<ClientBody>, usize, Exchan
         head_method: request.method() == Method::HEAD,
     };
     Some((request, total, exchange))
-}
-
-/// The name of a request header field; the common spellings of the common fields skip the
-/// general parser (which lower-cases into a buffer, then searches the standard names).
-fn request_header_name(raw: &[u8]) -> Option<HeaderName> {
-    Some(match raw {
-        b"Host" | b"host" => header::HOST,
-        b"User-Agent" | b"user-agent" => header::USER_AGENT,
-        b"Accept" | b"accept" => header::ACCEPT,
-        b"Accept-Encoding" | b"accept-encoding" => header::ACCEPT_ENCODING,
-        b"Accept-Language" | b"accept-language" => header::ACCEPT_LANGUAGE,
-        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
-        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
-        b"Connection" | b"connection" => header::CONNECTION,
-        b"Authorization" | b"authorization" => header::AUTHORIZATION,
-        b"Cookie" | b"cookie" => header::COOKIE,
-        _ => return HeaderName::from_bytes(raw).ok(),
-    })
 }
 
 /// Writes `response`; `Ok(false)` when the connection must close after it.

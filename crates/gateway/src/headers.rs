@@ -102,6 +102,35 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, peer_ip: &HeaderValue) {
     }
 }
 
+/// The name of a header field as it came off the wire; the usual spellings of the common
+/// request and response fields skip the general parser (which lower-cases into a buffer, then
+/// searches the standard names).
+pub fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    Some(match raw {
+        b"Host" | b"host" => header::HOST,
+        b"User-Agent" | b"user-agent" => header::USER_AGENT,
+        b"Accept" | b"accept" => header::ACCEPT,
+        b"Accept-Encoding" | b"accept-encoding" => header::ACCEPT_ENCODING,
+        b"Accept-Language" | b"accept-language" => header::ACCEPT_LANGUAGE,
+        b"Authorization" | b"authorization" => header::AUTHORIZATION,
+        b"Cookie" | b"cookie" => header::COOKIE,
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Content-Encoding" | b"content-encoding" => header::CONTENT_ENCODING,
+        b"Connection" | b"connection" => header::CONNECTION,
+        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
+        b"Date" | b"date" => header::DATE,
+        b"Server" | b"server" => header::SERVER,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"ETag" | b"etag" => header::ETAG,
+        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
+        b"Vary" | b"vary" => header::VARY,
+        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
+        b"Keep-Alive" | b"keep-alive" => KEEP_ALIVE.clone(),
+        _ => return HeaderName::from_bytes(raw).ok(),
+    })
+}
+
 /// Whether a header is hop-by-hop (RFC 9110 §7.6.1, plus the legacy ones); `name` is lowercase.
 pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|hop| hop.as_str() == name)
@@ -309,6 +338,25 @@ fn valid_traceparent(v: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_names_fast_and_general() {
+        for raw in [
+            "Content-Length",
+            "content-length",
+            "CONTENT-LENGTH",
+            "Content-length",
+        ] {
+            assert_eq!(
+                header_name(raw.as_bytes()),
+                Some(header::CONTENT_LENGTH),
+                "{raw}"
+            );
+        }
+        assert_eq!(header_name(b"X-Custom").unwrap().as_str(), "x-custom");
+        assert_eq!(header_name(b"Keep-Alive").unwrap().as_str(), "keep-alive");
+        assert_eq!(header_name(b"bad name"), None);
+    }
 
     #[test]
     fn hop_by_hop_headers_go() {
