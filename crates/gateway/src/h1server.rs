@@ -290,7 +290,8 @@ async fn write_response<T: AsyncWrite + Unpin>(
     let mut chunked = false;
     if length.is_none() && status != StatusCode::NO_CONTENT && !status.is_informational() {
         match body.size_hint().exact() {
-            Some(n) if status != StatusCode::NOT_MODIFIED => {
+            // A HEAD answer's empty body says nothing of the resource's length.
+            Some(n) if status != StatusCode::NOT_MODIFIED && !(exchange.head_method && n == 0) => {
                 out.extend_from_slice(b"content-length: ");
                 out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
                 out.extend_from_slice(b"\r\n");
