@@ -68,10 +68,10 @@ where
                 return Some(io);
             };
             io.consume(consumed);
-            // The client went away while waiting: nothing to answer.
             // Pinned here rather than inside the helper: a future is copied each time it is
             // moved into a parent's state, and this one is about 2 KB.
             let handler = pin!(respond(ctx, request));
+            // `None`: the client went away while waiting, so there is nothing to answer.
             let response = respond_unless_gone(&mut io, ctx, handler).await?;
             match write_response(io.io_mut(), &mut out, response, exchange).await {
                 Ok(true) => continue,
