@@ -39,7 +39,7 @@ const COALESCE_BYTES: usize = 16 * 1024;
 
 /// What the writer needs to know about the request being answered.
 #[derive(Clone, Copy)]
-struct Exchange {
+struct RequestFacts {
     version: Version,
     keep_alive: bool,
     head_method: bool,
@@ -60,11 +60,12 @@ where
     let mut out = Vec::with_capacity(4096);
     let mut stop_signal = pin!(stop.wait_for(|stopped| *stopped));
     loop {
+        // HTTP/2, or bytes after an upgrade request: hyper's, with what was read of them.
+        if io.state() == StreamState::Opaque {
+            return Some(io);
+        }
         if !io.validated().is_empty() {
-            if io.state() == StreamState::Opaque {
-                return Some(io);
-            }
-            let Some((request, consumed, exchange)) = parse_request(io.validated()) else {
+            let Some((request, consumed, facts)) = parse_request(io.validated()) else {
                 return Some(io);
             };
             io.consume(consumed);
@@ -73,23 +74,22 @@ where
             let handler = pin!(respond(ctx, request));
             // `None`: the client went away while waiting, so there is nothing to answer.
             let response = respond_unless_gone(&mut io, ctx, handler).await?;
-            match write_response(io.io_mut(), &mut out, response, exchange).await {
+            match write_response(io.io_mut(), &mut out, response, facts).await {
                 Ok(true) => continue,
                 Ok(false) => return close(io).await,
                 Err(_) => return None,
             }
         }
         match io.state() {
-            StreamState::Open => {}
-            StreamState::Opaque => return Some(io),
+            StreamState::Open | StreamState::Opaque => {}
             StreamState::Refused(reject) => {
                 let response = refused(ctx, reject);
-                let exchange = Exchange {
+                let facts = RequestFacts {
                     version: Version::HTTP_11,
                     keep_alive: false,
                     head_method: false,
                 };
-                let _ = write_response(io.io_mut(), &mut out, response, exchange).await;
+                let _ = write_response(io.io_mut(), &mut out, response, facts).await;
                 return close(io).await;
             }
             StreamState::Ended => return close(io).await,
@@ -150,7 +150,7 @@ async fn close<T: AsyncRead + AsyncWrite + Unpin>(mut io: GuardedIo<T>) -> Optio
 
 /// Parses the request at the start of `validated` (a whole head, as the guard releases them)
 /// with its body; `None` when it is not one this server takes.
-fn parse_request(validated: &[u8]) -> Option<(Request<ClientBody>, usize, Exchange)> {
+fn parse_request(validated: &[u8]) -> Option<(Request<ClientBody>, usize, RequestFacts)> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
     let mut parsed = httparse::Request::new(&mut []);
     let head_len = match parsed.parse_with_uninit_headers(validated, &mut slots) {
@@ -216,12 +216,12 @@ fn parse_request(validated: &[u8]) -> Option<(Request<ClientBody>, usize, Exchan
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = headers;
-    let exchange = Exchange {
+    let facts = RequestFacts {
         version,
         keep_alive,
         head_method: request.method() == Method::HEAD,
     };
-    Some((request, total, exchange))
+    Some((request, total, facts))
 }
 
 /// Writes `response`; `Ok(false)` when the connection must close after it.
@@ -229,11 +229,11 @@ async fn write_response<T: AsyncWrite + Unpin>(
     io: &mut T,
     out: &mut Vec<u8>,
     response: Response<RespBody>,
-    exchange: Exchange,
+    facts: RequestFacts,
 ) -> io::Result<bool> {
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
-    let mut keep_alive = exchange.keep_alive;
+    let mut keep_alive = facts.keep_alive;
     out.clear();
     if parts.version == Version::HTTP_10 {
         out.extend_from_slice(b"HTTP/1.0 ");
@@ -283,7 +283,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
         write_date(out);
         out.extend_from_slice(b"\r\n");
     }
-    let no_body = exchange.head_method
+    let no_body = facts.head_method
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
@@ -291,7 +291,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
     if length.is_none() && status != StatusCode::NO_CONTENT && !status.is_informational() {
         match body.size_hint().exact() {
             // A HEAD answer's empty body says nothing of the resource's length.
-            Some(n) if status != StatusCode::NOT_MODIFIED && !(exchange.head_method && n == 0) => {
+            Some(n) if status != StatusCode::NOT_MODIFIED && !(facts.head_method && n == 0) => {
                 out.extend_from_slice(b"content-length: ");
                 out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
                 out.extend_from_slice(b"\r\n");
@@ -299,7 +299,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
             }
             Some(_) => {}
             None if no_body => {}
-            None if exchange.version == Version::HTTP_11 => {
+            None if facts.version == Version::HTTP_11 => {
                 out.extend_from_slice(b"transfer-encoding: chunked\r\n");
                 chunked = true;
             }
@@ -309,7 +309,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
     }
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
-    } else if exchange.version == Version::HTTP_10 {
+    } else if facts.version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -440,17 +440,17 @@ fn write_date(out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn parse(raw: &str) -> Option<(Request<ClientBody>, usize, Exchange)> {
+    fn parse(raw: &str) -> Option<(Request<ClientBody>, usize, RequestFacts)> {
         parse_request(raw.as_bytes())
     }
 
     #[test]
     fn parses_heads_with_their_bodies() {
         let raw = "POST /a/b?x=1 HTTP/1.1\r\nHost: h.example\r\nContent-Length: 3\r\nX-Two: a\r\nx-two: b\r\n\r\nabcGET";
-        let (request, consumed, exchange) = parse(raw).expect("served here");
+        let (request, consumed, facts) = parse(raw).expect("served here");
         assert_eq!(consumed, raw.len() - 3);
-        assert!(exchange.keep_alive);
-        assert!(!exchange.head_method);
+        assert!(facts.keep_alive);
+        assert!(!facts.head_method);
         assert_eq!(request.method(), Method::POST);
         assert_eq!(request.uri().path(), "/a/b");
         assert_eq!(request.uri().query(), Some("x=1"));
@@ -475,8 +475,8 @@ mod tests {
             ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
         ];
         for (raw, keep_alive) in cases {
-            let (_, _, exchange) = parse(raw).expect(raw);
-            assert_eq!(exchange.keep_alive, keep_alive, "{raw}");
+            let (_, _, facts) = parse(raw).expect(raw);
+            assert_eq!(facts.keep_alive, keep_alive, "{raw}");
         }
     }
 
