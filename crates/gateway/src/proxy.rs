@@ -114,11 +114,12 @@ fn refusal(reject: Reject) -> Response<RespBody> {
     close(error_response(reject.status(), code, reject.reason()))
 }
 
-/// The host a request is for: the URI authority (HTTP/2, absolute form) or `Host`, no port.
-fn request_host(req: &Request<ClientBody>) -> Option<&str> {
-    let raw = match req.uri().authority() {
+/// The host a request is for: the URI authority (HTTP/2, absolute form) or the `Host` header,
+/// without the port.
+fn request_host<'a>(uri: &'a Uri, host_header: Option<&'a HeaderValue>) -> Option<&'a str> {
+    let raw = match uri.authority() {
         Some(authority) => authority.as_str(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?,
+        None => host_header?.to_str().ok()?,
     };
     let raw = match memchr::memrchr(b'@', raw.as_bytes()) {
         Some(at) => &raw[at + 1..],
@@ -138,7 +139,12 @@ fn request_host(req: &Request<ClientBody>) -> Option<&str> {
 /// host or path, no route), boxed to keep the common result small.
 type Routed = Result<(Arc<Runtime>, usize, usize), Box<Response<RespBody>>>;
 
-fn route(ctx: &ConnCtx, req: &Request<ClientBody>, start: Instant) -> Routed {
+fn route(
+    ctx: &ConnCtx,
+    req: &Request<ClientBody>,
+    host_header: Option<&HeaderValue>,
+    start: Instant,
+) -> Routed {
     let shared = &ctx.shared;
     if let Some(reject) = ctx.conn.rejected() {
         let marked = req
@@ -166,7 +172,7 @@ fn route(ctx: &ConnCtx, req: &Request<ClientBody>, start: Instant) -> Routed {
             "the gateway has no configuration yet",
         )));
     };
-    let Some(host) = request_host(req) else {
+    let Some(host) = request_host(req.uri(), host_header) else {
         shared.metrics.unrouted(400);
         return Err(Box::new(close(error_response(
             StatusCode::BAD_REQUEST,
@@ -281,7 +287,10 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
     ctx.conn.active.fetch_add(1, Ordering::Acquire);
     let _active = Active(&ctx.conn);
     let start = Instant::now();
-    let (rt, route_index, prefix_len) = match route(ctx, &req, start) {
+    // The request headers routing and proxying look at, found in one pass over the map instead
+    // of a hash lookup each.
+    let seen = RequestHeaders::scan(req.headers());
+    let (rt, route_index, prefix_len) = match route(ctx, &req, seen.host, start) {
         Ok(routed) => routed,
         Err(response) => return *response,
     };
@@ -291,9 +300,6 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
     let api = &route.api;
     let exec = &api.execution;
 
-    // The request headers the handler looks at, found in one pass over the map instead of a
-    // hash lookup each.
-    let seen = RequestHeaders::scan(req.headers());
     let declared_length = seen
         .content_length
         .and_then(|v| crate::h1guard::parse_content_length(v.as_bytes()));
