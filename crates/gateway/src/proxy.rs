@@ -496,7 +496,7 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
             }
         };
         let failure = match outcome {
-            Ok((mut head, up_body, upstream_upgrade)) => {
+            Ok((mut head, mut up_body, upstream_upgrade)) => {
                 target.record_success();
                 claims.target = Some(target.clone());
                 let status = head.status;
@@ -517,7 +517,6 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
                     tokio::spawn(tunnel(client_side, upstream_side, claims));
                     return Response::from_parts(head, RespBody::empty());
                 }
-                let mut up_body = up_body;
                 match &mut up_body {
                     // The node's own client leaves hop-by-hop headers out as it parses, and
                     // keeps the fields for the writer instead of in the map.
