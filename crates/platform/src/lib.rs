@@ -17,6 +17,7 @@ pub mod openapi;
 mod routes;
 pub mod state;
 mod status_job;
+pub mod throttle;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,7 +95,9 @@ pub async fn serve_with(
     link.start();
     let state = AppState::with_link(config.store, link.clone());
     let stopping = link.clone();
-    let result = axum::serve(listener, app_with_link(state))
+    // Connection info gives handlers the peer address (`throttle::ClientIp`).
+    let app = app_with_link(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Upgraded links are not part of axum's graceful drain: close them now.
