@@ -1138,7 +1138,7 @@ async fn openapi_lists_every_endpoint() {
 /// refused): 503 with the clear message, never a panic, and back to 200 never needed here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connection_lost_is_503() {
-    let Ok(base) = std::env::var(support::POSTGRES_URL_VAR) else {
+    let Some(base) = support::postgres_url() else {
         eprintln!("SWITCHYARD_TEST_POSTGRES_URL not set; skipped");
         return;
     };

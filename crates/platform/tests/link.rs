@@ -36,7 +36,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if std::env::var(super::support::POSTGRES_URL_VAR).is_err() {
+                    if super::support::postgres_url().is_none() {
                         eprintln!("SWITCHYARD_TEST_POSTGRES_URL not set; skipped");
                         return;
                     }
@@ -1177,7 +1177,7 @@ async fn propagation_to_three_nodes_is_fast() {
 /// node linked to the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_change_on_one_platform_reaches_a_node_on_another() {
-    if std::env::var(support::POSTGRES_URL_VAR).is_err() {
+    if support::postgres_url().is_none() {
         eprintln!("SWITCHYARD_TEST_POSTGRES_URL not set; skipped");
         return;
     }

@@ -10,6 +10,20 @@ use store::{Store, StoreOptions};
 
 pub const POSTGRES_URL_VAR: &str = "SWITCHYARD_TEST_POSTGRES_URL";
 
+/// The PostgreSQL URL of this test run, `None` when it is not set. Under `CI=true` an unset
+/// URL fails the test instead: in CI a skipped PostgreSQL variant would be a test that cannot fail.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!(
+                "{POSTGRES_URL_VAR} must be set when CI=true (PostgreSQL tests may not skip in CI)"
+            )
+        }
+        Err(_) => None,
+    }
+}
+
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
@@ -45,7 +59,7 @@ impl TestDb {
     /// Like [`TestDb::postgres`], with the store's connections going through `via`
     /// (`host:port` of a proxy to the server) instead of straight to the server.
     pub async fn postgres_via(via: Option<&str>) -> Option<TestDb> {
-        let base = std::env::var(POSTGRES_URL_VAR).ok()?;
+        let base = postgres_url()?;
         let schema = format!("sy_platform_{}", uuid::Uuid::new_v4().simple());
         let admin = sqlx::PgPool::connect(&base)
             .await

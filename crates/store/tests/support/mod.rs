@@ -4,6 +4,20 @@ use store::{Store, StoreOptions};
 
 pub const POSTGRES_URL_VAR: &str = "SWITCHYARD_TEST_POSTGRES_URL";
 
+/// The PostgreSQL URL of this test run, `None` when it is not set. Under `CI=true` an unset
+/// URL fails the test instead: in CI a skipped PostgreSQL variant would be a test that cannot fail.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!(
+                "{POSTGRES_URL_VAR} must be set when CI=true (PostgreSQL tests may not skip in CI)"
+            )
+        }
+        Err(_) => None,
+    }
+}
+
 pub struct TestDb {
     pub store: Store,
     _dir: Option<tempfile::TempDir>,
@@ -26,7 +40,7 @@ impl TestDb {
 
     /// `None` when PostgreSQL is not configured for this run.
     pub async fn postgres() -> Option<TestDb> {
-        let base = std::env::var(POSTGRES_URL_VAR).ok()?;
+        let base = postgres_url()?;
         let schema = format!("sy_test_{}", uuid::Uuid::new_v4().simple());
         let admin = sqlx::PgPool::connect(&base)
             .await
