@@ -75,10 +75,13 @@ struct PaceClock {
 }
 
 impl PaceClock {
-    fn new(pace: BodyPace) -> PaceClock {
+    /// `already` is waiting time before the body is first read (the wait for a slot, during
+    /// which the client's bytes queue up unread), so the first window ends one timeout after
+    /// the head, whatever the wait.
+    fn new(pace: BodyPace, already: Duration) -> PaceClock {
         PaceClock {
             pace,
-            waited: Duration::ZERO,
+            waited: already,
             since: None,
             last_byte: Duration::ZERO,
             window_start: Duration::ZERO,
@@ -147,10 +150,11 @@ pub struct PacedBody {
 }
 
 impl PacedBody {
-    pub fn new(inner: Incoming, pace: BodyPace, slot: BodySlot) -> PacedBody {
+    /// `waited`: how long the request already waited for its slot.
+    pub fn new(inner: Incoming, pace: BodyPace, slot: BodySlot, waited: Duration) -> PacedBody {
         PacedBody {
             inner,
-            clock: PaceClock::new(pace),
+            clock: PaceClock::new(pace, waited),
             sleep: None,
             slot: Some(slot),
             failed: false,
@@ -334,7 +338,7 @@ mod tests {
     #[test]
     fn a_byte_a_second_fails_the_rate_after_one_window() {
         let start = Instant::now();
-        let mut clock = PaceClock::new(PACE);
+        let mut clock = PaceClock::new(PACE, Duration::ZERO);
         let mut result = Ok(());
         for second in 1..=10 {
             clock.pending(start + secs(second as f64 - 1.0)).unwrap();
@@ -349,10 +353,13 @@ mod tests {
     #[test]
     fn silence_is_no_progress_at_the_timeout() {
         let start = Instant::now();
-        let mut clock = PaceClock::new(BodyPace {
-            min_rate: 0,
-            ..PACE
-        });
+        let mut clock = PaceClock::new(
+            BodyPace {
+                min_rate: 0,
+                ..PACE
+            },
+            Duration::ZERO,
+        );
         assert_eq!(clock.pending(start), Ok(start + secs(10.0)));
         assert_eq!(clock.pending(start + secs(9.9)), Ok(start + secs(10.0)));
         assert_eq!(
@@ -366,7 +373,7 @@ mod tests {
     #[test]
     fn a_fast_start_then_silence_fails_at_the_timeout() {
         let start = Instant::now();
-        let mut clock = PaceClock::new(PACE);
+        let mut clock = PaceClock::new(PACE, Duration::ZERO);
         clock.pending(start).unwrap();
         clock.data(50_000, false, start + secs(1.0)).unwrap();
         // The window closes at 10 s of waiting with enough bytes; silence still ends at 11 s.
@@ -382,7 +389,7 @@ mod tests {
     #[test]
     fn a_steady_client_passes_and_a_small_body_has_one_window() {
         let start = Instant::now();
-        let mut clock = PaceClock::new(PACE);
+        let mut clock = PaceClock::new(PACE, Duration::ZERO);
         // 2 KiB a second for a minute.
         for second in 0..60 {
             clock.pending(start + secs(f64::from(second))).unwrap();
@@ -391,7 +398,7 @@ mod tests {
                 .unwrap();
         }
         // 5 KiB (under one window's 10 KiB) arriving whole within the window passes.
-        let mut clock = PaceClock::new(PACE);
+        let mut clock = PaceClock::new(PACE, Duration::ZERO);
         clock.pending(start).unwrap();
         clock.data(4000, false, start + secs(4.0)).unwrap();
         clock.pending(start + secs(4.0)).unwrap();
@@ -403,11 +410,26 @@ mod tests {
     #[test]
     fn only_waiting_time_counts() {
         let start = Instant::now();
-        let mut clock = PaceClock::new(PACE);
+        let mut clock = PaceClock::new(PACE, Duration::ZERO);
         clock.pending(start).unwrap();
         clock.data(20_000, false, start + secs(1.0)).unwrap();
         // Not polled for a minute, then pending again: 9 s of waiting are left.
         assert_eq!(clock.pending(start + secs(61.0)), Ok(start + secs(70.0)));
+    }
+
+    /// A body that waited for its address's slot has only the rest of its first window.
+    #[test]
+    fn the_wait_for_a_slot_counts_toward_the_first_window() {
+        let start = Instant::now();
+        let mut clock = PaceClock::new(PACE, secs(9.0));
+        assert_eq!(clock.pending(start), Ok(start + secs(1.0)));
+        // The bytes queued during the wait arrive at once and pay for the window.
+        clock.data(12_000, false, start).unwrap();
+        let mut slow = PaceClock::new(PACE, secs(9.0));
+        slow.pending(start).unwrap();
+        slow.data(9, false, start).unwrap();
+        slow.pending(start).unwrap();
+        assert_eq!(slow.pending(start + secs(1.0)), Err(BodyTimeout::TooSlow));
     }
 
     #[tokio::test]

@@ -633,7 +633,8 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
 }
 
 /// Puts a request body that is still on its way under the slow-body limits: it first takes one
-/// of its client address's slots (waiting up to the body timeout), then a small body of known
+/// of its client address's slots (waiting up to the body timeout, which counts toward its
+/// first window, so every slow client is answered about one timeout after its head), then a small body of known
 /// length is read whole here, before the request takes an API slot, so a slow client holds
 /// none while it sends; a larger one is streamed to the upstream at the client's pace. The
 /// answer instead when the body cannot be had: 408 for a slow client, else the refusal.
@@ -659,6 +660,7 @@ async fn pace_body(
             start,
         ))
     };
+    let asked = tokio::time::Instant::now();
     let slot = ctx
         .shared
         .body_senders
@@ -671,7 +673,12 @@ async fn pace_body(
     else {
         return Ok(());
     };
-    let paced = ClientBody::Paced(Box::new(PacedBody::new(incoming, pace, slot)));
+    let paced = ClientBody::Paced(Box::new(PacedBody::new(
+        incoming,
+        pace,
+        slot,
+        asked.elapsed(),
+    )));
     if declared_length.is_none_or(|n| n > REPLAY_BUFFER_BYTES) {
         *req.body_mut() = paced;
         return Ok(());

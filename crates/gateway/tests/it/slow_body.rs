@@ -139,8 +139,9 @@ async fn slow_bodies_get_408_while_the_api_keeps_serving() {
     );
     assert!(worst < Duration::from_secs(2), "slowest probe {worst:?}");
 
-    // A slow client waits at most one timeout for a slot, then has one window to keep pace.
-    let bound = BODY_TIMEOUT * 2 + Duration::from_millis(1500);
+    // The wait for a slot counts toward the first window: every slow client is answered one
+    // timeout after its head (plus scheduling on a loaded machine).
+    let bound = BODY_TIMEOUT + Duration::from_millis(1500);
     for (i, end) in ended.iter().enumerate() {
         assert!(
             end.response.starts_with("HTTP/1.1 408"),
