@@ -10,27 +10,31 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::client_body::{BodyTimeout, PacedBody};
 use crate::h1client::{Fields, H1Body};
 use crate::upstream::{ApiState, Target};
 
 /// A client's request body: hyper's, or read whole by the node's own HTTP/1 server (which
-/// serves only requests whose body arrived with the head).
+/// serves only requests whose body arrived with the head). A body still to arrive is held to
+/// the slow-body limits (`Paced`) before it is read.
 #[derive(Debug)]
 pub enum ClientBody {
     Hyper(Incoming),
+    Paced(Box<PacedBody>),
     Buffered(Option<Bytes>),
 }
 
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            ClientBody::Hyper(inner) => Pin::new(inner).poll_frame(cx),
+            ClientBody::Hyper(inner) => Pin::new(inner).poll_frame(cx).map_err(BodyError::Client),
+            ClientBody::Paced(inner) => Pin::new(inner.as_mut()).poll_frame(cx),
             ClientBody::Buffered(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -38,6 +42,7 @@ impl Body for ClientBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ClientBody::Hyper(inner) => inner.is_end_stream(),
+            ClientBody::Paced(inner) => inner.is_end_stream(),
             ClientBody::Buffered(data) => data.is_none(),
         }
     }
@@ -45,6 +50,7 @@ impl Body for ClientBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ClientBody::Hyper(inner) => inner.size_hint(),
+            ClientBody::Paced(inner) => inner.size_hint(),
             ClientBody::Buffered(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
@@ -59,6 +65,9 @@ pub enum BodyError {
     TooLarge,
     #[error("request body: {0}")]
     Client(hyper::Error),
+    /// The client sent its body too slowly (SPEC §9): answered 408, never an upstream error.
+    #[error("request body too slow: {}", .0.as_str())]
+    TimedOut(BodyTimeout),
 }
 
 /// The request body sent upstream.
@@ -96,7 +105,7 @@ impl Body for UpBody {
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use protocol::{ApiType, LoadBalancing, RetryCase, SNAPSHOT_FORMAT_VERSION, Snapshot};
 
+use crate::client_body::BodyPace;
 use crate::h1guard::{HeadLimits, MAX_HEADERS_CAP};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::router::{RouteError, Router};
@@ -93,6 +94,10 @@ pub struct NodeSettings {
     pub header_read_timeout: Duration,
     pub keep_alive_timeout: Duration,
     pub max_connections: u32,
+    /// How fast a request body still on its way must arrive.
+    pub body_pace: BodyPace,
+    /// Requests per client address that may be sending a body at once.
+    pub max_body_connections_per_ip: u32,
     pub shutdown_delay: Duration,
     pub drain_timeout: Duration,
     pub health_interval: Duration,
@@ -110,6 +115,8 @@ impl Default for NodeSettings {
             header_read_timeout: Duration::from_millis(limits.header_read_timeout_ms),
             keep_alive_timeout: Duration::from_millis(limits.keep_alive_timeout_ms),
             max_connections: limits.max_connections,
+            body_pace: body_pace(&limits),
+            max_body_connections_per_ip: limits.max_body_connections_per_ip,
             shutdown_delay: Duration::ZERO,
             drain_timeout: Duration::from_secs(30),
             health_interval: Duration::from_millis(health.check_interval_ms),
@@ -236,6 +243,13 @@ fn execution(raw: &protocol::ExecutionSettings, api: &str) -> Result<Execution, 
     })
 }
 
+fn body_pace(limits: &protocol::Limits) -> BodyPace {
+    BodyPace {
+        timeout: Duration::from_millis(limits.client_body_timeout_ms),
+        min_rate: limits.min_client_body_rate,
+    }
+}
+
 fn settings(raw: &protocol::GatewaySettings) -> Result<NodeSettings, RejectReason> {
     let l = &raw.limits;
     if l.max_request_line_bytes < 64
@@ -250,9 +264,14 @@ fn settings(raw: &protocol::GatewaySettings) -> Result<NodeSettings, RejectReaso
             "limits out of range (max_headers 1–{MAX_HEADERS_CAP}, line and header sizes 64 B–1 MiB)"
         )));
     }
-    if l.header_read_timeout_ms == 0 || l.keep_alive_timeout_ms == 0 || l.max_connections == 0 {
+    if l.header_read_timeout_ms == 0
+        || l.keep_alive_timeout_ms == 0
+        || l.client_body_timeout_ms == 0
+        || l.max_connections == 0
+        || l.max_body_connections_per_ip == 0
+    {
         return Err(invalid(
-            "limits: timeouts and max_connections must be positive",
+            "limits: timeouts, max_connections and max_body_connections_per_ip must be positive",
         ));
     }
     let h = &raw.health;
@@ -271,6 +290,8 @@ fn settings(raw: &protocol::GatewaySettings) -> Result<NodeSettings, RejectReaso
         header_read_timeout: Duration::from_millis(l.header_read_timeout_ms),
         keep_alive_timeout: Duration::from_millis(l.keep_alive_timeout_ms),
         max_connections: l.max_connections,
+        body_pace: body_pace(l),
+        max_body_connections_per_ip: l.max_body_connections_per_ip,
         shutdown_delay: Duration::from_millis(raw.shutdown_delay_ms),
         drain_timeout: Duration::from_millis(raw.drain_timeout_ms),
         health_interval: Duration::from_millis(h.check_interval_ms),

@@ -1,9 +1,6 @@
 //! Header rewriting between client and upstream: hop-by-hop removal (both ways), forwarding
 //! headers, request ids and W3C trace context.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -242,11 +239,6 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn node_prefix() -> u32 {
-    static PREFIX: OnceLock<u32> = OnceLock::new();
-    *PREFIX.get_or_init(rand::random)
-}
-
 /// A fast per-thread pseudo-random number (wyrand, seeded from the OS): trace and span ids need
 /// to be unique and unpredictable enough to not collide, not to be secret, and a
 /// cryptographic generator per request costs more than the rest of the header work.
@@ -265,13 +257,17 @@ fn fast_random() -> u64 {
 /// Length of a version-00 `traceparent` value.
 pub const TRACEPARENT_LEN: usize = 55;
 
-/// A new request id: a random per-process prefix and a counter, 24 hex digits.
+/// Hex digits of a generated request id (128 random bits).
+pub const REQUEST_ID_LEN: usize = 32;
+
+/// A new request id: 128 bits from the thread's CSPRNG (`rand::rng()`, ChaCha seeded and
+/// periodically reseeded from the OS), so ids cannot be guessed from earlier ones, and no
+/// system call per request.
 pub fn new_request_id() -> HeaderValue {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut buf = [0u8; 24];
-    hex_into(&mut buf[..8], u64::from(node_prefix()), 8);
-    hex_into(&mut buf[8..], n, 16);
+    let bits: u128 = rand::Rng::random(&mut rand::rng());
+    let mut buf = [0u8; REQUEST_ID_LEN];
+    hex_into(&mut buf[..16], (bits >> 64) as u64, 16);
+    hex_into(&mut buf[16..], bits as u64, 16);
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
@@ -485,7 +481,36 @@ mod tests {
         let fresh = next_traceparent(Some(&HeaderValue::from_static("garbage")));
         assert!(valid_traceparent(&fresh));
         assert_ne!(fresh, next_traceparent(None));
-        assert_eq!(new_request_id().len(), 24);
-        assert_ne!(new_request_id(), new_request_id());
+    }
+
+    /// Generated ids are 128 random bits: consecutive ones share no counter pattern. The old
+    /// ids (a fixed per-process prefix and a counter) fail every assertion here.
+    #[test]
+    fn request_ids_are_random_not_a_counter() {
+        let ids: Vec<u128> = (0..64)
+            .map(|_| {
+                let id = new_request_id();
+                assert_eq!(id.len(), REQUEST_ID_LEN);
+                u128::from_str_radix(id.to_str().unwrap(), 16).unwrap()
+            })
+            .collect();
+        for pair in ids.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            // Not sequential, in either half.
+            assert!(b.wrapping_sub(a) > 1 << 20, "{a:032x} then {b:032x}");
+            assert!(
+                (b as u64).wrapping_sub(a as u64) > 1 << 20,
+                "{a:032x} then {b:032x}"
+            );
+            // No shared prefix or suffix (a per-process prefix, a counter in the low digits):
+            // two random ids share 9 or more leading or trailing hex digits once in 2^34.
+            let xor = a ^ b;
+            assert!(xor.leading_zeros() < 36, "{a:032x} then {b:032x}");
+            assert!(xor.trailing_zeros() < 36, "{a:032x} then {b:032x}");
+        }
+        // About half the bits differ between neighbours, as for independent random values.
+        let differing: u32 = ids.windows(2).map(|p| (p[0] ^ p[1]).count_ones()).sum();
+        let mean = f64::from(differing) / 63.0;
+        assert!((48.0..80.0).contains(&mean), "mean differing bits {mean}");
     }
 }

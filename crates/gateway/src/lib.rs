@@ -11,6 +11,7 @@
 mod admin;
 mod body;
 pub mod cache;
+mod client_body;
 pub mod config;
 pub mod h1client;
 pub mod h1guard;
@@ -108,6 +109,11 @@ pub struct Shared {
     node_name: String,
     panic_path: Option<String>,
     certificates: Arc<SniResolver>,
+    /// Bumped whenever an active health check changes a target's health, so the link agent
+    /// reports the change at once.
+    health_changes: watch::Sender<u64>,
+    /// Requests per client address still sending a body (the per-address cap).
+    body_senders: Arc<client_body::BodySenders>,
 }
 
 impl Shared {
@@ -128,6 +134,14 @@ impl Shared {
             .map(|rt| rt.settings.clone())
             .unwrap_or_default()
     }
+}
+
+/// A target whose last active health check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreachableUpstream {
+    pub api_id: String,
+    pub api_name: String,
+    pub target: String,
 }
 
 /// The running node.
@@ -175,6 +189,8 @@ impl Gateway {
             node_name: config.node_name.clone(),
             panic_path: config.panic_path.clone(),
             certificates: certificates.clone(),
+            health_changes: watch::channel(0).0,
+            body_senders: Arc::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
@@ -261,6 +277,33 @@ impl GatewayHandle {
     /// Of those, answered with a 5xx status.
     pub fn responses_5xx_total(&self) -> u64 {
         self.shared.metrics.totals.responses_5xx()
+    }
+
+    /// Targets of the applied configuration whose last health check failed, in API order
+    /// (`UPSTREAM_UNREACHABLE`). Only APIs with a health check are looked at.
+    pub fn unreachable_upstreams(&self) -> Vec<UnreachableUpstream> {
+        let Some(rt) = self.shared.current.load_full() else {
+            return Vec::new();
+        };
+        rt.apis
+            .iter()
+            .filter(|api| api.health_check.is_some())
+            .flat_map(|api| {
+                api.targets
+                    .iter()
+                    .filter(|t| !t.healthy.load(Ordering::Relaxed))
+                    .map(|t| UnreachableUpstream {
+                        api_id: api.id.clone(),
+                        api_name: api.name.to_string(),
+                        target: t.url.clone(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Changes whenever an active health check changes a target's health.
+    pub fn health_changes(&self) -> watch::Receiver<u64> {
+        self.shared.health_changes.subscribe()
     }
 
     pub fn connections_open(&self) -> i64 {
@@ -401,9 +444,11 @@ mod health {
 
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
+    use std::time::Duration;
 
     use http::{Request, Uri};
     use tokio::sync::watch;
+    use tokio::time::Instant;
 
     use crate::Shared;
     use crate::body::UpBody;
@@ -411,12 +456,21 @@ mod health {
     use crate::upstream::Target;
 
     pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+        let mut last_round = Instant::now();
         loop {
-            let interval = shared.settings().health_interval;
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(interval) => {}
+            // The interval is read again at least every second, so a new configuration's
+            // interval applies at once, not after a whole period of the previous one (the
+            // default of 10 s while the node has no configuration yet).
+            let due = last_round + shared.settings().health_interval;
+            let now = Instant::now();
+            if now < due {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep((due - now).min(Duration::from_secs(1))) => {}
+                }
+                continue;
             }
+            last_round = now;
             let Some(rt) = shared.current.load_full() else {
                 continue;
             };
@@ -424,7 +478,8 @@ mod health {
             let mut checks = tokio::task::JoinSet::new();
             for api in rt.apis.iter().filter(|a| a.health_check.is_some()) {
                 let api = api.clone();
-                checks.spawn(async move { check_api(&api, timeout).await });
+                let shared = shared.clone();
+                checks.spawn(async move { check_api(&shared, &api, timeout).await });
             }
             while checks.join_next().await.is_some() {}
         }
@@ -440,12 +495,12 @@ mod health {
         )
     }
 
-    async fn check_api(api: &ApiRuntime, timeout: std::time::Duration) {
+    async fn check_api(shared: &Shared, api: &ApiRuntime, timeout: std::time::Duration) {
         match &api.health_check {
             Some(HealthCheck::Url(uri)) => {
                 let healthy = probe(api, uri.clone(), false, timeout).await;
                 for target in &api.targets {
-                    set(target, healthy);
+                    set(shared, target, healthy);
                 }
             }
             Some(HealthCheck::Path(path)) => {
@@ -459,17 +514,20 @@ mod health {
                         Ok(uri) => probe(api, uri, target.h2c, timeout).await,
                         Err(_) => false,
                     };
-                    set(target, healthy);
+                    set(shared, target, healthy);
                 }
             }
             None => {}
         }
     }
 
-    fn set(target: &Target, healthy: bool) {
+    fn set(shared: &Shared, target: &Target, healthy: bool) {
         let was = target.healthy.swap(healthy, Ordering::Relaxed);
         if was != healthy {
             tracing::warn!(target = %target.url, healthy, "upstream health changed");
+            shared
+                .health_changes
+                .send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 }

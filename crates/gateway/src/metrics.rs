@@ -31,6 +31,11 @@ pub struct UpstreamErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: &'static str,
 }
@@ -77,6 +82,8 @@ pub struct Metrics {
     concurrency_rejections: Family<RouteLabels, Counter>,
     /// Requests answered without a route (404, limits, admin), by status class.
     pub unrouted: Family<StatusLabels, Counter>,
+    /// Request bodies answered 408 for being too slow, by reason (`client_body::BodyTimeout`).
+    pub client_body_timeouts: Family<ReasonLabels, Counter>,
     pub config_generation: Gauge,
     pub config_reload_failures: Counter,
     pub requests_in_flight: Gauge,
@@ -118,6 +125,7 @@ impl Metrics {
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         let concurrency_rejections = Family::<RouteLabels, Counter>::default();
         let unrouted = Family::<StatusLabels, Counter>::default();
+        let client_body_timeouts = Family::<ReasonLabels, Counter>::default();
         let config_generation = Gauge::default();
         let config_reload_failures = Counter::default();
         let requests_in_flight = Gauge::default();
@@ -147,6 +155,11 @@ impl Metrics {
             "unrouted_requests",
             "Requests answered without a route",
             unrouted.clone(),
+        );
+        registry.register(
+            "client_body_timeouts",
+            "Requests answered 408 because the client sent its body too slowly, by reason",
+            client_body_timeouts.clone(),
         );
         registry.register(
             "config_generation",
@@ -180,6 +193,7 @@ impl Metrics {
             upstream_errors,
             concurrency_rejections,
             unrouted,
+            client_body_timeouts,
             config_generation,
             config_reload_failures,
             requests_in_flight,

@@ -55,7 +55,7 @@ impl NodeOptions {
             gateway,
             heartbeat_interval: Duration::from_secs(5),
             reconnect_min: Duration::from_millis(500),
-            reconnect_max: Duration::from_secs(30),
+            reconnect_max: crate::link::MAX_RECONNECT_DELAY,
             connect_timeout: Duration::from_secs(10),
             probe_timeout: Duration::from_secs(5),
             revoked_drain_timeout: Duration::from_secs(5),

@@ -16,7 +16,8 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use crate::Shared;
-use crate::body::{Claims, ClientBody, RespBody, UpBody, UpstreamBody};
+use crate::body::{BodyError, Claims, ClientBody, RespBody, UpBody, UpstreamBody};
+use crate::client_body::{BodyTimeout, PacedBody};
 use crate::config::{Route, Runtime};
 use crate::h1guard::Reject;
 use crate::headers::*;
@@ -33,6 +34,8 @@ pub struct ConnCtx {
     pub shared: Arc<Shared>,
     pub conn: Arc<ConnShared>,
     pub peer_ip: HeaderValue,
+    /// The client's address, for the per-address cap on requests sending a body.
+    pub peer: std::net::IpAddr,
     pub local_port: HeaderValue,
     pub https: bool,
 }
@@ -289,7 +292,7 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
     let start = Instant::now();
     // The request headers routing and proxying look at, found in one pass over the map instead
     // of a hash lookup each.
-    let seen = RequestHeaders::scan(req.headers());
+    let mut seen = RequestHeaders::scan(req.headers());
     let (rt, route_index, prefix_len) = match route(ctx, &req, seen.host, start) {
         Ok(routed) => routed,
         Err(response) => return *response,
@@ -312,6 +315,16 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
             "BODY_TOO_LARGE",
             "the request body is over this API's limit",
         ));
+    }
+
+    // A body still on its way (never one that arrived with its head) is held to the slow-body
+    // limits, and waits for one of its address's slots, before it takes one of the API's.
+    if matches!(req.body(), ClientBody::Hyper(_)) && !req.body().is_end_stream() {
+        if let Err(response) = pace_body(ctx, &mut req, rt, route, declared_length, start).await {
+            return *response;
+        }
+        // Pacing needed the request mutably; the slow path scans its headers again.
+        seen = RequestHeaders::scan(req.headers());
     }
 
     let previous = api.state.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -382,18 +395,6 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
     } else if let ClientBody::Buffered(data) = body {
         // The node's own server read it with the head.
         Some(UpBody::Full(data))
-    } else if declared_length.is_some_and(|n| n <= REPLAY_BUFFER_BYTES) {
-        match tokio::time::timeout(exec.execution_timeout, body.collect()).await {
-            Ok(Ok(collected)) => Some(UpBody::Full(Some(collected.to_bytes()))),
-            _ => {
-                finish(route, StatusCode::BAD_REQUEST, start);
-                return close(error_response(
-                    StatusCode::BAD_REQUEST,
-                    "BAD_REQUEST",
-                    "the request body could not be read",
-                ));
-            }
-        }
     } else {
         retries_allowed = 0;
         Some(UpBody::Stream {
@@ -567,6 +568,9 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
         attempt += 1;
     };
     drop(claims);
+    if let UpstreamFailure::RequestBodyTimeout(reason) = failure {
+        return body_timed_out(ctx, &method, path, route, Some(&request_id), reason, start);
+    }
 
     let response = match failure {
         UpstreamFailure::ConnectTimeout => error_response(
@@ -604,6 +608,7 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
             "BODY_TOO_LARGE",
             "the request body is over this API's limit",
         )),
+        UpstreamFailure::RequestBodyTimeout(_) => body_timeout_response(),
         UpstreamFailure::RequestBodyBroken => match ctx.conn.rejected() {
             Some(reject) => refusal(reject),
             None => close(error_response(
@@ -625,6 +630,125 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
         start,
     );
     response
+}
+
+/// Puts a request body that is still on its way under the slow-body limits: it first takes one
+/// of its client address's slots (waiting up to the body timeout, which counts toward its
+/// first window, so every slow client is answered about one timeout after its head), then a small body of known
+/// length is read whole here, before the request takes an API slot, so a slow client holds
+/// none while it sends; a larger one is streamed to the upstream at the client's pace. The
+/// answer instead when the body cannot be had: 408 for a slow client, else the refusal.
+async fn pace_body(
+    ctx: &ConnCtx,
+    req: &mut Request<ClientBody>,
+    rt: &Runtime,
+    route: &Route,
+    declared_length: Option<u64>,
+    start: Instant,
+) -> Result<(), Box<Response<RespBody>>> {
+    let settings = &rt.settings;
+    let pace = settings.body_pace;
+    let timed_out = |req: &Request<ClientBody>, reason| {
+        let id = req.headers().get(&X_REQUEST_ID);
+        Box::new(body_timed_out(
+            ctx,
+            req.method(),
+            req.uri().path(),
+            route,
+            id,
+            reason,
+            start,
+        ))
+    };
+    let asked = tokio::time::Instant::now();
+    let slot = ctx
+        .shared
+        .body_senders
+        .acquire(ctx.peer, settings.max_body_connections_per_ip, pace.timeout)
+        .await;
+    let Some(slot) = slot else {
+        return Err(timed_out(req, BodyTimeout::AddressBusy));
+    };
+    let ClientBody::Hyper(incoming) = std::mem::replace(req.body_mut(), ClientBody::Buffered(None))
+    else {
+        return Ok(());
+    };
+    let paced = ClientBody::Paced(Box::new(PacedBody::new(
+        incoming,
+        pace,
+        slot,
+        asked.elapsed(),
+    )));
+    if declared_length.is_none_or(|n| n > REPLAY_BUFFER_BYTES) {
+        *req.body_mut() = paced;
+        return Ok(());
+    }
+    let execution_timeout = route.api.execution.execution_timeout;
+    match tokio::time::timeout(execution_timeout, paced.collect()).await {
+        Ok(Ok(collected)) => {
+            let bytes = collected.to_bytes();
+            *req.body_mut() = ClientBody::Buffered((!bytes.is_empty()).then_some(bytes));
+            Ok(())
+        }
+        Ok(Err(BodyError::TimedOut(reason))) => Err(timed_out(req, reason)),
+        // At the pace kept, the body would take longer than the request may.
+        Err(_elapsed) => Err(timed_out(req, BodyTimeout::TooSlow)),
+        Ok(Err(_)) => {
+            finish(route, StatusCode::BAD_REQUEST, start);
+            Err(Box::new(match ctx.conn.rejected() {
+                Some(reject) => refusal(reject),
+                None => close(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "the request body could not be read",
+                )),
+            }))
+        }
+    }
+}
+
+fn body_timeout_response() -> Response<RespBody> {
+    close(error_response(
+        StatusCode::REQUEST_TIMEOUT,
+        "REQUEST_TIMEOUT",
+        "the request body did not arrive in time",
+    ))
+}
+
+/// The answer to a client too slow with its body: 408 and the connection closed, counted,
+/// and logged as `client_body_timeout` (the upstream is not blamed).
+fn body_timed_out(
+    ctx: &ConnCtx,
+    method: &Method,
+    path: &str,
+    route: &Route,
+    request_id: Option<&HeaderValue>,
+    reason: BodyTimeout,
+    start: Instant,
+) -> Response<RespBody> {
+    ctx.shared
+        .metrics
+        .client_body_timeouts
+        .get_or_create(&crate::metrics::ReasonLabels {
+            reason: reason.as_str(),
+        })
+        .inc();
+    finish(route, StatusCode::REQUEST_TIMEOUT, start);
+    tracing::info!(
+        target: "switchyard::access",
+        method = method.as_str(),
+        path,
+        status = 408,
+        api = route.api.name.as_str(),
+        environment = route.environment.as_str(),
+        client = ctx.peer_ip.to_str().unwrap_or(""),
+        request_id = request_id.and_then(|id| id.to_str().ok()).unwrap_or(""),
+        reason = "client_body_timeout",
+        cause = reason.as_str(),
+        duration_us = start.elapsed().as_micros() as u64,
+        "request"
+    );
+    body_timeout_response()
 }
 
 async fn tunnel(

@@ -99,6 +99,7 @@ pub async fn accept_loop(
             let ctx = ConnCtx {
                 shared,
                 conn: Arc::new(ConnShared::default()),
+                peer: peer.ip(),
                 peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                     .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
                 local_port: HeaderValue::from(local_port),

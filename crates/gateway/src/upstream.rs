@@ -197,6 +197,8 @@ pub enum UpstreamFailure {
     /// The client's request body failed (over the limit, or malformed): not the upstream's fault.
     RequestBodyTooLarge,
     RequestBodyBroken,
+    /// The client sent its body too slowly.
+    RequestBodyTimeout(crate::client_body::BodyTimeout),
     Other,
 }
 
@@ -235,6 +237,7 @@ impl UpstreamFailure {
             UpstreamFailure::BadResponse => "bad_response",
             UpstreamFailure::RequestBodyTooLarge => "request_body_too_large",
             UpstreamFailure::RequestBodyBroken => "request_body_broken",
+            UpstreamFailure::RequestBodyTimeout(_) => "request_body_timeout",
             UpstreamFailure::Other => "other",
         }
     }
@@ -249,6 +252,9 @@ impl UpstreamFailure {
                 return match body {
                     crate::body::BodyError::TooLarge => UpstreamFailure::RequestBodyTooLarge,
                     crate::body::BodyError::Client(_) => UpstreamFailure::RequestBodyBroken,
+                    crate::body::BodyError::TimedOut(reason) => {
+                        UpstreamFailure::RequestBodyTimeout(*reason)
+                    }
                 };
             }
             if let Some(io) = e.downcast_ref::<std::io::Error>() {

@@ -216,6 +216,14 @@ impl Default for ExecutionSettings {
     }
 }
 
+/// Default of [`Limits::client_body_timeout_ms`]: a request body with no byte for this long,
+/// or slower than [`DEFAULT_MIN_CLIENT_BODY_RATE`] over this long, is answered 408 (SPEC §9).
+pub const DEFAULT_CLIENT_BODY_TIMEOUT_MS: u64 = 10_000;
+/// Default of [`Limits::min_client_body_rate`], bytes per second.
+pub const DEFAULT_MIN_CLIENT_BODY_RATE: u64 = 1024;
+/// Default of [`Limits::max_body_connections_per_ip`].
+pub const DEFAULT_MAX_BODY_CONNECTIONS_PER_IP: u32 = 32;
+
 /// Safe request limits (SPEC §9). Every field has the spec's default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -236,6 +244,32 @@ pub struct Limits {
     pub keep_alive_timeout_ms: u64,
     /// Most client connections open at once on one node.
     pub max_connections: u32,
+    /// A request body that sends no byte for this long is answered 408; it is also the window
+    /// over which [`Limits::min_client_body_rate`] is averaged. Fields at their default are
+    /// not serialised, so snapshots from before they existed keep their content hash.
+    #[serde(skip_serializing_if = "is_default_client_body_timeout")]
+    pub client_body_timeout_ms: u64,
+    /// Slowest accepted request body in bytes per second, averaged over each
+    /// `client_body_timeout_ms` (a body smaller than one window's worth must arrive whole
+    /// within one window); slower → 408. 0 turns the rate check off.
+    #[serde(skip_serializing_if = "is_default_min_client_body_rate")]
+    pub min_client_body_rate: u64,
+    /// Requests from one client address (IPv6: its /64) that may be sending a body at once;
+    /// more wait, up to `client_body_timeout_ms`, for one of them to finish.
+    #[serde(skip_serializing_if = "is_default_max_body_connections_per_ip")]
+    pub max_body_connections_per_ip: u32,
+}
+
+fn is_default_client_body_timeout(v: &u64) -> bool {
+    *v == DEFAULT_CLIENT_BODY_TIMEOUT_MS
+}
+
+fn is_default_min_client_body_rate(v: &u64) -> bool {
+    *v == DEFAULT_MIN_CLIENT_BODY_RATE
+}
+
+fn is_default_max_body_connections_per_ip(v: &u32) -> bool {
+    *v == DEFAULT_MAX_BODY_CONNECTIONS_PER_IP
 }
 
 impl Default for Limits {
@@ -249,6 +283,9 @@ impl Default for Limits {
             header_read_timeout_ms: 10_000,
             keep_alive_timeout_ms: 75_000,
             max_connections: 10_000,
+            client_body_timeout_ms: DEFAULT_CLIENT_BODY_TIMEOUT_MS,
+            min_client_body_rate: DEFAULT_MIN_CLIENT_BODY_RATE,
+            max_body_connections_per_ip: DEFAULT_MAX_BODY_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -470,6 +507,39 @@ mod tests {
         assert_eq!(limits.max_request_line_bytes, 8192);
         assert_eq!(limits.max_headers_total_bytes, 32768);
         assert_eq!(limits.max_body_bytes, 10 << 20);
+        assert_eq!(limits.client_body_timeout_ms, 10_000);
+        assert_eq!(limits.min_client_body_rate, 1024);
+        assert_eq!(limits.max_body_connections_per_ip, 32);
         assert_eq!(snapshot.config.gateway.execution.retry_attempts, 1);
+    }
+
+    /// Snapshots written before the slow-body limits existed (a node's cache, a platform not
+    /// yet upgraded) still load and keep their hash: the new fields are left out at their
+    /// default, and set ones go into the hash like any other field.
+    #[test]
+    fn slow_body_limits_keep_old_hashes_and_round_trip() {
+        let old = sample();
+        let json = serde_json::to_string(&old).unwrap();
+        for field in [
+            "client_body_timeout_ms",
+            "min_client_body_rate",
+            "max_body_connections_per_ip",
+        ] {
+            assert!(!json.contains(field), "{field} serialised at its default");
+        }
+        Snapshot::from_json(json.as_bytes())
+            .unwrap()
+            .verify_hash()
+            .unwrap();
+        let mut set = old.clone();
+        set.config.gateway.limits.client_body_timeout_ms = 500;
+        set.config.gateway.limits.max_body_connections_per_ip = 4;
+        assert!(set.verify_hash().is_err());
+        set.seal();
+        let back = Snapshot::from_json(serde_json::to_string(&set).unwrap().as_bytes()).unwrap();
+        back.verify_hash().unwrap();
+        assert_eq!(back.config.gateway.limits.client_body_timeout_ms, 500);
+        assert_eq!(back.config.gateway.limits.max_body_connections_per_ip, 4);
+        assert_eq!(back.config.gateway.limits.min_client_body_rate, 1024);
     }
 }

@@ -31,6 +31,10 @@ use crate::{ApplyOutcome, GatewayHandle};
 
 /// Issue code a node reports while its latest offered snapshot is refused (SPEC §3).
 pub const CONFIG_APPLY_FAILED: &str = "CONFIG_APPLY_FAILED";
+/// Issue code a node reports while a target of an API fails its active health check.
+pub const UPSTREAM_UNREACHABLE: &str = "UPSTREAM_UNREACHABLE";
+/// Unreachable targets named in one `UPSTREAM_UNREACHABLE` issue; the rest are counted.
+const MAX_NAMED_UNREACHABLE: usize = 20;
 
 /// Outgoing frames waiting for the connection (command results); bounded.
 const OUTBOX_CAPACITY: usize = 64;
@@ -51,7 +55,8 @@ pub struct AgentConfig {
     pub unclean_previous_exit: bool,
     /// Heartbeat interval until the platform's `Welcome` names one.
     pub heartbeat_interval: Duration,
-    /// First reconnect delay; doubles per failed attempt up to `reconnect_max`.
+    /// First reconnect delay; doubles per failed attempt up to `reconnect_max` (itself at most
+    /// [`MAX_RECONNECT_DELAY`]).
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// TCP + TLS + WebSocket handshake, and the wait for `Welcome`.
@@ -118,8 +123,12 @@ impl AgentShared {
             })
     }
 
+    /// The issues raised by events (kept in `issues`) and those read from the data plane's
+    /// current state.
     fn issues(&self) -> Vec<NodeIssue> {
-        self.issues.lock().map(|i| i.clone()).unwrap_or_default()
+        let mut issues = self.issues.lock().map(|i| i.clone()).unwrap_or_default();
+        issues.extend(upstream_unreachable(&self.handle.unreachable_upstreams()));
+        issues
     }
 
     /// Replaces the issue with `code` (or clears it with `None`); answers whether it changed.
@@ -148,35 +157,97 @@ impl AgentShared {
     }
 }
 
+/// One warning for every target whose health check fails, with API and target in its message
+/// and details; `None` when all are healthy. One issue, not one per API: the platform keeps
+/// one issue per code and node.
+fn upstream_unreachable(unreachable: &[crate::UnreachableUpstream]) -> Option<NodeIssue> {
+    let first = unreachable.first()?;
+    let mut apis: Vec<&str> = unreachable.iter().map(|u| u.api_name.as_str()).collect();
+    apis.dedup();
+    let message = if unreachable.len() == 1 {
+        format!(
+            "API {} target {} fails its health check",
+            first.api_name, first.target
+        )
+    } else {
+        let named: Vec<String> = unreachable
+            .iter()
+            .take(MAX_NAMED_UNREACHABLE)
+            .map(|u| format!("{} {}", u.api_name, u.target))
+            .collect();
+        let more = unreachable.len().saturating_sub(MAX_NAMED_UNREACHABLE);
+        let tail = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        format!(
+            "{} targets of {} APIs fail their health check: {}{tail}",
+            unreachable.len(),
+            apis.len(),
+            named.join(", ")
+        )
+    };
+    let details = serde_json::json!({
+        "unreachable": unreachable
+            .iter()
+            .take(MAX_NAMED_UNREACHABLE)
+            .map(|u| serde_json::json!({"api_id": u.api_id, "api": u.api_name, "target": u.target}))
+            .collect::<Vec<_>>(),
+        "total": unreachable.len(),
+    });
+    Some(NodeIssue {
+        code: UPSTREAM_UNREACHABLE.into(),
+        severity: "warning".into(),
+        message,
+        details: details.to_string(),
+    })
+}
+
+/// The longest wait between reconnect attempts, whatever the node's options say: a platform
+/// that comes back sees its nodes within a few seconds (SPEC §10).
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+
 /// Capped exponential backoff with jitter: each delay is drawn from [d/2, d] where d doubles
-/// from `min` to `max`, so a fleet of nodes does not reconnect in lockstep.
+/// from `min` to `max` (at most [`MAX_RECONNECT_DELAY`]), so a fleet of nodes does not
+/// reconnect in lockstep.
 #[derive(Debug)]
 pub struct Backoff {
     min: Duration,
     max: Duration,
-    next: Duration,
+    attempt: u32,
+}
+
+/// The delay before reconnect attempt `attempt` (0 = the first after a loss): the ceiling
+/// `min · 2^attempt`, capped at `max`, scaled into [ceiling/2, ceiling] by `jitter` ∈ [0, 1].
+/// Pure, so the sequence is tested without sleeping.
+pub fn backoff_delay(min: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
+    let ceiling = min
+        .checked_mul(1u32 << attempt.min(20))
+        .map_or(max, |d| d.min(max));
+    let half = ceiling / 2;
+    half + (ceiling - half).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Backoff {
-        let min = min.max(Duration::from_millis(1));
+        let max = max.min(MAX_RECONNECT_DELAY);
+        let min = min.max(Duration::from_millis(1)).min(max);
         Backoff {
             min,
             max: max.max(min),
-            next: min,
+            attempt: 0,
         }
     }
 
     pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let half = ceiling / 2;
-        let jitter_ms = rand::random_range(0..=half.as_millis().max(1) as u64);
-        half + Duration::from_millis(jitter_ms).min(ceiling - half)
+        let delay = backoff_delay(self.min, self.max, self.attempt, rand::random::<f64>());
+        self.attempt = self.attempt.saturating_add(1);
+        delay
     }
 
     pub fn reset(&mut self) {
-        self.next = self.min;
+        self.attempt = 0;
     }
 }
 
@@ -440,6 +511,8 @@ impl Agent {
         ticker.reset();
         let silence_limit = (self.heartbeat_interval * 3).max(MIN_SILENCE_LIMIT);
         let mut last_heard = Instant::now();
+        let mut health = self.shared.handle.health_changes();
+        health.borrow_and_update();
         loop {
             tokio::select! {
                 biased;
@@ -466,6 +539,14 @@ impl Agent {
                         return SessionEnd::Finished;
                     }
                     let state = *self.state.borrow_and_update();
+                    if let Err(reason) = send(&mut ws, &self.shared.heartbeat(state)).await {
+                        return lost(welcomed, reason);
+                    }
+                }
+                // A target's health changed: `UPSTREAM_UNREACHABLE` goes out now, not at the
+                // next tick.
+                Ok(()) = health.changed() => {
+                    let state = *self.state.borrow();
                     if let Err(reason) = send(&mut ws, &self.shared.heartbeat(state)).await {
                         return lost(welcomed, reason);
                     }
@@ -772,19 +853,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_to_the_cap_with_jitter_and_resets() {
+    fn backoff_doubles_to_a_five_second_cap_with_jitter() {
+        let min = Duration::from_millis(500);
+        // The node's default options ask for 30 s; the cap wins.
+        let max = Duration::from_secs(30).min(MAX_RECONNECT_DELAY);
+        let ceilings: Vec<u64> = (0..8)
+            .map(|attempt| backoff_delay(min, max, attempt, 1.0).as_millis() as u64)
+            .collect();
+        assert_eq!(ceilings, [500, 1000, 2000, 4000, 5000, 5000, 5000, 5000]);
+        let floors: Vec<u64> = (0..8)
+            .map(|attempt| backoff_delay(min, max, attempt, 0.0).as_millis() as u64)
+            .collect();
+        assert_eq!(floors, [250, 500, 1000, 2000, 2500, 2500, 2500, 2500]);
+        assert_eq!(backoff_delay(min, max, 3, 0.5), Duration::from_millis(3000));
+        // Far attempts neither overflow nor pass the cap.
+        assert_eq!(backoff_delay(min, max, u32::MAX, 1.0), MAX_RECONNECT_DELAY);
+    }
+
+    #[test]
+    fn backoff_is_capped_whatever_the_options_and_resets() {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        let mut ceiling = Duration::from_millis(500);
-        for _ in 0..12 {
-            let delay = backoff.next_delay();
-            assert!(
-                delay >= ceiling / 2 && delay <= ceiling,
-                "{delay:?} vs {ceiling:?}"
-            );
-            ceiling = (ceiling * 2).min(Duration::from_secs(30));
-        }
-        assert_eq!(ceiling, Duration::from_secs(30));
+        let delays: Vec<Duration> = (0..20).map(|_| backoff.next_delay()).collect();
+        assert!(
+            delays.iter().all(|d| *d <= MAX_RECONNECT_DELAY),
+            "{delays:?}"
+        );
+        assert!(
+            delays[6..].iter().all(|d| *d >= MAX_RECONNECT_DELAY / 2),
+            "{delays:?}"
+        );
+        // Jittered: a fleet does not retry in lockstep.
+        assert!(delays[6..].windows(2).any(|w| w[0] != w[1]), "{delays:?}");
         backoff.reset();
         assert!(backoff.next_delay() <= Duration::from_millis(500));
+        // An outage of 64 s: the node retries at least every 5 s, so it is back within 5 s
+        // of the platform's return (the old 30 s cap gave waits of up to ~23 s here).
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut waited = Duration::ZERO;
+        while waited < Duration::from_secs(64) {
+            let delay = backoff.next_delay();
+            assert!(delay <= MAX_RECONNECT_DELAY);
+            waited += delay;
+        }
     }
 }

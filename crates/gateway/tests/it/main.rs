@@ -7,6 +7,7 @@ mod limits;
 mod node;
 mod retries;
 mod routing;
+mod slow_body;
 mod smuggling;
 mod swap;
 mod upstream_h1;

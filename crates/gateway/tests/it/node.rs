@@ -196,7 +196,11 @@ async fn forwarding_headers() {
     );
     assert!(!traceparent.contains("00f067aa0ba902b7"));
     let generated = h["x-request-id"][0].as_str().unwrap();
-    assert_eq!(generated.len(), 24);
+    assert_eq!(generated.len(), 32);
+    assert!(
+        generated.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{generated}"
+    );
     assert_eq!(response.headers["x-request-id"], generated);
 
     // Kept when the client sends one; X-Forwarded-Proto kept when present.

@@ -422,3 +422,94 @@ async fn refused_for_good_stops_serving_and_exits() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A health-check target whose answer a test switches: 200 while `healthy`, else 503.
+async fn switchable_health() -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let healthy = std::sync::Arc::new(AtomicBool::new(true));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = healthy.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let status = if state.load(Ordering::SeqCst) {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let response =
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (url, healthy)
+}
+
+fn unreachable_issue(r: &Received) -> Option<protocol::link::NodeIssue> {
+    match &r.message {
+        NodeMessage::Heartbeat { issues, .. } => issues
+            .iter()
+            .find(|i| i.code == "UPSTREAM_UNREACHABLE")
+            .cloned(),
+        _ => None,
+    }
+}
+
+/// SPEC §3: a target failing its health check raises `UPSTREAM_UNREACHABLE` (warning, API and
+/// target named) in the node's heartbeats; it clears when the target is healthy again.
+#[tokio::test]
+async fn failing_health_checks_raise_upstream_unreachable_until_healthy() {
+    use std::sync::atomic::Ordering;
+    let (target, healthy) = switchable_health().await;
+    let platform = FakePlatform::start(1_000).await;
+    let dir = TempDir::new();
+    let node = Running::start(joining(dir.path(), &platform.url(), "t", "edge")).await;
+    platform.wait_for("hello", hello).await;
+    let checked = testkit::SnapshotBuilder::new(1)
+        .api("orders", "orders", std::slice::from_ref(&target))
+        .with(|c| {
+            c.gateway.drain_timeout_ms = 1_000;
+            c.gateway.health.check_interval_ms = 100;
+            c.gateway.health.check_timeout_ms = 500;
+            c.apis[0].health_check_url = Some("/health".into());
+        })
+        .build();
+    push_snapshot(&platform, checked);
+    assert_eq!(
+        platform.wait_for("ack", ack).await,
+        (1, ApplyResult::Applied)
+    );
+    assert!(
+        platform
+            .received()
+            .iter()
+            .all(|r| unreachable_issue(r).is_none())
+    );
+
+    healthy.store(false, Ordering::SeqCst);
+    let issue = platform
+        .wait_for("UPSTREAM_UNREACHABLE", unreachable_issue)
+        .await;
+    assert_eq!(issue.severity, "warning");
+    assert!(issue.message.contains("orders"), "{}", issue.message);
+    assert!(issue.message.contains(&target), "{}", issue.message);
+    let details: serde_json::Value = serde_json::from_str(&issue.details).unwrap();
+    assert_eq!(details["unreachable"][0]["api_id"], "orders");
+    assert_eq!(details["unreachable"][0]["target"], target.as_str());
+
+    let after = platform.received().len();
+    healthy.store(true, Ordering::SeqCst);
+    testkit::wait_until(crate::DEADLINE, "a heartbeat without the issue", || async {
+        platform.received().iter().skip(after).any(
+            |r| matches!(&r.message, NodeMessage::Heartbeat { issues, .. } if issues.is_empty()),
+        )
+    })
+    .await;
+    node.stop().await;
+}
