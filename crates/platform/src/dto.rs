@@ -226,6 +226,15 @@ pub struct StatusDto {
     pub variant: Option<String>,
 }
 
+impl From<model::status::GatewayStatus> for StatusDto {
+    fn from(s: model::status::GatewayStatus) -> Self {
+        Self {
+            state: s.state.as_str().into(),
+            variant: s.variant.map(|v| v.as_str().into()),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema, Clone)]
 pub struct IssueDto {
     pub code: String,
@@ -262,8 +271,10 @@ pub struct GatewayRowDto {
     pub environments: Vec<EnvRef>,
     /// Host name of the head node (oldest live node); null before a node joined.
     pub host_name: Option<String>,
-    /// The Public URL, else the bind address.
-    pub gateway_url: String,
+    /// The Public URL; else the traffic address the head node reports (its bound address,
+    /// with the address its link came from when it binds all interfaces); null before a node
+    /// reported one.
+    pub gateway_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -266,6 +266,39 @@ impl Store {
         })
     }
 
+    /// The nodes of a gateway of `account` (deleted or not), oldest first, with their status
+    /// records: what REST reads derive node and gateway states from.
+    pub async fn node_status_rows(
+        &self,
+        account: AccountId,
+        gateway: GatewayId,
+    ) -> Result<Vec<NodeStatusRow>, StoreError> {
+        with_conn!(self, |c| {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                node_cols!(),
+                ", n.status_record FROM nodes n WHERE n.gateway_id = $1 AND n.account_id = $2 \
+                 ORDER BY n.joined_at, n.id"
+            ))
+            .bind(s(gateway))
+            .bind(s(account))
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let mut cur = Cur::new(r);
+                    let (node, reported_state) = rows::node(&mut cur)?;
+                    let record = cur.opt_text()?.and_then(|t| serde_json::from_str(&t).ok());
+                    Ok(NodeStatusRow {
+                        node,
+                        reported_state,
+                        record,
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// The active issues of every live gateway of every account (the status job's memory
     /// of what it raised is rebuilt from them on start).
     pub async fn all_active_issues(&self) -> Result<Vec<(AccountId, Issue)>, StoreError> {
