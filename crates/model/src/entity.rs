@@ -346,8 +346,23 @@ pub struct Api {
 /// Status of an API's deployment to an environment (SPEC §8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeploymentStatus {
+    /// It cannot be served: its environment is on no gateway, or its path conflicts.
     RequiresConfiguration,
+    /// On a gateway, but not yet applied by every online node (or no node is online).
+    Pending,
+    /// Applied by every online node of its gateway.
     SentToGateway,
+}
+
+impl DeploymentStatus {
+    /// The REST and stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::RequiresConfiguration => "requires_configuration",
+            DeploymentStatus::Pending => "pending",
+            DeploymentStatus::SentToGateway => "sent_to_gateway",
+        }
+    }
 }
 
 /// An API deployed to an environment.

@@ -895,6 +895,45 @@ pub fn head_node(
         .map(|n| n.node_id)
 }
 
+/// Where a deployment stands, for [`deployment_status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeploymentPlace {
+    /// Its environment is attached to no gateway.
+    NoGateway,
+    /// Its URL prefix conflicts with another deployment on its gateway.
+    Conflict,
+    /// On a gateway; `contained_in` is the first configuration generation of the gateway that
+    /// contains it (`None` before one was published).
+    OnGateway { contained_in: Option<u64> },
+}
+
+/// A deployment's status (SPEC §8): Requires Configuration when it cannot be served; Sent to
+/// the Gateway once every online node of its gateway has applied a generation that contains
+/// it; Pending before (also while no node is online: nothing has applied it). `nodes` are the
+/// gateway's nodes with their state and applied generation.
+pub fn deployment_status(
+    place: DeploymentPlace,
+    nodes: impl IntoIterator<Item = (NodeState, Option<u64>)>,
+) -> crate::entity::DeploymentStatus {
+    use crate::entity::DeploymentStatus as D;
+    let contained_in = match place {
+        DeploymentPlace::NoGateway | DeploymentPlace::Conflict => return D::RequiresConfiguration,
+        DeploymentPlace::OnGateway { contained_in: None } => return D::Pending,
+        DeploymentPlace::OnGateway {
+            contained_in: Some(g),
+        } => g,
+    };
+    let mut online = nodes.into_iter().filter(|(s, _)| s.is_online()).peekable();
+    if online.peek().is_none() {
+        return D::Pending;
+    }
+    if online.all(|(_, applied)| applied.is_some_and(|a| a >= contained_in)) {
+        D::SentToGateway
+    } else {
+        D::Pending
+    }
+}
+
 /// How bad an issue is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Severity {
@@ -1429,6 +1468,59 @@ mod tests {
             assert_eq!(state(script, GatewayContext::default()), live, "{script}");
             assert_eq!(state(script, deleted), in_deleted, "{script}");
         }
+    }
+
+    #[test]
+    fn deployment_status_follows_what_online_nodes_applied() {
+        use DeploymentPlace as P;
+        use NodeState as S;
+        let status = |place, nodes: &[(NodeState, Option<u64>)]| {
+            deployment_status(place, nodes.iter().copied()).as_str()
+        };
+        let on = |g| P::OnGateway {
+            contained_in: Some(g),
+        };
+        assert_eq!(
+            status(P::NoGateway, &[(S::Online, Some(9))]),
+            "requires_configuration"
+        );
+        assert_eq!(
+            status(P::Conflict, &[(S::Online, Some(9))]),
+            "requires_configuration"
+        );
+        assert_eq!(
+            status(P::OnGateway { contained_in: None }, &[(S::Online, Some(9))]),
+            "pending"
+        );
+        // No node, or none online: nothing has applied it.
+        assert_eq!(status(on(3), &[]), "pending");
+        assert_eq!(
+            status(on(3), &[(S::OfflineLostContact, Some(3))]),
+            "pending"
+        );
+        // Every online node at or past the generation containing it.
+        assert_eq!(status(on(3), &[(S::Online, Some(3))]), "sent_to_gateway");
+        assert_eq!(
+            status(on(3), &[(S::Online, Some(4)), (S::Online, Some(3))]),
+            "sent_to_gateway"
+        );
+        assert_eq!(
+            status(on(3), &[(S::Online, Some(3)), (S::Online, Some(2))]),
+            "pending"
+        );
+        assert_eq!(status(on(3), &[(S::Online, None)]), "pending");
+        // Nodes that are not online do not hold it back.
+        assert_eq!(
+            status(
+                on(3),
+                &[
+                    (S::Online, Some(3)),
+                    (S::Starting, None),
+                    (S::OfflineNotRunning, Some(1))
+                ]
+            ),
+            "sent_to_gateway"
+        );
     }
 
     #[test]

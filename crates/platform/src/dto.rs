@@ -556,23 +556,41 @@ pub struct DeploymentDto {
     pub api_id: Uuid,
     pub environment_id: Uuid,
     pub custom_path: Option<String>,
-    /// requires_configuration or sent_to_gateway.
-    pub status: String,
+    /// `requires_configuration` (its environment is on no gateway, or its path conflicts),
+    /// `pending` (not yet applied by every online node of the gateway, or none is online) or
+    /// `sent_to_gateway` (applied by every online node).
+    pub status: DeploymentStatusDto,
     pub created_at: String,
 }
 
-impl From<&Deployment> for DeploymentDto {
-    fn from(d: &Deployment) -> Self {
+/// The status of a deployment (SPEC §8), derived on read by `model::status::deployment_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatusDto {
+    RequiresConfiguration,
+    Pending,
+    SentToGateway,
+}
+
+impl From<DeploymentStatus> for DeploymentStatusDto {
+    fn from(s: DeploymentStatus) -> Self {
+        match s {
+            DeploymentStatus::RequiresConfiguration => DeploymentStatusDto::RequiresConfiguration,
+            DeploymentStatus::Pending => DeploymentStatusDto::Pending,
+            DeploymentStatus::SentToGateway => DeploymentStatusDto::SentToGateway,
+        }
+    }
+}
+
+impl DeploymentDto {
+    /// The deployment with its derived `status`.
+    pub fn new(d: &Deployment, status: DeploymentStatus) -> Self {
         Self {
             id: d.id.0,
             api_id: d.api_id.0,
             environment_id: d.environment_id.0,
             custom_path: d.custom_path.clone(),
-            status: match d.status {
-                DeploymentStatus::RequiresConfiguration => "requires_configuration",
-                DeploymentStatus::SentToGateway => "sent_to_gateway",
-            }
-            .into(),
+            status: status.into(),
             created_at: rfc3339(d.created_at),
         }
     }

@@ -230,7 +230,12 @@ pub(crate) async fn read_gateway(
     let nodes = rows
         .into_iter()
         .zip(&records)
-        .map(|(row, record)| (row.node, settings.node_state_in(record, now, context)))
+        .map(|(row, record)| {
+            let mut node = row.node;
+            // The record may be fresher than the row (memory of a node linked here).
+            node.applied_generation = record.applied_generation.or(node.applied_generation);
+            (node, settings.node_state_in(record, now, context))
+        })
         .collect();
     Ok(GatewayReading {
         status,
