@@ -637,6 +637,19 @@ impl Store {
         })
     }
 
+    /// Whether a node id is registered (in any gateway of any account). Only a courtesy
+    /// before [`Store::join_node`], so a join that will be refused creates no gateway; the
+    /// insert in `join_node` is what decides.
+    pub async fn node_registered(&self, node: NodeId) -> Result<bool, StoreError> {
+        with_conn!(self, |c| {
+            let row = sqlx::query("SELECT id FROM nodes WHERE id = $1")
+                .bind(s(node))
+                .fetch_optional(&mut *c)
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+
     /// Inserts or updates a node of a non-deleted gateway of `account` (a node's link
     /// start). `joined_at` of an existing node is kept. A node id registered in another
     /// gateway (of this account or another) is a [`Conflict::NodeId`](crate::Conflict::NodeId):

@@ -88,6 +88,10 @@ pub async fn join(
     let name = model::validate::validate_gateway_name(&request.gateway_name)
         .map_err(|e| ApiError::validation(e.code(), "gateway_name", e.to_string()))?;
 
+    // Refused before a new gateway is created for it; `join_node` below decides, atomically.
+    if state.store.node_registered(node).await? {
+        return Err(node_id_taken(node));
+    }
     let (gateway, created) = find_or_create_gateway(&state, account, &name, &audit).await?;
     let node_row = model::Node {
         id: node,
