@@ -80,9 +80,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The URL shown in the Gateways list: the Public URL, else the bind address.
-    pub fn gateway_url(&self) -> &str {
-        self.public_url.as_deref().unwrap_or(&self.bind_address)
+    /// The URL shown in the Gateways list: the Public URL; else, until the Public URL is
+    /// editable, the traffic address the head node reports ([`Node::address`]); `None` before a
+    /// node reported one. Never the bind address default, which no node need use.
+    pub fn gateway_url(&self, head_address: Option<&str>) -> Option<String> {
+        match (&self.public_url, head_address) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(address)) => Some(format!("http://{address}")),
+            (None, None) => None,
+        }
     }
 }
 
@@ -189,6 +195,28 @@ pub struct Node {
     pub joined_at: Timestamp,
     pub last_seen: Option<Timestamp>,
     pub applied_generation: Option<u64>,
+}
+
+impl Node {
+    /// The address clients reach a node's HTTP traffic listener at, from what the node reports:
+    /// its bound socket address when its host is a real one; for an unspecified host (`0.0.0.0`,
+    /// `::`) the same port on the address its platform link came from, else on its host name.
+    /// `None` when `bound` is not a socket address.
+    pub fn reachable_address(
+        bound: &str,
+        link_peer: Option<std::net::IpAddr>,
+        host_name: &str,
+    ) -> Option<String> {
+        let bound: std::net::SocketAddr = bound.trim().parse().ok()?;
+        if !bound.ip().is_unspecified() {
+            return Some(bound.to_string());
+        }
+        match link_peer {
+            Some(ip) => Some(std::net::SocketAddr::new(ip, bound.port()).to_string()),
+            None if !host_name.is_empty() => Some(format!("{host_name}:{}", bound.port())),
+            None => None,
+        }
+    }
 }
 
 /// Whether an environment is production or test (SPEC §1).
@@ -318,8 +346,23 @@ pub struct Api {
 /// Status of an API's deployment to an environment (SPEC §8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeploymentStatus {
+    /// It cannot be served: its environment is on no gateway, or its path conflicts.
     RequiresConfiguration,
+    /// On a gateway, but not yet applied by every online node (or no node is online).
+    Pending,
+    /// Applied by every online node of its gateway.
     SentToGateway,
+}
+
+impl DeploymentStatus {
+    /// The REST and stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::RequiresConfiguration => "requires_configuration",
+            DeploymentStatus::Pending => "pending",
+            DeploymentStatus::SentToGateway => "sent_to_gateway",
+        }
+    }
 }
 
 /// An API deployed to an environment.
@@ -332,4 +375,55 @@ pub struct Deployment {
     pub custom_path: Option<String>,
     pub status: DeploymentStatus,
     pub created_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reachable_addresses_never_use_an_unspecified_host() {
+        let peer: Option<std::net::IpAddr> = Some("10.1.2.3".parse().unwrap());
+        let v6: Option<std::net::IpAddr> = Some("fd00::7".parse().unwrap());
+        let cases = [
+            ("127.0.0.1:8080", peer, "h", Some("127.0.0.1:8080")),
+            ("192.168.0.9:80", None, "h", Some("192.168.0.9:80")),
+            ("0.0.0.0:8077", peer, "h", Some("10.1.2.3:8077")),
+            ("[::]:8077", v6, "h", Some("[fd00::7]:8077")),
+            ("0.0.0.0:8077", None, "edge-1", Some("edge-1:8077")),
+            ("0.0.0.0:8077", None, "", None),
+            ("not an address", peer, "h", None),
+        ];
+        for (bound, peer, host, expected) in cases {
+            assert_eq!(
+                Node::reachable_address(bound, peer, host).as_deref(),
+                expected,
+                "{bound}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_gateway_url_is_the_public_url_else_the_head_node_address() {
+        let mut g = Gateway {
+            id: GatewayId::new_v7(),
+            account_id: AccountId::new_v7(),
+            name: "edge".into(),
+            public_url: None,
+            bind_address: DEFAULT_BIND_ADDRESS.into(),
+            settings: GatewaySettings::default(),
+            created_at: Timestamp(0),
+            deleted_at: None,
+        };
+        assert_eq!(g.gateway_url(None), None);
+        assert_eq!(
+            g.gateway_url(Some("10.1.2.3:8077")).as_deref(),
+            Some("http://10.1.2.3:8077")
+        );
+        g.public_url = Some("https://api.example.com".into());
+        assert_eq!(
+            g.gateway_url(Some("10.1.2.3:8077")).as_deref(),
+            Some("https://api.example.com")
+        );
+    }
 }

@@ -12,6 +12,15 @@
 //!   only when the node reports `online` *after* having reported something else since the restart
 //!   began. An `online` heartbeat that was already in flight when the platform sent the restart
 //!   command therefore does not end the restart.
+//! - **A lost restart command.** A restarted node is a new process, whose first message says
+//!   `starting`. So a node that, during a restart, reports `online` on a new link without having
+//!   reported anything else since the restart began never received the command (it was lost
+//!   with the old link, e.g. the node was suspended and its link timed out): the restart is
+//!   cancelled ([`RestartEnd::Cancelled`]) and the node is Online again, so a new restart can be
+//!   requested. Likewise a node that reports `online` on its link after the restart became
+//!   unresponsive ([`NodeEvent::RestartAbandoned`], sent by the platform, which knows the
+//!   limit) without having gone down is cancelled: it is running and answering, it just did not
+//!   restart.
 //! - **Killed during stop.** A node that said `stopping` and whose link then closed without
 //!   `stopped` is Offline (did not shut down cleanly) at once; one that goes silent is so after the
 //!   lost-contact threshold. A stopping node keeps sending heartbeats while it drains.
@@ -105,6 +114,19 @@ pub enum NodeEvent {
     RestartAnnounced,
     /// The node's link closed.
     Disconnected,
+    /// The platform gave up waiting for a restart (it became unresponsive) while the node keeps
+    /// reporting `online` without having gone down: the restart is cancelled.
+    RestartAbandoned,
+}
+
+/// How a restart under way ended, as answered by [`NodeRecord::apply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartEnd {
+    /// The node went down and came back `online`.
+    Completed,
+    /// The node never restarted (the command did not reach it, or the platform gave up while it
+    /// kept running); it is no longer Restarting.
+    Cancelled,
 }
 
 /// What the platform knows about one node: the last things it said and when. Stored by the
@@ -159,10 +181,15 @@ impl NodeRecord {
         }
     }
 
-    /// Folds one event that happened `at` into the record. A message older than the last one
-    /// (delivered late, e.g. through another platform process) is stale and ignored, so that it
-    /// cannot move the node back to an earlier state.
-    pub fn apply(&mut self, event: NodeEvent, at: Timestamp) {
+    /// Folds one event that happened `at` into the record and answers how a restart under way
+    /// ended, if this event ended one. A message older than the last one (delivered late, e.g.
+    /// through another platform process) is stale and ignored, so that it cannot move the node
+    /// back to an earlier state.
+    pub fn apply(&mut self, event: NodeEvent, at: Timestamp) -> Option<RestartEnd> {
+        let restarting = self.restart_since.is_some();
+        // A report on a new link: the previous one closed after the last message.
+        let new_link = self.disconnected_at.is_some();
+        let mut cancelled = false;
         match event {
             NodeEvent::Reported { .. } | NodeEvent::RestartAnnounced
                 if at < self.last_message_at => {}
@@ -202,8 +229,11 @@ impl NodeRecord {
                     if state != ReportedState::Online {
                         self.restart_went_down = true;
                     } else if self.restart_went_down {
-                        self.restart_since = None;
-                        self.restart_went_down = false;
+                        self.restart_ended();
+                    } else if new_link {
+                        // Online on a new link without going down: the command was lost.
+                        self.restart_ended();
+                        cancelled = true;
                     }
                 }
             }
@@ -217,8 +247,29 @@ impl NodeRecord {
                     self.disconnected_at = Some(at);
                 }
             }
+            NodeEvent::RestartAbandoned => {
+                // Only a node that is linked and says `online`: a silent or disconnected node
+                // may be restarting right now.
+                if self.reported == Some(ReportedState::Online)
+                    && !self.restart_went_down
+                    && self.disconnected_at.is_none()
+                {
+                    self.restart_ended();
+                    cancelled = true;
+                }
+            }
         }
         self.check_invariants();
+        match (restarting, self.restart_since) {
+            (true, None) if cancelled => Some(RestartEnd::Cancelled),
+            (true, None) => Some(RestartEnd::Completed),
+            _ => None,
+        }
+    }
+
+    fn restart_ended(&mut self) {
+        self.restart_since = None;
+        self.restart_went_down = false;
     }
 
     fn message_arrived(&mut self, at: Timestamp) {
@@ -627,6 +678,34 @@ impl StatusSettings {
         )
     }
 
+    /// The state of a node of a gateway in `context`. The nodes of a deleted gateway were
+    /// refused and their credentials revoked, so none can be running as its node: a node that
+    /// would otherwise be live is Offline (not running); one already offline keeps its variant.
+    pub fn node_state_in(
+        &self,
+        record: &NodeRecord,
+        now: Timestamp,
+        context: GatewayContext,
+    ) -> NodeState {
+        let state = self.node_state(record, now);
+        if context.deleted && state.is_live() {
+            NodeState::OfflineNotRunning
+        } else {
+            state
+        }
+    }
+
+    /// Whether the platform should give up on the restart of this node
+    /// ([`NodeEvent::RestartAbandoned`]): it is Restarting-unresponsive, yet linked and still
+    /// reporting `online` within the lost-contact threshold, never having gone down.
+    pub fn restart_to_abandon(&self, record: &NodeRecord, now: Timestamp) -> bool {
+        record.reported == Some(ReportedState::Online)
+            && !record.restart_went_down
+            && record.disconnected_at.is_none()
+            && now.since(record.last_message_at) < self.lost_contact_threshold()
+            && self.node_state(record, now) == NodeState::RestartingUnresponsive
+    }
+
     /// The lost-contact threshold with these settings.
     pub fn lost_contact_threshold(&self) -> Duration {
         self.heartbeat_interval
@@ -816,6 +895,45 @@ pub fn head_node(
         .map(|n| n.node_id)
 }
 
+/// Where a deployment stands, for [`deployment_status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeploymentPlace {
+    /// Its environment is attached to no gateway.
+    NoGateway,
+    /// Its URL prefix conflicts with another deployment on its gateway.
+    Conflict,
+    /// On a gateway; `contained_in` is the first configuration generation of the gateway that
+    /// contains it (`None` before one was published).
+    OnGateway { contained_in: Option<u64> },
+}
+
+/// A deployment's status (SPEC §8): Requires Configuration when it cannot be served; Sent to
+/// the Gateway once every online node of its gateway has applied a generation that contains
+/// it; Pending before (also while no node is online: nothing has applied it). `nodes` are the
+/// gateway's nodes with their state and applied generation.
+pub fn deployment_status(
+    place: DeploymentPlace,
+    nodes: impl IntoIterator<Item = (NodeState, Option<u64>)>,
+) -> crate::entity::DeploymentStatus {
+    use crate::entity::DeploymentStatus as D;
+    let contained_in = match place {
+        DeploymentPlace::NoGateway | DeploymentPlace::Conflict => return D::RequiresConfiguration,
+        DeploymentPlace::OnGateway { contained_in: None } => return D::Pending,
+        DeploymentPlace::OnGateway {
+            contained_in: Some(g),
+        } => g,
+    };
+    let mut online = nodes.into_iter().filter(|(s, _)| s.is_online()).peekable();
+    if online.peek().is_none() {
+        return D::Pending;
+    }
+    if online.all(|(_, applied)| applied.is_some_and(|a| a >= contained_in)) {
+        D::SentToGateway
+    } else {
+        D::Pending
+    }
+}
+
 /// How bad an issue is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Severity {
@@ -958,7 +1076,8 @@ mod tests {
 
     /// Builds a record from a script of comma-separated `SECS EVENT [gN]` steps, where EVENT is
     /// `starting`, `starting!` (after an unclean exit), `online`, `stopping`, `stopped`,
-    /// `restart` (requested by the platform), `announce` (by the node) or `disconnect`, and `gN`
+    /// `restart` (requested by the platform), `announce` (by the node), `abandon` (the platform
+    /// gave up on an unresponsive restart) or `disconnect`, and `gN`
     /// is the applied generation carried by the message. The node joins at 0.
     fn record(script: &str, version: &str) -> NodeRecord {
         let mut r = NodeRecord::new(NodeId::new_v7(), version, at(0.0));
@@ -986,9 +1105,10 @@ mod tests {
                 "restart" => NodeEvent::RestartRequested,
                 "announce" => NodeEvent::RestartAnnounced,
                 "disconnect" => NodeEvent::Disconnected,
+                "abandon" => NodeEvent::RestartAbandoned,
                 other => panic!("unknown event {other}"),
             };
-            r.apply(event, at(secs));
+            let _ = r.apply(event, at(secs));
         }
         r
     }
@@ -1222,6 +1342,233 @@ mod tests {
             "0 online, 10 restart, 11 stopping, 400 starting, 405 online",
             406.0,
             "online",
+        );
+        // A restart command lost with its link: the node (suspended, then resumed) reports
+        // `online` on a new link without having gone down, so it did not restart; the restart
+        // is cancelled, and later reports follow the usual rules.
+        check(
+            "0 online, 10 restart, 15 disconnect, 400 online",
+            401.0,
+            "online",
+        );
+        check(
+            "0 online, 10 restart, 15 disconnect, 20 online",
+            21.0,
+            "online",
+        );
+        check(
+            "0 online, 10 restart, 15 disconnect, 400 online, 410 stopping, 411 stopped",
+            500.0,
+            "offline/not_running",
+        );
+        check(
+            "0 online, 10 restart, 15 disconnect, 400 online",
+            430.0,
+            "offline/lost_contact",
+        );
+        check(
+            "0 online, 10 restart, 15 disconnect, 400 online, 410 restart",
+            411.0,
+            "restarting",
+        );
+        // ... but a restarted process says `starting` on its new link: still restarting.
+        check(
+            "0 online, 10 restart, 15 disconnect, 20 starting",
+            21.0,
+            "restarting",
+        );
+        // The same link reporting `online` keeps restarting until the platform gives up.
+        check(
+            "0 online, 10 restart, 15 online, 400 online",
+            401.0,
+            "restarting/unresponsive",
+        );
+        check(
+            "0 online, 10 restart, 15 online, 400 online, 401 abandon",
+            402.0,
+            "online",
+        );
+        // Giving up does not cancel a restart whose node went down and is coming back.
+        check(
+            "0 online, 10 restart, 11 stopping, 400 starting, 401 abandon",
+            402.0,
+            "restarting/unresponsive",
+        );
+        check(
+            "0 online, 10 restart, 11 disconnect, 401 abandon",
+            402.0,
+            "restarting/unresponsive",
+        );
+    }
+
+    #[test]
+    fn when_the_platform_gives_up_on_a_restart() {
+        let give_up = |script: &str, now: f64| {
+            StatusSettings::default().restart_to_abandon(&record(script, "1.0"), at(now))
+        };
+        // Unresponsive, linked, reporting online: give up.
+        assert!(give_up(
+            "0 online, 10 restart, 300 online, 310 online",
+            311.0
+        ));
+        // Not yet unresponsive, or not reporting online, or silent, or disconnected: wait.
+        assert!(!give_up(
+            "0 online, 10 restart, 300 online, 309 online",
+            309.5
+        ));
+        assert!(!give_up(
+            "0 online, 10 restart, 11 stopping, 310 stopping",
+            311.0
+        ));
+        assert!(!give_up(
+            "0 online, 10 restart, 11 starting, 310 online",
+            311.0
+        ));
+        assert!(!give_up("0 online, 10 restart, 100 online", 311.0));
+        assert!(!give_up(
+            "0 online, 10 restart, 300 online, 305 disconnect",
+            311.0
+        ));
+        assert!(!give_up("0 online, 310 online", 311.0));
+    }
+
+    #[test]
+    fn nodes_of_a_deleted_gateway_are_offline() {
+        let deleted = GatewayContext {
+            deleted: true,
+            ..GatewayContext::default()
+        };
+        let settings = StatusSettings::default();
+        let state = |script: &str, context| {
+            render_status(
+                settings
+                    .node_state_in(&record(script, "1.0"), at(400.0), context)
+                    .status(),
+            )
+        };
+        for (script, live, in_deleted) in [
+            (ONLINE, "online", "offline/not_running"),
+            (STARTING, "starting", "offline/not_running"),
+            (STOPPING, "stopping", "offline/not_running"),
+            (RESTARTING, "restarting", "offline/not_running"),
+            (
+                UNRESPONSIVE,
+                "restarting/unresponsive",
+                "offline/not_running",
+            ),
+            (NOT_RUNNING, "offline/not_running", "offline/not_running"),
+            (
+                UNCLEAN,
+                "offline/unclean_shutdown",
+                "offline/unclean_shutdown",
+            ),
+            (FAILED_START, "offline/failed_start", "offline/failed_start"),
+            (LOST_CONTACT, "offline/lost_contact", "offline/lost_contact"),
+        ] {
+            assert_eq!(state(script, GatewayContext::default()), live, "{script}");
+            assert_eq!(state(script, deleted), in_deleted, "{script}");
+        }
+    }
+
+    #[test]
+    fn deployment_status_follows_what_online_nodes_applied() {
+        use DeploymentPlace as P;
+        use NodeState as S;
+        let status = |place, nodes: &[(NodeState, Option<u64>)]| {
+            deployment_status(place, nodes.iter().copied()).as_str()
+        };
+        let on = |g| P::OnGateway {
+            contained_in: Some(g),
+        };
+        assert_eq!(
+            status(P::NoGateway, &[(S::Online, Some(9))]),
+            "requires_configuration"
+        );
+        assert_eq!(
+            status(P::Conflict, &[(S::Online, Some(9))]),
+            "requires_configuration"
+        );
+        assert_eq!(
+            status(P::OnGateway { contained_in: None }, &[(S::Online, Some(9))]),
+            "pending"
+        );
+        // No node, or none online: nothing has applied it.
+        assert_eq!(status(on(3), &[]), "pending");
+        assert_eq!(
+            status(on(3), &[(S::OfflineLostContact, Some(3))]),
+            "pending"
+        );
+        // Every online node at or past the generation containing it.
+        assert_eq!(status(on(3), &[(S::Online, Some(3))]), "sent_to_gateway");
+        assert_eq!(
+            status(on(3), &[(S::Online, Some(4)), (S::Online, Some(3))]),
+            "sent_to_gateway"
+        );
+        assert_eq!(
+            status(on(3), &[(S::Online, Some(3)), (S::Online, Some(2))]),
+            "pending"
+        );
+        assert_eq!(status(on(3), &[(S::Online, None)]), "pending");
+        // Nodes that are not online do not hold it back.
+        assert_eq!(
+            status(
+                on(3),
+                &[
+                    (S::Online, Some(3)),
+                    (S::Starting, None),
+                    (S::OfflineNotRunning, Some(1))
+                ]
+            ),
+            "sent_to_gateway"
+        );
+    }
+
+    #[test]
+    fn how_a_restart_ends() {
+        let ends = |script: &str| -> Vec<RestartEnd> {
+            let mut r = NodeRecord::new(NodeId::new_v7(), "1.0", at(0.0));
+            let mut out = Vec::new();
+            for step in script.split(',').map(str::trim) {
+                let (secs, what) = step.split_once(' ').unwrap();
+                let event = match what {
+                    "online" => NodeEvent::Reported {
+                        state: ReportedState::Online,
+                        applied_generation: None,
+                    },
+                    "starting" => NodeEvent::Reported {
+                        state: ReportedState::Starting {
+                            unclean_previous_exit: false,
+                        },
+                        applied_generation: None,
+                    },
+                    "restart" => NodeEvent::RestartRequested,
+                    "disconnect" => NodeEvent::Disconnected,
+                    "abandon" => NodeEvent::RestartAbandoned,
+                    other => panic!("unknown event {other}"),
+                };
+                out.extend(r.apply(event, at(secs.parse().unwrap())));
+            }
+            out
+        };
+        assert_eq!(
+            ends("0 online, 10 restart, 11 disconnect, 20 starting, 25 online"),
+            [RestartEnd::Completed]
+        );
+        assert_eq!(
+            ends("0 online, 10 restart, 11 disconnect, 400 online, 405 online"),
+            [RestartEnd::Cancelled]
+        );
+        assert_eq!(
+            ends("0 online, 10 restart, 400 online, 401 abandon, 402 abandon"),
+            [RestartEnd::Cancelled]
+        );
+        assert_eq!(ends("0 online, 10 online, 11 abandon"), []);
+        // After a cancelled restart a new one can begin, with a fresh clock.
+        assert_eq!(
+            ends(
+                "0 online, 10 restart, 11 disconnect, 400 online, 410 restart, 411 disconnect, 420 starting, 425 online"
+            ),
+            [RestartEnd::Cancelled, RestartEnd::Completed]
         );
     }
 

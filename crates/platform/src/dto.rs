@@ -226,6 +226,15 @@ pub struct StatusDto {
     pub variant: Option<String>,
 }
 
+impl From<model::status::GatewayStatus> for StatusDto {
+    fn from(s: model::status::GatewayStatus) -> Self {
+        Self {
+            state: s.state.as_str().into(),
+            variant: s.variant.map(|v| v.as_str().into()),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema, Clone)]
 pub struct IssueDto {
     pub code: String,
@@ -262,8 +271,10 @@ pub struct GatewayRowDto {
     pub environments: Vec<EnvRef>,
     /// Host name of the head node (oldest live node); null before a node joined.
     pub host_name: Option<String>,
-    /// The Public URL, else the bind address.
-    pub gateway_url: String,
+    /// The Public URL; else the traffic address the head node reports (its bound address,
+    /// with the address its link came from when it binds all interfaces); null before a node
+    /// reported one.
+    pub gateway_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -545,23 +556,41 @@ pub struct DeploymentDto {
     pub api_id: Uuid,
     pub environment_id: Uuid,
     pub custom_path: Option<String>,
-    /// requires_configuration or sent_to_gateway.
-    pub status: String,
+    /// `requires_configuration` (its environment is on no gateway, or its path conflicts),
+    /// `pending` (not yet applied by every online node of the gateway, or none is online) or
+    /// `sent_to_gateway` (applied by every online node).
+    pub status: DeploymentStatusDto,
     pub created_at: String,
 }
 
-impl From<&Deployment> for DeploymentDto {
-    fn from(d: &Deployment) -> Self {
+/// The status of a deployment (SPEC §8), derived on read by `model::status::deployment_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatusDto {
+    RequiresConfiguration,
+    Pending,
+    SentToGateway,
+}
+
+impl From<DeploymentStatus> for DeploymentStatusDto {
+    fn from(s: DeploymentStatus) -> Self {
+        match s {
+            DeploymentStatus::RequiresConfiguration => DeploymentStatusDto::RequiresConfiguration,
+            DeploymentStatus::Pending => DeploymentStatusDto::Pending,
+            DeploymentStatus::SentToGateway => DeploymentStatusDto::SentToGateway,
+        }
+    }
+}
+
+impl DeploymentDto {
+    /// The deployment with its derived `status`.
+    pub fn new(d: &Deployment, status: DeploymentStatus) -> Self {
         Self {
             id: d.id.0,
             api_id: d.api_id.0,
             environment_id: d.environment_id.0,
             custom_path: d.custom_path.clone(),
-            status: match d.status {
-                DeploymentStatus::RequiresConfiguration => "requires_configuration",
-                DeploymentStatus::SentToGateway => "sent_to_gateway",
-            }
-            .into(),
+            status: status.into(),
             created_at: rfc3339(d.created_at),
         }
     }

@@ -11,11 +11,11 @@
 use std::collections::{HashMap, HashSet};
 
 use model::status::{
-    GatewayContext, GatewayStatus, Issue, NodeRecord, Severity as ModelSeverity, StatusSettings,
-    codes, gateway_status, issues,
+    GatewayContext, GatewayStatus, Issue, NodeEvent, NodeRecord, NodeState, RestartEnd,
+    Severity as ModelSeverity, StatusSettings, codes, gateway_status, head_node, issues,
 };
 use model::{GatewayId, NodeId, Timestamp};
-use store::{GatewayStatusInput, NewIssue, Severity, StoreError};
+use store::{GatewayStatusInput, NewIssue, NodeStatusRow, Severity, StoreError};
 
 use crate::link::Link;
 use crate::link::records::{self, NodeEntry};
@@ -107,6 +107,7 @@ async fn tick(link: &Link, memory: &mut Memory, now: Timestamp) -> Result<(), St
         link.inner.records.set_settings(input.gateway.id, settings);
         let records = node_records(link, input, &connected);
         evaluate(link, memory, input, &records, &settings, now).await;
+        abandon_restarts(link, input, &records, &settings, &connected, now).await;
     }
     link.inner.records.retain(|n| live_nodes.contains(n), now);
     link.inner
@@ -154,6 +155,140 @@ fn node_records(
                 record: record.clone(),
             });
             record
+        })
+        .collect()
+}
+
+/// Gives up on the unresponsive restarts of nodes linked here that keep reporting `online`
+/// (`model::status::StatusSettings::restart_to_abandon`): the restart is cancelled, with an
+/// audit record, so the node is Online again and can be restarted. Only the process holding
+/// the link does this, so it happens once.
+async fn abandon_restarts(
+    link: &Link,
+    input: &GatewayStatusInput,
+    records: &[NodeRecord],
+    settings: &StatusSettings,
+    connected: &HashSet<NodeId>,
+    now: Timestamp,
+) {
+    let account = input.gateway.account_id;
+    let gateway = input.gateway.id;
+    for record in records {
+        let node = record.node_id;
+        if !connected.contains(&node) || !settings.restart_to_abandon(record, now) {
+            continue;
+        }
+        let (record, end) = link.inner.records.apply(
+            (account, gateway, node),
+            None,
+            NodeEvent::RestartAbandoned,
+            now,
+            || record.clone(),
+        );
+        if end != Some(RestartEnd::Cancelled) {
+            continue;
+        }
+        if let Err(error) = link
+            .store()
+            .save_node_status(account, node, None, &records::to_json(&record))
+            .await
+        {
+            tracing::warn!(%error, %node, "could not record a cancelled restart");
+        }
+        let reason = "the node kept reporting online without restarting";
+        crate::link::commands::restart_cancelled(link, account, gateway, node, reason).await;
+    }
+}
+
+/// What a REST read shows of a gateway: its status and its nodes' states, derived together
+/// from the same records at the same instant (`model::status`), and the head node.
+pub(crate) struct GatewayReading {
+    pub status: GatewayStatus,
+    /// The node rows, oldest first, each with its state.
+    pub nodes: Vec<(model::Node, NodeState)>,
+    pub head: Option<NodeId>,
+}
+
+/// Reads a gateway's nodes and derives what [`GatewayReading`] holds at `now`.
+pub(crate) async fn read_gateway(
+    link: &Link,
+    gateway: &model::Gateway,
+    now: Timestamp,
+) -> Result<GatewayReading, StoreError> {
+    let rows = link
+        .store()
+        .node_status_rows(gateway.account_id, gateway.id)
+        .await?;
+    let records = current_records(link, &rows);
+    let settings = link.config().status_settings(&gateway.settings);
+    let context = GatewayContext {
+        deleted: gateway.deleted_at.is_some(),
+        ..GatewayContext::default()
+    };
+    let status = gateway_status(&records, now, &settings, context);
+    let head = head_node(&records, now, &settings);
+    let nodes = rows
+        .into_iter()
+        .zip(&records)
+        .map(|(row, record)| {
+            let mut node = row.node;
+            // The record may be fresher than the row (memory of a node linked here).
+            node.applied_generation = record.applied_generation.or(node.applied_generation);
+            (node, settings.node_state_in(record, now, context))
+        })
+        .collect();
+    Ok(GatewayReading {
+        status,
+        nodes,
+        head,
+    })
+}
+
+/// [`read_gateway`]'s status and head node for a list of many gateways, from the records in
+/// memory only (no store read); `None` when a node has no record there yet (before the status
+/// job's first tick), and the caller shows the recorded status instead.
+pub(crate) fn read_from_memory(
+    link: &Link,
+    gateway: &model::Gateway,
+    nodes: &[model::Node],
+    now: Timestamp,
+) -> Option<(GatewayStatus, Option<NodeId>)> {
+    let records = nodes
+        .iter()
+        .map(|n| link.inner.records.get(n.id).map(|e| e.record))
+        .collect::<Option<Vec<_>>>()?;
+    let settings = link.config().status_settings(&gateway.settings);
+    let context = GatewayContext {
+        deleted: gateway.deleted_at.is_some(),
+        ..GatewayContext::default()
+    };
+    Some((
+        gateway_status(&records, now, &settings, context),
+        head_node(&records, now, &settings),
+    ))
+}
+
+/// The records REST reads derive states from, without changing memory: the one in memory
+/// (kept current by the link server for nodes linked here, refreshed every tick for the
+/// others) unless the stored one is newer; else the stored one; else one rebuilt from the row.
+pub(crate) fn current_records(link: &Link, rows: &[NodeStatusRow]) -> Vec<NodeRecord> {
+    rows.iter()
+        .map(|row| {
+            let id = row.node.id;
+            let stored = row
+                .record
+                .as_ref()
+                .and_then(|json| records::from_json(id, json));
+            match (link.inner.records.get(id), stored) {
+                (Some(memory), Some(stored))
+                    if stored.last_message_at > memory.record.last_message_at =>
+                {
+                    stored
+                }
+                (Some(memory), _) => memory.record,
+                (None, Some(stored)) => stored,
+                (None, None) => records::from_row(&row.node, row.reported_state.as_deref()),
+            }
         })
         .collect()
 }

@@ -258,7 +258,8 @@ async fn gateway_lifecycle(p: TestPlatform) {
         json!({ "state": "offline", "variant": "not_running" })
     );
     assert_eq!(created["issues"][0]["code"], "NO_NODES");
-    assert_eq!(created["gateway_url"], "http://0.0.0.0:8077");
+    // No node has reported where it listens: no URL, never the bind address default.
+    assert_eq!(created["gateway_url"], serde_json::Value::Null);
     let got = p
         .get(&format!("/api/v1/gateways/{id}"), &p.owner)
         .await

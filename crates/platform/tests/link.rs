@@ -64,6 +64,12 @@ both_backends!(
     node_reported_issues_come_and_go,
     restart_that_never_comes_back_is_unresponsive,
     start_after_unclean_exit_is_reported,
+    restart_lost_with_its_link_is_cancelled,
+    restart_ignored_on_a_live_link_is_given_up,
+    join_never_moves_a_node,
+    deleted_gateway_nodes_are_offline_at_once,
+    gateway_url_comes_from_the_node_listener,
+    deployment_status_follows_the_nodes,
 );
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -227,13 +233,26 @@ async fn join(
     name: &str,
     version: u32,
 ) -> (u16, Value) {
+    let node_id = uuid::Uuid::now_v7().to_string();
+    join_as(client, base, token, name, version, &node_id).await
+}
+
+/// A join with a given node id.
+async fn join_as(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+    version: u32,
+    node_id: &str,
+) -> (u16, Value) {
     let resp = client
         .post(format!("{base}/api/v1/nodes/join"))
         .json(&json!({
             "protocol_version": version,
             "install_token": token,
             "gateway_name": name,
-            "node_id": uuid::Uuid::now_v7().to_string(),
+            "node_id": node_id,
             "host_name": "host-a",
             "runtime_version": "1.0.0",
         }))
@@ -308,6 +327,16 @@ impl FakeNode {
     /// Links with `joined`'s credential and says `state` in its hello; answers once
     /// Welcome and the first snapshot arrived (both are in the inbox).
     async fn connect_as(base: &str, joined: &Value, state: ReportedState) -> FakeNode {
+        Self::connect_bound(base, joined, state, Vec::new()).await
+    }
+
+    /// [`FakeNode::connect_as`] reporting `bind_addresses` in its start-up properties.
+    async fn connect_bound(
+        base: &str,
+        joined: &Value,
+        state: ReportedState,
+        bind_addresses: Vec<String>,
+    ) -> FakeNode {
         let credential = joined["node_credential"].as_str().unwrap();
         let id = joined["node_id"].as_str().unwrap().to_owned();
         let (ws, _) = tokio_tungstenite::connect_async(link_request(base, credential, "1"))
@@ -339,6 +368,7 @@ impl FakeNode {
             applied: None,
             startup: Some(Box::new(protocol::link::StartupProperties {
                 host_name: format!("host-{}", &id[id.len() - 4..]),
+                bind_addresses,
                 ..Default::default()
             })),
         };
@@ -1228,6 +1258,406 @@ async fn platform_restart_keeps_node_records() {
     p.platform = Some(again);
     wait_until("lost contact after restart", || async {
         p.node_status(&gateway, &node.id).await == "offline/lost_contact"
+    })
+    .await;
+}
+
+/// Audit actions, newest first.
+async fn audit_actions(p: &P) -> Vec<String> {
+    p.get("/api/v1/audit").await["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn next_restart(node: &mut FakeNode) {
+    loop {
+        if let PlatformMessage::Command {
+            command: Command::Restart { .. },
+            ..
+        } = node.recv().await
+        {
+            return;
+        }
+    }
+}
+
+/// Issue 8 item 5 (and 10): a node suspended while a restart was requested never ran it; when
+/// it comes back on a new link saying `online`, it leaves Restarting, the restart is cancelled
+/// with an audit record, and it can be restarted again. Item 10: right after the 202, the
+/// gateway and its only node both show Restarting.
+async fn restart_lost_with_its_link_is_cancelled(backend: Backend) {
+    let p = P::start(backend).await;
+    let joined = p.join("suspended").await;
+    let mut node = FakeNode::connect(&p.base, &joined).await;
+    let gateway = node.gateway.clone();
+    wait_until("online", || async {
+        p.gateway_status(&gateway).await == "online"
+    })
+    .await;
+    let (status, body) = p
+        .post(&format!("/api/v1/gateways/{gateway}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+    // The first reads after the answer agree (one node: the gateway shows its state).
+    assert_eq!(p.gateway_status(&gateway).await, "restarting");
+    assert_eq!(p.node_status(&gateway, &node.id).await, "restarting");
+    // Suspended (kill -STOP): it neither restarts nor reports.
+    next_restart(&mut node).await;
+    node.silence();
+    wait_until("unresponsive with RESTART_TIMED_OUT", || async {
+        p.node_status(&gateway, &node.id).await == "restarting/unresponsive"
+            && p.issues(&gateway)
+                .await
+                .contains(&format!("RESTART_TIMED_OUT:error:{}", node.id))
+    })
+    .await;
+    // Resumed (kill -CONT): its old link timed out; it links again, still the same run.
+    let id = node.id.clone();
+    node.kill();
+    let mut node = FakeNode::connect(&p.base, &joined).await;
+    wait_until("online again, issue cleared", || async {
+        p.node_status(&gateway, &id).await == "online"
+            && p.gateway_status(&gateway).await == "online"
+            && p.issues(&gateway).await.is_empty()
+    })
+    .await;
+    assert!(
+        audit_actions(&p)
+            .await
+            .contains(&"gateway.restart.cancelled".to_owned())
+    );
+    // A new restart is possible, and this one completes.
+    let (status, body) = p
+        .post(&format!("/api/v1/gateways/{gateway}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+    next_restart(&mut node).await;
+    node.kill();
+    let node = FakeNode::connect_as(
+        &p.base,
+        &joined,
+        ReportedState::Starting {
+            unclean_previous_exit: false,
+        },
+    )
+    .await;
+    node.say(ReportedState::Online).await;
+    wait_until("back online after the restart", || async {
+        p.node_status(&gateway, &id).await == "online"
+    })
+    .await;
+    // A clean stop now shows as one.
+    node.say(ReportedState::Stopping).await;
+    node.say(ReportedState::Stopped).await;
+    wait_until("not running", || async {
+        p.gateway_status(&gateway).await == "offline/not_running"
+    })
+    .await;
+}
+
+/// Issue 8 item 5: a node that keeps reporting `online` on its link but never runs the
+/// restart (e.g. the command notice was lost between platform processes) is given up on once
+/// the restart is unresponsive: cancelled, audited, and Online again.
+async fn restart_ignored_on_a_live_link_is_given_up(backend: Backend) {
+    let p = P::start(backend).await;
+    let mut node = p.node("deaf").await;
+    let gateway = node.gateway.clone();
+    wait_until("online", || async {
+        p.gateway_status(&gateway).await == "online"
+    })
+    .await;
+    let (status, body) = p
+        .post(&format!("/api/v1/gateways/{gateway}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+    next_restart(&mut node).await;
+    // Heartbeats go on, `online`; after 2 s (short settings) the platform gives up.
+    wait_until("restart cancelled", || async {
+        audit_actions(&p)
+            .await
+            .contains(&"gateway.restart.cancelled".to_owned())
+    })
+    .await;
+    wait_until("online", || async {
+        p.node_status(&gateway, &node.id).await == "online"
+            && p.gateway_status(&gateway).await == "online"
+    })
+    .await;
+    let (status, body) = p
+        .post(&format!("/api/v1/gateways/{gateway}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+}
+
+/// Issue 8 item 6: a join with the id of a registered node is refused 409 NODE_ID_TAKEN (same
+/// account or another) and moves nothing; removing the offline node lets the id join again.
+async fn join_never_moves_a_node(backend: Backend) {
+    let p = P::start(backend).await;
+    let joined = p.join("first").await;
+    let node = FakeNode::connect(&p.base, &joined).await;
+    let first = node.gateway.clone();
+    let id = node.id.clone();
+    wait_until("online", || async {
+        p.node_status(&first, &id).await == "online"
+    })
+    .await;
+
+    let token = p.install_token().await;
+    for name in ["second", "first"] {
+        let (status, body) = join_as(&p.client, &p.base, &token, name, 1, &id).await;
+        assert_eq!(status, 409, "{body:#}");
+        assert_eq!(body["error"]["code"], "NODE_ID_TAKEN");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("remove the node") && message.contains("fresh data directory"),
+            "{message}"
+        );
+    }
+    // Another account's install token: the same answer.
+    let other =
+        p.db.store
+            .create_account(
+                "Other",
+                store::Audit::new(
+                    store::Actor::System,
+                    "account.create",
+                    platform::state::now(),
+                ),
+            )
+            .await
+            .unwrap();
+    let secret = platform::auth::new_secret(platform::auth::INSTALL_TOKEN_PREFIX);
+    p.db.store
+        .create_install_token(
+            other.id,
+            store::NewInstallToken {
+                hash: platform::auth::hash_secret(&secret),
+                expires_at: platform::state::now().plus(Duration::from_secs(3600)),
+                created_by: None,
+            },
+            store::Audit::new(
+                store::Actor::System,
+                "install_token.create",
+                platform::state::now(),
+            ),
+        )
+        .await
+        .unwrap();
+    let (status, body) = join_as(&p.client, &p.base, &secret, "theirs", 1, &id).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("NODE_ID_TAKEN"))
+    );
+    // No gateway was created for the refused joins; the node is still where it was, online.
+    let list = p.get("/api/v1/gateways").await;
+    let names: Vec<&str> = list["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first"]);
+    let nodes = p.nodes(&first).await;
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(p.node_status(&first, &id).await, "online");
+
+    // A live node cannot be removed; an offline one can, and its id may join again.
+    let path = format!("/api/v1/gateways/{first}/nodes/{id}");
+    let (status, body) = p.call(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("NODE_NOT_OFFLINE"))
+    );
+    node.kill();
+    wait_until("offline", || async {
+        p.node_status(&first, &id).await.starts_with("offline")
+    })
+    .await;
+    let (status, body) = p.call(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 204, "{body:#}");
+    // Its old credential is revoked with it.
+    let credential = joined["node_credential"].as_str().unwrap();
+    match tokio_tungstenite::connect_async(link_request(&p.base, credential, "1")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 401)
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let (status, body) = join_as(&p.client, &p.base, &token, "second", 1, &id).await;
+    assert_eq!(status, 201, "{body:#}");
+}
+
+/// Issue 8 item 7: once its gateway is deleted, a node is not shown online: it was refused
+/// and its credentials are revoked.
+async fn deleted_gateway_nodes_are_offline_at_once(backend: Backend) {
+    let p = P::start(backend).await;
+    let mut node = p.node("gone").await;
+    let gateway = node.gateway.clone();
+    wait_until("online", || async {
+        p.node_status(&gateway, &node.id).await == "online"
+    })
+    .await;
+    let (status, _) = p
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/gateways/{gateway}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    loop {
+        if let PlatformMessage::Refused { .. } = node.recv().await {
+            break;
+        }
+    }
+    // Well within the lost-contact threshold (400 ms): no waiting for silence.
+    assert_eq!(
+        p.node_status(&gateway, &node.id).await,
+        "offline/not_running"
+    );
+    assert_eq!(p.gateway_status(&gateway).await, "deleted");
+}
+
+/// Issue 8 item 9: the Gateway URL is where the head node listens: its bound address, with
+/// the address its link came from when it binds all interfaces; never the bind default.
+async fn gateway_url_comes_from_the_node_listener(backend: Backend) {
+    let p = P::start(backend).await;
+    let joined = p.join("urls").await;
+    let gateway = joined["gateway_id"].as_str().unwrap().to_owned();
+    assert_eq!(p.gateway_row(&gateway).await["gateway_url"], Value::Null);
+    let node = FakeNode::connect_bound(
+        &p.base,
+        &joined,
+        ReportedState::Online,
+        vec!["0.0.0.0:18077".into(), "127.0.0.1:19090".into()],
+    )
+    .await;
+    // The link came from 127.0.0.1 (loopback test).
+    assert_eq!(
+        p.gateway_row(&gateway).await["gateway_url"],
+        "http://127.0.0.1:18077"
+    );
+    let listed = p.get("/api/v1/gateways").await;
+    assert_eq!(
+        listed["gateways"][0]["gateway_url"],
+        "http://127.0.0.1:18077"
+    );
+    assert_eq!(p.nodes(&gateway).await[0]["address"], "127.0.0.1:18077");
+    node.kill();
+    // A node that binds one address reports it as is.
+    let joined = p.join("bound").await;
+    let gateway = joined["gateway_id"].as_str().unwrap().to_owned();
+    let _node = FakeNode::connect_bound(
+        &p.base,
+        &joined,
+        ReportedState::Online,
+        vec!["127.0.0.7:8081".into()],
+    )
+    .await;
+    assert_eq!(
+        p.gateway_row(&gateway).await["gateway_url"],
+        "http://127.0.0.7:8081"
+    );
+}
+
+/// Issue 8 item 8: a deployment is `requires_configuration` on no gateway, `pending` until
+/// every online node applied the generation that contains it (and while no node is online),
+/// then `sent_to_gateway`.
+async fn deployment_status_follows_the_nodes(backend: Backend) {
+    let p = P::start(backend).await;
+    let (status, gw) = p.post("/api/v1/gateways", json!({ "name": "empty" })).await;
+    assert_eq!(status, 201, "{gw:#}");
+    let gateway = gw["id"].as_str().unwrap().to_owned();
+    let (status, env) = p
+        .post(
+            "/api/v1/environments",
+            json!({ "name": "Production", "classification": "production" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{env:#}");
+    let env_id = env["id"].as_str().unwrap().to_owned();
+    let deploy = |name: &'static str| {
+        let p = &p;
+        let env_id = env_id.clone();
+        async move {
+            let (status, api) = p
+                .post(
+                    "/api/v1/apis",
+                    json!({ "name": name, "version": "v1", "api_type": "REST",
+                            "base_path": name, "upstream_targets": ["http://127.0.0.1:9/"] }),
+                )
+                .await;
+            assert_eq!(status, 201, "{api:#}");
+            let api_id = api["id"].as_str().unwrap().to_owned();
+            let (status, dep) = p
+                .post(
+                    &format!("/api/v1/apis/{api_id}/deployments"),
+                    json!({ "environment_id": env_id }),
+                )
+                .await;
+            assert_eq!(status, 201, "{dep:#}");
+            (api_id, dep["status"].as_str().unwrap().to_owned())
+        }
+    };
+    let status_of = |api_id: String| {
+        let p = &p;
+        async move {
+            p.get(&format!("/api/v1/apis/{api_id}/deployments")).await["deployments"][0]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (orders, created) = deploy("orders").await;
+    assert_eq!(created, "requires_configuration");
+    let (status, body) = p
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/environments/{env_id}/gateway"),
+            Some(json!({ "gateway_id": gateway })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+    // On a gateway with no node: nothing has applied it.
+    assert_eq!(status_of(orders.clone()).await, "pending");
+    let (billing, created) = deploy("billing").await;
+    assert_eq!(created, "pending");
+    assert_eq!(status_of(billing.clone()).await, "pending");
+    // A node joins and applies the configuration: sent.
+    let mut node = p.node("empty").await;
+    wait_until("sent_to_gateway", || async {
+        status_of(orders.clone()).await == "sent_to_gateway"
+            && status_of(billing.clone()).await == "sent_to_gateway"
+    })
+    .await;
+    // A deployment the online node refuses to apply stays pending.
+    node.refuse.store(true, Ordering::SeqCst);
+    let (shipping, _) = deploy("shipping").await;
+    while !node
+        .next_snapshot()
+        .await
+        .config
+        .apis
+        .iter()
+        .any(|a| a.name == "shipping")
+    {}
+    assert_eq!(status_of(shipping.clone()).await, "pending");
+    assert_eq!(status_of(orders.clone()).await, "sent_to_gateway");
+    // The next generation is applied: sent.
+    node.refuse.store(false, Ordering::SeqCst);
+    let (status, body) = p
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/gateways/{gateway}"),
+            Some(json!({ "name": "renamed" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+    wait_until("sent_to_gateway", || async {
+        status_of(shipping.clone()).await == "sent_to_gateway"
     })
     .await;
 }

@@ -38,7 +38,7 @@ pub enum Conflict {
     /// The API is already deployed to the environment.
     AlreadyDeployed,
     TokenHash,
-    /// A node id already registered in another account.
+    /// A node id already registered (by another join, or in another gateway or account).
     NodeId,
     /// The environment already has a migration in progress.
     MigrationInProgress,
@@ -62,7 +62,7 @@ impl fmt::Display for Conflict {
                 f.write_str("the API is already deployed to the environment")
             }
             Conflict::TokenHash => f.write_str("token already exists"),
-            Conflict::NodeId => f.write_str("node id belongs to another account"),
+            Conflict::NodeId => f.write_str("node id is already registered"),
             Conflict::MigrationInProgress => {
                 f.write_str("the environment already has a migration in progress")
             }

@@ -563,9 +563,97 @@ impl Store {
 
     // ---- nodes ----------------------------------------------------------------------
 
-    /// Inserts or updates a node of a non-deleted gateway of `account` (join and restart).
-    /// `joined_at` of an existing node is kept. A node id registered in another account
-    /// is a [`Conflict::NodeId`](crate::Conflict::NodeId).
+    /// Registers a node that joins a non-deleted gateway of `account` and issues its
+    /// credential (stored as `hash`), with the audit record, in one transaction. A node id
+    /// that is already registered (in any gateway of any account) is refused by the insert
+    /// itself with [`Conflict::NodeId`](crate::Conflict::NodeId): a join never moves a
+    /// node, and two joins racing for one id cannot both win.
+    pub async fn join_node(
+        &self,
+        account: AccountId,
+        node: &Node,
+        hash: &str,
+        mut audit: Audit,
+    ) -> Result<(Node, NodeCredential), StoreError> {
+        let cred = NodeCredential {
+            id: TokenId::new_v7(),
+            account_id: account,
+            gateway_id: node.gateway_id,
+            node_id: Some(node.id),
+            created_at: audit.at,
+            revoked_at: None,
+        };
+        audit.default_target("node", node.id);
+        with_tx!(self, |c| {
+            let live = sqlx::query(
+                "SELECT id FROM gateways WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL",
+            )
+            .bind(s(node.gateway_id))
+            .bind(s(account))
+            .fetch_optional(&mut *c)
+            .await?;
+            found(live)?;
+            let row = sqlx::query(concat!(
+                "INSERT INTO nodes (id, account_id, gateway_id, host_name, address, version, \
+                 joined_at, last_seen, applied_generation) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (id) DO NOTHING RETURNING ",
+                node_cols!(bare)
+            ))
+            .bind(s(node.id))
+            .bind(s(account))
+            .bind(s(node.gateway_id))
+            .bind(&node.host_name)
+            .bind(&node.address)
+            .bind(&node.version)
+            .bind(node.joined_at.0)
+            .bind(node.last_seen.map(|t| t.0))
+            .bind(
+                node.applied_generation
+                    .map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
+            )
+            .fetch_optional(&mut *c)
+            .await?;
+            let Some(row) = row else {
+                return Err(StoreError::Conflict {
+                    what: crate::Conflict::NodeId,
+                });
+            };
+            let (node, _) = rows::node(&mut Cur::new(&row))?;
+            sqlx::query(
+                "INSERT INTO node_credentials (id, account_id, gateway_id, node_id, token_hash, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(s(cred.id))
+            .bind(s(account))
+            .bind(s(cred.gateway_id))
+            .bind(s(node.id))
+            .bind(hash)
+            .bind(cred.created_at.0)
+            .execute(&mut *c)
+            .await?;
+            insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
+            Ok((node, cred))
+        })
+    }
+
+    /// Whether a node id is registered (in any gateway of any account). Only a courtesy
+    /// before [`Store::join_node`], so a join that will be refused creates no gateway; the
+    /// insert in `join_node` is what decides.
+    pub async fn node_registered(&self, node: NodeId) -> Result<bool, StoreError> {
+        with_conn!(self, |c| {
+            let row = sqlx::query("SELECT id FROM nodes WHERE id = $1")
+                .bind(s(node))
+                .fetch_optional(&mut *c)
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+
+    /// Inserts or updates a node of a non-deleted gateway of `account` (a node's link
+    /// start). `joined_at` of an existing node is kept. A node id registered in another
+    /// gateway (of this account or another) is a [`Conflict::NodeId`](crate::Conflict::NodeId):
+    /// a node never moves between gateways.
     pub async fn upsert_node(&self, account: AccountId, node: &Node) -> Result<Node, StoreError> {
         with_tx!(self, |c| {
             let live = sqlx::query(
@@ -580,12 +668,13 @@ impl Store {
                 "INSERT INTO nodes AS n (id, account_id, gateway_id, host_name, address, version, \
                  joined_at, last_seen, applied_generation) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (id) DO UPDATE SET gateway_id = excluded.gateway_id, \
+                 ON CONFLICT (id) DO UPDATE SET \
                  host_name = excluded.host_name, address = excluded.address, \
                  version = excluded.version, \
                  last_seen = COALESCE(excluded.last_seen, n.last_seen), \
                  applied_generation = COALESCE(excluded.applied_generation, n.applied_generation) \
-                 WHERE n.account_id = excluded.account_id RETURNING ",
+                 WHERE n.account_id = excluded.account_id AND n.gateway_id = excluded.gateway_id \
+                 RETURNING ",
                 node_cols!(bare)
             ))
             .bind(s(node.id))
@@ -663,7 +752,8 @@ impl Store {
         })
     }
 
-    /// Removes a node record (the Cluster Status panel's action for an offline node).
+    /// Removes a node record (the Cluster Status panel's action for an offline node) and
+    /// revokes its credentials, so its id can join again and the old credential cannot link.
     pub async fn remove_node(
         &self,
         account: AccountId,
@@ -680,6 +770,15 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
+            sqlx::query(
+                "UPDATE node_credentials SET revoked_at = $3 \
+                 WHERE node_id = $1 AND account_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(s(node))
+            .bind(s(account))
+            .bind(audit.at.0)
+            .execute(&mut *c)
+            .await?;
             insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
         });
         Ok(())

@@ -98,6 +98,36 @@ macro_rules! load_config_input {
     }};
 }
 
+/// Records on `$c` which deployments the gateway's configuration at `$generation` serves:
+/// those of its attached environments that were not on it yet get `$generation` as the first
+/// one containing them; those no longer on it (environment detached or moved) lose theirs.
+macro_rules! record_publication {
+    ($c:ident, $account:expr, $gateway:expr, $generation:expr) => {{
+        let generation = i64::try_from($generation).unwrap_or(i64::MAX);
+        sqlx::query(
+            "UPDATE deployments SET published_gateway_id = $1, published_generation = $3 \
+             WHERE account_id = $2 AND environment_id IN \
+             (SELECT id FROM environments WHERE gateway_id = $1 AND account_id = $2) \
+             AND (published_gateway_id IS NULL OR published_gateway_id <> $1 \
+                  OR published_generation IS NULL)",
+        )
+        .bind(s($gateway))
+        .bind(s($account))
+        .bind(generation)
+        .execute(&mut *$c)
+        .await?;
+        sqlx::query(
+            "UPDATE deployments SET published_gateway_id = NULL, published_generation = NULL \
+             WHERE account_id = $2 AND published_gateway_id = $1 AND environment_id NOT IN \
+             (SELECT id FROM environments WHERE gateway_id = $1 AND account_id = $2)",
+        )
+        .bind(s($gateway))
+        .bind(s($account))
+        .execute(&mut *$c)
+        .await?;
+    }};
+}
+
 const CONFIG_COLS: &str = "g.config_generation, g.config_digest, g.config_published_at";
 
 impl Store {
@@ -138,6 +168,9 @@ impl Store {
                 input.digest = Some(digest);
                 input.published_at = Some(now);
             }
+            // Also when not bumped: deployments from before this was recorded get the current
+            // generation, which serves them.
+            record_publication!(c, account, gateway, input.generation);
             Ok(PublishedConfig { input, bumped })
         })
     }
@@ -150,6 +183,35 @@ impl Store {
         gateway: GatewayId,
     ) -> Result<GatewayConfigInput, StoreError> {
         with_conn!(self, |c| Ok(load_config_input!(c, account, gateway)))
+    }
+
+    /// Where the deployments of an API of `account` are published: per deployment, the gateway
+    /// and the first generation of its configuration that contained it (`None` when on no
+    /// published configuration).
+    pub async fn deployment_publications(
+        &self,
+        account: AccountId,
+        api: ApiId,
+    ) -> Result<Vec<(DeploymentId, Option<(GatewayId, u64)>)>, StoreError> {
+        with_conn!(self, |c| {
+            let rows = sqlx::query(
+                "SELECT id, published_gateway_id, published_generation FROM deployments \
+                 WHERE api_id = $1 AND account_id = $2 ORDER BY id",
+            )
+            .bind(s(api))
+            .bind(s(account))
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let mut cur = Cur::new(r);
+                    let id = cur.id()?;
+                    let gateway: Option<GatewayId> = cur.opt_id()?;
+                    let generation = cur.opt_u64()?;
+                    Ok((id, gateway.zip(generation)))
+                })
+                .collect()
+        })
     }
 
     /// The live gateways of `account`, for re-publishing after a change in the account.
@@ -263,6 +325,39 @@ impl Store {
                 }
             }
             Ok(out)
+        })
+    }
+
+    /// The nodes of a gateway of `account` (deleted or not), oldest first, with their status
+    /// records: what REST reads derive node and gateway states from.
+    pub async fn node_status_rows(
+        &self,
+        account: AccountId,
+        gateway: GatewayId,
+    ) -> Result<Vec<NodeStatusRow>, StoreError> {
+        with_conn!(self, |c| {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                node_cols!(),
+                ", n.status_record FROM nodes n WHERE n.gateway_id = $1 AND n.account_id = $2 \
+                 ORDER BY n.joined_at, n.id"
+            ))
+            .bind(s(gateway))
+            .bind(s(account))
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let mut cur = Cur::new(r);
+                    let (node, reported_state) = rows::node(&mut cur)?;
+                    let record = cur.opt_text()?.and_then(|t| serde_json::from_str(&t).ok());
+                    Ok(NodeStatusRow {
+                        node,
+                        reported_state,
+                        record,
+                    })
+                })
+                .collect()
         })
     }
 

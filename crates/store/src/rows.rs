@@ -416,10 +416,7 @@ pub(crate) fn api<R: Get>(c: &mut Cur<R>) -> Result<Api, StoreError> {
 }
 
 pub(crate) fn deployment_status_str(s: DeploymentStatus) -> &'static str {
-    match s {
-        DeploymentStatus::RequiresConfiguration => "requires_configuration",
-        DeploymentStatus::SentToGateway => "sent_to_gateway",
-    }
+    s.as_str()
 }
 
 pub(crate) fn deployment<R: Get>(c: &mut Cur<R>) -> Result<Deployment, StoreError> {
@@ -430,6 +427,7 @@ pub(crate) fn deployment<R: Get>(c: &mut Cur<R>) -> Result<Deployment, StoreErro
         custom_path: c.opt_text()?,
         status: match c.text()?.as_str() {
             "requires_configuration" => DeploymentStatus::RequiresConfiguration,
+            "pending" => DeploymentStatus::Pending,
             "sent_to_gateway" => DeploymentStatus::SentToGateway,
             other => return Err(corrupt(format!("bad deployment status {other:?}"))),
         },

@@ -60,6 +60,8 @@ conformance!(
     concurrent_deletes_and_attachments_stay_consistent,
     notices_reach_every_listener,
     link_publish_and_status_inputs,
+    joins_never_move_a_node,
+    publication_records_the_generation_containing_a_deployment,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -2919,4 +2921,142 @@ async fn link_publish_and_status_inputs(store: &Store) {
     assert_not_found(store.gateway_account(g).await);
     assert!(store.gateway_status_inputs().await.unwrap().is_empty());
     assert!(store.all_active_issues().await.unwrap().is_empty());
+}
+
+/// A node id is registered once: a second join (same gateway, another one, another account)
+/// is a `Conflict::NodeId` that writes nothing; a link start cannot move it either; removing
+/// it revokes its credentials and frees the id.
+async fn joins_never_move_a_node(store: &Store) {
+    let w = world(store, "Acme").await;
+    let a = w.account.id;
+    let second = store
+        .create_gateway(a, NewGateway::named("second"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let fresh = Node {
+        id: NodeId::new_v7(),
+        applied_generation: None,
+        ..w.node.clone()
+    };
+    let (joined, credential) = store
+        .join_node(a, &fresh, "hash-1", audit("node.join"))
+        .await
+        .unwrap();
+    assert_eq!((joined.id, credential.node_id), (fresh.id, Some(fresh.id)));
+    assert!(store.node_registered(fresh.id).await.unwrap());
+    let audits = audit_count(store, a).await;
+    let moved = Node {
+        gateway_id: second.id,
+        ..fresh.clone()
+    };
+    assert_conflict(
+        store
+            .join_node(a, &moved, "hash-2", audit("node.join"))
+            .await,
+        Conflict::NodeId,
+    );
+    assert_conflict(
+        store
+            .join_node(a, &fresh, "hash-3", audit("node.join"))
+            .await,
+        Conflict::NodeId,
+    );
+    let other = account(store, "Other").await;
+    let og = store
+        .create_gateway(other.id, NewGateway::named("gw"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let theirs = Node {
+        gateway_id: og.id,
+        ..fresh.clone()
+    };
+    assert_conflict(
+        store
+            .join_node(other.id, &theirs, "hash-4", audit("node.join"))
+            .await,
+        Conflict::NodeId,
+    );
+    // Nothing was written by the refusals: no credential, no audit record.
+    assert_eq!(audit_count(store, a).await, audits);
+    for hash in ["hash-2", "hash-3", "hash-4"] {
+        assert!(store.find_node_credential(hash).await.unwrap().is_none());
+    }
+    // A link start of the node with another gateway does not move it.
+    assert_conflict(store.upsert_node(a, &moved).await, Conflict::NodeId);
+    let first_nodes = store.nodes(a, w.gateway.id).await.unwrap();
+    assert!(first_nodes.iter().any(|(n, _)| n.id == fresh.id));
+    assert!(store.nodes(a, second.id).await.unwrap().is_empty());
+    // Two joins racing for one id: exactly one wins.
+    let racer = Node {
+        id: NodeId::new_v7(),
+        ..fresh.clone()
+    };
+    let racer_elsewhere = Node {
+        gateway_id: second.id,
+        ..racer.clone()
+    };
+    let (x, y) = tokio::join!(
+        store.join_node(a, &racer, "race-1", audit("node.join")),
+        store.join_node(a, &racer_elsewhere, "race-2", audit("node.join")),
+    );
+    assert_eq!(u8::from(x.is_ok()) + u8::from(y.is_ok()), 1, "{x:?} {y:?}");
+    // Removed: its credential is revoked and the id can join again.
+    store
+        .remove_node(a, fresh.id, audit("node.remove"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .find_node_credential("hash-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!store.node_registered(fresh.id).await.unwrap());
+    store
+        .join_node(a, &moved, "hash-5", audit("node.join"))
+        .await
+        .unwrap();
+}
+
+/// Publishing records the first generation that contains each deployment on its gateway,
+/// keeps it across later generations, and forgets it when the environment leaves.
+async fn publication_records_the_generation_containing_a_deployment(store: &Store) {
+    let w = world(store, "Acme").await;
+    let a = w.account.id;
+    let g = w.gateway.id;
+    let publications = || async { store.deployment_publications(a, w.api.id).await.unwrap() };
+    assert_eq!(publications().await, [(w.deployment.id, None)]);
+    let first = store
+        .publish_gateway_config(a, g, t(2_000), |_| "d1".into())
+        .await
+        .unwrap();
+    assert_eq!(first.input.generation, 1);
+    assert_eq!(publications().await, [(w.deployment.id, Some((g, 1)))]);
+    store
+        .publish_gateway_config(a, g, t(3_000), |_| "d2".into())
+        .await
+        .unwrap();
+    assert_eq!(publications().await, [(w.deployment.id, Some((g, 1)))]);
+    store
+        .set_environment_gateway(a, w.env.id, None, audit("environment.detach"), ok2)
+        .await
+        .unwrap();
+    store
+        .publish_gateway_config(a, g, t(4_000), |_| "d3".into())
+        .await
+        .unwrap();
+    assert_eq!(publications().await, [(w.deployment.id, None)]);
+    store
+        .set_environment_gateway(a, w.env.id, Some(g), audit("environment.attach"), ok2)
+        .await
+        .unwrap();
+    let again = store
+        .publish_gateway_config(a, g, t(5_000), |_| "d4".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        publications().await,
+        [(w.deployment.id, Some((g, again.input.generation)))]
+    );
 }

@@ -6,10 +6,10 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use model::status::NodeState;
-use model::{GatewayId, NodeId};
+use model::{AccountId, GatewayId, NodeId};
 use protocol::link::Command;
 use serde::Serialize;
-use store::{AuditResult, Target};
+use store::{Actor, Audit, AuditResult, Target};
 use utoipa::ToSchema;
 
 use super::{Link, publisher};
@@ -133,10 +133,19 @@ async fn command(
                 .settings
                 .force_restart_after
                 .map_or(limit, |f| f + model::status::FORCE_RESTART_GRACE);
+            // The first node's restart is requested before answering, so that a read right
+            // after the answer already shows it Restarting.
+            let first = nodes[0];
+            let sent_at = now();
+            let command = Command::Restart { drain_timeout_ms };
+            if let Err(error) = publisher::send_command(&link, first, &command_id, &command).await {
+                tracing::warn!(%error, node = %first, command_id, "could not send restart");
+                return Err(error.into());
+            }
             let nodes = nodes.clone();
             let command_id = command_id.clone();
             tokio::spawn(async move {
-                roll(&link, &command_id, &nodes, drain_timeout_ms, limit).await;
+                roll(&link, &command_id, &nodes, sent_at, drain_timeout_ms, limit).await;
             });
         }
         Kind::Stop => {
@@ -160,26 +169,42 @@ async fn command(
 }
 
 /// The rolling restart: one node at a time; the next only when the previous one is back
-/// online. A node that does not come back within `limit` stops the roll (it shows as
-/// Restarting-unresponsive with RESTART_TIMED_OUT); the remaining nodes keep serving.
+/// online. The first node's command was sent at `first_sent_at`. A node that does not come
+/// back within `limit`, or whose restart was cancelled (it never restarted), stops the roll
+/// (a timed-out one shows as Restarting-unresponsive with RESTART_TIMED_OUT); the remaining
+/// nodes keep serving.
 async fn roll(
     link: &Link,
     command_id: &str,
     nodes: &[NodeId],
+    first_sent_at: model::Timestamp,
     drain_timeout_ms: u64,
     limit: Duration,
 ) {
-    for node in nodes {
-        let sent_at = now();
-        let command = Command::Restart { drain_timeout_ms };
-        if let Err(error) = publisher::send_command(link, *node, command_id, &command).await {
-            tracing::warn!(%error, %node, command_id, "could not send restart; stopping the roll");
-            return;
-        }
+    for (i, node) in nodes.iter().enumerate() {
+        let sent_at = if i == 0 {
+            first_sent_at
+        } else {
+            let sent_at = now();
+            let command = Command::Restart { drain_timeout_ms };
+            if let Err(error) = publisher::send_command(link, *node, command_id, &command).await {
+                tracing::warn!(%error, %node, command_id, "could not send restart; stopping the roll");
+                return;
+            }
+            sent_at
+        };
         let deadline = tokio::time::Instant::now() + limit;
+        // The record may show the request late (the node is linked to another process).
+        let mut seen_pending = false;
         loop {
-            if back_online(link, *node, sent_at) {
-                break;
+            match restart_progress(link, *node, sent_at) {
+                Progress::BackOnline => break,
+                Progress::Pending => seen_pending = true,
+                Progress::NotPending if seen_pending => {
+                    tracing::warn!(%node, command_id, "the node's restart was cancelled; stopping the roll");
+                    return;
+                }
+                Progress::NotPending => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(%node, command_id, "node did not come back after a restart; stopping the roll");
@@ -191,15 +216,54 @@ async fn roll(
     tracing::info!(command_id, "rolling restart done");
 }
 
-/// Whether `node` is online again after a restart sent at `sent_at`: it reported `online`
-/// as a new state (after having said something else) since then, and no restart is pending.
-fn back_online(link: &Link, node: NodeId, sent_at: model::Timestamp) -> bool {
+enum Progress {
+    /// A restart is pending on the node's record.
+    Pending,
+    /// It reported `online` as a new state (after having said something else) since the
+    /// command was sent, and no restart is pending.
+    BackOnline,
+    /// No restart is pending, and it has not come back since the command was sent: not
+    /// recorded yet, or cancelled (it never restarted).
+    NotPending,
+}
+
+/// How the restart of `node`, sent at `sent_at`, stands.
+fn restart_progress(link: &Link, node: NodeId, sent_at: model::Timestamp) -> Progress {
     let Some(entry) = link.inner.records.get(node) else {
-        return false;
+        return Progress::NotPending;
     };
     let r = &entry.record;
-    r.restart_since.is_none()
-        && r.reported == Some(model::status::ReportedState::Online)
+    if r.restart_since.is_some() {
+        return Progress::Pending;
+    }
+    if r.reported == Some(model::status::ReportedState::Online)
         && r.reported_since > sent_at
         && link.node_status(node, now()) == Some(NodeState::Online.status())
+    {
+        return Progress::BackOnline;
+    }
+    Progress::NotPending
+}
+
+/// Records, with an audit record, that the restart of `node` was cancelled: it is running and
+/// reporting, but it did not restart (the command was lost, or the platform gave up waiting).
+/// It is no longer Restarting, so a new restart can be requested.
+pub(crate) async fn restart_cancelled(
+    link: &Link,
+    account: AccountId,
+    gateway: GatewayId,
+    node: NodeId,
+    reason: &str,
+) {
+    tracing::warn!(%node, %gateway, reason, "restart cancelled");
+    let mut audit = Audit::new(Actor::System, "gateway.restart.cancelled", now())
+        .with_target(Target::new("gateway", gateway));
+    audit.details = serde_json::json!({ "node_id": node.to_string(), "reason": reason });
+    if let Err(error) = link
+        .store()
+        .append_audit(Some(account), audit, AuditResult::Allowed)
+        .await
+    {
+        tracing::warn!(%error, %node, "could not record a cancelled restart");
+    }
 }

@@ -88,6 +88,10 @@ pub async fn join(
     let name = model::validate::validate_gateway_name(&request.gateway_name)
         .map_err(|e| ApiError::validation(e.code(), "gateway_name", e.to_string()))?;
 
+    // Refused before a new gateway is created for it; `join_node` below decides, atomically.
+    if state.store.node_registered(node).await? {
+        return Err(node_id_taken(node));
+    }
     let (gateway, created) = find_or_create_gateway(&state, account, &name, &audit).await?;
     let node_row = model::Node {
         id: node,
@@ -99,20 +103,9 @@ pub async fn join(
         last_seen: None,
         applied_generation: None,
     };
-    state
-        .store
-        .upsert_node(account, &node_row)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => ApiError::conflict(
-                "NODE_ID_TAKEN",
-                "this node id is registered in another account; use a new data directory",
-            ),
-            other => other.into(),
-        })?;
     let secret = new_secret(super::NODE_CREDENTIAL_PREFIX);
-    let mut credential_audit = audit("node.join").with_target(Target::new("node", node));
-    credential_audit.details = serde_json::json!({
+    let mut join_audit = audit("node.join").with_target(Target::new("node", node));
+    join_audit.details = serde_json::json!({
         "gateway_id": gateway.id.to_string(),
         "gateway_created": created,
         "install_token_id": token.id.to_string(),
@@ -120,14 +113,12 @@ pub async fn join(
     });
     state
         .store
-        .create_node_credential(
-            account,
-            gateway.id,
-            Some(node),
-            &hash_secret(&secret),
-            credential_audit,
-        )
-        .await?;
+        .join_node(account, &node_row, &hash_secret(&secret), join_audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => node_id_taken(node),
+            other => other.into(),
+        })?;
     // A new gateway (or a node's first join) gets its first generation published now, so
     // the node's link starts from a published snapshot.
     state.link.changed(account);
@@ -141,6 +132,20 @@ pub async fn join(
             node_credential: secret,
         }),
     ))
+}
+
+/// 409 `NODE_ID_TAKEN`: the node id is registered already (in this gateway or another, of
+/// any account). Joining again never moves a node; the message says how to re-join.
+fn node_id_taken(node: NodeId) -> ApiError {
+    ApiError::conflict(
+        "NODE_ID_TAKEN",
+        format!(
+            "node id {node} is already registered; to join again, remove the node from its \
+             gateway's Cluster Status (DELETE /api/v1/gateways/{{id}}/nodes/{node}) and retry, \
+             or start the node with a fresh data directory (a new node id)"
+        ),
+    )
+    .with_details(serde_json::json!({ "node_id": node.to_string() }))
 }
 
 /// The live gateway of `account` named `name`, created when there is none. Two nodes

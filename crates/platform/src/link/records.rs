@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use model::status::{GatewayStatus, NodeEvent, NodeRecord, ReportedState, StatusSettings};
+use model::status::{
+    GatewayStatus, NodeEvent, NodeRecord, ReportedState, RestartEnd, StatusSettings,
+};
 use model::{AccountId, GatewayId, NodeId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +31,7 @@ pub(crate) struct Records {
 
 impl Records {
     /// Folds `event` into the node's record (created as just joined when missing) and
-    /// answers the updated record.
+    /// answers the updated record, with how a restart ended if the event ended one.
     pub(crate) fn apply(
         &self,
         entry: (AccountId, GatewayId, NodeId),
@@ -37,7 +39,7 @@ impl Records {
         event: NodeEvent,
         at: Timestamp,
         seed: impl FnOnce() -> NodeRecord,
-    ) -> NodeRecord {
+    ) -> (NodeRecord, Option<RestartEnd>) {
         let (account, gateway, node) = entry;
         let mut nodes = lock(&self.nodes);
         let e = nodes.entry(node).or_insert_with(|| NodeEntry {
@@ -52,8 +54,8 @@ impl Records {
         {
             e.record.version = version.to_owned();
         }
-        e.record.apply(event, at);
-        e.record.clone()
+        let end = e.record.apply(event, at);
+        (e.record.clone(), end)
     }
 
     pub(crate) fn get(&self, node: NodeId) -> Option<NodeEntry> {

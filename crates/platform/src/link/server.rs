@@ -13,7 +13,7 @@ use axum::extract::ws::{
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use model::status::{NodeEvent, NodeRecord, ReportedState as ModelState};
+use model::status::{NodeEvent, NodeRecord, ReportedState as ModelState, RestartEnd};
 use model::{AccountId, GatewayId, NodeId, Timestamp};
 use protocol::link::{
     ApplyResult, NodeIssue, NodeMessage, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
@@ -55,6 +55,7 @@ pub(crate) const CONFIG_APPLY_FAILED: &str = "CONFIG_APPLY_FAILED";
         (status = 401, description = "unknown or revoked node credential, or deleted gateway", body = ErrorEnvelope)))]
 pub async fn link(
     State(state): State<AppState>,
+    crate::throttle::ClientIp(peer): crate::throttle::ClientIp,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -86,7 +87,7 @@ pub async fn link(
         .max_frame_size(MAX_NODE_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
             let node = credential.node_id;
-            if let Err(error) = run(link, socket, credential).await {
+            if let Err(error) = run(link, socket, credential, peer).await {
                 tracing::debug!(%error, ?node, "link closed");
             }
         })
@@ -172,7 +173,12 @@ async fn refuse(sink: &mut Sink, reason: &str, retry: bool) -> LinkError {
 }
 
 /// One link, from Hello to close.
-async fn run(link: Link, socket: WebSocket, credential: NodeCredential) -> Result<(), LinkError> {
+async fn run(
+    link: Link,
+    socket: WebSocket,
+    credential: NodeCredential,
+    peer: Option<std::net::IpAddr>,
+) -> Result<(), LinkError> {
     let (mut sink, mut stream) = socket.split();
     let mut shutdown = link.inner.shutdown.subscribe();
     if *shutdown.borrow() {
@@ -240,7 +246,13 @@ async fn run(link: Link, socket: WebSocket, credential: NodeCredential) -> Resul
         id: node,
         gateway_id: gateway,
         host_name: truncate(&host_name, 255),
-        address: existing.as_ref().and_then(|(n, _)| n.address.clone()),
+        // Where clients reach it: its first (HTTP) listener, with the link's source address
+        // when it binds all interfaces.
+        address: startup
+            .as_ref()
+            .and_then(|s| s.bind_addresses.first())
+            .and_then(|bound| model::Node::reachable_address(bound, peer, &host_name))
+            .or_else(|| existing.as_ref().and_then(|(n, _)| n.address.clone())),
         version: truncate(&runtime_version, 100),
         joined_at: existing.as_ref().map_or(at, |(n, _)| n.joined_at),
         last_seen: Some(at),
@@ -505,13 +517,24 @@ impl Conn {
         let joined_at = self.joined_at;
         let version = self.version.clone();
         let node = self.node;
-        let record = self.link.inner.records.apply(
+        let (record, restart_end) = self.link.inner.records.apply(
             (self.account, self.gateway, node),
             Some(&version),
             event,
             at,
             || NodeRecord::new(node, version.clone(), joined_at),
         );
+        if restart_end == Some(RestartEnd::Cancelled) {
+            let reason = "the node reported online on a new link without having restarted";
+            super::commands::restart_cancelled(
+                &self.link,
+                self.account,
+                self.gateway,
+                node,
+                reason,
+            )
+            .await;
+        }
         let report = report.map(|(state, applied)| NodeReport {
             state: state.as_str().to_owned(),
             applied_generation: applied,
@@ -604,7 +627,7 @@ pub(crate) fn restart_requested(link: &Link, node: NodeId) {
         return;
     };
     let at = now();
-    let record = link.inner.records.apply(
+    let (record, _) = link.inner.records.apply(
         (entry.account, entry.gateway, node),
         None,
         NodeEvent::RestartRequested,

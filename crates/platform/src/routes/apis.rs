@@ -3,12 +3,17 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use model::conflict::{DeployedApi, ProposedChange, check_change};
+use std::collections::HashMap;
+
+use model::conflict::{DeployedApi, ProposedChange, all_conflicts, check_change};
+use model::status::{DeploymentPlace, NodeState, deployment_status};
 use model::validate::{
     validate_api_base_path, validate_api_name, validate_api_version, validate_custom_path,
     validate_health_check_url, validate_upstream_targets,
 };
-use model::{Api, ApiId, DeploymentId, DeploymentStatus, EnvironmentId, UpstreamTarget};
+use model::{
+    Api, ApiId, Deployment, DeploymentId, DeploymentStatus, EnvironmentId, UpstreamTarget,
+};
 use store::{NewApi, NewDeployment, Target};
 
 use crate::auth::{Need, Principal};
@@ -308,7 +313,11 @@ pub async fn create_deployment(
         state.link.changed(account);
         Ok((
             StatusCode::CREATED,
-            axum::Json(DeploymentDto::from(&deployment)),
+            axum::Json(
+                deployment_dtos(&state, account, &[deployment])
+                    .await?
+                    .remove(0),
+            ),
         ))
     }
     .await;
@@ -337,8 +346,81 @@ pub async fn list_deployments(
     state.store.api(account, id).await.or_404("API")?;
     let deployments = state.store.deployments_by_api(account, id).await?;
     Ok(axum::Json(DeploymentList {
-        deployments: deployments.iter().map(DeploymentDto::from).collect(),
+        deployments: deployment_dtos(&state, account, &deployments).await?,
     }))
+}
+
+/// The deployments (all of one API) with their status derived on read
+/// (`model::status::deployment_status`): from their environment's gateway, path conflicts
+/// there, the first generation that contained them and what its nodes applied, read with
+/// the same records as the gateway's own status. A constant number of reads per gateway.
+async fn deployment_dtos(
+    state: &AppState,
+    account: model::AccountId,
+    deployments: &[Deployment],
+) -> ApiResult<Vec<DeploymentDto>> {
+    let Some(first) = deployments.first() else {
+        return Ok(Vec::new());
+    };
+    let published: HashMap<DeploymentId, (model::GatewayId, u64)> = state
+        .store
+        .deployment_publications(account, first.api_id)
+        .await?
+        .into_iter()
+        .filter_map(|(id, p)| Some((id, p?)))
+        .collect();
+    let now = state.now();
+    // Per gateway: the deployments in conflict there, and its nodes' states.
+    type Facts = (Vec<(ApiId, EnvironmentId)>, Vec<(NodeState, Option<u64>)>);
+    let mut gateways: HashMap<model::GatewayId, Facts> = HashMap::new();
+    let mut out = Vec::with_capacity(deployments.len());
+    for d in deployments {
+        let env = state.store.environment(account, d.environment_id).await?;
+        let place = match env.gateway_id {
+            None => DeploymentPlace::NoGateway,
+            Some(g) => {
+                if !gateways.contains_key(&g) {
+                    let routes = state.store.gateway_routes(account, g).await?;
+                    let (environments, deployed) = routing(&routes);
+                    let conflicting = all_conflicts(&environments, &deployed)
+                        .into_iter()
+                        .flat_map(|c| [c.proposed, c.existing])
+                        .map(|o| (o.api_id, o.environment_id))
+                        .collect();
+                    let gateway = state.store.gateway(account, g).await?;
+                    let reading =
+                        crate::status_job::read_gateway(&state.link, &gateway, now).await?;
+                    let nodes = reading
+                        .nodes
+                        .iter()
+                        .map(|(n, s)| (*s, n.applied_generation))
+                        .collect();
+                    gateways.insert(g, (conflicting, nodes));
+                }
+                let (conflicting, _) = &gateways[&g];
+                if conflicting.contains(&(d.api_id, d.environment_id)) {
+                    DeploymentPlace::Conflict
+                } else {
+                    DeploymentPlace::OnGateway {
+                        contained_in: published
+                            .get(&d.id)
+                            .filter(|(pg, _)| *pg == g)
+                            .map(|(_, generation)| *generation),
+                    }
+                }
+            }
+        };
+        let nodes = env
+            .gateway_id
+            .and_then(|g| gateways.get(&g))
+            .map(|(_, nodes)| nodes.as_slice())
+            .unwrap_or_default();
+        out.push(DeploymentDto::new(
+            d,
+            deployment_status(place, nodes.iter().copied()),
+        ));
+    }
+    Ok(out)
 }
 
 /// Remove a deployment (admin or owner).

@@ -5,7 +5,8 @@ use std::cmp::Ordering;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use model::{GatewayId, Timestamp};
+use model::status::{GatewayState, GatewayStatus};
+use model::{GatewayId, NodeId};
 use store::{GatewayRow, GatewayView, NewGateway, OverviewFilter, Target};
 
 use crate::auth::{Need, Principal};
@@ -57,7 +58,18 @@ pub async fn list_gateways(
         .store
         .gateways_overview(account, view, OverviewFilter::search(q))
         .await?;
-    let mut rows: Vec<GatewayRowDto> = overview.gateways.iter().map(row_dto).collect();
+    let now = state.now();
+    let mut rows: Vec<GatewayRowDto> = overview
+        .gateways
+        .iter()
+        .map(|row| {
+            // The status and head node from the same records (in memory) at the same instant;
+            // the recorded status until the status job has seen every node.
+            let reading =
+                crate::status_job::read_from_memory(&state.link, &row.gateway, &row.nodes, now);
+            row_dto(row, reading)
+        })
+        .collect();
     sort_rows(&mut rows, sort, descending);
     Ok(axum::Json(GatewayListDto {
         gateways: rows,
@@ -100,10 +112,13 @@ fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool) {
                     (None, None) => Ordering::Equal,
                 }
             }
-            "gateway_url" => a
-                .gateway_url
-                .to_lowercase()
-                .cmp(&b.gateway_url.to_lowercase()),
+            // Rows without a URL (no node reported one yet) sort after every URL.
+            "gateway_url" => match (&a.gateway_url, &b.gateway_url) {
+                (Some(x), Some(y)) => x.to_lowercase().cmp(&y.to_lowercase()),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            },
             _ => Ordering::Equal,
         }
     };
@@ -120,29 +135,31 @@ fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool) {
     });
 }
 
-/// The status and issues a gateway row shows. Until the status job of the node link has
-/// evaluated a gateway, a gateway with no node is Offline (not running) with a NO_NODES warning
-/// (SPEC §2), derived here on read so it clears by itself when a node joins.
-fn row_dto(row: &GatewayRow) -> GatewayRowDto {
+/// The status and issues a gateway row shows. `reading` is the status and head node derived
+/// by `model::status` from the nodes' records ([`crate::status_job`]); without one the
+/// recorded status is shown. Until the status job has evaluated a gateway, one with no node is
+/// Offline (not running) with a NO_NODES warning (SPEC §2), derived here on read so it clears
+/// by itself when a node joins.
+fn row_dto(row: &GatewayRow, reading: Option<(GatewayStatus, Option<NodeId>)>) -> GatewayRowDto {
     let g = &row.gateway;
     let deleted = g.deleted_at.is_some();
-    let status = if deleted {
-        StatusDto {
-            state: "deleted".into(),
-            variant: None,
-        }
-    } else {
-        match &row.status {
-            Some(s) if s.state != "deleted" => StatusDto {
-                state: s.state.clone(),
-                variant: s.variant.clone(),
-            },
-            _ => StatusDto {
-                state: "offline".into(),
-                variant: Some("not_running".into()),
-            },
-        }
+    let recorded = || {
+        row.status
+            .as_ref()
+            .and_then(|s| GatewayStatus::parse(&s.state, s.variant.as_deref()))
+            .filter(|s| s.state != GatewayState::Deleted)
+            .unwrap_or(GatewayStatus::OFFLINE_NOT_RUNNING)
     };
+    let (status, head) = match reading {
+        _ if deleted => (GatewayStatus::DELETED, None),
+        Some((status, head)) => (status, head),
+        None => (recorded(), None),
+    };
+    // The head node (oldest live node); with none live, the oldest node.
+    let head = head
+        .and_then(|h| row.nodes.iter().find(|n| n.id == h))
+        .or(row.nodes.first());
+    let status = StatusDto::from(status);
     let mut issues: Vec<IssueDto> = if deleted {
         Vec::new()
     } else {
@@ -174,8 +191,11 @@ fn row_dto(row: &GatewayRow) -> GatewayRowDto {
         status,
         issues,
         environments: row.environments.iter().map(EnvRef::from).collect(),
-        host_name: row.head_host_name.clone(),
-        gateway_url: g.gateway_url().to_string(),
+        host_name: head.map(|n| n.host_name.clone()),
+        gateway_url: g.gateway_url(
+            head.and_then(|n| n.address.as_deref())
+                .or_else(|| row.nodes.iter().find_map(|n| n.address.as_deref())),
+        ),
     }
 }
 
@@ -200,8 +220,9 @@ async fn gateway_dto(
     }
     let row = row.ok_or_else(|| ApiError::not_found("gateway"))?;
     let gateway = &row.gateway;
+    let reading = crate::status_job::read_gateway(&state.link, gateway, state.now()).await?;
     Ok(GatewayDto {
-        row: row_dto(&row),
+        row: row_dto(&row, Some((reading.status, reading.head))),
         public_url: gateway.public_url.clone(),
         bind_address: gateway.bind_address.clone(),
         created_at: rfc3339(gateway.created_at),
@@ -314,7 +335,10 @@ pub async fn delete_gateway(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The nodes of a gateway (Cluster Status panel), oldest first.
+/// The nodes of a gateway (Cluster Status panel), oldest first. Each node's state is derived
+/// by `model::status` from its record, from the same read and instant as the gateway's status
+/// in `GET /gateways/{id}`; the nodes of a deleted gateway are offline (their credentials are
+/// revoked).
 #[utoipa::path(get, path = "/api/v1/gateways/{id}/nodes", tag = "gateways",
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = NodeList), (status = 404, body = ErrorEnvelope)))]
@@ -326,53 +350,57 @@ pub async fn list_nodes(
     let account = principal.require(&state, Need::Member, None).await?;
     let id: GatewayId = parse_id(&raw, "gateway")?;
     let gateway = state.store.gateway(account, id).await.or_404("gateway")?;
-    let nodes = state.store.nodes(account, id).await.or_404("gateway")?;
-    let now = state.now();
+    let reading = crate::status_job::read_gateway(&state.link, &gateway, state.now()).await?;
     Ok(axum::Json(NodeList {
-        nodes: nodes
+        nodes: reading
+            .nodes
             .iter()
-            .map(|(node, reported)| {
-                // The status job's record of the node when it has one (SPEC §2 state machine).
-                let status = match state.link.node_status(node.id, now) {
-                    Some(s) => StatusDto {
-                        state: s.state.as_str().into(),
-                        variant: s.variant.map(|v| v.as_str().into()),
-                    },
-                    None => node_status(
-                        reported.as_deref(),
-                        node.last_seen,
-                        gateway.settings.heartbeat_interval,
-                        now,
-                    ),
-                };
-                NodeDto::new(node, status)
-            })
+            .map(|(node, node_state)| NodeDto::new(node, StatusDto::from(node_state.status())))
             .collect(),
     }))
 }
 
-/// A node's status from what it reported last and when, until the status job records node
-/// states: silence longer than the lost-contact threshold (SPEC §2) is `lost_contact`.
-fn node_status(
-    reported: Option<&str>,
-    last_seen: Option<Timestamp>,
-    heartbeat_interval: std::time::Duration,
-    now: Timestamp,
-) -> StatusDto {
-    let silent = last_seen.is_none_or(|seen| {
-        now.since(seen) >= model::status::lost_contact_threshold(heartbeat_interval)
-    });
-    let (state, variant) = match reported {
-        Some("online") if !silent => ("online", None),
-        Some("online") => ("offline", Some("lost_contact")),
-        Some("starting") if !silent => ("starting", None),
-        Some("starting") => ("offline", Some("failed_start")),
-        Some("stopping") if !silent => ("stopping", None),
-        Some("stopping") => ("offline", Some("unclean_shutdown")),
-        _ => ("offline", Some("not_running")),
-    };
-    StatusDto {
-        state: state.into(),
-        variant: variant.map(String::from),
+/// Remove an offline node from its gateway (admin or owner; the Cluster Status panel's
+/// action). Its credentials are revoked with it, so the node id can join again (e.g. after
+/// `POST /nodes/join` answered `NODE_ID_TAKEN`). 409 `NODE_NOT_OFFLINE` while it is live.
+#[utoipa::path(delete, path = "/api/v1/gateways/{id}/nodes/{node_id}", tag = "gateways",
+    params(("id" = uuid::Uuid, Path), ("node_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "NODE_NOT_OFFLINE", body = ErrorEnvelope)))]
+pub async fn remove_node(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((raw, raw_node)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let account = principal
+        .require(
+            &state,
+            Need::Manage,
+            Some(("node.remove", Some(Target::new("node", &raw_node)))),
+        )
+        .await?;
+    let id: GatewayId = parse_id(&raw, "gateway")?;
+    let node: NodeId = parse_id(&raw_node, "node")?;
+    let gateway = state.store.gateway(account, id).await.or_404("gateway")?;
+    let reading = crate::status_job::read_gateway(&state.link, &gateway, state.now()).await?;
+    let (_, node_state) = reading
+        .nodes
+        .iter()
+        .find(|(n, _)| n.id == node)
+        .ok_or_else(|| ApiError::not_found("node"))?;
+    if node_state.is_live() {
+        return Err(ApiError::conflict(
+            "NODE_NOT_OFFLINE",
+            format!(
+                "node {node} is {}; only an offline node can be removed (stop it first)",
+                node_state.status().label()
+            ),
+        ));
     }
+    state
+        .store
+        .remove_node(account, node, principal.audit(&state, "node.remove"))
+        .await
+        .or_404("node")?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -39,6 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
             gateways::delete_gateway
         ))
         .routes(routes!(gateways::list_nodes))
+        .routes(routes!(gateways::remove_node))
         .routes(routes!(crate::link::commands::restart_gateway))
         .routes(routes!(crate::link::commands::stop_gateway))
         .routes(routes!(crate::link::join::join))
