@@ -57,7 +57,10 @@ mod types;
 
 pub use audit::{Actor, Audit, AuditRecord, AuditResult, Target};
 pub use error::{Checked, Conflict, StoreError};
-pub use link::{GatewayConfigInput, GatewayStatusInput, NodeStatusRow, PublishedConfig};
+pub use link::{
+    GatewayConfigInput, GatewayStatusInput, NodeStatusRow, NodeStatusWrite, PublishedConfig,
+    STATUS_WRITES_PER_STATEMENT,
+};
 pub use notify::{Listener, MAX_NOTICE_BYTES};
 pub use types::*;
 

@@ -44,6 +44,22 @@ pub struct NodeStatusRow {
     pub record: Option<serde_json::Value>,
 }
 
+/// One node's status write in a batch ([`Store::save_node_statuses`]): what
+/// [`Store::save_node_status`] writes for one node.
+#[derive(Clone, Debug)]
+pub struct NodeStatusWrite {
+    pub account: AccountId,
+    pub node: NodeId,
+    /// What the node said last (state, time, applied generation), when it said something.
+    pub report: Option<NodeReport>,
+    /// The platform's status record of the node.
+    pub record: serde_json::Value,
+}
+
+/// Rows per statement of a batched status write: 6 bind parameters each stays far below
+/// both backends' parameter limits (SQLite 32,766, PostgreSQL 65,535).
+pub const STATUS_WRITES_PER_STATEMENT: usize = 1000;
+
 /// A live gateway of any account with its nodes: the input of one status-job tick.
 #[derive(Clone, Debug)]
 pub struct GatewayStatusInput {
@@ -275,6 +291,73 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::save_node_status`] for many nodes in one transaction, with one statement per
+    /// [`STATUS_WRITES_PER_STATEMENT`] nodes that reported (and one per as many that did not),
+    /// so the link writes all heartbeats of a second at once. A node appears at most once
+    /// (when it repeats, its last write wins). Nodes that no longer exist in their account are
+    /// skipped; answers how many rows were written.
+    pub async fn save_node_statuses(&self, writes: &[NodeStatusWrite]) -> Result<u64, StoreError> {
+        let mut seen = std::collections::HashSet::with_capacity(writes.len());
+        let mut reported = Vec::new();
+        let mut record_only = Vec::new();
+        for w in writes.iter().rev() {
+            if seen.insert(w.node) {
+                let row = (s(w.node), s(w.account), w.record.to_string());
+                match &w.report {
+                    Some(report) => reported.push((row, report)),
+                    None => record_only.push(row),
+                }
+            }
+        }
+        if reported.is_empty() && record_only.is_empty() {
+            return Ok(0);
+        }
+        let mut written = 0;
+        with_tx!(self, |c| {
+            for chunk in reported.chunks(STATUS_WRITES_PER_STATEMENT) {
+                let sql = format!(
+                    "WITH u (id, account_id, state, at, applied, record) AS (VALUES {}) \
+                     UPDATE nodes SET reported_state = u.state, reported_at = u.at, \
+                     last_seen = u.at, \
+                     applied_generation = COALESCE(u.applied, nodes.applied_generation), \
+                     status_record = u.record \
+                     FROM u WHERE nodes.id = u.id AND nodes.account_id = u.account_id",
+                    placeholders(chunk.len(), 6)
+                );
+                // Not cached: every batch size is another statement text.
+                let mut q = sqlx::query(&sql).persistent(false);
+                for ((node, account, record), report) in chunk {
+                    q = q
+                        .bind(node)
+                        .bind(account)
+                        .bind(&report.state)
+                        .bind(report.at.0)
+                        .bind(
+                            report
+                                .applied_generation
+                                .map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
+                        )
+                        .bind(record);
+                }
+                written += q.execute(&mut *c).await?.rows_affected();
+            }
+            for chunk in record_only.chunks(STATUS_WRITES_PER_STATEMENT) {
+                let sql = format!(
+                    "WITH u (id, account_id, record) AS (VALUES {}) \
+                     UPDATE nodes SET status_record = u.record \
+                     FROM u WHERE nodes.id = u.id AND nodes.account_id = u.account_id",
+                    placeholders(chunk.len(), 3)
+                );
+                let mut q = sqlx::query(&sql).persistent(false);
+                for (node, account, record) in chunk {
+                    q = q.bind(node).bind(account).bind(record);
+                }
+                written += q.execute(&mut *c).await?.rows_affected();
+            }
+        });
+        Ok(written)
+    }
+
     /// Every live gateway of every account with its nodes and their status records, in two
     /// queries: the input of one status-job tick.
     pub async fn gateway_status_inputs(&self) -> Result<Vec<GatewayStatusInput>, StoreError> {
@@ -394,4 +477,24 @@ impl Store {
             found(row).and_then(|r| Cur::new(&r).id())
         })
     }
+}
+
+/// `($1, $2, …), ($k+1, …)`: `rows` tuples of `width` numbered parameters.
+fn placeholders(rows: usize, width: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(rows * width * 6);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for i in 0..width {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "${}", r * width + i + 1);
+        }
+        out.push(')');
+    }
+    out
 }

@@ -62,6 +62,7 @@ conformance!(
     link_publish_and_status_inputs,
     joins_never_move_a_node,
     publication_records_the_generation_containing_a_deployment,
+    batched_node_status_writes,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -3059,4 +3060,97 @@ async fn publication_records_the_generation_containing_a_deployment(store: &Stor
         publications().await,
         [(w.deployment.id, Some((g, again.input.generation)))]
     );
+/// `save_node_statuses` writes what `save_node_status` would, for many nodes at once (more
+/// than one statement's worth), skipping nodes of another account.
+async fn batched_node_status_writes(store: &Store) {
+    let w = world(store, "Acme").await;
+    let (a, g) = (w.account.id, w.gateway.id);
+    let other = world(store, "Other").await;
+    assert_eq!(store.save_node_statuses(&[]).await.unwrap(), 0);
+
+    // A node that applied generation 4 before: a report without a generation keeps it.
+    store
+        .save_node_status(
+            a,
+            w.node.id,
+            Some(&NodeReport {
+                state: "starting".into(),
+                applied_generation: Some(4),
+                at: t(2_000),
+            }),
+            &serde_json::json!({"n": 0}),
+        )
+        .await
+        .unwrap();
+    let mut nodes = vec![w.node.id];
+    for i in 0..STATUS_WRITES_PER_STATEMENT + 2 {
+        let n = store
+            .upsert_node(a, &node_on(g, &format!("h{i}"), 1_000))
+            .await
+            .unwrap();
+        nodes.push(n.id);
+    }
+    let write = |node: NodeId, i: usize, report: Option<NodeReport>| NodeStatusWrite {
+        account: a,
+        node,
+        report,
+        record: serde_json::json!({"n": i}),
+    };
+    let mut writes: Vec<NodeStatusWrite> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let mut r = report("online", 3_000 + i as i64);
+            r.applied_generation = (i % 2 == 1).then_some(i as u64);
+            write(n, i, Some(r))
+        })
+        .collect();
+    // The last node only gets a new record: its reported state stays what it was.
+    let last = *nodes.last().unwrap();
+    store
+        .save_node_status(
+            a,
+            last,
+            Some(&report("stopping", 2_500)),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    writes.pop();
+    writes.push(write(last, nodes.len() - 1, None));
+    // A node of another account, with this account: not written.
+    writes.push(write(other.node.id, 9_999, Some(report("stopped", 9_999))));
+    // Repeated: the last write of a node wins.
+    writes.insert(0, write(nodes[1], 7_777, Some(report("stopped", 7_777))));
+    assert_eq!(
+        store.save_node_statuses(&writes).await.unwrap(),
+        nodes.len() as u64
+    );
+
+    let inputs = store.gateway_status_inputs().await.unwrap();
+    let ours = inputs.iter().find(|i| i.gateway.id == g).unwrap();
+    assert_eq!(ours.nodes.len(), nodes.len());
+    for (i, &n) in nodes.iter().enumerate() {
+        let row = ours.nodes.iter().find(|r| r.node.id == n).unwrap();
+        assert_eq!(row.record, Some(serde_json::json!({"n": i})), "node {i}");
+        if n == last {
+            assert_eq!(row.reported_state.as_deref(), Some("stopping"));
+            assert_eq!(row.node.last_seen, Some(t(2_500)));
+            continue;
+        }
+        assert_eq!(row.reported_state.as_deref(), Some("online"), "node {i}");
+        assert_eq!(row.node.last_seen, Some(t(3_000 + i as i64)), "node {i}");
+        let applied = match i {
+            0 => Some(4),
+            i if i % 2 == 1 => Some(i as u64),
+            _ => None,
+        };
+        assert_eq!(row.node.applied_generation, applied, "node {i}");
+    }
+    let theirs = inputs
+        .iter()
+        .find(|i| i.gateway.id == other.gateway.id)
+        .unwrap();
+    assert_eq!(theirs.nodes[0].record, None);
+    assert_eq!(theirs.nodes[0].reported_state, None);
 }
