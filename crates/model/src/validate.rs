@@ -6,6 +6,10 @@
 //! validators return the trimmed form to store: a trailing space pasted into a form should not
 //! create a gateway that looks identical to another one. Lengths count Unicode scalar values
 //! (`char`s), not bytes, because the limit is about what a person sees and types.
+//!
+//! Every named object (account, gateway, environment, API and its version, user, token) follows
+//! one rule, [`check_name`]: no control characters and none of [`NAME_FORBIDDEN`]. Only the
+//! error variant differs, so the code names the object (`ENVIRONMENT_NAME_INVALID_CHARACTER`).
 
 use std::time::Duration;
 
@@ -18,10 +22,12 @@ use crate::paths::{PathKind, PathSyntaxError, normalize_path};
 pub const MAX_NAME_CHARS: usize = 80;
 /// Longest API version label, in characters.
 pub const MAX_API_VERSION_CHARS: usize = 40;
-/// Characters a gateway name may not contain: the gateway name is used in file names, command
-/// lines and URLs of the node, where these characters are special.
-pub const GATEWAY_NAME_FORBIDDEN: &[char] =
-    &['*', '\\', '^', ':', '$', '>', '<', '%', '|', '?', '"', '/'];
+/// Characters no name may contain: names end up in file names, command lines, URLs and HTML,
+/// where these characters are special (markup, paths, shell globs and pipes, escapes).
+pub const NAME_FORBIDDEN: &[char] = &['*', '\\', '^', ':', '$', '>', '<', '%', '|', '?', '"', '/'];
+/// Most upstream targets one API may have: each is a connection pool and a health check on
+/// every node, so the list stays a short, hand-written one.
+pub const MAX_UPSTREAM_TARGETS: usize = 16;
 
 /// Execution-settings ranges of SPEC §5, inclusive.
 pub const MAX_CONCURRENCY_RANGE: (u32, u32) = (1, 10_000);
@@ -49,8 +55,8 @@ pub enum ValidationError {
     AccountNameEmpty,
     #[error("account name is longer than {MAX_NAME_CHARS} characters")]
     AccountNameTooLong,
-    #[error("account name contains a control character")]
-    AccountNameInvalidCharacter,
+    #[error("account name contains {character:?}, which is not allowed")]
+    AccountNameInvalidCharacter { character: char },
 
     #[error("gateway name is empty")]
     GatewayNameEmpty,
@@ -63,22 +69,36 @@ pub enum ValidationError {
     EnvironmentNameEmpty,
     #[error("environment name is longer than {MAX_NAME_CHARS} characters")]
     EnvironmentNameTooLong,
-    #[error("environment name contains a control character")]
-    EnvironmentNameInvalidCharacter,
+    #[error("environment name contains {character:?}, which is not allowed")]
+    EnvironmentNameInvalidCharacter { character: char },
 
     #[error("API name is empty")]
     ApiNameEmpty,
     #[error("API name is longer than {MAX_NAME_CHARS} characters")]
     ApiNameTooLong,
-    #[error("API name contains a control character")]
-    ApiNameInvalidCharacter,
+    #[error("API name contains {character:?}, which is not allowed")]
+    ApiNameInvalidCharacter { character: char },
 
     #[error("API version is empty")]
     ApiVersionEmpty,
     #[error("API version is longer than {MAX_API_VERSION_CHARS} characters")]
     ApiVersionTooLong,
-    #[error("API version contains a control character")]
-    ApiVersionInvalidCharacter,
+    #[error("API version contains {character:?}, which is not allowed")]
+    ApiVersionInvalidCharacter { character: char },
+
+    #[error("user name is empty")]
+    UserNameEmpty,
+    #[error("user name is longer than {MAX_NAME_CHARS} characters")]
+    UserNameTooLong,
+    #[error("user name contains {character:?}, which is not allowed")]
+    UserNameInvalidCharacter { character: char },
+
+    #[error("token name is empty")]
+    TokenNameEmpty,
+    #[error("token name is longer than {MAX_NAME_CHARS} characters")]
+    TokenNameTooLong,
+    #[error("token name contains {character:?}, which is not allowed")]
+    TokenNameInvalidCharacter { character: char },
 
     #[error("base path: {0}")]
     ApiBasePath(PathSyntaxError),
@@ -87,6 +107,14 @@ pub enum ValidationError {
 
     #[error("an API needs at least one upstream target")]
     UpstreamTargetsEmpty,
+    #[error("an API has at most {MAX_UPSTREAM_TARGETS} upstream targets, not {count}")]
+    UpstreamTargetsTooMany { count: usize },
+    #[error("upstream target {index} repeats target {first} ({url})")]
+    UpstreamTargetDuplicate {
+        index: usize,
+        first: usize,
+        url: String,
+    },
     /// `field` is `upstream_targets` (with `index`) or `health_check_url`.
     #[error("{field}: {error}")]
     UpstreamUrl {
@@ -126,22 +154,30 @@ impl ValidationError {
         match self {
             AccountNameEmpty => "ACCOUNT_NAME_EMPTY",
             AccountNameTooLong => "ACCOUNT_NAME_TOO_LONG",
-            AccountNameInvalidCharacter => "ACCOUNT_NAME_INVALID_CHARACTER",
+            AccountNameInvalidCharacter { .. } => "ACCOUNT_NAME_INVALID_CHARACTER",
             GatewayNameEmpty => "GATEWAY_NAME_EMPTY",
             GatewayNameTooLong => "GATEWAY_NAME_TOO_LONG",
             GatewayNameInvalidCharacter { .. } => "GATEWAY_NAME_INVALID_CHARACTER",
             EnvironmentNameEmpty => "ENVIRONMENT_NAME_EMPTY",
             EnvironmentNameTooLong => "ENVIRONMENT_NAME_TOO_LONG",
-            EnvironmentNameInvalidCharacter => "ENVIRONMENT_NAME_INVALID_CHARACTER",
+            EnvironmentNameInvalidCharacter { .. } => "ENVIRONMENT_NAME_INVALID_CHARACTER",
             ApiNameEmpty => "API_NAME_EMPTY",
             ApiNameTooLong => "API_NAME_TOO_LONG",
-            ApiNameInvalidCharacter => "API_NAME_INVALID_CHARACTER",
+            ApiNameInvalidCharacter { .. } => "API_NAME_INVALID_CHARACTER",
             ApiVersionEmpty => "API_VERSION_EMPTY",
             ApiVersionTooLong => "API_VERSION_TOO_LONG",
-            ApiVersionInvalidCharacter => "API_VERSION_INVALID_CHARACTER",
+            ApiVersionInvalidCharacter { .. } => "API_VERSION_INVALID_CHARACTER",
+            UserNameEmpty => "USER_NAME_EMPTY",
+            UserNameTooLong => "USER_NAME_TOO_LONG",
+            UserNameInvalidCharacter { .. } => "USER_NAME_INVALID_CHARACTER",
+            TokenNameEmpty => "TOKEN_NAME_EMPTY",
+            TokenNameTooLong => "TOKEN_NAME_TOO_LONG",
+            TokenNameInvalidCharacter { .. } => "TOKEN_NAME_INVALID_CHARACTER",
             ApiBasePath(e) => e.code(PathKind::ApiBase),
             CustomPath(e) => e.code(PathKind::Custom),
             UpstreamTargetsEmpty => "UPSTREAM_TARGETS_EMPTY",
+            UpstreamTargetsTooMany { .. } => "UPSTREAM_TARGETS_TOO_MANY",
+            UpstreamTargetDuplicate { .. } => "UPSTREAM_TARGET_DUPLICATE",
             UpstreamUrl { error, .. } => error.code(),
             MaxConcurrencyOutOfRange { .. } => "MAX_CONCURRENCY_OUT_OF_RANGE",
             RetryAttemptsOutOfRange { .. } => "RETRY_ATTEMPTS_OUT_OF_RANGE",
@@ -160,16 +196,20 @@ impl ValidationError {
     pub fn field(&self) -> &'static str {
         use ValidationError::*;
         match self {
-            AccountNameEmpty | AccountNameTooLong | AccountNameInvalidCharacter => "name",
+            AccountNameEmpty | AccountNameTooLong | AccountNameInvalidCharacter { .. } => "name",
             GatewayNameEmpty | GatewayNameTooLong | GatewayNameInvalidCharacter { .. } => "name",
-            EnvironmentNameEmpty | EnvironmentNameTooLong | EnvironmentNameInvalidCharacter => {
-                "name"
-            }
-            ApiNameEmpty | ApiNameTooLong | ApiNameInvalidCharacter => "name",
-            ApiVersionEmpty | ApiVersionTooLong | ApiVersionInvalidCharacter => "version",
+            EnvironmentNameEmpty
+            | EnvironmentNameTooLong
+            | EnvironmentNameInvalidCharacter { .. } => "name",
+            ApiNameEmpty | ApiNameTooLong | ApiNameInvalidCharacter { .. } => "name",
+            ApiVersionEmpty | ApiVersionTooLong | ApiVersionInvalidCharacter { .. } => "version",
+            UserNameEmpty | UserNameTooLong | UserNameInvalidCharacter { .. } => "name",
+            TokenNameEmpty | TokenNameTooLong | TokenNameInvalidCharacter { .. } => "name",
             ApiBasePath(_) => "base_path",
             CustomPath(_) => "custom_path",
-            UpstreamTargetsEmpty => "upstream_targets",
+            UpstreamTargetsEmpty
+            | UpstreamTargetsTooMany { .. }
+            | UpstreamTargetDuplicate { .. } => "upstream_targets",
             UpstreamUrl { field, .. } => field,
             MaxConcurrencyOutOfRange { .. } => "max_concurrency_per_node",
             RetryAttemptsOutOfRange { .. } => "retry_attempts",
@@ -185,14 +225,15 @@ impl ValidationError {
     }
 }
 
-/// The three outcomes every name rule shares, mapped to per-entity variants by [`check_name`].
+/// The three outcomes of the name rule, mapped to per-object variants by [`name_rule!`].
 enum NameRule {
     Empty,
     TooLong,
     InvalidCharacter(char),
 }
 
-/// Trims `raw` and checks emptiness, length and control characters.
+/// The one name rule: trims `raw`, then refuses an empty name, one over `max_chars`, and a
+/// control character or one of [`NAME_FORBIDDEN`].
 fn check_name(raw: &str, max_chars: usize) -> Result<String, NameRule> {
     let name = raw.trim();
     if name.is_empty() {
@@ -201,64 +242,86 @@ fn check_name(raw: &str, max_chars: usize) -> Result<String, NameRule> {
     if name.chars().count() > max_chars {
         return Err(NameRule::TooLong);
     }
-    if let Some(c) = name.chars().find(|c| c.is_control()) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || NAME_FORBIDDEN.contains(c))
+    {
         return Err(NameRule::InvalidCharacter(c));
     }
     Ok(name.to_owned())
 }
 
-/// Validates an account name; returns the trimmed name.
-pub fn validate_account_name(raw: &str) -> Result<String, ValidationError> {
-    check_name(raw, MAX_NAME_CHARS).map_err(|rule| match rule {
-        NameRule::Empty => ValidationError::AccountNameEmpty,
-        NameRule::TooLong => ValidationError::AccountNameTooLong,
-        NameRule::InvalidCharacter(_) => ValidationError::AccountNameInvalidCharacter,
-    })
-}
-
-/// Validates a gateway name: 1–80 characters after trimming, no control characters and none of
-/// [`GATEWAY_NAME_FORBIDDEN`]. Returns the trimmed name. Uniqueness among the account's
-/// non-deleted gateways is the store's job.
-pub fn validate_gateway_name(raw: &str) -> Result<String, ValidationError> {
-    let name = check_name(raw, MAX_NAME_CHARS).map_err(|rule| match rule {
-        NameRule::Empty => ValidationError::GatewayNameEmpty,
-        NameRule::TooLong => ValidationError::GatewayNameTooLong,
-        NameRule::InvalidCharacter(character) => {
-            ValidationError::GatewayNameInvalidCharacter { character }
+/// Defines `validate_*_name`: [`check_name`] with the object's own error variants.
+macro_rules! name_rule {
+    ($(#[$doc:meta])* $fn:ident, $max:expr, $empty:ident, $too_long:ident, $invalid:ident) => {
+        $(#[$doc])*
+        pub fn $fn(raw: &str) -> Result<String, ValidationError> {
+            check_name(raw, $max).map_err(|rule| match rule {
+                NameRule::Empty => ValidationError::$empty,
+                NameRule::TooLong => ValidationError::$too_long,
+                NameRule::InvalidCharacter(character) => ValidationError::$invalid { character },
+            })
         }
-    })?;
-    if let Some(character) = name.chars().find(|c| GATEWAY_NAME_FORBIDDEN.contains(c)) {
-        return Err(ValidationError::GatewayNameInvalidCharacter { character });
-    }
-    Ok(name)
+    };
 }
 
-/// Validates an environment name; returns the trimmed name.
-pub fn validate_environment_name(raw: &str) -> Result<String, ValidationError> {
-    check_name(raw, MAX_NAME_CHARS).map_err(|rule| match rule {
-        NameRule::Empty => ValidationError::EnvironmentNameEmpty,
-        NameRule::TooLong => ValidationError::EnvironmentNameTooLong,
-        NameRule::InvalidCharacter(_) => ValidationError::EnvironmentNameInvalidCharacter,
-    })
-}
-
-/// Validates an API name; returns the trimmed name.
-pub fn validate_api_name(raw: &str) -> Result<String, ValidationError> {
-    check_name(raw, MAX_NAME_CHARS).map_err(|rule| match rule {
-        NameRule::Empty => ValidationError::ApiNameEmpty,
-        NameRule::TooLong => ValidationError::ApiNameTooLong,
-        NameRule::InvalidCharacter(_) => ValidationError::ApiNameInvalidCharacter,
-    })
-}
-
-/// Validates an API version label (e.g. `v1`, `2024-06`); returns the trimmed label.
-pub fn validate_api_version(raw: &str) -> Result<String, ValidationError> {
-    check_name(raw, MAX_API_VERSION_CHARS).map_err(|rule| match rule {
-        NameRule::Empty => ValidationError::ApiVersionEmpty,
-        NameRule::TooLong => ValidationError::ApiVersionTooLong,
-        NameRule::InvalidCharacter(_) => ValidationError::ApiVersionInvalidCharacter,
-    })
-}
+name_rule!(
+    /// Validates an account name; returns the trimmed name.
+    validate_account_name,
+    MAX_NAME_CHARS,
+    AccountNameEmpty,
+    AccountNameTooLong,
+    AccountNameInvalidCharacter
+);
+name_rule!(
+    /// Validates a gateway name; returns the trimmed name. Uniqueness among the account's
+    /// non-deleted gateways is the store's job.
+    validate_gateway_name,
+    MAX_NAME_CHARS,
+    GatewayNameEmpty,
+    GatewayNameTooLong,
+    GatewayNameInvalidCharacter
+);
+name_rule!(
+    /// Validates an environment name; returns the trimmed name.
+    validate_environment_name,
+    MAX_NAME_CHARS,
+    EnvironmentNameEmpty,
+    EnvironmentNameTooLong,
+    EnvironmentNameInvalidCharacter
+);
+name_rule!(
+    /// Validates an API name; returns the trimmed name.
+    validate_api_name,
+    MAX_NAME_CHARS,
+    ApiNameEmpty,
+    ApiNameTooLong,
+    ApiNameInvalidCharacter
+);
+name_rule!(
+    /// Validates an API version label (e.g. `v1`, `2024-06`); returns the trimmed label.
+    validate_api_version,
+    MAX_API_VERSION_CHARS,
+    ApiVersionEmpty,
+    ApiVersionTooLong,
+    ApiVersionInvalidCharacter
+);
+name_rule!(
+    /// Validates a user's (display) name; returns the trimmed name.
+    validate_user_name,
+    MAX_NAME_CHARS,
+    UserNameEmpty,
+    UserNameTooLong,
+    UserNameInvalidCharacter
+);
+name_rule!(
+    /// Validates the name of a personal API token; returns the trimmed name.
+    validate_token_name,
+    MAX_NAME_CHARS,
+    TokenNameEmpty,
+    TokenNameTooLong,
+    TokenNameInvalidCharacter
+);
 
 /// Validates an API base path with the rules of an environment path; returns its normal form.
 pub fn validate_api_base_path(raw: &str) -> Result<String, ValidationError> {
@@ -594,15 +657,27 @@ pub fn validate_health_check_url(raw: &str) -> Result<UpstreamUrl, ValidationErr
     })
 }
 
-/// Validates an API's list of upstream target URLs: at least one, each valid.
+/// Validates an API's list of upstream target URLs: 1 to [`MAX_UPSTREAM_TARGETS`], each valid,
+/// none repeated (compared in normal form, so `http://H:80` repeats `http://h/`).
 pub fn validate_upstream_targets<'a>(
     urls: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<UpstreamUrl>, ValidationError> {
-    let parsed = urls
-        .into_iter()
-        .enumerate()
-        .map(|(i, u)| validate_upstream_target_url(i, u))
-        .collect::<Result<Vec<_>, _>>()?;
+    let urls: Vec<&str> = urls.into_iter().collect();
+    if urls.len() > MAX_UPSTREAM_TARGETS {
+        return Err(ValidationError::UpstreamTargetsTooMany { count: urls.len() });
+    }
+    let mut parsed: Vec<UpstreamUrl> = Vec::with_capacity(urls.len());
+    for (index, url) in urls.into_iter().enumerate() {
+        let url = validate_upstream_target_url(index, url)?;
+        if let Some(first) = parsed.iter().position(|earlier| *earlier == url) {
+            return Err(ValidationError::UpstreamTargetDuplicate {
+                index,
+                first,
+                url: url.to_url_string(),
+            });
+        }
+        parsed.push(url);
+    }
     if parsed.is_empty() {
         return Err(ValidationError::UpstreamTargetsEmpty);
     }
@@ -641,7 +716,7 @@ mod tests {
             validate_gateway_name("a\u{7}b"),
             "!GATEWAY_NAME_INVALID_CHARACTER@name",
         );
-        for c in GATEWAY_NAME_FORBIDDEN {
+        for c in NAME_FORBIDDEN {
             let r = validate_gateway_name(&format!("gw{c}1"));
             assert_eq!(
                 r,
@@ -657,7 +732,7 @@ mod tests {
             validate_account_name("a\nb"),
             "!ACCOUNT_NAME_INVALID_CHARACTER@name",
         );
-        check(validate_environment_name("Prod: EU/1"), r#""Prod: EU/1""#);
+        check(validate_environment_name("Prod (EU-1)"), r#""Prod (EU-1)""#);
         check(
             validate_environment_name(" "),
             "!ENVIRONMENT_NAME_EMPTY@name",
@@ -687,6 +762,47 @@ mod tests {
             validate_api_version("v\u{1b}1"),
             "!API_VERSION_INVALID_CHARACTER@version",
         );
+        check(validate_user_name(" Ada Lovelace "), r#""Ada Lovelace""#);
+        check(validate_user_name(""), "!USER_NAME_EMPTY@name");
+        check(validate_user_name(&long), "!USER_NAME_TOO_LONG@name");
+        check(validate_token_name("ci (build)"), r#""ci (build)""#);
+        check(validate_token_name(" "), "!TOKEN_NAME_EMPTY@name");
+        check(validate_token_name(&long), "!TOKEN_NAME_TOO_LONG@name");
+    }
+
+    /// Every named object refuses what the gateway name always refused: one rule.
+    #[test]
+    fn one_name_rule_for_every_object() {
+        type Validator = fn(&str) -> Result<String, ValidationError>;
+        let validators: [(Validator, &str); 7] = [
+            (validate_account_name, "ACCOUNT_NAME_INVALID_CHARACTER"),
+            (validate_gateway_name, "GATEWAY_NAME_INVALID_CHARACTER"),
+            (
+                validate_environment_name,
+                "ENVIRONMENT_NAME_INVALID_CHARACTER",
+            ),
+            (validate_api_name, "API_NAME_INVALID_CHARACTER"),
+            (validate_api_version, "API_VERSION_INVALID_CHARACTER"),
+            (validate_user_name, "USER_NAME_INVALID_CHARACTER"),
+            (validate_token_name, "TOKEN_NAME_INVALID_CHARACTER"),
+        ];
+        for (validate, code) in validators {
+            for c in NAME_FORBIDDEN
+                .iter()
+                .copied()
+                .chain(['\u{0}', '\n', '\u{7f}'])
+            {
+                let err = validate(&format!("a{c}b")).unwrap_err();
+                assert_eq!((err.code(), err.field().is_empty()), (code, false), "{c:?}");
+                assert!(err.to_string().contains(&format!("{c:?}")), "{err}");
+            }
+            let err = validate("<script>alert(2)</script>").unwrap_err();
+            assert_eq!(err.code(), code);
+            assert_eq!(
+                validate(" ok-name_1.2 (x) #&+ "),
+                Ok("ok-name_1.2 (x) #&+".into())
+            );
+        }
     }
 
     #[test]
@@ -774,6 +890,30 @@ mod tests {
         check(
             validate_upstream_targets([]),
             "!UPSTREAM_TARGETS_EMPTY@upstream_targets",
+        );
+        let many: Vec<String> = (0..=MAX_UPSTREAM_TARGETS)
+            .map(|i| format!("http://10.0.0.{i}/"))
+            .collect();
+        let at_limit =
+            validate_upstream_targets(many[..MAX_UPSTREAM_TARGETS].iter().map(|s| s.as_str()));
+        assert_eq!(at_limit.unwrap().len(), MAX_UPSTREAM_TARGETS);
+        check(
+            validate_upstream_targets(many.iter().map(|s| s.as_str())),
+            "!UPSTREAM_TARGETS_TOO_MANY@upstream_targets",
+        );
+        let err =
+            validate_upstream_targets(["http://a/x", "http://b/", "HTTP://A:80/x"]).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field()),
+            ("UPSTREAM_TARGET_DUPLICATE", "upstream_targets")
+        );
+        assert_eq!(
+            err,
+            ValidationError::UpstreamTargetDuplicate {
+                index: 2,
+                first: 0,
+                url: "http://a/x".into()
+            }
         );
         assert_eq!(
             validate_upstream_targets(["http://a:81/"]).unwrap()[0].port,

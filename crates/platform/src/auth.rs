@@ -4,7 +4,8 @@
 //! same. Both are stored only as their SHA-256 (hex): they are high-entropy secrets, so a fast
 //! hash is enough and lets the store look a token up by its hash in one indexed query
 //! (Argon2id is for low-entropy passwords). The account of a request always comes from the
-//! authenticated user, never from a parameter.
+//! authenticated user, never from a parameter. Wrong tokens count against their source
+//! address (`throttle`): past the limit it gets 429 until its window ends.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -15,6 +16,7 @@ use store::{Actor, Audit, Target};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::throttle::{self, ClientIp, Secret};
 
 /// Prefix of personal API tokens.
 pub const API_TOKEN_PREFIX: &str = "sy_pat_";
@@ -201,20 +203,27 @@ impl FromRequestParts<AppState> for Principal {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthenticated("expected `Authorization: Bearer <token>`"))?;
-        if !token.starts_with(API_TOKEN_PREFIX) || token.len() > 200 {
-            return Err(ApiError::unauthenticated("invalid or expired token"));
-        }
-        let found = state
-            .store
-            .find_api_token(&hash_secret(token), state.now())
-            .await
-            .map_err(ApiError::from)?;
+        // A presented token is a guess until it matches: its source is checked first.
+        let ip = ClientIp::of(parts);
+        throttle::check_secret(state, ip)?;
+        let found = if token.starts_with(API_TOKEN_PREFIX) && token.len() <= 200 {
+            state
+                .store
+                .find_api_token(&hash_secret(token), state.now())
+                .await
+                .map_err(ApiError::from)?
+        } else {
+            None
+        };
         match found {
             Some(principal) => Ok(Principal {
                 user: principal.user,
                 token_id: principal.token.id,
             }),
-            None => Err(ApiError::unauthenticated("invalid or expired token")),
+            None => {
+                let refusal = ApiError::unauthenticated("invalid or expired token");
+                Err(throttle::secret_failed(state, ip, Secret::ApiToken, refusal).await)
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ pub struct BootstrapTokens {
 /// valid, so calling it again just adds tokens.
 pub async fn bootstrap(store: &Store, now: Timestamp) -> Result<BootstrapTokens, StoreError> {
     let system = |action: &str| Audit::new(Actor::System, action, now);
-    let admin = match store.user_login(ADMIN_EMAIL).await? {
+    let admin = match store.user_login(None, ADMIN_EMAIL).await? {
         Some(login) => login.user,
         None => {
             store
@@ -50,7 +50,7 @@ pub async fn bootstrap(store: &Store, now: Timestamp) -> Result<BootstrapTokens,
                 .await?
         }
     };
-    let owner = match store.user_login(OWNER_EMAIL).await? {
+    let owner = match store.user_login(Some(DEFAULT_ACCOUNT), OWNER_EMAIL).await? {
         Some(login) => login.user,
         None => {
             store

@@ -78,6 +78,19 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
     }
 
+    /// 429 `TOO_MANY_REQUESTS`: too many failed authentications from the caller's source
+    /// (`throttle`). `details.retry_after_secs` is also sent as `Retry-After`.
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            format!(
+                "too many failed authentications from this address; retry in {retry_after_secs} s"
+            ),
+        )
+        .with_details(json!({ "retry_after_secs": retry_after_secs }))
+    }
+
     pub fn conflict(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
@@ -101,6 +114,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| self.details.get("retry_after_secs").and_then(Value::as_u64))
+            .flatten();
         let body = ErrorEnvelope {
             error: ErrorBody {
                 code: self.code,
@@ -120,6 +136,11 @@ impl IntoResponse for ApiError {
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("5"),
             );
+        }
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
     }

@@ -1,6 +1,7 @@
 //! Request body and query extraction that answers bad input with the error envelope:
-//! malformed JSON → 400 `INVALID_JSON`; unknown, missing or mistyped fields → 400 naming the
-//! field; bodies over the limit → 413. The content type is not checked, so `curl -d` works.
+//! malformed JSON → 400 `INVALID_JSON`; a document that is not an object → 400
+//! `BODY_NOT_AN_OBJECT`; unknown, missing or mistyped fields → 400 naming the field; bodies over
+//! the limit → 413. The content type is not checked, so `curl -d` works.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -45,8 +46,29 @@ where
     }
 }
 
-/// Deserializes `bytes`, naming the offending field on failure.
+/// Deserializes `bytes`, naming the offending field on failure. Every request body of the API
+/// is an object: serde would read a struct from an array of its fields in order
+/// (`["gw-1"]` as `{"name":"gw-1"}`), so anything else is refused before deserializing.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    // Anything else (an object, nothing, or not JSON at all) is left to serde's answer.
+    let other = first.and_then(|b| match b {
+        b'[' => Some("an array"),
+        b'"' => Some("a string"),
+        b't' | b'f' => Some("a boolean"),
+        b'n' => Some("null"),
+        b'-' | b'0'..=b'9' => Some("a number"),
+        _ => None,
+    });
+    if let Some(kind) = other {
+        return Err(ApiError::bad_field(
+            "BODY_NOT_AN_OBJECT",
+            "body",
+            format!("request body must be a JSON object; it is {kind}"),
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -314,8 +336,33 @@ mod tests {
         check(
             r#"[]"#,
             expect![[
-                r#"400 INVALID_FIELD {"field":"body"} | field `body`: invalid length 0, expected struct Body with 3 elements"#
+                r#"400 BODY_NOT_AN_OBJECT {"field":"body"} | request body must be a JSON object; it is an array"#
             ]],
+        );
+        // Without the check serde reads a struct from an array of its fields.
+        check(
+            r#" ["arr-gw"]"#,
+            expect![[
+                r#"400 BODY_NOT_AN_OBJECT {"field":"body"} | request body must be a JSON object; it is an array"#
+            ]],
+        );
+        check(
+            r#""arr-gw""#,
+            expect![[
+                r#"400 BODY_NOT_AN_OBJECT {"field":"body"} | request body must be a JSON object; it is a string"#
+            ]],
+        );
+        check(
+            "null",
+            expect![[
+                r#"400 BODY_NOT_AN_OBJECT {"field":"body"} | request body must be a JSON object; it is null"#
+            ]],
+        );
+        check(
+            "x",
+            expect![
+                "400 INVALID_JSON {} | request body is not valid JSON: expected value at line 1 column 1"
+            ],
         );
         check(
             r#""#,

@@ -31,8 +31,9 @@ pub fn base() -> Doc {
     ApiDoc::openapi()
 }
 
-/// Adds the bearer scheme, required by every operation.
+/// Adds the bearer scheme, required by every operation, and its 429 answer.
 pub fn finish(mut doc: Doc) -> Doc {
+    add_throttled_answers(&mut doc);
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
@@ -44,6 +45,52 @@ pub fn finish(mut doc: Doc) -> Doc {
     )]);
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
+}
+
+/// Documents 429 on every operation that takes the bearer token: wrong tokens count against the
+/// caller's source address (`throttle`), so any of them can answer it. Operations with their
+/// own `security` (join, link, this document) document their own answers.
+fn add_throttled_answers(doc: &mut Doc) {
+    const THROTTLED: &str = "TooManyFailedAuthentications";
+    use utoipa::openapi::schema::{Object, Ref, Type};
+    use utoipa::openapi::{Content, RefOr, ResponseBuilder, header::Header};
+    let throttled = ResponseBuilder::new()
+        .description(
+            "TOO_MANY_REQUESTS: too many wrong bearer tokens from this source; see `Retry-After`",
+        )
+        .header("Retry-After", {
+            let mut header = Header::new(Object::with_type(Type::Integer));
+            header.description = Some("seconds until the source may try again".into());
+            header
+        })
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorEnvelope"))),
+        )
+        .build();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components
+        .responses
+        .insert(THROTTLED.into(), throttled.into());
+    let reference = Ref::new(format!("#/components/responses/{THROTTLED}"));
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if operation.security.is_none() {
+                operation
+                    .responses
+                    .responses
+                    .entry("429".into())
+                    .or_insert_with(|| RefOr::Ref(reference.clone()));
+            }
+        }
+    }
 }
 
 /// The document as served, for tests and tools.

@@ -15,8 +15,12 @@
 //!   oldest one. State is per platform process; with several processes behind a balancer
 //!   each counts its own share, which still caps the guessing rate.
 //!
+//! - The failure that uses up a window is audited once (`auth.throttled`, platform-level, target
+//!   the source), not every refused request after it, so a flood cannot flood the audit log.
+//!
 //! The core ([`FailureLimiter::check`], [`FailureLimiter::record_failure`]) takes `now` as an
-//! argument and is tested without IO.
+//! argument and is tested without IO; [`check_secret`] and [`secret_failed`] apply it to a
+//! request's secrets.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -27,6 +31,10 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use model::Timestamp;
+use store::{Actor, Audit, AuditResult, Target};
+
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// How many failures a key may have in one window, and how long a window lasts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,17 +196,90 @@ pub fn source_key(ip: IpAddr) -> IpAddr {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
+impl ClientIp {
+    /// The peer address of a request whose parts another extractor is reading.
+    pub fn of(parts: &Parts) -> ClientIp {
+        ClientIp(
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip()),
-        ))
+        )
     }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp::of(parts))
+    }
+}
+
+/// The kind of secret a request presented, named in the audit record of a throttled source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secret {
+    ApiToken,
+    InstallToken,
+    NodeCredential,
+}
+
+impl Secret {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Secret::ApiToken => "api_token",
+            Secret::InstallToken => "install_token",
+            Secret::NodeCredential => "node_credential",
+        }
+    }
+}
+
+/// Before a presented secret is looked up: 429 while its source is over the secrets limit.
+/// A request without a known peer address (a bare `app()`) is not limited.
+pub fn check_secret(state: &AppState, ip: ClientIp) -> Result<(), ApiError> {
+    let Some(ip) = ip.0 else { return Ok(()) };
+    state
+        .throttles
+        .secrets
+        .check(&source_key(ip), state.now())
+        .map_err(|t| ApiError::too_many_requests(t.retry_after_secs()))
+}
+
+/// After a presented `secret` turned out wrong: counts the failure of its source and answers
+/// `refusal` (the 401), or 429 when this failure used up the source's window; that failure is
+/// recorded in the platform's audit log.
+pub async fn secret_failed(
+    state: &AppState,
+    ip: ClientIp,
+    secret: Secret,
+    refusal: ApiError,
+) -> ApiError {
+    let Some(ip) = ip.0 else { return refusal };
+    let source = source_key(ip);
+    let now = state.now();
+    let limiter = &state.throttles.secrets;
+    let Err(throttled) = limiter.record_failure(&source, now) else {
+        return refusal;
+    };
+    let policy = limiter.policy();
+    let audit = Audit::new(Actor::System, "auth.throttled", now)
+        .with_target(Target::new("source", source))
+        .with_details(serde_json::json!({
+            "secret": secret.as_str(),
+            "failures": policy.max_failures,
+            "window_secs": policy.window.as_secs(),
+            "retry_after_secs": throttled.retry_after_secs(),
+        }));
+    if let Err(error) = state
+        .store
+        .append_audit(None, audit, AuditResult::Denied)
+        .await
+    {
+        // The refusal stands either way; a lost audit record is an operational problem.
+        tracing::warn!(%error, %source, "could not record a throttled source");
+    }
+    tracing::warn!(%source, secret = secret.as_str(), "too many failed authentications; source throttled");
+    ApiError::too_many_requests(throttled.retry_after_secs())
 }
 
 #[cfg(test)]

@@ -56,6 +56,12 @@ on_both_backends!(
     unknown_routes_use_the_envelope,
     database_down_is_503,
     lists_page_with_cursors,
+    wrong_secrets_are_throttled_per_source,
+    emails_are_unique_within_an_account_only,
+    accounts_of_others_are_not_found,
+    bodies_must_be_objects,
+    one_name_rule_everywhere,
+    upstream_targets_are_capped_and_unique,
 );
 
 fn ids(list: &Value, key: &str) -> Vec<String> {
@@ -1193,4 +1199,460 @@ async fn lists_page_with_cursors(p: TestPlatform) {
             .await;
         assert_eq!(a.status, 400, "{query}");
     }
+}
+
+/// A client whose connections come from `source` (any 127.0.0.0/8 address reaches the
+/// platform's 127.0.0.1 listener on Linux).
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().expect("address"))
+        .build()
+        .expect("client")
+}
+
+/// Sends `send()` until the platform answers 429; every earlier answer must be `before`.
+/// Answers the 429 and how many requests it took.
+async fn until_throttled<F, Fut>(before: u16, mut send: F) -> (reqwest::Response, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let limit = platform::throttle::FailurePolicy::SECRETS_PER_SOURCE.max_failures;
+    for attempt in 1..=limit + 1 {
+        let resp = send().await.expect("request");
+        if resp.status() == 429 {
+            return (resp, attempt);
+        }
+        assert_eq!(resp.status().as_u16(), before, "attempt {attempt}");
+    }
+    panic!("never throttled after {} attempts", limit + 1);
+}
+
+#[track_caller]
+fn assert_throttled(resp: &reqwest::Response, attempts: u32) {
+    let policy = platform::throttle::FailurePolicy::SECRETS_PER_SOURCE;
+    assert_eq!(
+        attempts, policy.max_failures,
+        "the failure that uses up the window"
+    );
+    let retry: u64 = resp
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=policy.window.as_secs()).contains(&retry), "{retry}");
+}
+
+async fn wrong_secrets_are_throttled_per_source(p: TestPlatform) {
+    let wrong_token = || format!("sy_pat_{}", "0".repeat(64));
+    // Bearer tokens: wrong ones from 127.0.0.2 until 429, with Retry-After.
+    let attacker = client_from("127.0.0.2");
+    let url = format!("{}/api/v1/gateways", p.base);
+    let (resp, attempts) =
+        until_throttled(401, || attacker.get(&url).bearer_auth(wrong_token()).send()).await;
+    assert_throttled(&resp, attempts);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TOO_MANY_REQUESTS");
+    // Over its limit, the source is refused even with the right token ...
+    let refused = attacker
+        .get(&url)
+        .bearer_auth(&p.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    // ... while the right token from another source works, and so do wrong ones (401).
+    let other = client_from("127.0.0.1");
+    let ok = other.get(&url).bearer_auth(&p.owner).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let wrong = other
+        .get(&url)
+        .bearer_auth(wrong_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    // Install tokens on the join, from 127.0.0.3; a right one from elsewhere still joins.
+    let join_url = format!("{}/api/v1/nodes/join", p.base);
+    let join_body = |token: &str| {
+        json!({
+            "protocol_version": 1,
+            "install_token": token,
+            "gateway_name": "edge-join",
+            "node_id": uuid::Uuid::now_v7().to_string(),
+            "host_name": "host-a",
+            "runtime_version": "1.0.0",
+        })
+    };
+    let joiner = client_from("127.0.0.3");
+    let (resp, attempts) = until_throttled(401, || {
+        joiner
+            .post(&join_url)
+            .json(&join_body(&format!("sy_inst_{}", "1".repeat(64))))
+            .send()
+    })
+    .await;
+    assert_throttled(&resp, attempts);
+    let install = p
+        .post(
+            "/api/v1/install-tokens",
+            &p.owner,
+            json!({ "valid_for_minutes": 30 }),
+        )
+        .await
+        .expect(201)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refused = joiner
+        .post(&join_url)
+        .json(&join_body(&install))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    let joined = other
+        .post(&join_url)
+        .json(&join_body(&install))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), 201);
+
+    // Node credentials on the link, from 127.0.0.4 (refused before the upgrade).
+    let link_url = format!("{}/api/v1/link", p.base);
+    let node = client_from("127.0.0.4");
+    let (resp, attempts) = until_throttled(401, || {
+        node.get(&link_url)
+            .header("x-switchyard-protocol", "1")
+            .bearer_auth(format!("sy_node_{}", "2".repeat(64)))
+            .send()
+    })
+    .await;
+    assert_throttled(&resp, attempts);
+
+    // Each throttled source left one platform audit record naming it and the secret.
+    let records = p.db.store.platform_audit_records(None, 100).await.unwrap();
+    let mut throttled: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r.action == "auth.throttled")
+        .map(|r| {
+            assert_eq!(r.result, store::AuditResult::Denied);
+            (
+                r.target
+                    .as_ref()
+                    .and_then(|t| t.id.clone())
+                    .unwrap_or_default(),
+                r.details["secret"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    throttled.sort();
+    assert_eq!(
+        throttled,
+        [
+            ("127.0.0.2".to_string(), "api_token".to_string()),
+            ("127.0.0.3".to_string(), "install_token".to_string()),
+            ("127.0.0.4".to_string(), "node_credential".to_string()),
+        ]
+    );
+}
+
+async fn emails_are_unique_within_an_account_only(p: TestPlatform) {
+    let other = p
+        .post("/api/v1/accounts", &p.admin, json!({ "name": "other" }))
+        .await
+        .expect(201)["owner_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = |name: &str, email: &str| json!({ "name": name, "role": "viewer", "email": email });
+    // Another account's users never change the answer: first in B, then the same in A.
+    p.post("/api/v1/users", &other, body("Bea", "same@example.com"))
+        .await
+        .expect(201);
+    p.post("/api/v1/users", &p.owner, body("Ann", "Same@Example.com"))
+        .await
+        .expect(201);
+    // Within one account an address is one user.
+    let dup = p
+        .post("/api/v1/users", &p.owner, body("Ann 2", "SAME@example.com"))
+        .await;
+    assert_eq!(
+        (dup.status.as_u16(), dup.code(), dup.field()),
+        (409, "USER_EMAIL_TAKEN", "email")
+    );
+    let dup = p
+        .post("/api/v1/users", &other, body("Bea 2", "same@example.com"))
+        .await;
+    assert_eq!((dup.status.as_u16(), dup.code()), (409, "USER_EMAIL_TAKEN"));
+    // Each account lists its own user only.
+    let mine = p.get("/api/v1/users", &p.owner).await.expect(200);
+    let theirs = p.get("/api/v1/users", &other).await.expect(200);
+    let with_email = |list: &Value| {
+        list["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| {
+                u["email"]
+                    .as_str()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("same@example.com"))
+            })
+            .map(|u| u["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(with_email(&mine), ["Ann"]);
+    assert_eq!(with_email(&theirs), ["Bea"]);
+}
+
+async fn accounts_of_others_are_not_found(p: TestPlatform) {
+    let other = p
+        .post("/api/v1/accounts", &p.admin, json!({ "name": "other" }))
+        .await
+        .expect(201);
+    let other_id = other["id"].as_str().unwrap();
+    let me = p.get("/api/v1/me", &p.owner).await.expect(200);
+    let mine = me["account_id"].as_str().unwrap();
+    // Its own account is shown to a member, any role.
+    let viewer = p.user("Vic", "viewer").await;
+    for token in [&p.owner, &viewer] {
+        let got = p
+            .get(&format!("/api/v1/accounts/{mine}"), token)
+            .await
+            .expect(200);
+        assert_eq!(got["name"], "default");
+    }
+    // Another account's id answers exactly like one that does not exist.
+    let missing = uuid::Uuid::now_v7();
+    for id in [
+        other_id.to_string(),
+        missing.to_string(),
+        "nope".to_string(),
+    ] {
+        let a = p.get(&format!("/api/v1/accounts/{id}"), &p.owner).await;
+        assert_eq!((a.status.as_u16(), a.code()), (404, "NOT_FOUND"), "{id}");
+        assert_eq!(a.body["error"]["message"], "account not found");
+    }
+    // The platform administrator sees every account.
+    p.get(&format!("/api/v1/accounts/{other_id}"), &p.admin)
+        .await
+        .expect(200);
+    p.get(&format!("/api/v1/accounts/{mine}"), &p.admin)
+        .await
+        .expect(200);
+}
+
+async fn bodies_must_be_objects(p: TestPlatform) {
+    let gw = p.gateway("gw-obj").await;
+    let cases = [
+        (
+            Method::POST,
+            "/api/v1/gateways".to_string(),
+            r#"["arr-gw"]"#,
+        ),
+        (
+            Method::POST,
+            "/api/v1/environments".to_string(),
+            r#"["e", "test"]"#,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/gateways/{gw}"),
+            r#"["renamed"]"#,
+        ),
+        (Method::POST, "/api/v1/tokens".to_string(), r#""t""#),
+        (Method::POST, "/api/v1/users".to_string(), "null"),
+        (Method::POST, "/api/v1/install-tokens".to_string(), "[30]"),
+        (Method::POST, "/api/v1/nodes/join".to_string(), "[1]"),
+    ];
+    for (method, path, body) in cases {
+        let a = p
+            .call(
+                method.clone(),
+                &path,
+                Some(&p.owner),
+                Some(body.as_bytes().to_vec()),
+            )
+            .await;
+        assert_eq!(
+            (a.status.as_u16(), a.code(), a.field()),
+            (400, "BODY_NOT_AN_OBJECT", "body"),
+            "{method} {path} {body}"
+        );
+    }
+    // Nothing was created or renamed.
+    let list = p.get("/api/v1/gateways", &p.owner).await.expect(200);
+    assert_eq!(ids(&list, "gateways"), ["gw-obj"]);
+}
+
+async fn one_name_rule_everywhere(p: TestPlatform) {
+    let gw = p.gateway("gw-names").await;
+    let env = p.environment("env-names", None).await;
+    let api = p.api("api-names", "names").await;
+    let bad = "<script>alert(2)</script>";
+    let cases = [
+        (
+            Method::POST,
+            "/api/v1/accounts".to_string(),
+            &p.admin,
+            json!({ "name": "<x>" }),
+            "ACCOUNT_NAME_INVALID_CHARACTER",
+        ),
+        (
+            Method::POST,
+            "/api/v1/gateways".to_string(),
+            &p.owner,
+            json!({ "name": bad }),
+            "GATEWAY_NAME_INVALID_CHARACTER",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/gateways/{gw}"),
+            &p.owner,
+            json!({ "name": "a>b" }),
+            "GATEWAY_NAME_INVALID_CHARACTER",
+        ),
+        (
+            Method::POST,
+            "/api/v1/environments".to_string(),
+            &p.owner,
+            json!({ "name": bad, "classification": "test" }),
+            "ENVIRONMENT_NAME_INVALID_CHARACTER",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/environments/{env}"),
+            &p.owner,
+            json!({ "name": "Prod: EU" }),
+            "ENVIRONMENT_NAME_INVALID_CHARACTER",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apis".to_string(),
+            &p.owner,
+            json!({ "name": bad, "version": "v1", "api_type": "REST", "base_path": "x", "upstream_targets": ["http://127.0.0.1:9/"] }),
+            "API_NAME_INVALID_CHARACTER",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/apis/{api}"),
+            &p.owner,
+            json!({ "version": "v<1>" }),
+            "API_VERSION_INVALID_CHARACTER",
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".to_string(),
+            &p.owner,
+            json!({ "name": bad, "role": "viewer" }),
+            "USER_NAME_INVALID_CHARACTER",
+        ),
+        (
+            Method::POST,
+            "/api/v1/tokens".to_string(),
+            &p.owner,
+            json!({ "name": "ci|deploy" }),
+            "TOKEN_NAME_INVALID_CHARACTER",
+        ),
+    ];
+    for (method, path, token, body, code) in cases {
+        let a = p
+            .call(
+                method.clone(),
+                &path,
+                Some(token),
+                Some(body.to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(
+            (a.status.as_u16(), a.code(), a.field()),
+            (
+                422,
+                code,
+                if code.starts_with("API_VERSION") {
+                    "version"
+                } else {
+                    "name"
+                }
+            ),
+            "{method} {path}: {:#}",
+            a.body
+        );
+    }
+    let user = p
+        .post(
+            "/api/v1/users",
+            &p.owner,
+            json!({ "name": "  ", "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(
+        (user.status.as_u16(), user.code()),
+        (422, "USER_NAME_EMPTY")
+    );
+    let token = p
+        .post(
+            "/api/v1/tokens",
+            &p.owner,
+            json!({ "name": "x".repeat(81) }),
+        )
+        .await;
+    assert_eq!(
+        (token.status.as_u16(), token.code()),
+        (422, "TOKEN_NAME_TOO_LONG")
+    );
+}
+
+async fn upstream_targets_are_capped_and_unique(p: TestPlatform) {
+    let max = model::validate::MAX_UPSTREAM_TARGETS;
+    let targets =
+        |n: usize| -> Vec<String> { (0..n).map(|i| format!("http://10.0.0.{i}:8080/")).collect() };
+    let create = |targets: Vec<String>| {
+        json!({ "name": "many", "version": "v1", "api_type": "REST", "base_path": "many",
+                "upstream_targets": targets })
+    };
+    let too_many = p
+        .post("/api/v1/apis", &p.owner, create(targets(max + 1)))
+        .await;
+    assert_eq!(
+        (too_many.status.as_u16(), too_many.code(), too_many.field()),
+        (422, "UPSTREAM_TARGETS_TOO_MANY", "upstream_targets")
+    );
+    let mut dup = targets(2);
+    dup.push("HTTP://10.0.0.1:8080".into());
+    let duplicate = p.post("/api/v1/apis", &p.owner, create(dup)).await;
+    assert_eq!(
+        (
+            duplicate.status.as_u16(),
+            duplicate.code(),
+            duplicate.field()
+        ),
+        (422, "UPSTREAM_TARGET_DUPLICATE", "upstream_targets")
+    );
+    let created = p
+        .post("/api/v1/apis", &p.owner, create(targets(max)))
+        .await
+        .expect(201);
+    let id = created["id"].as_str().unwrap();
+    let patched = p
+        .patch(
+            &format!("/api/v1/apis/{id}"),
+            &p.owner,
+            json!({ "upstream_targets": ["http://a/", "http://a/"] }),
+        )
+        .await;
+    assert_eq!(
+        (patched.status.as_u16(), patched.code()),
+        (422, "UPSTREAM_TARGET_DUPLICATE")
+    );
+    let got = p
+        .get(&format!("/api/v1/apis/{id}"), &p.owner)
+        .await
+        .expect(200);
+    assert_eq!(got["upstream_targets"].as_array().map(Vec::len), Some(max));
 }

@@ -240,14 +240,23 @@ impl Store {
         })
     }
 
-    /// The user with this e-mail address (case-insensitive) and their password hash.
-    pub async fn user_login(&self, email: &str) -> Result<Option<UserLogin>, StoreError> {
+    /// The user of the account named `account` (a platform administrator when `None`) with this
+    /// e-mail address, and their password hash; names and addresses compare case-insensitively.
+    /// E-mail addresses are unique only within an account, so a login always names one.
+    pub async fn user_login(
+        &self,
+        account: Option<&str>,
+        email: &str,
+    ) -> Result<Option<UserLogin>, StoreError> {
         with_conn!(self, |c| {
             let row = sqlx::query(concat!(
                 "SELECT ",
                 user_cols!(),
-                ", u.password_hash FROM users u WHERE lower(u.email) = lower($1)"
+                ", u.password_hash FROM users u LEFT JOIN accounts a ON a.id = u.account_id \
+                 WHERE lower(u.email) = lower($2) \
+                 AND (($1 IS NULL AND u.account_id IS NULL) OR lower(a.name) = lower($1))"
             ))
+            .bind(account)
             .bind(email)
             .fetch_optional(&mut *c)
             .await?;
@@ -539,6 +548,29 @@ impl Store {
                  ORDER BY ar.id DESC LIMIT $3"
             ))
             .bind(s(account))
+            .bind(before.map(s))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter()
+                .map(|r| rows::audit_record(&mut Cur::new(r)))
+                .collect()
+        })
+    }
+    /// The platform's own audit records (of no account: accounts created, sources throttled),
+    /// newest first, like [`Store::audit_records`].
+    pub async fn platform_audit_records(
+        &self,
+        before: Option<AuditId>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        with_conn!(self, |c| {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                audit_cols!(),
+                " FROM audit_records ar WHERE ar.account_id IS NULL AND ($1 IS NULL OR ar.id < $1) \
+                 ORDER BY ar.id DESC LIMIT $2"
+            ))
             .bind(before.map(s))
             .bind(i64::from(limit))
             .fetch_all(&mut *c)

@@ -80,7 +80,7 @@ fn unique_conflict(db: &dyn sqlx::error::DatabaseError) -> Conflict {
     let has = |names: &[&str]| names.iter().any(|n| text.contains(n));
     if has(&["accounts_name_key"]) {
         Conflict::AccountName
-    } else if has(&["users_email_key"]) {
+    } else if has(&["users_account_email_key", "users_email_key"]) {
         Conflict::UserEmail
     } else if has(&["gateways_name_key"]) {
         Conflict::GatewayName

@@ -167,18 +167,33 @@ async fn accounts_and_users(store: &Store) {
     assert!(store.users(other.id).await.unwrap().is_empty());
 
     let login = store
-        .user_login("ALICE@example.com")
+        .user_login(Some("ACME"), "ALICE@example.com")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(login.user, alice);
+    // A login names its account: Alice is not a user of Other, nor a platform administrator.
+    assert!(
+        store
+            .user_login(Some("Other"), "alice@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .user_login(None, "alice@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(login.password_hash.as_deref(), Some("$argon2id$hash"));
     store
         .set_password_hash(alice.id, Some("$argon2id$new"), audit("user.set_password"))
         .await
         .unwrap();
     let login = store
-        .user_login("alice@example.com")
+        .user_login(Some("acme"), "alice@example.com")
         .await
         .unwrap()
         .unwrap();
@@ -189,17 +204,48 @@ async fn accounts_and_users(store: &Store) {
             .await,
     );
 
-    let dup = NewUser {
-        account_id: Some(other.id),
+    // An e-mail is unique within an account (case-insensitively), not across accounts.
+    let alice_in = |account: Option<AccountId>| NewUser {
+        account_id: account,
         name: "Alice again".into(),
         email: Some("Alice@Example.com".into()),
         role: Role::Viewer,
-        platform_admin: false,
+        platform_admin: account.is_none(),
         password_hash: None,
     };
     assert_conflict(
-        store.create_user(dup, audit("user.create")).await,
+        store
+            .create_user(alice_in(Some(acme.id)), audit("user.create"))
+            .await,
         Conflict::UserEmail,
+    );
+    let other_alice = store
+        .create_user(alice_in(Some(other.id)), audit("user.create"))
+        .await
+        .unwrap();
+    let login = store
+        .user_login(Some("other"), "alice@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(login.user, other_alice);
+    // Platform administrators are one group: unique among them.
+    store
+        .create_user(alice_in(None), audit("user.create"))
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .create_user(alice_in(None), audit("user.create"))
+            .await,
+        Conflict::UserEmail,
+    );
+    assert!(
+        store
+            .user_login(None, "ALICE@example.com")
+            .await
+            .unwrap()
+            .is_some_and(|l| l.user.platform_admin)
     );
 
     let admin = store
@@ -1291,6 +1337,31 @@ async fn every_mutation_writes_one_audit_record(store: &Store) {
     let records = store.audit_records(a, None, 2).await.unwrap();
     assert_eq!(records[0].result, AuditResult::Failed);
     assert_eq!(records[1], denied);
+
+    // Records of no account are the platform's: never in an account's log, only in its own.
+    let platform = store
+        .append_audit(
+            None,
+            Audit::new(Actor::System, "auth.throttled", t(4_002))
+                .with_target(Target::new("source", "192.0.2.7")),
+            AuditResult::Denied,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.audit_records(a, None, 1).await.unwrap()[0].action,
+        "gateway.create"
+    );
+    let own = store.platform_audit_records(None, 1).await.unwrap();
+    assert_eq!(own, vec![platform.clone()]);
+    assert!(
+        store
+            .platform_audit_records(Some(platform.id), 1_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.account_id.is_none() && r.id < platform.id)
+    );
 
     // Paging: newest first, cursor excludes itself, pages cover everything once.
     let all = store.audit_records(a, None, 1_000).await.unwrap();

@@ -4,6 +4,7 @@
 //! into the typed configuration the libraries take.
 
 mod cmd;
+mod lock;
 
 use clap::{Parser, Subcommand};
 

@@ -175,9 +175,10 @@ fn up_writes_tokens_once_and_reuses_them() {
     assert!(owner.starts_with("sy_pat_") && admin.starts_with("sy_pat_"));
     assert_ne!(owner, admin);
     assert!(
-        text.contains(&owner),
-        "the first run shows the owner's token: {text}"
+        !text.contains(&owner),
+        "the owner's token stays in its file; stdout shows only its path: {text}"
     );
+    assert!(text.contains("First run"), "{text}");
     assert!(
         !text.contains(&admin),
         "the admin token stays in its file: {text}"
@@ -218,4 +219,75 @@ fn up_writes_tokens_once_and_reuses_them() {
     assert_eq!(list.len(), 1, "still one gateway: {gateways}");
     assert_eq!(list[0]["name"], "local", "{gateways}");
     second.stop();
+}
+
+/// A second `up`, `platform` or `gateway` on a data directory in use exits at once, naming the
+/// holder's pid, and leaves the running one (and its node's `running` marker) alone.
+#[test]
+fn a_second_process_on_the_same_data_directory_exits_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let first = Up::start(&data);
+    let owner = std::fs::read_to_string(data.join("owner-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let marker = data.join("gateway").join("running");
+    let marked = std::fs::read_to_string(&marker).expect("the live node's running marker");
+    let pid = first.child.id().to_string();
+
+    let node_dir = data.join("gateway");
+    let attempts: [Vec<std::ffi::OsString>; 3] = [
+        vec!["up".into(), "--data-dir".into(), data.clone().into()],
+        vec!["platform".into(), "--data-dir".into(), data.clone().into()],
+        vec![
+            "gateway".into(),
+            "--data-dir".into(),
+            node_dir.clone().into(),
+        ],
+    ];
+    for args in attempts {
+        let mut second = Command::new(BIN)
+            .args(&args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the second process");
+        // "At once": it must have exited within the bound, or it is running beside the first.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = second.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = second.kill();
+                let _ = second.wait();
+                panic!("{args:?} is still running beside the first after 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{args:?} succeeded: {stderr}");
+        assert!(
+            stderr.contains("is in use by process"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&pid),
+            "{args:?} names the holder {pid}: {stderr}"
+        );
+    }
+
+    // The first is untouched: its node's marker is in place and it still serves.
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), marked);
+    assert_eq!(first.get("/api/v1/gateways", &owner), 200);
+    assert_eq!(first.echo()["path"], "/hello");
+    first.stop();
+    assert!(!marker.exists(), "a clean stop removes the marker");
+    // Once it is gone the directory is free again.
+    Up::start(&data).stop();
 }

@@ -16,6 +16,7 @@ use crate::auth::{hash_secret, new_secret};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::json::parse_json;
 use crate::state::{AppState, now};
+use crate::throttle::{self, ClientIp, Secret};
 
 /// The body of a join (the wire type is `protocol::link::JoinRequest`).
 #[allow(dead_code)]
@@ -47,16 +48,21 @@ pub struct JoinAnswer {
 
 /// Join a gateway node with an install token (no bearer token: the install token in the body
 /// authenticates). Refused with 400 `PROTOCOL_VERSION_MISMATCH` when the node speaks another
-/// link protocol version, 401 for an unknown, revoked or expired install token.
+/// link protocol version, 401 for an unknown, revoked or expired install token, 429 (with
+/// `Retry-After`) for a source with too many wrong install tokens.
 #[utoipa::path(post, path = "/api/v1/nodes/join", tag = "gateways", security(()),
     request_body = JoinBody,
     responses((status = 201, body = JoinAnswer),
         (status = 400, description = "PROTOCOL_VERSION_MISMATCH or malformed body", body = ErrorEnvelope),
         (status = 401, description = "invalid or expired install token", body = ErrorEnvelope),
         (status = 409, description = "NODE_ID_TAKEN", body = ErrorEnvelope),
-        (status = 422, description = "GATEWAY_NAME_*", body = ErrorEnvelope)))]
+        (status = 422, description = "GATEWAY_NAME_*", body = ErrorEnvelope),
+        (status = 429, description = "TOO_MANY_REQUESTS: too many wrong install tokens from this source; see `Retry-After`",
+            headers(("Retry-After" = u64, description = "seconds until the source may try again")),
+            body = ErrorEnvelope)))]
 pub async fn join(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, axum::Json<JoinResponse>)> {
@@ -78,11 +84,15 @@ pub async fn join(
         .parse()
         .map_err(|_| ApiError::bad_field("INVALID_FIELD", "node_id", "node_id must be a UUID"))?;
     let at = now();
-    let token = state
+    throttle::check_secret(&state, ip)?;
+    let Some(token) = state
         .store
         .find_install_token(&hash_secret(request.install_token.trim()), at)
         .await?
-        .ok_or_else(|| ApiError::unauthenticated("invalid, revoked or expired install token"))?;
+    else {
+        let refusal = ApiError::unauthenticated("invalid, revoked or expired install token");
+        return Err(throttle::secret_failed(&state, ip, Secret::InstallToken, refusal).await);
+    };
     let account = token.account_id;
     let audit = |action: &str| Audit::new(Actor::Node(node), action, at);
     let name = model::validate::validate_gateway_name(&request.gateway_name)

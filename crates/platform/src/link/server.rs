@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use super::{Link, Outbound, publisher, records};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::state::{AppState, now};
+use crate::throttle::{self, ClientIp, Secret};
 
 /// Largest frame a node may send: heartbeats and acknowledgements are small.
 const MAX_NODE_FRAME_BYTES: usize = 1024 * 1024;
@@ -52,14 +53,17 @@ pub(crate) const CONFIG_APPLY_FAILED: &str = "CONFIG_APPLY_FAILED";
     responses(
         (status = 101, description = "switching to the WebSocket link"),
         (status = 400, description = "PROTOCOL_VERSION_MISMATCH, or not a WebSocket upgrade", body = ErrorEnvelope),
-        (status = 401, description = "unknown or revoked node credential, or deleted gateway", body = ErrorEnvelope)))]
+        (status = 401, description = "unknown or revoked node credential, or deleted gateway", body = ErrorEnvelope),
+        (status = 429, description = "TOO_MANY_REQUESTS: too many wrong node credentials from this source; see `Retry-After`",
+            headers(("Retry-After" = u64, description = "seconds until the source may try again")),
+            body = ErrorEnvelope)))]
 pub async fn link(
     State(state): State<AppState>,
-    crate::throttle::ClientIp(peer): crate::throttle::ClientIp,
+    ip: ClientIp,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let credential = match authenticate(&state, &headers).await {
+    let credential = match authenticate(&state, ip, &headers).await {
         Ok(c) => c,
         Err(e) => {
             // The node reads the platform's version from this header on any refusal.
@@ -87,13 +91,17 @@ pub async fn link(
         .max_frame_size(MAX_NODE_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
             let node = credential.node_id;
-            if let Err(error) = run(link, socket, credential, peer).await {
+            if let Err(error) = run(link, socket, credential, ip.0).await {
                 tracing::debug!(%error, ?node, "link closed");
             }
         })
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<NodeCredential, ApiError> {
+async fn authenticate(
+    state: &AppState,
+    ip: ClientIp,
+    headers: &HeaderMap,
+) -> Result<NodeCredential, ApiError> {
     let version = headers
         .get(PROTOCOL_VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -121,15 +129,20 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<NodeCrede
         .ok_or_else(|| {
             ApiError::unauthenticated("expected `Authorization: Bearer <node credential>`")
         })?;
-    state
+    throttle::check_secret(state, ip)?;
+    match state
         .store
         .find_node_credential(&crate::auth::hash_secret(token))
         .await?
-        .ok_or_else(|| {
-            ApiError::unauthenticated(
+    {
+        Some(credential) => Ok(credential),
+        None => {
+            let refusal = ApiError::unauthenticated(
                 "unknown or revoked node credential (or its gateway was deleted); join again",
-            )
-        })
+            );
+            Err(throttle::secret_failed(state, ip, Secret::NodeCredential, refusal).await)
+        }
+    }
 }
 
 pub(crate) fn version_error(e: protocol::link::VersionMismatch) -> ApiError {

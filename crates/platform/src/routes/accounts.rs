@@ -1,4 +1,5 @@
-//! Accounts: created and listed by platform administrators only.
+//! Accounts: created and listed by platform administrators only; a member may read their own
+//! account, and any other id answers 404 to them, exactly like an id that does not exist.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -8,7 +9,7 @@ use store::NewApiToken;
 use crate::auth::Principal;
 use crate::auth::{API_TOKEN_PREFIX, hash_secret, new_secret, shown_prefix};
 use crate::dto::{AccountDto, AccountList, CreateAccount, CreatedAccount};
-use crate::error::{ApiResult, ErrorEnvelope, OrNotFound};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
 use crate::json::Json;
 use crate::json::QueryParams;
 use crate::routes::{paginate, parse_id};
@@ -85,17 +86,21 @@ pub async fn list_accounts(
     }))
 }
 
-/// One account.
+/// One account: any account for a platform administrator; for the users of an account, their
+/// own account only. Every other id answers 404, whether or not it exists.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts",
     params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = AccountDto), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = AccountDto),
+        (status = 404, description = "no such account, or not the caller's", body = ErrorEnvelope)))]
 pub async fn get_account(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<AccountDto>> {
-    principal.require_platform_admin(&state, None).await?;
     let id: AccountId = parse_id(&id, "account")?;
+    if !principal.user.platform_admin && principal.user.account_id != Some(id) {
+        return Err(ApiError::not_found("account"));
+    }
     let account = state.store.account(id).await.or_404("account")?;
     Ok(axum::Json(AccountDto::from(&account)))
 }

@@ -31,14 +31,7 @@ pub async fn create_token(
     principal: Principal,
     Json(body): Json<CreateToken>,
 ) -> ApiResult<(StatusCode, axum::Json<CreatedToken>)> {
-    let name = body.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > model::validate::MAX_NAME_CHARS {
-        return Err(ApiError::validation(
-            "TOKEN_NAME_INVALID",
-            "name",
-            "token name must have 1 to 80 characters",
-        ));
-    }
+    let name = model::validate::validate_token_name(&body.name)?;
     let now = state.now();
     let expires_at = match body.expires_in_days {
         None => None,

@@ -22,10 +22,13 @@ pub async fn me(principal: Principal) -> axum::Json<UserDto> {
 }
 
 /// Create a user in the caller's account (owner only); answers a first token for them once.
+/// An e-mail address is unique within the account (409 `USER_EMAIL_TAKEN`); the same address
+/// in another account is another user and never changes this answer.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users",
     request_body = CreateUser,
     responses((status = 201, body = CreatedUser), (status = 403, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 409, description = "USER_EMAIL_TAKEN: the e-mail address is in use in this account", body = ErrorEnvelope),
+        (status = 422, description = "USER_NAME_*, USER_EMAIL_INVALID", body = ErrorEnvelope)))]
 pub async fn create_user(
     State(state): State<AppState>,
     principal: Principal,
@@ -34,14 +37,7 @@ pub async fn create_user(
     let account = principal
         .require(&state, Need::Owner, Some(("user.create", None)))
         .await?;
-    let name = body.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > model::validate::MAX_NAME_CHARS {
-        return Err(ApiError::validation(
-            "USER_NAME_INVALID",
-            "name",
-            "user name must have 1 to 80 characters",
-        ));
-    }
+    let name = model::validate::validate_user_name(&body.name)?;
     let email = body
         .email
         .map(|e| e.trim().to_string())

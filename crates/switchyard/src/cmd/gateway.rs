@@ -75,6 +75,10 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     }
     let runtime = runtime.build().context("starting the async runtime")?;
     let Some(snapshot) = args.snapshot.clone() else {
+        // One node per data directory (its id, credential and `running` marker); released
+        // when this process ends or re-executes itself for a restart.
+        super::platform::ensure_data_dir(&args.data_dir)?;
+        let _lock = crate::lock::DataDirLock::acquire(&args.data_dir, "gateway node")?;
         let exit = runtime.block_on(serve_platform(&args))?;
         // Listeners and the link are closed once the runtime is gone.
         drop(runtime);

@@ -198,9 +198,17 @@ pub fn run(args: PlatformArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        if config.database_url.starts_with("sqlite:") {
+        // On SQLite the data directory holds the database: one platform process per directory.
+        // (On PostgreSQL several platform processes share the database, SPEC §16.)
+        let _lock = if config.database_url.starts_with("sqlite:") {
             ensure_data_dir(&config.data_dir)?;
-        }
+            Some(crate::lock::DataDirLock::acquire(
+                &config.data_dir,
+                "platform",
+            )?)
+        } else {
+            None
+        };
         let store = open_store(&config.database_url).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

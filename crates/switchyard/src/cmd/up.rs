@@ -1,7 +1,8 @@
 //! `switchyard up`: everything on one machine. The platform with SQLite in a data directory;
 //! on the first run a platform administrator, the account `default` and its owner, with their
 //! tokens written to `DATA/admin-token` and `DATA/owner-token` (mode 0600). Later runs reuse
-//! the data and the tokens.
+//! the data and the tokens. Only the files' paths are printed, never a token: stdout often
+//! ends up in a log. `up` holds the locks of `DATA` and `DATA/gateway` while it runs (`lock`).
 //!
 //! `up` also runs one local gateway node in-process (data in `DATA/gateway`, traffic on
 //! `--gateway-listen`) joined to its own platform as gateway `local`, and a tiny built-in echo
@@ -14,6 +15,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use crate::lock::DataDirLock;
 
 use super::platform::{
     DEFAULT_DATA_DIR, DEFAULT_LISTEN, ensure_data_dir, init_tracing, open_store, redact,
@@ -52,6 +55,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     ensure_data_dir(&args.data_dir)?;
+    // The platform's directory and the in-process node's, as `platform` and `gateway` take
+    // them: a second `up`, or a `gateway` on the node's directory, exits at once.
+    let _lock = DataDirLock::acquire(&args.data_dir, "switchyard up")?;
+    let node_dir = args.data_dir.join(GATEWAY_DIR);
+    ensure_data_dir(&node_dir)?;
+    let _node_lock = DataDirLock::acquire(&node_dir, "gateway node")?;
     let database_url = args
         .database_url
         .clone()
@@ -81,9 +90,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let echo = start_echo().await?;
     let owner = read_token(&args.data_dir.join(OWNER_TOKEN_FILE)).context("reading owner token")?;
     let local = LocalGateway::new(platform.url(), owner);
-    let options = local
-        .node_options(&args.data_dir.join(GATEWAY_DIR), args.gateway_listen)
-        .await?;
+    let options = local.node_options(&node_dir, args.gateway_listen).await?;
     let node = gateway::node::Node::start(options.clone())
         .await
         .context("starting the local gateway node")?;
@@ -92,13 +99,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .provision(node.gateway_id(), &format!("http://{echo}"))
         .await
         .context("setting up the sample API")?;
-    print_welcome(
-        &args.data_dir,
-        addr,
-        first_run.as_deref(),
-        gateway_addr,
-        &curl,
-    );
+    print_welcome(&args.data_dir, addr, first_run, gateway_addr, &curl);
 
     let mut exit = node.run(stopped(stop_rx.clone())).await;
     while let gateway::node::ExitReason::Restart = exit {
@@ -313,10 +314,9 @@ async fn start_echo() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Makes sure both token files hold valid tokens; answers the new owner token when new ones
-/// were minted.
+/// Makes sure both token files hold valid tokens; answers whether new ones were minted.
 /// Existing valid tokens are kept, so re-running `up` never invalidates a saved token.
-async fn ensure_tokens(store: &store::Store, data_dir: &Path) -> anyhow::Result<Option<String>> {
+async fn ensure_tokens(store: &store::Store, data_dir: &Path) -> anyhow::Result<bool> {
     let now = platform::state::now();
     let owner = read_token(&data_dir.join(OWNER_TOKEN_FILE));
     let admin = read_token(&data_dir.join(ADMIN_TOKEN_FILE));
@@ -328,7 +328,7 @@ async fn ensure_tokens(store: &store::Store, data_dir: &Path) -> anyhow::Result<
                 .map(|p| p.is_some())
         };
         if valid(owner).await? && valid(admin).await? {
-            return Ok(None);
+            return Ok(false);
         }
         tracing::warn!("saved tokens are not valid for this database; minting new ones");
     }
@@ -337,7 +337,7 @@ async fn ensure_tokens(store: &store::Store, data_dir: &Path) -> anyhow::Result<
         .context("creating the first accounts and tokens")?;
     write_secret(&data_dir.join(ADMIN_TOKEN_FILE), &tokens.admin_token)?;
     write_secret(&data_dir.join(OWNER_TOKEN_FILE), &tokens.owner_token)?;
-    Ok(Some(tokens.owner_token))
+    Ok(true)
 }
 
 fn read_token(path: &Path) -> Option<String> {
@@ -373,7 +373,7 @@ fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
 fn print_welcome(
     data_dir: &Path,
     addr: SocketAddr,
-    first_run: Option<&str>,
+    first_run: bool,
     gateway: SocketAddr,
     path: &str,
 ) {
@@ -387,11 +387,11 @@ fn print_welcome(
     println!(
         "  gateway:      http://{gateway}/ (gateway `{LOCAL_GATEWAY}`, environment `{ENVIRONMENT}`)"
     );
-    if let Some(token) = first_run {
+    if first_run {
         println!(
-            "First run: created account `default` with an owner, and a platform administrator."
+            "First run: created account `default` with an owner, and a platform administrator;"
         );
-        println!("  owner's token (also in the file above): {token}");
+        println!("  their tokens are in the files above (readable by you only).");
     } else {
         println!("Reusing the data in {}.", data_dir.display());
     }
