@@ -213,6 +213,43 @@ pub struct CreatedInstallToken {
     pub token: String,
     /// RFC 3339.
     pub expires_at: String,
+    /// The command that starts a node with this token, e.g. `switchyard gateway --platform
+    /// http://127.0.0.1:8080 --install-token … --name GATEWAY_NAME`: replace `GATEWAY_NAME` by
+    /// the gateway to join (an existing name adds a node to it, a new one creates it).
+    pub join_command: String,
+}
+
+/// An install token without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstallTokenDto {
+    pub id: Uuid,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    /// RFC 3339; null while not revoked.
+    pub revoked_at: Option<String>,
+    /// The user who created it; null for tokens the system minted.
+    pub created_by: Option<Uuid>,
+}
+
+impl From<&store::InstallToken> for InstallTokenDto {
+    fn from(t: &store::InstallToken) -> Self {
+        Self {
+            id: t.id.0,
+            created_at: rfc3339(t.created_at),
+            expires_at: rfc3339(t.expires_at),
+            revoked_at: t.revoked_at.map(rfc3339),
+            created_by: t.created_by.map(|u| u.0),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstallTokenList {
+    pub install_tokens: Vec<InstallTokenDto>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -204,6 +204,16 @@ impl Store {
         Ok(user)
     }
 
+    /// Whether any platform administrator exists (an empty database has none).
+    pub async fn platform_admin_exists(&self) -> Result<bool, StoreError> {
+        with_conn!(self, |c| {
+            let row = sqlx::query("SELECT 1 FROM users WHERE platform_admin LIMIT 1")
+                .fetch_optional(&mut *c)
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+
     /// A user of `account`.
     pub async fn user(&self, account: AccountId, id: UserId) -> Result<User, StoreError> {
         let user = self.user_by_id(id).await?;

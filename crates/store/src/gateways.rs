@@ -426,6 +426,27 @@ impl Store {
         })
     }
 
+    /// The install tokens of `account`, newest first, revoked and expired ones included.
+    pub async fn install_tokens(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<InstallToken>, StoreError> {
+        with_conn!(self, |c| {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                install_token_cols!(),
+                " FROM install_tokens it WHERE it.account_id = $1 \
+                 ORDER BY it.created_at DESC, it.id DESC"
+            ))
+            .bind(s(account))
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter()
+                .map(|r| rows::install_token(&mut Cur::new(r)))
+                .collect()
+        })
+    }
+
     /// Revokes an install token of `account`.
     pub async fn revoke_install_token(
         &self,

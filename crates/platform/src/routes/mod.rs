@@ -30,7 +30,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
-        .routes(routes!(tokens::create_install_token))
+        .routes(routes!(
+            tokens::create_install_token,
+            tokens::list_install_tokens
+        ))
         .routes(routes!(tokens::revoke_install_token))
         .routes(routes!(gateways::create_gateway, gateways::list_gateways))
         .routes(routes!(

@@ -11,8 +11,8 @@ use crate::auth::{
     API_TOKEN_PREFIX, INSTALL_TOKEN_PREFIX, Need, Principal, hash_secret, new_secret, shown_prefix,
 };
 use crate::dto::{
-    CreateInstallToken, CreateToken, CreatedInstallToken, CreatedToken, TokenDto, TokenList,
-    rfc3339,
+    CreateInstallToken, CreateToken, CreatedInstallToken, CreatedToken, InstallTokenDto,
+    InstallTokenList, TokenDto, TokenList, rfc3339,
 };
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
 use crate::json::Json;
@@ -120,6 +120,7 @@ pub async fn revoke_token(
 pub async fn create_install_token(
     State(state): State<AppState>,
     principal: Principal,
+    headers: axum::http::HeaderMap,
     Json(body): Json<CreateInstallToken>,
 ) -> ApiResult<(StatusCode, axum::Json<CreatedInstallToken>)> {
     let account = principal
@@ -152,6 +153,7 @@ pub async fn create_install_token(
         StatusCode::CREATED,
         axum::Json(CreatedInstallToken {
             id: token.id.0,
+            join_command: join_command(&headers, &secret),
             token: secret,
             expires_at: rfc3339(token.expires_at),
         }),
@@ -184,4 +186,39 @@ pub async fn revoke_install_token(
         .await
         .or_404("install token")?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `switchyard gateway` line that joins a node with `secret`, addressed to the platform
+/// as the caller reached it (its `Host`).
+fn join_command(headers: &axum::http::HeaderMap, secret: &str) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("127.0.0.1:8080");
+    format!(
+        "switchyard gateway --platform http://{host} --install-token {secret} --name GATEWAY_NAME"
+    )
+}
+
+/// The install tokens of the caller's account (admin or owner), newest first, revoked and
+/// expired ones included; never the secrets.
+#[utoipa::path(get, path = "/api/v1/install-tokens", tag = "gateways",
+    params(
+        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses((status = 200, body = InstallTokenList), (status = 403, body = ErrorEnvelope)))]
+pub async fn list_install_tokens(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: QueryParams,
+) -> ApiResult<axum::Json<InstallTokenList>> {
+    let account = principal.require(&state, Need::Manage, None).await?;
+    let tokens = state.store.install_tokens(account).await?;
+    let (page, next_cursor) = paginate(tokens, |t| t.id.0, &query)?;
+    Ok(axum::Json(InstallTokenList {
+        install_tokens: page.iter().map(InstallTokenDto::from).collect(),
+        next_cursor,
+    }))
 }

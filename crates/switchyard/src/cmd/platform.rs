@@ -1,11 +1,17 @@
 //! `switchyard platform`: the control plane alone. Configuration comes from flags, then
 //! `SWITCHYARD_*` environment variables, then an optional TOML file, then defaults.
+//!
+//! On a database without a platform administrator it creates one and writes its token (mode
+//! 0600) to `--admin-token-file` (default `DATA/admin-token`); `switchyard platform bootstrap`
+//! mints a new administrator token into that file and exits (the way back in when it is lost).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+
+use super::up::{ADMIN_TOKEN_FILE, write_secret};
 
 /// Default REST/console listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -14,18 +20,30 @@ pub const DEFAULT_DATA_DIR: &str = "./switchyard-data";
 
 #[derive(clap::Args, Debug)]
 pub struct PlatformArgs {
+    #[command(subcommand)]
+    pub action: Option<PlatformAction>,
     /// Address of the REST API and console [default: 127.0.0.1:8080].
-    #[arg(long, env = "SWITCHYARD_LISTEN")]
+    #[arg(long, env = "SWITCHYARD_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
     /// `sqlite://PATH` or `postgres://…` [default: SQLite file in the data directory].
-    #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SWITCHYARD_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub database_url: Option<String>,
     /// Directory for the SQLite database and other local state [default: ./switchyard-data].
-    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// TOML file with `listen`, `database_url`, `data_dir`; unknown keys are errors.
-    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    /// TOML file with `listen`, `database_url`, `data_dir`, `admin_token_file`; unknown keys
+    /// are errors.
+    #[arg(long, env = "SWITCHYARD_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// Where the platform administrator's token is written (mode 0600) when the database has
+    /// no administrator yet, or by `bootstrap` [default: DATA/admin-token].
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN_FILE", global = true)]
+    pub admin_token_file: Option<PathBuf>,
     /// Advanced (tests): heartbeat interval every gateway uses, overriding its property.
     #[arg(long, hide = true)]
     pub heartbeat_interval_ms: Option<u64>,
@@ -46,6 +64,13 @@ pub struct PlatformArgs {
     pub drain_timeout_ms: Option<u64>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+pub enum PlatformAction {
+    /// Mint a new platform administrator token (creating the administrator when missing), write
+    /// it to the admin token file and exit; needs access to the database, not a running platform.
+    Bootstrap,
+}
+
 /// The optional TOML file (first step of two-step configuration: raw input).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +78,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     database_url: Option<String>,
     data_dir: Option<PathBuf>,
+    admin_token_file: Option<PathBuf>,
 }
 
 /// Resolved configuration of the platform process.
@@ -61,6 +87,7 @@ pub struct Resolved {
     pub listen: SocketAddr,
     pub database_url: String,
     pub data_dir: PathBuf,
+    pub admin_token_file: PathBuf,
     pub link: platform::LinkConfig,
 }
 
@@ -113,10 +140,15 @@ impl PlatformArgs {
             Some(url) => url,
             None => sqlite_url(&data_dir),
         };
+        let admin_token_file = self
+            .admin_token_file
+            .or(file.admin_token_file)
+            .unwrap_or_else(|| data_dir.join(ADMIN_TOKEN_FILE));
         Ok(Resolved {
             listen,
             database_url,
             data_dir,
+            admin_token_file,
             link,
         })
     }
@@ -193,8 +225,17 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Writes a new administrator token to `file`, creating its directory (0700) when missing.
+fn write_admin_token(file: &Path, token: &str) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        ensure_data_dir(dir)?;
+    }
+    write_secret(file, token)
+}
+
 pub fn run(args: PlatformArgs) -> anyhow::Result<()> {
     init_tracing();
+    let bootstrap_only = matches!(args.action, Some(PlatformAction::Bootstrap));
     let config = args.resolve()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
@@ -210,6 +251,30 @@ pub fn run(args: PlatformArgs) -> anyhow::Result<()> {
             None
         };
         let store = open_store(&config.database_url).await?;
+        let file = &config.admin_token_file;
+        let now = platform::state::now();
+        if bootstrap_only {
+            let token = platform::bootstrap::new_platform_admin_token(&store, now)
+                .await
+                .context("minting a platform administrator token")?;
+            write_admin_token(file, &token)?;
+            println!(
+                "Wrote a new platform administrator token to {} (mode 0600).",
+                file.display()
+            );
+            return Ok(());
+        }
+        if let Some(token) = platform::bootstrap::bootstrap_platform_admin(&store, now)
+            .await
+            .context("creating the platform administrator")?
+        {
+            write_admin_token(file, &token)?;
+            println!(
+                "Empty database: created the platform administrator; its token is in {} \
+                 (mode 0600).",
+                file.display()
+            );
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -245,5 +310,6 @@ mod tests {
     fn config_file_rejects_unknown_keys() {
         assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"").is_ok());
         assert!(toml::from_str::<FileConfig>("lisen = \"127.0.0.1:1\"").is_err());
+        assert!(toml::from_str::<FileConfig>("admin_token_file = \"/x\"").is_ok());
     }
 }

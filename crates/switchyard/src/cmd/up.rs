@@ -347,7 +347,7 @@ fn read_token(path: &Path) -> Option<String> {
 }
 
 /// Writes a secret readable by its owner only, atomically (temp file, then rename).
-fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+pub(crate) fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut options = std::fs::OpenOptions::new();
