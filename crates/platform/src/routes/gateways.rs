@@ -79,7 +79,7 @@ fn status_rank(status: &StatusDto) -> u8 {
     }
 }
 
-fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool) {
+pub(crate) fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool) {
     let by_name = |a: &GatewayRowDto, b: &GatewayRowDto| {
         a.name
             .to_lowercase()
@@ -123,7 +123,7 @@ fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool) {
 /// The status and issues a gateway row shows. Until the status job of the node link has
 /// evaluated a gateway, a gateway with no node is Offline (not running) with a NO_NODES warning
 /// (SPEC §2), derived here on read so it clears by itself when a node joins.
-fn row_dto(row: &GatewayRow) -> GatewayRowDto {
+pub(crate) fn row_dto(row: &GatewayRow) -> GatewayRowDto {
     let g = &row.gateway;
     let deleted = g.deleted_at.is_some();
     let status = if deleted {
@@ -179,7 +179,7 @@ fn row_dto(row: &GatewayRow) -> GatewayRowDto {
     }
 }
 
-async fn gateway_dto(
+pub(crate) async fn gateway_dto(
     state: &AppState,
     account: model::AccountId,
     id: GatewayId,

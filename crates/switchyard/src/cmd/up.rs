@@ -3,6 +3,9 @@
 //! tokens written to `DATA/admin-token` and `DATA/owner-token` (mode 0600). Later runs reuse
 //! the data and the tokens.
 //!
+//! The owner signs in to the console (same address) with a generated password kept in
+//! `DATA/owner-password` (0600); `up` prints the account, e-mail and that path.
+//!
 //! `up` also runs one local gateway node in-process (data in `DATA/gateway`, traffic on
 //! `--gateway-listen`) joined to its own platform as gateway `local`, and a tiny built-in echo
 //! service. The first run creates the environment `Production` on that gateway and the REST API
@@ -58,6 +61,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| sqlite_url(&args.data_dir));
     let store = open_store(&database_url).await?;
     let first_run = ensure_tokens(&store, &args.data_dir).await?;
+    ensure_owner_password(&store, &args.data_dir).await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -99,6 +103,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         gateway_addr,
         &curl,
     );
+    print_console_login(&args.data_dir);
 
     let mut exit = node.run(stopped(stop_rx.clone())).await;
     while let gateway::node::ExitReason::Restart = exit {
@@ -311,6 +316,37 @@ async fn start_echo() -> anyhow::Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// File with the first owner's console password, written by the first run (mode 0600).
+pub const OWNER_PASSWORD_FILE: &str = "owner-password";
+
+/// Gives the owner a generated console password and writes it to `DATA/owner-password` when
+/// the file is missing or the owner has no password; a kept file is left alone (the owner
+/// may have changed the password in the console since).
+async fn ensure_owner_password(store: &store::Store, data_dir: &Path) -> anyhow::Result<()> {
+    use platform::bootstrap::{DEFAULT_ACCOUNT, OWNER_EMAIL};
+    let path = data_dir.join(OWNER_PASSWORD_FILE);
+    let owner = store
+        .account_user_login(DEFAULT_ACCOUNT, OWNER_EMAIL)
+        .await?
+        .context("the owner of the default account is missing")?;
+    if owner.password_hash.is_some() && read_token(&path).is_some() {
+        return Ok(());
+    }
+    let password =
+        platform::console::set_initial_password(store, owner.user.id, platform::state::now())
+            .await?;
+    write_secret(&path, &password)
+}
+
+fn print_console_login(data_dir: &Path) {
+    println!(
+        "Console sign-in: account `{}`, e-mail {}, password in {}",
+        platform::bootstrap::DEFAULT_ACCOUNT,
+        platform::bootstrap::OWNER_EMAIL,
+        data_dir.join(OWNER_PASSWORD_FILE).display()
+    );
 }
 
 /// Makes sure both token files hold valid tokens; answers the new owner token when new ones
