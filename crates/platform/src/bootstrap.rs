@@ -11,7 +11,7 @@ use crate::auth::{API_TOKEN_PREFIX, hash_secret, new_secret, shown_prefix};
 /// Name of the account `switchyard up` creates.
 pub const DEFAULT_ACCOUNT: &str = "default";
 const ADMIN_EMAIL: &str = "admin@switchyard.local";
-const OWNER_EMAIL: &str = "owner@switchyard.local";
+pub const OWNER_EMAIL: &str = "owner@switchyard.local";
 
 /// Secrets minted by [`bootstrap`], shown once.
 #[derive(Clone, Debug)]

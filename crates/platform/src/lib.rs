@@ -1,6 +1,6 @@
 //! The control plane: REST API under `/api/v1` (axum, OpenAPI 3.1 by utoipa), auth and audit,
 //! the node link server (`link`: join, WebSocket link, snapshot publisher, commands) and the
-//! status job (`status_job`). Later: the web console and more background jobs.
+//! status job (`status_job`), and the web console (`console`: HTML pages on the same port).
 //!
 //! Start it with [`Platform::start`] on a bound listener (port 0 in tests) or [`serve`] with a
 //! shutdown future; both run the link's background tasks too ([`serve_with`] and
@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod json;
@@ -50,26 +51,33 @@ pub fn app(config: PlatformConfig) -> Router {
 /// [`app`] over a given state (with a started [`Link`] when nodes should get changes).
 pub fn app_with_link(state: AppState) -> Router {
     let (api, _) = routes::router().split_for_parts();
-    api.fallback(|| async {
-        error::ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
-    })
-    .method_not_allowed_fallback(|| async {
-        error::ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "method not allowed on this route",
-        )
-    })
-    .with_state(state)
-    .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
-    .layer(CatchPanicLayer::custom(
-        |_panic: Box<dyn std::any::Any + Send>| {
-            // The panic message may hold request data; the default hook already logged it.
-            tracing::error!("handler panicked");
-            error::ApiError::internal().into_response()
-        },
-    ))
-    .layer(TraceLayer::new_for_http())
+    api.merge(console::router())
+        .fallback(|uri: axum::http::Uri| async move {
+            // Outside the REST API a person is reading: answer a page, not JSON.
+            if uri.path().starts_with("/api/") {
+                error::ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+                    .into_response()
+            } else {
+                console::not_found_page()
+            }
+        })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this route",
+            )
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                // The panic message may hold request data; the default hook already logged it.
+                tracing::error!("handler panicked");
+                error::ApiError::internal().into_response()
+            },
+        ))
+        .layer(TraceLayer::new_for_http())
 }
 
 /// Serves the platform on `listener` until `shutdown` completes, then drains in-flight

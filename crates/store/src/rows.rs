@@ -227,7 +227,7 @@ macro_rules! issue_cols {
 }
 macro_rules! session_cols {
     () => {
-        "se.id, se.user_id, se.created_at, se.expires_at"
+        "se.id, se.user_id, se.created_at, se.expires_at, COALESCE(se.last_seen_at, se.created_at)"
     };
 }
 macro_rules! migration_cols {
@@ -493,6 +493,7 @@ pub(crate) fn session<R: Get>(c: &mut Cur<R>) -> Result<Session, StoreError> {
         user_id: c.id()?,
         created_at: c.ts()?,
         expires_at: c.ts()?,
+        last_seen_at: c.ts()?,
     })
 }
 

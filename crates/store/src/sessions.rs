@@ -22,6 +22,7 @@ impl Store {
             user_id: user,
             created_at: audit.at,
             expires_at,
+            last_seen_at: audit.at,
         };
         audit.default_target("session", session.id);
         with_tx!(self, |c| {
@@ -70,6 +71,60 @@ impl Store {
                 Ok((rows::session(&mut cur)?, rows::user(&mut cur)?))
             })
             .transpose()
+        })
+    }
+
+    /// Records that the session with this hash was used at `now` (idle expiry counts from
+    /// the last use).
+    pub async fn touch_session(&self, hash: &str, now: Timestamp) -> Result<(), StoreError> {
+        with_conn!(self, |c| {
+            sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE token_hash = $1")
+                .bind(hash)
+                .bind(now.0)
+                .execute(&mut *c)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The user of the account named `account` (case-insensitive) with this e-mail address
+    /// (case-insensitive), and their password hash: the console login's identity (an e-mail
+    /// is unique within an account, so another account's users never change the answer).
+    pub async fn account_user_login(
+        &self,
+        account: &str,
+        email: &str,
+    ) -> Result<Option<UserLogin>, StoreError> {
+        with_conn!(self, |c| {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                user_cols!(),
+                ", u.password_hash FROM users u JOIN accounts a ON a.id = u.account_id \
+                 WHERE lower(a.name) = lower($1) AND lower(u.email) = lower($2)"
+            ))
+            .bind(account)
+            .bind(email)
+            .fetch_optional(&mut *c)
+            .await?;
+            row.map(|r| {
+                let mut cur = Cur::new(&r);
+                Ok(UserLogin {
+                    user: rows::user(&mut cur)?,
+                    password_hash: cur.opt_text()?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    /// The password hash of a user (`None`: no password set), for checking it before a change.
+    pub async fn password_hash(&self, user: UserId) -> Result<Option<String>, StoreError> {
+        with_conn!(self, |c| {
+            let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+                .bind(s(user))
+                .fetch_optional(&mut *c)
+                .await?;
+            found(row).and_then(|r| Cur::new(&r).opt_text())
         })
     }
 

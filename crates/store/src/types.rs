@@ -349,6 +349,8 @@ pub struct Session {
     pub user_id: UserId,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// When the session was last used (its creation until then): idle expiry counts from it.
+    pub last_seen_at: Timestamp,
 }
 
 /// Start-up properties a node reported (SPEC §5, free JSON) and when.

@@ -58,18 +58,7 @@ pub async fn list_gateways(
         .store
         .gateways_overview(account, view, OverviewFilter::search(q))
         .await?;
-    let now = state.now();
-    let mut rows: Vec<GatewayRowDto> = overview
-        .gateways
-        .iter()
-        .map(|row| {
-            // The status and head node from the same records (in memory) at the same instant;
-            // the recorded status until the status job has seen every node.
-            let reading =
-                crate::status_job::read_from_memory(&state.link, &row.gateway, &row.nodes, now);
-            row_dto(row, reading)
-        })
-        .collect();
+    let mut rows = overview_rows(&state, &overview.gateways);
     sort_rows(&mut rows, sort, descending);
     Ok(axum::Json(GatewayListDto {
         gateways: rows,
@@ -91,7 +80,7 @@ fn status_rank(status: &StatusDto) -> u8 {
     }
 }
 
-fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool) {
+pub(crate) fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool) {
     let by_name = |a: &GatewayRowDto, b: &GatewayRowDto| {
         a.name
             .to_lowercase()
@@ -133,6 +122,21 @@ fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool) {
             ord.then_with(|| by_name(a, b))
         }
     });
+}
+
+/// The Gateways page's rows (REST list and console): each gateway's status and head node from
+/// the same records (in memory) at the same instant; the recorded status until the status job
+/// has seen every node.
+pub(crate) fn overview_rows(state: &AppState, gateways: &[GatewayRow]) -> Vec<GatewayRowDto> {
+    let now = state.now();
+    gateways
+        .iter()
+        .map(|row| {
+            let reading =
+                crate::status_job::read_from_memory(&state.link, &row.gateway, &row.nodes, now);
+            row_dto(row, reading)
+        })
+        .collect()
 }
 
 /// The status and issues a gateway row shows. `reading` is the status and head node derived
@@ -199,7 +203,7 @@ fn row_dto(row: &GatewayRow, reading: Option<(GatewayStatus, Option<NodeId>)>) -
     }
 }
 
-async fn gateway_dto(
+pub(crate) async fn gateway_dto(
     state: &AppState,
     account: model::AccountId,
     id: GatewayId,

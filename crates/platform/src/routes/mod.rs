@@ -5,8 +5,8 @@ mod accounts;
 mod apis;
 mod audit;
 mod environments;
-mod gateways;
-mod tokens;
+pub(crate) mod gateways;
+pub(crate) mod tokens;
 mod users;
 
 use std::str::FromStr;

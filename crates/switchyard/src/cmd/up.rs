@@ -4,6 +4,9 @@
 //! the data and the tokens. Only the files' paths are printed, never a token: stdout often
 //! ends up in a log. `up` holds the locks of `DATA` and `DATA/gateway` while it runs (`lock`).
 //!
+//! The owner signs in to the console (same address) with a generated password kept in
+//! `DATA/owner-password` (0600); `up` prints the account, e-mail and that path.
+//!
 //! `up` also runs one local gateway node in-process (data in `DATA/gateway`, traffic on
 //! `--gateway-listen`) joined to its own platform as gateway `local`, and a tiny built-in echo
 //! service. The first run creates the environment `Production` on that gateway and the REST API
@@ -67,6 +70,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| sqlite_url(&args.data_dir));
     let store = open_store(&database_url).await?;
     let first_run = ensure_tokens(&store, &args.data_dir).await?;
+    ensure_owner_password(&store, &args.data_dir).await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -100,6 +104,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("setting up the sample API")?;
     print_welcome(&args.data_dir, addr, first_run, gateway_addr, &curl);
+    print_console_login(&args.data_dir);
 
     let mut exit = node.run(stopped(stop_rx.clone())).await;
     while let gateway::node::ExitReason::Restart = exit {
@@ -312,6 +317,37 @@ async fn start_echo() -> anyhow::Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// File with the first owner's console password, written by the first run (mode 0600).
+pub const OWNER_PASSWORD_FILE: &str = "owner-password";
+
+/// Gives the owner a generated console password and writes it to `DATA/owner-password` when
+/// the file is missing or the owner has no password; a kept file is left alone (the owner
+/// may have changed the password in the console since).
+async fn ensure_owner_password(store: &store::Store, data_dir: &Path) -> anyhow::Result<()> {
+    use platform::bootstrap::{DEFAULT_ACCOUNT, OWNER_EMAIL};
+    let path = data_dir.join(OWNER_PASSWORD_FILE);
+    let owner = store
+        .user_login(Some(DEFAULT_ACCOUNT), OWNER_EMAIL)
+        .await?
+        .context("the owner of the default account is missing")?;
+    if owner.password_hash.is_some() && read_token(&path).is_some() {
+        return Ok(());
+    }
+    let password =
+        platform::console::set_initial_password(store, owner.user.id, platform::state::now())
+            .await?;
+    write_secret(&path, &password)
+}
+
+fn print_console_login(data_dir: &Path) {
+    println!(
+        "Console sign-in: account `{}`, e-mail {}, password in {}",
+        platform::bootstrap::DEFAULT_ACCOUNT,
+        platform::bootstrap::OWNER_EMAIL,
+        data_dir.join(OWNER_PASSWORD_FILE).display()
+    );
 }
 
 /// Makes sure both token files hold valid tokens; answers whether new ones were minted.
