@@ -4,6 +4,8 @@
 //   and keeps the address bar in step, so the state stays bookmarkable.
 // - a[data-toggle="ID"]: See more / See less switch the row's class without a round trip.
 // - button[data-copy="ID"]: copies the text of element ID.
+// - form[data-preview="URL"][data-preview-target="ID"]: typing re-fetches region ID from URL
+//   with the form's fields (never its CSRF token), e.g. the live example URLs.
 "use strict";
 (function () {
   var REFRESH_MS = 3000;
@@ -104,9 +106,39 @@
     });
   }
 
+  function previews() {
+    document.querySelectorAll("form[data-preview]").forEach(function (form) {
+      var region = document.getElementById(form.getAttribute("data-preview-target"));
+      if (!region) { return; }
+      var timer = null;
+      var asked = 0;
+      function run() {
+        var params = new URLSearchParams(new FormData(form));
+        params.delete("csrf");
+        var ticket = ++asked;
+        fetch(form.getAttribute("data-preview") + "?" + params.toString(),
+          { credentials: "same-origin", headers: { "X-Console-Fetch": "1" } })
+          .then(function (r) { return r.ok ? r.text() : null; })
+          .then(function (html) {
+            // Only the answer to the latest keystroke is shown.
+            if (html !== null && ticket === asked) {
+              region.innerHTML = html;
+              region.setAttribute("data-refreshed", String(Date.now()));
+            }
+          })
+          .catch(function () { /* the next keystroke retries */ });
+      }
+      form.addEventListener("input", function () {
+        clearTimeout(timer);
+        timer = setTimeout(run, 150);
+      });
+    });
+  }
+
   document.documentElement.classList.add("js");
   liveRegions();
   instantSearch();
   toggles();
   copyButtons();
+  previews();
 })();

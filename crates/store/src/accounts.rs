@@ -590,4 +590,45 @@ impl Store {
                 .collect()
         })
     }
+
+    /// Like [`Store::audit_records`], keeping only the records that match `filter` (the
+    /// console's audit log page); the cursor is the same record id.
+    pub async fn audit_records_filtered(
+        &self,
+        account: AccountId,
+        filter: &AuditFilter,
+        before: Option<AuditId>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let (actor_kind, actor_id) = match filter.actor {
+            Some(actor) => (Some(actor.kind()), actor.id()),
+            None => (None, None),
+        };
+        with_conn!(self, |c| {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                audit_cols!(),
+                " FROM audit_records ar WHERE ar.account_id = $1 AND ($2 IS NULL OR ar.id < $2) \
+                 AND ($3 IS NULL OR ar.actor_kind = $3) AND ($4 IS NULL OR ar.actor_id = $4) \
+                 AND ($5 IS NULL OR substr(ar.action, 1, length($5)) = $5) \
+                 AND ($6 IS NULL OR ar.result = $6) \
+                 AND ($7 IS NULL OR ar.at >= $7) AND ($8 IS NULL OR ar.at < $8) \
+                 ORDER BY ar.id DESC LIMIT $9"
+            ))
+            .bind(s(account))
+            .bind(before.map(s))
+            .bind(actor_kind)
+            .bind(actor_id.clone())
+            .bind(filter.action_prefix.clone())
+            .bind(filter.result.map(AuditResult::as_str))
+            .bind(filter.from.map(Timestamp::as_millis))
+            .bind(filter.until.map(Timestamp::as_millis))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter()
+                .map(|r| rows::audit_record(&mut Cur::new(r)))
+                .collect()
+        })
+    }
 }

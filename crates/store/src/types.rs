@@ -409,3 +409,16 @@ pub struct EnvironmentMigration {
     /// `OK`, `OK_WITH_WARNINGS` or `ERROR` once completed.
     pub result: Option<String>,
 }
+
+/// Which audit records [`crate::Store::audit_records_filtered`] keeps; `None` keeps all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub actor: Option<crate::Actor>,
+    /// Records whose action starts with this (`environment.` or `environment.update`).
+    pub action_prefix: Option<String>,
+    pub result: Option<crate::AuditResult>,
+    /// At or after this instant.
+    pub from: Option<Timestamp>,
+    /// Before this instant.
+    pub until: Option<Timestamp>,
+}

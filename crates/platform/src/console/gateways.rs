@@ -706,7 +706,7 @@ async fn add_gateway(
 }
 
 /// A message as a sentence: capitalised, with a full stop.
-fn sentence(message: &str) -> String {
+pub(super) fn sentence(message: &str) -> String {
     let mut s = String::new();
     let mut chars = message.chars();
     if let Some(first) = chars.next() {

@@ -14,9 +14,15 @@
 //!   rules, validation and audit records are the REST side's, not a copy.
 //! - Sessions live in the store (`session.rs`), so several platform processes share them.
 
+mod apis;
 mod assets;
+mod audit;
+mod environments;
+mod form;
 mod gateways;
 mod session;
+mod tokens;
+mod users;
 
 use axum::Router;
 use axum::extract::{FromRequest, Request};
@@ -41,6 +47,11 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(assets::router())
         .merge(session::router())
         .merge(gateways::router())
+        .merge(environments::router())
+        .merge(apis::router())
+        .merge(users::router())
+        .merge(tokens::router())
+        .merge(audit::router())
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -94,7 +105,8 @@ pub fn not_found_page() -> Response {
 /// CSRF token for the forms of the page.
 pub(crate) struct Layout {
     pub title: String,
-    /// Which navigation entry is current (`gateways`, `account`).
+    /// Which navigation entry is current (`gateways`, `environments`, `apis`, `users`,
+    /// `tokens`, `audit`, `account`).
     pub active: &'static str,
     pub user_name: String,
     pub user_email: String,

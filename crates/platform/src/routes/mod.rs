@@ -2,12 +2,12 @@
 //! document is generated from the handlers' annotations.
 
 mod accounts;
-mod apis;
+pub(crate) mod apis;
 mod audit;
-mod environments;
+pub(crate) mod environments;
 pub(crate) mod gateways;
 pub(crate) mod tokens;
-mod users;
+pub(crate) mod users;
 
 use std::str::FromStr;
 
