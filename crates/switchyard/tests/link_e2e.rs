@@ -541,6 +541,12 @@ async fn deleted_gateway_stops_its_node_with_a_clear_message() {
         log.contains("refused this node for good"),
         "clear message: {log}"
     );
+    // Its node is not shown online in the deleted gateway (issue 8 item 7).
+    let nodes = platform.nodes(&gw).await;
+    assert_eq!(
+        nodes[0]["status"],
+        json!({ "state": "offline", "variant": "not_running" })
+    );
 }
 
 /// Issue 8 items 5 and 9 with real processes: a node suspended (SIGSTOP) right after a
