@@ -87,6 +87,8 @@ pub struct StartupProperties {
     pub build: String,
     pub install_dir: String,
     pub data_dir: String,
+    /// Bound listener socket addresses; the first is the HTTP traffic listener (the platform
+    /// derives the node's address and the Gateway URL from it).
     pub bind_addresses: Vec<String>,
     pub started_at_ms: i64,
     pub time_zone: String,

@@ -541,4 +541,62 @@ async fn deleted_gateway_stops_its_node_with_a_clear_message() {
         log.contains("refused this node for good"),
         "clear message: {log}"
     );
+    // Its node is not shown online in the deleted gateway (issue 8 item 7).
+    let nodes = platform.nodes(&gw).await;
+    assert_eq!(
+        nodes[0]["status"],
+        json!({ "state": "offline", "variant": "not_running" })
+    );
+}
+
+/// Issue 8 items 5 and 9 with real processes: a node suspended (SIGSTOP) right after a
+/// restart was requested becomes Restarting-unresponsive with RESTART_TIMED_OUT; resumed
+/// (SIGCONT) it reports again and leaves Restarting (the pending restart completes or is
+/// cancelled), a new restart is accepted and completes, and a clean stop shows as one. The
+/// gateway URL is the node's own listener, not the bind address default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_during_a_restart_then_resumed_leaves_restarting() {
+    let root = tempfile::tempdir().unwrap();
+    let (platform, mut node, gw, id) = platform_and_node(root.path(), "g-suspended").await;
+    platform.wait_node(&gw, &id, "online", None).await;
+    let row = wait_until("the gateway URL", || async {
+        platform
+            .gateway("g-suspended")
+            .await
+            .filter(|g| g["gateway_url"].is_string())
+    })
+    .await;
+    assert_eq!(
+        row["gateway_url"],
+        format!("http://127.0.0.1:{}", node.port)
+    );
+
+    let restart = format!("/api/v1/gateways/{gw}/restart");
+    node.proc.as_ref().expect("running").signal("STOP");
+    let (status, body) = platform
+        .call(reqwest::Method::POST, &restart, Some(json!({})))
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+    platform
+        .wait_node(&gw, &id, "restarting", Some("unresponsive"))
+        .await;
+    node.proc.as_ref().expect("running").signal("CONT");
+    platform.wait_node(&gw, &id, "online", None).await;
+    wait_until("RESTART_TIMED_OUT cleared", || async {
+        let g = platform.gateway("g-suspended").await?;
+        (g["status"]["state"] == "online" && g["issues"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+
+    // A new restart is possible and completes with a new process.
+    let (status, body) = platform
+        .call(reqwest::Method::POST, &restart, Some(json!({})))
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+    platform.wait_node(&gw, &id, "restarting", None).await;
+    platform.wait_node(&gw, &id, "online", None).await;
+    node.stop("TERM").await;
+    platform
+        .wait_node(&gw, &id, "offline", Some("not_running"))
+        .await;
 }

@@ -350,6 +350,33 @@ pub async fn list_deployments(
     }))
 }
 
+/// Per gateway: the deployments in conflict there, and its nodes' states and applied
+/// generations.
+type Facts = (Vec<(ApiId, EnvironmentId)>, Vec<(NodeState, Option<u64>)>);
+
+async fn gateway_facts(
+    state: &AppState,
+    account: model::AccountId,
+    g: model::GatewayId,
+    now: model::Timestamp,
+) -> ApiResult<Facts> {
+    let routes = state.store.gateway_routes(account, g).await?;
+    let (environments, deployed) = routing(&routes);
+    let conflicting = all_conflicts(&environments, &deployed)
+        .into_iter()
+        .flat_map(|c| [c.proposed, c.existing])
+        .map(|o| (o.api_id, o.environment_id))
+        .collect();
+    let gateway = state.store.gateway(account, g).await?;
+    let reading = crate::status_job::read_gateway(&state.link, &gateway, now).await?;
+    let nodes = reading
+        .nodes
+        .iter()
+        .map(|(n, s)| (*s, n.applied_generation))
+        .collect();
+    Ok((conflicting, nodes))
+}
+
 /// The deployments (all of one API) with their status derived on read
 /// (`model::status::deployment_status`): from their environment's gateway, path conflicts
 /// there, the first generation that contained them and what its nodes applied, read with
@@ -370,8 +397,6 @@ async fn deployment_dtos(
         .filter_map(|(id, p)| Some((id, p?)))
         .collect();
     let now = state.now();
-    // Per gateway: the deployments in conflict there, and its nodes' states.
-    type Facts = (Vec<(ApiId, EnvironmentId)>, Vec<(NodeState, Option<u64>)>);
     let mut gateways: HashMap<model::GatewayId, Facts> = HashMap::new();
     let mut out = Vec::with_capacity(deployments.len());
     for d in deployments {
@@ -379,23 +404,8 @@ async fn deployment_dtos(
         let place = match env.gateway_id {
             None => DeploymentPlace::NoGateway,
             Some(g) => {
-                if !gateways.contains_key(&g) {
-                    let routes = state.store.gateway_routes(account, g).await?;
-                    let (environments, deployed) = routing(&routes);
-                    let conflicting = all_conflicts(&environments, &deployed)
-                        .into_iter()
-                        .flat_map(|c| [c.proposed, c.existing])
-                        .map(|o| (o.api_id, o.environment_id))
-                        .collect();
-                    let gateway = state.store.gateway(account, g).await?;
-                    let reading =
-                        crate::status_job::read_gateway(&state.link, &gateway, now).await?;
-                    let nodes = reading
-                        .nodes
-                        .iter()
-                        .map(|(n, s)| (*s, n.applied_generation))
-                        .collect();
-                    gateways.insert(g, (conflicting, nodes));
+                if let std::collections::hash_map::Entry::Vacant(slot) = gateways.entry(g) {
+                    slot.insert(gateway_facts(state, account, g, now).await?);
                 }
                 let (conflicting, _) = &gateways[&g];
                 if conflicting.contains(&(d.api_id, d.environment_id)) {
