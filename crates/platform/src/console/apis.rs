@@ -86,6 +86,7 @@ fn parse_type(raw: &str) -> Option<ApiTypeDto> {
 
 fn status_label(s: DeploymentStatus) -> (&'static str, &'static str, &'static str) {
     match s {
+        DeploymentStatus::Pending => ("Pending", "warn", "pending"),
         DeploymentStatus::SentToGateway => ("Sent to the Gateway", "ok", "sent_to_gateway"),
         DeploymentStatus::RequiresConfiguration => {
             ("Requires Configuration", "warn", "requires_configuration")
@@ -371,13 +372,10 @@ async fn api_view(
             continue;
         };
         let gateway_url = match env.gateway_id {
-            Some(g) => match state.store.gateway(account, g).await {
-                Ok(g) => g.gateway_url().to_string(),
-                Err(store::StoreError::NotFound) => "http://GATEWAY-URL".into(),
-                Err(e) => return Err(e.into()),
-            },
-            None => "http://GATEWAY-URL".into(),
-        };
+            Some(g) => crate::routes::gateways::shown_gateway_url(state, account, g).await?,
+            None => None,
+        }
+        .unwrap_or_else(|| "http://GATEWAY-URL".into());
         rows.push(DeploymentRow {
             id: d.id.to_string(),
             environment_id: env.id.to_string(),

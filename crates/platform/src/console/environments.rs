@@ -393,11 +393,7 @@ async fn examples(
     paths: &EnvironmentPaths,
 ) -> ConsoleResult<Examples> {
     let gateway_url = match env.gateway_id {
-        Some(g) => match state.store.gateway(account, g).await {
-            Ok(g) if g.deleted_at.is_none() => Some(g.gateway_url().to_string()),
-            Ok(_) | Err(store::StoreError::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        },
+        Some(g) => crate::routes::gateways::shown_gateway_url(state, account, g).await?,
         None => None,
     };
     // Each path in the form saving would store; a path that breaks a rule says which.

@@ -361,7 +361,8 @@ impl RowView {
             warnings,
             environments: row.environments,
             host_name: row.host_name,
-            gateway_url: row.gateway_url,
+            // None until a node reported a reachable address (and no Public URL is set).
+            gateway_url: row.gateway_url.unwrap_or_else(|| "—".into()),
         }
     }
 
@@ -684,6 +685,7 @@ async fn add_gateway(
     let created = crate::routes::tokens::create_install_token(
         State(state.clone()),
         user.principal(),
+        headers.clone(),
         crate::json::Json(CreateInstallToken {
             valid_for_minutes: minutes,
         }),
@@ -844,7 +846,9 @@ async fn panels(state: &AppState, user: &ConsoleUser, raw: &str) -> ConsoleResul
             })
             .collect(),
         host_name: row.host_name,
-        gateway_url: row.gateway_url,
+        gateway_url: row
+            .gateway_url
+            .unwrap_or_else(|| "none yet: no node has reported its address".into()),
         public_url: gateway.public_url,
         bind_address: gateway.bind_address,
         created_at: gateway.created_at,

@@ -234,6 +234,21 @@ pub(crate) async fn gateway_dto(
     })
 }
 
+/// The Gateway URL a page shows for gateway `id`: the REST answer's (Public URL, else the head
+/// node's reported address); `None` for a deleted or unknown gateway or one no node reported.
+pub(crate) async fn shown_gateway_url(
+    state: &AppState,
+    account: model::AccountId,
+    id: GatewayId,
+) -> ApiResult<Option<String>> {
+    match gateway_dto(state, account, id).await {
+        Ok(dto) if dto.deleted_at.is_none() => Ok(dto.row.gateway_url),
+        Ok(_) => Ok(None),
+        Err(error) if error.status == StatusCode::NOT_FOUND => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// Pre-register a gateway by name (admin or owner).
 #[utoipa::path(post, path = "/api/v1/gateways", tag = "gateways",
     request_body = CreateGateway,
