@@ -3131,6 +3131,8 @@ async fn publication_records_the_generation_containing_a_deployment(store: &Stor
         publications().await,
         [(w.deployment.id, Some((g, again.input.generation)))]
     );
+}
+
 /// `save_node_statuses` writes what `save_node_status` would, for many nodes at once (more
 /// than one statement's worth), skipping nodes of another account.
 async fn batched_node_status_writes(store: &Store) {
