@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future as _;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -147,6 +148,8 @@ pub struct PacedBody {
     sleep: Option<Pin<Box<Sleep>>>,
     slot: Option<BodySlot>,
     failed: bool,
+    /// Set once the whole body arrived; the handler looks at it when the upstream times out.
+    arrived: Arc<AtomicBool>,
 }
 
 impl PacedBody {
@@ -158,7 +161,18 @@ impl PacedBody {
             sleep: None,
             slot: Some(slot),
             failed: false,
+            arrived: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Turns true when the whole body has arrived.
+    pub fn arrived(&self) -> Arc<AtomicBool> {
+        self.arrived.clone()
+    }
+
+    fn ended(&mut self) {
+        self.slot = None;
+        self.arrived.store(true, Ordering::Release);
     }
 
     fn fail(&mut self, reason: BodyTimeout) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
@@ -190,7 +204,7 @@ impl Body for PacedBody {
                         return this.fail(reason);
                     }
                     if ended {
-                        this.slot = None;
+                        this.ended();
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
@@ -199,7 +213,7 @@ impl Body for PacedBody {
                     return Poll::Ready(Some(Err(BodyError::Client(error))));
                 }
                 Poll::Ready(None) => {
-                    this.slot = None;
+                    this.ended();
                     return Poll::Ready(None);
                 }
                 Poll::Pending => {}

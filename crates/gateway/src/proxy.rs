@@ -366,6 +366,12 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
     let client_connection = seen.connection;
     let traceparent = next_traceparent(seen.traceparent);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    // A body streamed at the client's pace: whether it had all arrived when the upstream
+    // timed out decides who is to blame.
+    let body_arrived = match req.body() {
+        ClientBody::Paced(paced) => Some(paced.arrived()),
+        _ => None,
+    };
 
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
@@ -546,6 +552,18 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
                 target.outstanding.fetch_sub(1, Ordering::Relaxed);
                 failure
             }
+        };
+        // The execution timeout passed while the client was still sending its body (slowly,
+        // but above the minimum rate): the client's slowness, not the target's.
+        let failure = match failure {
+            UpstreamFailure::ExecutionTimeout
+                if body_arrived
+                    .as_ref()
+                    .is_some_and(|arrived| !arrived.load(Ordering::Acquire)) =>
+            {
+                UpstreamFailure::RequestBodyTimeout(BodyTimeout::TooSlow)
+            }
+            failure => failure,
         };
         if failure.blames_target() {
             target.record_failure(

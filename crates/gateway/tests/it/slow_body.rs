@@ -198,6 +198,47 @@ async fn steady_bodies_pass_the_pace() {
     }
 }
 
+/// A body that keeps the pace but is still arriving when the execution timeout passes is the
+/// client's slowness: 408, and the target is not blamed (no upstream error, no ejection).
+#[tokio::test]
+async fn a_body_still_arriving_at_the_execution_timeout_is_408() {
+    let upstream = MockUpstream::start(Behavior::Echo).await;
+    let mut snapshot = paced_snapshot(&upstream);
+    snapshot.config.gateway.execution.execution_timeout_ms = 300;
+    snapshot.seal();
+    let node = start(snapshot).await;
+    let mut stream = TcpStream::connect(node.http_addr()).await.unwrap();
+    stream
+        .write_all(b"POST /ws/rest/up/big HTTP/1.1\r\nHost: gw\r\nContent-Length: 200000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if stream.write_all(&[b'a'; 10_000]).await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
+        {
+            raw.push_str(&String::from_utf8_lossy(&buf[..n]));
+            break;
+        }
+    }
+    raw.push_str(&testkit::read_all(&mut stream, Duration::from_secs(3)).await);
+    assert!(raw.starts_with("HTTP/1.1 408"), "{raw:.300}");
+    let metrics = node.metrics_text();
+    assert!(
+        metrics.contains("switchyard_client_body_timeouts_total{reason=\"too_slow\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("switchyard_upstream_errors_total{"),
+        "{metrics}"
+    );
+}
+
 /// A head whose body never comes is answered 408 after the body timeout.
 #[tokio::test]
 async fn a_body_that_never_comes_is_408() {
