@@ -67,6 +67,10 @@ enum Cmd {
         gateways: usize,
         #[arg(long, default_value_t = 60)]
         duration: u64,
+        /// Each simulated node's heartbeat period (the platform's default interval is 5 s;
+        /// shorter ones reach a given heartbeat rate with fewer nodes).
+        #[arg(long, default_value_t = 5000)]
+        heartbeat_ms: u64,
         #[arg(long)]
         platform_pid: u32,
     },
@@ -97,10 +101,12 @@ async fn main() -> anyhow::Result<()> {
             nodes,
             gateways,
             duration,
+            heartbeat_ms,
             platform_pid,
         } => {
             let api = Api::new(&url, &token_file)?;
-            simulate(&api, nodes, gateways, duration, platform_pid).await
+            let period = Duration::from_millis(heartbeat_ms.max(1));
+            simulate(&api, nodes, gateways, duration, period, platform_pid).await
         }
     }
 }
@@ -387,6 +393,7 @@ async fn simulate(
     n: usize,
     gateways: usize,
     duration: u64,
+    period: Duration,
     pid: u32,
 ) -> anyhow::Result<()> {
     let token = api.install_token().await?;
@@ -440,13 +447,16 @@ async fn simulate(
         started.elapsed().as_secs_f64()
     );
 
+    // The platform's memory before any link exists (every node joined), so the growth after
+    // linking and the warm-up is what the idle links cost.
+    let rss_unlinked = rss_kib(pid)?;
     let samples: Samples = Arc::new(Mutex::new(Vec::new()));
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let ws_url = format!("{}/api/v1/link", api.base.replacen("http", "ws", 1));
     for (i, (node_id, cred)) in creds.into_iter().enumerate() {
-        let stagger = Duration::from_millis((i as u64 * 5000) / n as u64);
+        let stagger = period.mul_f64(i as f64 / n as f64);
         let (ws_url, samples, measuring, connected, gate) = (
             ws_url.clone(),
             samples.clone(),
@@ -456,7 +466,7 @@ async fn simulate(
         );
         tokio::spawn(async move {
             if let Err(e) = sim_node(
-                ws_url, node_id, cred, stagger, samples, measuring, connected, gate,
+                ws_url, node_id, cred, stagger, period, samples, measuring, connected, gate,
             )
             .await
             {
@@ -479,6 +489,12 @@ async fn simulate(
         t.elapsed().as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss_linked = rss_kib(pid)?;
+    println!(
+        "{n} idle links: platform RSS {rss_unlinked} KiB before linking, {rss_linked} KiB after \
+         the warm-up: {:.1} KiB per link",
+        (rss_linked as f64 - rss_unlinked as f64) / n as f64
+    );
 
     let ticks0 = cpu_ticks(pid)?;
     let load0 = std::fs::read_to_string("/proc/loadavg")?;
@@ -489,11 +505,7 @@ async fn simulate(
     let ticks1 = cpu_ticks(pid)?;
     let secs = w.elapsed().as_secs_f64();
     let load1 = std::fs::read_to_string("/proc/loadavg")?;
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))?
-        .lines()
-        .find(|l| l.starts_with("VmRSS"))
-        .unwrap_or("")
-        .to_owned();
+    let rss = format!("VmRSS {} KiB", rss_kib(pid)?);
     let mut s: Vec<f64> = samples
         .lock()
         .unwrap()
@@ -517,6 +529,21 @@ async fn simulate(
     Ok(())
 }
 
+/// Resident set size of a process in KiB (`VmRSS` of `/proc/PID/status`).
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS")?;
+    Ok(line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?)
+}
+
 /// utime + stime of a process in clock ticks (USER_HZ = 100 on Linux).
 fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -531,6 +558,7 @@ async fn sim_node(
     node_id: String,
     cred: String,
     stagger: Duration,
+    period: Duration,
     samples: Samples,
     measuring: Arc<std::sync::atomic::AtomicBool>,
     connected: Arc<std::sync::atomic::AtomicUsize>,
@@ -601,7 +629,7 @@ async fn sim_node(
         }
     });
     tokio::time::sleep(stagger).await;
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
         if reader.is_finished() {

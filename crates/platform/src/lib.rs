@@ -112,7 +112,7 @@ pub async fn serve_with(
             stopping.stop();
         })
         .await;
-    link.stop();
+    link.finish().await;
     result
 }
 

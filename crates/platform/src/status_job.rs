@@ -143,18 +143,13 @@ fn node_records(
                 .and_then(|json| records::from_json(id, json))
                 .unwrap_or_else(|| records::from_row(&row.node, row.reported_state.as_deref()));
             // A node may have linked here after `connected` was read (it reports before it
-            // registers); its fresher record in memory must not be replaced by the stored one.
-            if let Some(entry) = in_memory
-                && entry.record.last_message_at > record.last_message_at
-            {
-                return entry.record;
-            }
-            link.inner.records.put(NodeEntry {
+            // registers), or its last records here are not written yet: a fresher record in
+            // memory is not replaced by the stored one.
+            link.inner.records.stored(NodeEntry {
                 account,
                 gateway,
-                record: record.clone(),
-            });
-            record
+                record,
+            })
         })
         .collect()
 }

@@ -70,6 +70,9 @@ both_backends!(
     deleted_gateway_nodes_are_offline_at_once,
     gateway_url_comes_from_the_node_listener,
     deployment_status_follows_the_nodes,
+    heartbeats_do_not_wait_for_the_store,
+    shutdown_writes_queued_status,
+    frames_beyond_the_read_buffer_and_over_the_limit,
 );
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -98,11 +101,26 @@ struct P {
 
 impl P {
     async fn start(backend: Backend) -> P {
+        Self::start_with(backend, short()).await
+    }
+
+    async fn start_with(backend: Backend, config: LinkConfig) -> P {
         let db = TestDb::open(backend).await.expect("database");
         let tokens = platform::bootstrap::bootstrap(&db.store, platform::state::now())
             .await
             .expect("bootstrap");
-        let platform = start_platform(db.store.clone()).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let platform = Platform::start_with(
+            PlatformConfig {
+                store: db.store.clone(),
+            },
+            config,
+            listener,
+        )
+        .await
+        .expect("start platform");
         P {
             base: platform.url(),
             platform: Some(platform),
@@ -264,22 +282,12 @@ async fn join_as(
 }
 
 /// Waits until `check` holds, polling; panics with `what` after the deadline.
-async fn wait_until<F, Fut>(what: &str, mut check: F)
+async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_within(DEADLINE, what, check).await;
 }
 
 /// What the fake node says in its heartbeats.
@@ -299,6 +307,8 @@ struct FakeNode {
     beating: Arc<AtomicBool>,
     refuse: Arc<AtomicBool>,
     said: Arc<Mutex<Said>>,
+    /// Pongs received (answers to [`FakeNode::sync`]).
+    pongs: mpsc::Receiver<()>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -345,6 +355,7 @@ impl FakeNode {
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::channel::<Message>(64);
         let (inbox_tx, inbox) = mpsc::channel::<PlatformMessage>(64);
+        let (pong_tx, pongs) = mpsc::channel::<()>(64);
         let beating = Arc::new(AtomicBool::new(true));
         let refuse = Arc::new(AtomicBool::new(false));
         let said = Arc::new(Mutex::new(Said {
@@ -379,6 +390,9 @@ impl FakeNode {
             let said = said.clone();
             tokio::spawn(async move {
                 while let Some(Ok(m)) = stream.next().await {
+                    if let Message::Pong(_) = m {
+                        let _ = pong_tx.try_send(());
+                    }
                     let Message::Text(t) = m else { continue };
                     let message: PlatformMessage = serde_json::from_str(t.as_str()).expect("frame");
                     if let PlatformMessage::Snapshot { snapshot } = &message {
@@ -440,6 +454,7 @@ impl FakeNode {
             beating,
             refuse,
             said,
+            pongs,
             tasks: vec![writer, reader, heart],
         };
         let welcome = node.recv().await;
@@ -498,6 +513,30 @@ impl FakeNode {
             counters: Counters::default(),
         };
         self.out.send(text(&beat)).await.unwrap();
+    }
+
+    /// Sends a ping and waits for its pong: the platform reads a link's frames in order and
+    /// answers a ping when it reads it, so everything sent before was handled.
+    async fn sync(&mut self) {
+        self.out
+            .send(Message::Ping(Vec::new().into()))
+            .await
+            .unwrap();
+        tokio::time::timeout(DEADLINE, self.pongs.recv())
+            .await
+            .expect("a pong in time")
+            .expect("link open");
+    }
+
+    /// Waits until the platform closed the link.
+    async fn closed(&mut self) {
+        loop {
+            match tokio::time::timeout(DEADLINE, self.inbox.recv()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(_) => panic!("the link stayed open"),
+            }
+        }
     }
 
     /// Stops heartbeats; the link stays open (a hung node).
@@ -1660,4 +1699,203 @@ async fn deployment_status_follows_the_nodes(backend: Backend) {
         status_of(shipping.clone()).await == "sent_to_gateway"
     })
     .await;
+}
+
+/// [`wait_until`] with its own deadline.
+async fn wait_within<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The status of one node as stored: its reported state and its status record's state and
+/// disconnection time.
+async fn stored_node(p: &P, node: &str) -> Option<(Option<String>, Option<Value>)> {
+    let inputs = p.db.store.gateway_status_inputs().await.ok()?;
+    inputs
+        .iter()
+        .flat_map(|i| i.nodes.iter())
+        .find(|n| n.node.id.to_string() == node)
+        .map(|n| (n.reported_state.clone(), n.record.clone()))
+}
+
+/// Another connection holding the store's write lock on the node rows until released.
+enum StoreLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl StoreLock {
+    async fn take(backend: Backend, url: &str) -> StoreLock {
+        use sqlx::Connection;
+        match backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                StoreLock::Sqlite(c)
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
+                sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+                // Readers (ACCESS SHARE) still get through; every write waits.
+                sqlx::query("LOCK TABLE nodes IN EXCLUSIVE MODE")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                StoreLock::Postgres(c)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            StoreLock::Sqlite(mut c) => {
+                sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+            }
+            StoreLock::Postgres(mut c) => {
+                sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
+/// Issue 8 #23: heartbeats are handled without a store write each. While no node row can be
+/// written, a burst of heartbeats and a state change are handled at once (the link answers
+/// the ping behind them, the state shows), and the newest state lands in the store as soon as
+/// it can be written.
+async fn heartbeats_do_not_wait_for_the_store(backend: Backend) {
+    let p = P::start(backend).await;
+    let mut node = p.node("edge").await;
+    let gateway = node.gateway.clone();
+    wait_until("online", || async {
+        p.node_status(&gateway, &node.id).await == "online"
+    })
+    .await;
+    wait_until("online stored", || async {
+        stored_node(&p, &node.id)
+            .await
+            .is_some_and(|(s, _)| s.as_deref() == Some("online"))
+    })
+    .await;
+
+    let lock = StoreLock::take(backend, &p.db.url).await;
+    for _ in 0..50 {
+        node.say(ReportedState::Online).await;
+    }
+    node.say(ReportedState::Stopping).await;
+    // Well under the store's wait for a lock (5 s busy timeout on SQLite, unbounded on
+    // PostgreSQL), which a heartbeat writing the store itself would wait for.
+    tokio::time::timeout(Duration::from_secs(3), node.sync())
+        .await
+        .expect("heartbeats handled while the store is locked");
+    assert_eq!(p.node_status(&gateway, &node.id).await, "stopping");
+    let (state, _) = stored_node(&p, &node.id).await.unwrap();
+    assert_eq!(
+        state.as_deref(),
+        Some("online"),
+        "nothing written under the lock"
+    );
+
+    lock.release().await;
+    wait_until("stopping stored after the lock", || async {
+        stored_node(&p, &node.id).await.is_some_and(|(s, r)| {
+            s.as_deref() == Some("stopping") && r.is_some_and(|r| r["reported"] == "stopping")
+        })
+    })
+    .await;
+}
+
+/// Liveness-only writes wait for the next flush (an hour here); a platform shutdown writes
+/// them, and the disconnection of its links, before it ends.
+async fn shutdown_writes_queued_status(backend: Backend) {
+    let mut p = P::start_with(
+        backend,
+        LinkConfig {
+            status_flush_interval: Duration::from_secs(3600),
+            ..short()
+        },
+    )
+    .await;
+    let mut node = p.node("edge").await;
+    let gateway = node.gateway.clone();
+    wait_until("online stored", || async {
+        stored_node(&p, &node.id)
+            .await
+            .is_some_and(|(s, _)| s.as_deref() == Some("online"))
+    })
+    .await;
+    node.silence();
+    node.sync().await;
+    let before = platform::state::now();
+    node.say(ReportedState::Online).await;
+    node.sync().await;
+    assert_eq!(p.node_status(&gateway, &node.id).await, "online");
+
+    p.platform.take().unwrap().shutdown().await.unwrap();
+    let (state, record) = stored_node(&p, &node.id).await.unwrap();
+    let record = record.unwrap();
+    assert_eq!(state.as_deref(), Some("online"));
+    assert!(
+        record["last_message_at"].as_i64().unwrap() >= before.0,
+        "the last heartbeat is stored: {record}"
+    );
+    assert!(
+        record["disconnected_at"].as_i64().is_some(),
+        "the disconnection is stored: {record}"
+    );
+}
+
+/// Issue 8 #22: a link's read buffer is small, but a node frame larger than it (a heartbeat
+/// with many issues) is read whole; a frame over the node frame limit closes the link.
+async fn frames_beyond_the_read_buffer_and_over_the_limit(backend: Backend) {
+    let p = P::start(backend).await;
+    let mut node = p.node("edge").await;
+    let gateway = node.gateway.clone();
+    let issues: Vec<protocol::link::NodeIssue> = (0..20)
+        .map(|i| protocol::link::NodeIssue {
+            code: format!("BIG_{i}"),
+            severity: "warning".into(),
+            message: "x".repeat(450),
+            details: String::new(),
+        })
+        .collect();
+    let beat = NodeMessage::Heartbeat {
+        state: ReportedState::Online,
+        runtime_version: "1.0.0".into(),
+        applied: None,
+        issues: issues.clone(),
+        counters: Counters::default(),
+    };
+    let frame = text(&beat);
+    assert!(frame.len() > 8 * 1024, "{} bytes", frame.len());
+    node.said.lock().unwrap().issues = issues;
+    node.out.send(frame).await.unwrap();
+    wait_until("the big heartbeat's issues", || async {
+        p.issues(&gateway)
+            .await
+            .iter()
+            .filter(|i| i.starts_with("BIG_"))
+            .count()
+            == 20
+    })
+    .await;
+
+    let too_big = Message::Text("x".repeat(1024 * 1024 + 1).into());
+    node.out.send(too_big).await.unwrap();
+    node.closed().await;
 }

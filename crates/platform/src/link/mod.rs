@@ -55,6 +55,9 @@ pub struct LinkConfig {
     pub send_queue_frames: usize,
     /// How long a node drains before a restart or stop when Force Restart is not set.
     pub drain_timeout: Duration,
+    /// How often node status records are written to the store, all changed nodes in one
+    /// batch (a state or generation change is written at once).
+    pub status_flush_interval: Duration,
 }
 
 impl Default for LinkConfig {
@@ -69,6 +72,7 @@ impl Default for LinkConfig {
             hello_timeout: Duration::from_secs(10),
             send_queue_frames: 64,
             drain_timeout: Duration::from_secs(30),
+            status_flush_interval: Duration::from_secs(1),
         }
     }
 }
@@ -116,6 +120,8 @@ pub(crate) struct Inner {
     pub(crate) snapshots: Mutex<HashMap<GatewayId, (u64, Arc<str>)>>,
     pub(crate) shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The status record flusher: not aborted by [`Link::stop`], it writes what is queued.
+    flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl fmt::Debug for Link {
@@ -141,27 +147,41 @@ impl Link {
                 snapshots: Mutex::new(HashMap::new()),
                 shutdown: watch::channel(false).0,
                 tasks: Mutex::new(Vec::new()),
+                flusher: Mutex::new(None),
             }),
         }
     }
 
-    /// Starts the publisher, the cross-process notice listener and the status job.
+    /// Starts the publisher, the cross-process notice listener, the status job and the
+    /// status record flusher.
     pub fn start(&self) {
         let mut tasks = lock(&self.inner.tasks);
         if !tasks.is_empty() {
             return;
         }
+        *lock(&self.inner.flusher) = Some(tokio::spawn(records::run_flusher(self.clone())));
         tasks.push(tokio::spawn(publisher::run(self.clone())));
         tasks.push(tokio::spawn(publisher::listen(self.clone())));
         tasks.push(tokio::spawn(crate::status_job::run(self.clone())));
     }
 
     /// Stops the background tasks and closes every node connection (nodes reconnect,
-    /// possibly to another platform process).
+    /// possibly to another platform process). The flusher writes what is queued and ends
+    /// by itself; [`Link::finish`] waits for it.
     pub fn stop(&self) {
         let _ = self.inner.shutdown.send(true);
         for task in lock(&self.inner.tasks).drain(..) {
             task.abort();
+        }
+    }
+
+    /// [`Link::stop`], then waits until the links closed and every node status record
+    /// queued was written (a platform shutdown loses no state a node reported).
+    pub async fn finish(&self) {
+        self.stop();
+        let flusher = lock(&self.inner.flusher).take();
+        if let Some(flusher) = flusher {
+            let _ = flusher.await;
         }
     }
 

@@ -1,6 +1,7 @@
 //! The connected nodes of this platform process, per gateway, each with a bounded queue of
 //! outgoing frames. Pushing never waits: a node whose queue is full is disconnected (it
 //! reconnects and gets the current snapshot), so one slow node never delays the others.
+//! It also counts the link tasks that are running, so a shutdown can wait for them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use model::{GatewayId, NodeId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::lock;
 
@@ -31,9 +32,31 @@ struct Conn {
 pub(crate) struct Registry {
     gateways: Mutex<HashMap<GatewayId, Vec<Conn>>>,
     next_id: AtomicU64,
+    /// Link tasks running, registered or not yet ([`Registry::link_task`]).
+    tasks: watch::Sender<usize>,
+}
+
+/// Held by a link task from its start to its end (after its last status event).
+pub(crate) struct LinkTask<'a>(&'a watch::Sender<usize>);
+
+impl Drop for LinkTask<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl Registry {
+    /// Counts a link task until the guard drops.
+    pub(crate) fn link_task(&self) -> LinkTask<'_> {
+        self.tasks.send_modify(|n| *n += 1);
+        LinkTask(&self.tasks)
+    }
+
+    /// Completes when no link task is running.
+    pub(crate) async fn no_links(&self) {
+        let _ = self.tasks.subscribe().wait_for(|n| *n == 0).await;
+    }
+
     /// Registers the link of `node`; an older link of the same node is dropped (its queue
     /// closes, so its task ends). Answers the connection id for [`Registry::unregister`].
     pub(crate) fn register(

@@ -2,7 +2,7 @@
 //! credential and the protocol version are checked before the upgrade (401 / 400 with the
 //! error envelope); then the node's Hello is answered with Welcome and the current snapshot,
 //! and heartbeats, acknowledgements and command results are folded into the node's status
-//! record and the store until the link closes.
+//! record (queued for the store, `records`) until the link closes.
 
 use std::collections::HashMap;
 
@@ -22,13 +22,17 @@ use protocol::link::{
 use store::{NewIssue, NodeCredential, NodeReport, Severity};
 use tokio::sync::mpsc;
 
-use super::{Link, Outbound, publisher, records};
+use super::{Link, Outbound, publisher};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::state::{AppState, now};
 use crate::throttle::{self, ClientIp, Secret};
 
 /// Largest frame a node may send: heartbeats and acknowledgements are small.
-const MAX_NODE_FRAME_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_NODE_FRAME_BYTES: usize = 1024 * 1024;
+/// Read buffer of a link, allocated up front for every link: a heartbeat is a few hundred
+/// bytes, and a larger frame grows the buffer while it is read (axum's default, 128 KiB,
+/// was most of a link's memory).
+pub(crate) const LINK_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Node-reported issues kept per node; more are ignored (a limit on everything).
 const MAX_NODE_ISSUES: usize = 100;
 
@@ -89,6 +93,11 @@ pub async fn link(
     let link = state.link.clone();
     ws.max_message_size(MAX_NODE_FRAME_BYTES)
         .max_frame_size(MAX_NODE_FRAME_BYTES)
+        .read_buffer_size(LINK_READ_BUFFER_BYTES)
+        // Every frame is written (and flushed) as it is sent: nothing to gather, so no
+        // buffer held back; the write buffer only holds the frame being written, however
+        // large (a snapshot of 10,000 APIs), so its maximum stays unlimited.
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             let node = credential.node_id;
             if let Err(error) = run(link, socket, credential, ip.0).await {
@@ -192,6 +201,8 @@ async fn run(
     credential: NodeCredential,
     peer: Option<std::net::IpAddr>,
 ) -> Result<(), LinkError> {
+    // Counted until the end, after the disconnection is recorded (a shutdown waits for it).
+    let _task = link.inner.registry.link_task();
     let (mut sink, mut stream) = socket.split();
     let mut shutdown = link.inner.shutdown.subscribe();
     if *shutdown.borrow() {
@@ -310,8 +321,7 @@ async fn run(
                 .insert(issue.code.clone(), (issue.severity, issue.message.clone()));
         }
     }
-    conn.report(state, applied.as_ref().map(|a| a.generation), at)
-        .await?;
+    conn.report(state, applied.as_ref().map(|a| a.generation), at);
 
     let (tx, mut rx) = mpsc::channel::<Outbound>(link.config().send_queue_frames.max(1));
     let conn_id = link.inner.registry.register(gateway, node, tx);
@@ -357,7 +367,7 @@ async fn run(
     }
     .await;
     if link.inner.registry.unregister(gateway, conn_id) {
-        conn.event(NodeEvent::Disconnected, None, now()).await;
+        conn.event(NodeEvent::Disconnected, None, now());
     }
     result
 }
@@ -414,8 +424,7 @@ impl Conn {
                 if runtime_version != self.version {
                     self.version = truncate(&runtime_version, 100);
                 }
-                self.report(state, applied.map(|a| a.generation), at)
-                    .await?;
+                self.report(state, applied.map(|a| a.generation), at);
                 self.node_reported_issues(issues, at).await;
             }
             NodeMessage::SnapshotAck {
@@ -440,8 +449,7 @@ impl Conn {
                     },
                     Some((state, applied)),
                     at,
-                )
-                .await;
+                );
                 match result {
                     ApplyResult::Refused { reason } => {
                         self.apply_failed = true;
@@ -473,12 +481,7 @@ impl Conn {
     }
 
     /// A message with the node's state: a restart announcement or a plain report.
-    async fn report(
-        &mut self,
-        state: ReportedState,
-        applied: Option<u64>,
-        at: Timestamp,
-    ) -> Result<(), LinkError> {
+    fn report(&mut self, state: ReportedState, applied: Option<u64>, at: Timestamp) {
         let model_state = match state {
             ReportedState::Starting {
                 unclean_previous_exit,
@@ -499,8 +502,7 @@ impl Conn {
                     },
                     Some((s, applied)),
                     at,
-                )
-                .await;
+                );
             }
             None => {
                 // Restarting: draining before the restart; the state shown is Restarting.
@@ -511,60 +513,38 @@ impl Conn {
                     .get(self.node)
                     .and_then(|e| e.record.reported)
                     .unwrap_or(ModelState::Online);
-                self.event(NodeEvent::RestartAnnounced, Some((previous, applied)), at)
-                    .await;
+                self.event(NodeEvent::RestartAnnounced, Some((previous, applied)), at);
             }
         }
-        Ok(())
     }
 
-    /// Folds an event into the record and persists both (with the report when the node said
-    /// something). Store failures are logged: the record in memory stays right and the next
-    /// message persists it again.
-    async fn event(
-        &self,
-        event: NodeEvent,
-        report: Option<(ModelState, Option<u64>)>,
-        at: Timestamp,
-    ) {
+    /// Folds an event into the record and queues both for the store (with the report when
+    /// the node said something); the record flusher writes them (`records::run_flusher`),
+    /// so a heartbeat never waits for the store.
+    fn event(&self, event: NodeEvent, report: Option<(ModelState, Option<u64>)>, at: Timestamp) {
         let joined_at = self.joined_at;
-        let version = self.version.clone();
+        let version = &self.version;
         let node = self.node;
-        let (record, restart_end) = self.link.inner.records.apply(
-            (self.account, self.gateway, node),
-            Some(&version),
-            event,
-            at,
-            || NodeRecord::new(node, version.clone(), joined_at),
-        );
-        if restart_end == Some(RestartEnd::Cancelled) {
-            let reason = "the node reported online on a new link without having restarted";
-            super::commands::restart_cancelled(
-                &self.link,
-                self.account,
-                self.gateway,
-                node,
-                reason,
-            )
-            .await;
-        }
         let report = report.map(|(state, applied)| NodeReport {
             state: state.as_str().to_owned(),
             applied_generation: applied,
             at,
         });
-        if let Err(error) = self
-            .link
-            .store()
-            .save_node_status(
-                self.account,
-                node,
-                report.as_ref(),
-                &records::to_json(&record),
-            )
-            .await
-        {
-            tracing::warn!(%error, %node, "could not record a node report");
+        let (_, restart_end) = self.link.inner.records.apply(
+            (self.account, self.gateway, node),
+            Some(version),
+            event,
+            at,
+            report,
+            || NodeRecord::new(node, version.clone(), joined_at),
+        );
+        if restart_end == Some(RestartEnd::Cancelled) {
+            // The audit record is a store write: off the link's path, like the status writes.
+            let (link, account, gateway) = (self.link.clone(), self.account, self.gateway);
+            tokio::spawn(async move {
+                let reason = "the node reported online on a new link without having restarted";
+                super::commands::restart_cancelled(&link, account, gateway, node, reason).await;
+            });
         }
     }
 
@@ -639,26 +619,99 @@ pub(crate) fn restart_requested(link: &Link, node: NodeId) {
     let Some(entry) = link.inner.records.get(node) else {
         return;
     };
-    let at = now();
-    let (record, _) = link.inner.records.apply(
+    link.inner.records.apply(
         (entry.account, entry.gateway, node),
         None,
         NodeEvent::RestartRequested,
-        at,
+        now(),
+        None,
         || entry.record.clone(),
     );
-    let link = link.clone();
-    tokio::spawn(async move {
-        if let Err(error) = link
-            .store()
-            .save_node_status(entry.account, node, None, &records::to_json(&record))
-            .await
-        {
-            tracing::warn!(%error, %node, "could not record a restart request");
-        }
-    });
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use model::*;
+    use protocol::link::{MAX_FRAME_BYTES, PlatformMessage};
+
+    /// Issue 8 #22: the link's write side has no size limit below the node's frame limit,
+    /// and a full configuration (10,000 APIs, each with two targets and a deployment) fits
+    /// that limit with a wide margin. The size is printed for bench/RESULTS.md.
+    #[test]
+    fn a_snapshot_of_10000_apis_fits_the_node_frame_limit() {
+        let id = |n: u128| uuid::Uuid::from_u128(n);
+        let account = AccountId(id(1));
+        let gateway = Gateway {
+            id: GatewayId(id(2)),
+            account_id: account,
+            name: "edge".into(),
+            public_url: Some("https://api.example.com/".into()),
+            bind_address: DEFAULT_BIND_ADDRESS.into(),
+            settings: GatewaySettings::default(),
+            created_at: Timestamp(1),
+            deleted_at: None,
+        };
+        let env = Environment {
+            id: EnvironmentId(id(3)),
+            account_id: account,
+            name: "Production".into(),
+            classification: Classification::Production,
+            gateway_id: Some(gateway.id),
+            paths: EnvironmentPaths::default(),
+            created_at: Timestamp(1),
+        };
+        let apis: Vec<Api> = (0..10_000u128)
+            .map(|n| Api {
+                id: ApiId(id(1_000_000 + n)),
+                account_id: account,
+                name: format!("orders-service-{n}"),
+                version: "1.0.0".into(),
+                api_type: ApiType::Rest,
+                base_path: format!("services/orders-{n}/v1"),
+                upstream_targets: vec![
+                    UpstreamTarget {
+                        url: format!("http://orders-{n}-a.internal.example:8080/api"),
+                    },
+                    UpstreamTarget {
+                        url: format!("http://orders-{n}-b.internal.example:8080/api"),
+                    },
+                ],
+                health_check_url: Some(format!("http://orders-{n}-a.internal.example:8080/health")),
+                execution: None,
+                created_at: Timestamp(1),
+            })
+            .collect();
+        let deployments: Vec<Deployment> = apis
+            .iter()
+            .enumerate()
+            .map(|(n, api)| Deployment {
+                id: DeploymentId(id(2_000_000 + n as u128)),
+                api_id: api.id,
+                environment_id: env.id,
+                custom_path: None,
+                status: DeploymentStatus::SentToGateway,
+                created_at: Timestamp(1),
+            })
+            .collect();
+        let snapshot = protocol::compile::compile_snapshot(
+            protocol::compile::GatewayState {
+                gateway: &gateway,
+                environments: std::slice::from_ref(&env),
+                apis: &apis,
+                deployments: &deployments,
+            },
+            1,
+        );
+        assert_eq!(snapshot.config.apis.len(), 10_000);
+        let frame = serde_json::to_string(&PlatformMessage::Snapshot {
+            snapshot: Box::new(snapshot),
+        })
+        .unwrap();
+        eprintln!("snapshot frame of 10,000 APIs: {} bytes", frame.len());
+        assert!(frame.len() * 4 < MAX_FRAME_BYTES, "{} bytes", frame.len());
+    }
 }
