@@ -126,9 +126,10 @@ fn add_operation_errors(path: &str, operation: &mut serde_json::Value) {
     let has_query = operation["parameters"]
         .as_array()
         .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
-    let paginated = operation["parameters"]
-        .as_array()
-        .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query" && p["name"] == "cursor"));
+    let paginated = operation["parameters"].as_array().is_some_and(|ps| {
+        ps.iter()
+            .any(|p| p["in"] == "query" && p["name"] == "cursor")
+    });
     let mut add = |status: u16, description: &str, headers: Option<serde_json::Value>| {
         let responses = &mut operation["responses"];
         let key = status.to_string();
@@ -188,11 +189,7 @@ fn add_operation_errors(path: &str, operation: &mut serde_json::Value) {
         );
     }
     if has_body {
-        add(
-            413,
-            "PAYLOAD_TOO_LARGE: the body is over 1 MiB",
-            None,
-        );
+        add(413, "PAYLOAD_TOO_LARGE: the body is over 1 MiB", None);
     }
     if bearer || SECRET_AUTHENTICATED.contains(&path) {
         add(
