@@ -157,6 +157,7 @@ pub struct UserList {
 pub struct CreateToken {
     pub name: String,
     /// Days until the token expires (1–3650); never when absent.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
 }
 
@@ -203,6 +204,7 @@ pub struct TokenList {
 #[serde(deny_unknown_fields)]
 pub struct CreateInstallToken {
     /// 30–1440 minutes.
+    #[schema(minimum = 30, maximum = 1440)]
     pub valid_for_minutes: i64,
 }
 

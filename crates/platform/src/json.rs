@@ -50,33 +50,49 @@ where
 /// is an object: serde would read a struct from an array of its fields in order
 /// (`["gw-1"]` as `{"name":"gw-1"}`), so anything else is refused before deserializing.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let first = bytes
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    // Anything else (an object, nothing, or not JSON at all) is left to serde's answer.
-    let other = first.and_then(|b| match b {
-        b'[' => Some("an array"),
-        b'"' => Some("a string"),
-        b't' | b'f' => Some("a boolean"),
-        b'n' => Some("null"),
-        b'-' | b'0'..=b'9' => Some("a number"),
-        _ => None,
-    });
-    if let Some(kind) = other {
+    // Read whole first (trailing garbage is malformed JSON too), so that the document's kind
+    // is known and numbers can be normalised before the typed read.
+    let mut document: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| classify("", &e))?;
+    let kind = match &document {
+        serde_json::Value::Object(_) => None,
+        serde_json::Value::Array(_) => Some("an array"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Null => Some("null"),
+        serde_json::Value::Number(_) => Some("a number"),
+    };
+    if let Some(kind) = kind {
         return Err(ApiError::bad_field(
             "BODY_NOT_AN_OBJECT",
             "body",
             format!("request body must be a JSON object; it is {kind}"),
         ));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    integral_floats_as_integers(&mut document);
+    serde_path_to_error::deserialize(document).map_err(|error| {
         let path = error.path().to_string();
         classify(&path, error.inner())
-    })?;
-    // Trailing garbage after the document is malformed JSON too.
-    deserializer.end().map_err(|e| classify("", &e))?;
-    Ok(value)
+    })
+}
+
+/// JSON has one number type: `60.0` is the integer 60 (as JSON Schema's `integer` says), but
+/// serde reads it as a float only. Integral floats in the i64 range become integers.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && (-9.2e18..9.2e18).contains(&f)
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 fn classify(path: &str, error: &serde_json::Error) -> ApiError {
@@ -167,8 +183,9 @@ impl QueryParams {
         allowed: &[&'a str],
         default: &'a str,
     ) -> Result<&'a str, ApiError> {
+        // An empty value is refused like any other value outside the list (`?sort=`).
         match self.get(name) {
-            None | Some("") => Ok(default),
+            None => Ok(default),
             Some(v) => allowed.iter().copied().find(|a| *a == v).ok_or_else(|| {
                 ApiError::bad_field(
                     "INVALID_PARAMETER",
@@ -183,8 +200,9 @@ impl QueryParams {
     }
 
     pub fn limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
+        // `?limit=` (empty) is refused: it is no integer.
         match self.get("limit") {
-            None | Some("") => Ok(default),
+            None => Ok(default),
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
                 _ => Err(ApiError::bad_field(
@@ -363,6 +381,16 @@ mod tests {
             expect![
                 "400 INVALID_JSON {} | request body is not valid JSON: expected value at line 1 column 1"
             ],
+        );
+        check(
+            r#"{"name":"a","count":60.0}"#,
+            expect![[r#"ok Body { name: "a", count: Some(60), inner: None }"#]],
+        );
+        check(
+            r#"{"name":"a","count":60.5}"#,
+            expect![[
+                r#"400 INVALID_FIELD {"field":"count"} | field `count`: invalid type: floating point `60.5`, expected u32"#
+            ]],
         );
         check(
             r#""#,

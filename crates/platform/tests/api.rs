@@ -62,6 +62,9 @@ on_both_backends!(
     bodies_must_be_objects,
     one_name_rule_everywhere,
     upstream_targets_are_capped_and_unique,
+    install_tokens_are_listed_and_print_their_join_line,
+    empty_list_parameters_and_vanished_cursors,
+    integral_floats_are_integers,
 );
 
 fn ids(list: &Value, key: &str) -> Vec<String> {
@@ -1656,4 +1659,104 @@ async fn upstream_targets_are_capped_and_unique(p: TestPlatform) {
         .await
         .expect(200);
     assert_eq!(got["upstream_targets"].as_array().map(Vec::len), Some(max));
+}
+
+async fn install_tokens_are_listed_and_print_their_join_line(p: TestPlatform) {
+    let first = p
+        .post(
+            "/api/v1/install-tokens",
+            &p.owner,
+            json!({ "valid_for_minutes": 30 }),
+        )
+        .await
+        .expect(201);
+    let secret = first["token"].as_str().unwrap();
+    let host = p.base.trim_start_matches("http://");
+    assert_eq!(
+        first["join_command"],
+        format!(
+            "switchyard gateway --platform http://{host} --install-token {secret} --name GATEWAY_NAME"
+        )
+    );
+    let second = p
+        .post(
+            "/api/v1/install-tokens",
+            &p.owner,
+            json!({ "valid_for_minutes": 60 }),
+        )
+        .await
+        .expect(201);
+    p.delete(
+        &format!("/api/v1/install-tokens/{}", first["id"].as_str().unwrap()),
+        &p.owner,
+    )
+    .await
+    .expect(204);
+    let list = p.get("/api/v1/install-tokens", &p.owner).await.expect(200);
+    let tokens = list["install_tokens"].as_array().unwrap();
+    // Newest first; never a secret.
+    assert_eq!(tokens.len(), 2, "{list}");
+    assert_eq!(tokens[0]["id"], second["id"]);
+    assert_eq!(tokens[0]["revoked_at"], Value::Null);
+    assert_eq!(tokens[1]["id"], first["id"]);
+    assert!(tokens[1]["revoked_at"].is_string(), "{list}");
+    assert!(!list.to_string().contains("sy_inst_"), "{list}");
+    // Managers only, and only their own account's.
+    let viewer = p.user("viewer-it", "viewer").await;
+    assert_eq!(p.get("/api/v1/install-tokens", &viewer).await.status, 403);
+    let other = p
+        .post("/api/v1/accounts", &p.admin, json!({ "name": "other-it" }))
+        .await
+        .expect(201);
+    let other = other["owner_token"].as_str().unwrap();
+    let theirs = p.get("/api/v1/install-tokens", other).await.expect(200);
+    assert_eq!(theirs["install_tokens"], json!([]));
+}
+
+async fn empty_list_parameters_and_vanished_cursors(p: TestPlatform) {
+    for (path, field) in [
+        ("/api/v1/users?limit=", "limit"),
+        ("/api/v1/environments?cursor=", "cursor"),
+        ("/api/v1/audit?limit=", "limit"),
+        ("/api/v1/audit?cursor=", "cursor"),
+        ("/api/v1/gateways?sort=", "sort"),
+        ("/api/v1/gateways?view=", "view"),
+        ("/api/v1/gateways?order=", "order"),
+    ] {
+        let a = p.get(path, &p.owner).await;
+        assert_eq!((a.status.as_u16(), a.field()), (400, field), "{path}");
+    }
+    let id = p.environment("env-a", None).await;
+    p.environment("env-b", None).await;
+    let a = p
+        .get(&format!("/api/v1/environments?cursor={id}"), &p.owner)
+        .await
+        .expect(200);
+    assert_eq!(a["environments"][0]["name"], "env-b");
+    p.delete(&format!("/api/v1/environments/{id}"), &p.owner)
+        .await
+        .expect(204);
+    let a = p
+        .get(&format!("/api/v1/environments?cursor={id}"), &p.owner)
+        .await;
+    assert_eq!((a.status.as_u16(), a.code()), (404, "CURSOR_NOT_FOUND"));
+}
+
+async fn integral_floats_are_integers(p: TestPlatform) {
+    // JSON Schema's `integer` includes 60.0; the server reads it as 60.
+    p.post(
+        "/api/v1/install-tokens",
+        &p.owner,
+        json!({ "valid_for_minutes": 60.0 }),
+    )
+    .await
+    .expect(201);
+    let a = p
+        .post(
+            "/api/v1/install-tokens",
+            &p.owner,
+            json!({ "valid_for_minutes": 60.5 }),
+        )
+        .await;
+    assert_eq!((a.status.as_u16(), a.field()), (400, "valid_for_minutes"));
 }

@@ -50,3 +50,30 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// `--help` explains every command and option (hidden test-only flags aside).
+    #[test]
+    fn every_command_and_option_has_help() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let generated = matches!(arg.get_id().as_str(), "help" | "version");
+                if !arg.is_hide_set() && !generated && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "switchyard", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+}

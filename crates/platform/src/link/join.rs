@@ -20,9 +20,11 @@ use crate::throttle::{self, ClientIp, Secret};
 
 /// The body of a join (the wire type is `protocol::link::JoinRequest`).
 #[allow(dead_code)]
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JoinBody {
     /// Link protocol version of the node (1).
+    #[schema(minimum = 1, maximum = 1)]
     pub protocol_version: u32,
     /// An install token of the account (`sy_inst_…`), valid 30 min to 24 h.
     pub install_token: String,

@@ -53,7 +53,7 @@ pub(crate) const CONFIG_APPLY_FAILED: &str = "CONFIG_APPLY_FAILED";
 /// JSON `NodeMessage`s / `PlatformMessage`s (crate `protocol`): the node sends `hello`, the
 /// platform answers `welcome` and the current `snapshot`, then pushes snapshots and commands.
 #[utoipa::path(get, path = "/api/v1/link", tag = "gateways", security(()),
-    params(("x-switchyard-protocol" = u32, Header, description = "link protocol version (1)")),
+    params(("x-switchyard-protocol" = u32, Header, minimum = 1, maximum = 1, description = "link protocol version (1)")),
     responses(
         (status = 101, description = "switching to the WebSocket link"),
         (status = 400, description = "PROTOCOL_VERSION_MISMATCH, or not a WebSocket upgrade", body = ErrorEnvelope),

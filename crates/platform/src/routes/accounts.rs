@@ -68,8 +68,8 @@ pub async fn create_account(
 /// List all accounts.
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
     params(
-        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses((status = 200, body = AccountList), (status = 403, body = ErrorEnvelope)))]
 pub async fn list_accounts(

@@ -92,8 +92,8 @@ pub async fn create_api(
 /// The APIs of the caller's account, by name and version.
 #[utoipa::path(get, path = "/api/v1/apis", tag = "apis",
     params(
-        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses((status = 200, body = ApiList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_apis(

@@ -12,8 +12,8 @@ use crate::state::AppState;
 /// Audit records of the caller's account, newest first, a page at a time.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
     params(
-        ("limit" = Option<u32>, Query, description = "page size, 1–500 (100)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "page size, 1–500 (100)"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses((status = 200, body = AuditList), (status = 403, body = ErrorEnvelope)))]
 pub async fn list_audit(
@@ -25,7 +25,7 @@ pub async fn list_audit(
     query.only(&["limit", "cursor"])?;
     let limit = query.limit(100, 500)?;
     let before = match query.get("cursor") {
-        None | Some("") => None,
+        None => None,
         Some(c) => Some(c.parse::<AuditId>().map_err(|_| {
             ApiError::bad_field("INVALID_PARAMETER", "cursor", "cursor is not valid")
         })?),

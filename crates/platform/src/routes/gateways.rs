@@ -22,10 +22,10 @@ use crate::state::AppState;
 /// The list of the Gateways page, filtered, sorted, with the unattached environments.
 #[utoipa::path(get, path = "/api/v1/gateways", tag = "gateways",
     params(
-        ("view" = Option<String>, Query, description = "enabled (default) or deleted"),
-        ("sort" = Option<String>, Query, description = "status, name (default), host_name or gateway_url"),
-        ("order" = Option<String>, Query, description = "asc (default) or desc"),
-        ("q" = Option<String>, Query, description = "case-insensitive substring of a gateway or environment name"),
+        ("view" = inline(Option<crate::openapi::ViewParam>), Query, description = "enabled (default) or deleted"),
+        ("sort" = inline(Option<crate::openapi::GatewaySortParam>), Query, description = "status, name (default), host_name or gateway_url"),
+        ("order" = inline(Option<crate::openapi::OrderParam>), Query, description = "asc (default) or desc"),
+        ("q" = Option<String>, Query, max_length = 200, description = "case-insensitive substring of a gateway or environment name"),
     ),
     responses((status = 200, body = GatewayListDto), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope)))]

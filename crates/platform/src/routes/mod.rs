@@ -89,12 +89,23 @@ pub(crate) fn paginate<T>(
 ) -> ApiResult<(Vec<T>, Option<String>)> {
     query.only(&["limit", "cursor"])?;
     let limit = query.limit(DEFAULT_PAGE, MAX_PAGE)? as usize;
-    let start = match query.get("cursor").filter(|c| !c.is_empty()) {
+    let start = match query.get("cursor") {
         None => 0,
         Some(cursor) => {
-            let bad = || ApiError::bad_field("INVALID_PARAMETER", "cursor", "cursor is not valid");
-            let after: uuid::Uuid = cursor.parse().map_err(|_| bad())?;
-            items.iter().position(|i| id(i) == after).ok_or_else(bad)? + 1
+            let after: uuid::Uuid = cursor.parse().map_err(|_| {
+                ApiError::bad_field("INVALID_PARAMETER", "cursor", "cursor is not valid")
+            })?;
+            // A well-formed cursor names an item; once that item is gone the page it started
+            // cannot be found (404), which is not a malformed request.
+            let at = items.iter().position(|i| id(i) == after).ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "CURSOR_NOT_FOUND",
+                    "the item this cursor points after no longer exists; start from the first page",
+                )
+                .with_details(serde_json::json!({ "field": "cursor" }))
+            })?;
+            at + 1
         }
     };
     let rest: Vec<T> = items.into_iter().skip(start).collect();

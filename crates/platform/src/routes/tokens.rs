@@ -72,8 +72,8 @@ pub async fn create_token(
 /// The caller's tokens, revoked and expired ones included; never the secrets.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
     params(
-        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses((status = 200, body = TokenList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_tokens(
@@ -205,8 +205,8 @@ fn join_command(headers: &axum::http::HeaderMap, secret: &str) -> String {
 /// expired ones included; never the secrets.
 #[utoipa::path(get, path = "/api/v1/install-tokens", tag = "gateways",
     params(
-        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses((status = 200, body = InstallTokenList), (status = 403, body = ErrorEnvelope)))]
 pub async fn list_install_tokens(

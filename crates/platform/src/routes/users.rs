@@ -78,8 +78,8 @@ pub async fn create_user(
 /// The users of the caller's account.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     params(
-        ("limit" = Option<u32>, Query, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses((status = 200, body = UserList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_users(
