@@ -12,9 +12,7 @@
 
   function refresh(region) {
     var url = region.getAttribute("data-live");
-    if (!url || region.contains(document.activeElement) && document.activeElement.tagName === "A") {
-      return Promise.resolve();
-    }
+    if (!url) { return Promise.resolve(); }
     return fetch(url, { credentials: "same-origin", headers: { "X-Console-Fetch": "1" } })
       .then(function (r) {
         if (r.status === 401) { window.location.reload(); return null; }
@@ -22,7 +20,11 @@
       })
       .then(function (html) {
         if (html !== null && html !== undefined && region.getAttribute("data-live") === url) {
+          // Keep keyboard focus on the same control across the replacement.
+          var focused = region.contains(document.activeElement) ? document.activeElement.id : "";
           region.innerHTML = html;
+          var again = focused && document.getElementById(focused);
+          if (again) { again.focus(); }
           region.setAttribute("data-refreshed", String(Date.now()));
         }
       })

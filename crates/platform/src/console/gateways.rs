@@ -700,7 +700,7 @@ async fn add_gateway(
     );
     page.name = name;
     page.created = Some(Created {
-        expires_at: token.expires_at,
+        expires_at: super::when(&token.expires_at, state.now()),
         command,
         valid_for,
     });
@@ -754,6 +754,14 @@ struct Panels {
     deleted_at: Option<String>,
     name: String,
     environments: Vec<EnvRef>,
+    now: model::Timestamp,
+}
+
+impl Panels {
+    /// A time of the panels as people read it.
+    fn t(&self, rfc3339: &str) -> String {
+        super::when(rfc3339, self.now)
+    }
 }
 
 struct IssueView {
@@ -855,6 +863,7 @@ async fn panels(state: &AppState, user: &ConsoleUser, raw: &str) -> ConsoleResul
         deleted_at: gateway.deleted_at,
         name: row.name,
         environments: row.environments,
+        now: state.now(),
     })
 }
 

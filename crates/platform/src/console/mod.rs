@@ -328,6 +328,34 @@ pub(crate) fn is_https(headers: &HeaderMap) -> bool {
     forwarded_proto || forwarded
 }
 
+/// An RFC 3339 time of the REST types as people read it: `2026-12-03 14:12:12 UTC (3 min ago)`.
+pub(crate) fn when(rfc3339: &str, now: model::Timestamp) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let Ok(at) = time::OffsetDateTime::parse(rfc3339, &Rfc3339) else {
+        return rfc3339.to_string();
+    };
+    let shown = at
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        ))
+        .unwrap_or_else(|_| rfc3339.to_string());
+    let at_ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let delta = (now.as_millis() - at_ms) / 1000;
+    let (amount, future) = (delta.unsigned_abs(), delta < 0);
+    let span = match amount {
+        0..=9 => return format!("{shown} (just now)"),
+        10..=59 => format!("{amount} s"),
+        60..=3599 => format!("{} min", amount / 60),
+        3600..=86_399 => format!("{} h", amount / 3600),
+        _ => format!("{} days", amount / 86_400),
+    };
+    if future {
+        format!("{shown} (in {span})")
+    } else {
+        format!("{shown} ({span} ago)")
+    }
+}
+
 /// A local path to go to after login: only paths of this site (`/x`, never `//host`).
 pub(crate) fn local_path(next: Option<&str>) -> String {
     match next {

@@ -424,8 +424,8 @@ async fn login(
                     email,
                     error: Some(
                         "The account name, e-mail or password is not right. Check all three \
-                         (the account name is the one your owner gave you, e.g. `default`) and \
-                         try again."
+                         (the account name is the one your owner gave you, e.g. default) and try \
+                         again."
                             .into(),
                     ),
                     notice: None,
