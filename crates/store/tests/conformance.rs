@@ -63,6 +63,7 @@ conformance!(
     joins_never_move_a_node,
     publication_records_the_generation_containing_a_deployment,
     batched_node_status_writes,
+    audit_records_filtered_by_actor_action_result_and_time,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -3226,4 +3227,123 @@ async fn batched_node_status_writes(store: &Store) {
         .unwrap();
     assert_eq!(theirs.nodes[0].record, None);
     assert_eq!(theirs.nodes[0].reported_state, None);
+}
+
+async fn audit_records_filtered_by_actor_action_result_and_time(store: &Store) {
+    let acme = account(store, "Acme").await.id;
+    let other = account(store, "Other").await.id;
+    let user = Actor::User(UserId::new_v7());
+    let day = 86_400_000;
+    for (actor, action, result, at) in [
+        (user, "environment.create", AuditResult::Allowed, 1_000),
+        (Actor::System, "gateway.delete", AuditResult::Denied, 2_000),
+        (user, "environment.update", AuditResult::Failed, 3_000),
+        (user, "api.create", AuditResult::Allowed, day + 5),
+    ] {
+        store
+            .append_audit(Some(acme), Audit::new(actor, action, t(at)), result)
+            .await
+            .unwrap();
+    }
+    store
+        .append_audit(
+            Some(other),
+            Audit::new(user, "environment.create", t(1_000)),
+            AuditResult::Allowed,
+        )
+        .await
+        .unwrap();
+    let actions = |filter: AuditFilter| async move {
+        store
+            .audit_records_filtered(acme, &filter, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.action != "account.create")
+            .map(|r| r.action)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        actions(AuditFilter::default()).await,
+        [
+            "api.create",
+            "environment.update",
+            "gateway.delete",
+            "environment.create"
+        ]
+    );
+    let by_user = AuditFilter {
+        actor: Some(user),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        actions(by_user.clone()).await,
+        ["api.create", "environment.update", "environment.create"]
+    );
+    let system = AuditFilter {
+        actor: Some(Actor::System),
+        ..AuditFilter::default()
+    };
+    assert_eq!(actions(system).await, ["gateway.delete"]);
+    let environment = AuditFilter {
+        action_prefix: Some("environment.".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        actions(environment.clone()).await,
+        ["environment.update", "environment.create"]
+    );
+    // A prefix is literal: `_` and `%` match only themselves.
+    let literal = AuditFilter {
+        action_prefix: Some("environment_%".into()),
+        ..AuditFilter::default()
+    };
+    assert!(actions(literal).await.is_empty());
+    let denied = AuditFilter {
+        result: Some(AuditResult::Denied),
+        ..AuditFilter::default()
+    };
+    assert_eq!(actions(denied).await, ["gateway.delete"]);
+    let window = AuditFilter {
+        from: Some(t(2_000)),
+        until: Some(t(3_001)),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        actions(window).await,
+        ["environment.update", "gateway.delete"]
+    );
+    let all = AuditFilter {
+        actor: Some(user),
+        action_prefix: Some("environment".into()),
+        result: Some(AuditResult::Allowed),
+        from: Some(t(0)),
+        until: Some(t(day)),
+    };
+    assert_eq!(actions(all).await, ["environment.create"]);
+    // Paged with the record id as cursor, the filter kept.
+    let first = store
+        .audit_records_filtered(acme, &environment, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(first[0].action, "environment.update");
+    let second = store
+        .audit_records_filtered(acme, &environment, Some(first[0].id), 1)
+        .await
+        .unwrap();
+    assert_eq!(second[0].action, "environment.create");
+    let rest = store
+        .audit_records_filtered(acme, &environment, Some(second[0].id), 1)
+        .await
+        .unwrap();
+    assert!(rest.is_empty());
+    // Another account's records never show.
+    assert_eq!(
+        store
+            .audit_records_filtered(other, &by_user, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

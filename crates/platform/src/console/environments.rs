@@ -107,11 +107,10 @@ async fn list(
 ) -> ConsoleResult<ListPage> {
     let account = account(state, user, Need::Member).await?;
     let envs = state.store.environments(account).await?;
-    let mut gateways = state
+    let gateways = state
         .store
         .gateways(account, store::GatewayView::Enabled)
         .await?;
-    gateways.sort_by(|a, b| a.id.0.cmp(&b.id.0));
     let mut rows = Vec::with_capacity(envs.len());
     for e in envs {
         let deployments = state
@@ -442,7 +441,7 @@ async fn examples(
             custom: d.custom_path.is_some(),
         });
     }
-    out.sort_by(|a, b| a.api.to_lowercase().cmp(&b.api.to_lowercase()));
+    out.sort_by_key(|a| a.api.to_lowercase());
     Ok(Examples {
         examples: out,
         gateway_url,

@@ -130,6 +130,11 @@ async fn create(State(state): State<AppState>, act: Act) -> ConsoleResult<Respon
     let raw_role = act.form.text("role");
     let mut errors = FieldErrors::default();
     let created = match parse_role(&raw_role) {
+        // The console signs in by e-mail; the REST side allows users without one.
+        _ if email.is_empty() => {
+            errors.set("email", "Enter the e-mail address the user signs in with.");
+            None
+        }
         None => {
             errors.set("role", "Choose viewer, admin or owner.");
             None
