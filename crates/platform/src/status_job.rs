@@ -173,22 +173,17 @@ async fn abandon_restarts(
         if !connected.contains(&node) || !settings.restart_to_abandon(record, now) {
             continue;
         }
-        let (record, end) = link.inner.records.apply(
+        // The records queue the changed record for the store (`records::run_flusher`).
+        let (_, end) = link.inner.records.apply(
             (account, gateway, node),
             None,
             NodeEvent::RestartAbandoned,
             now,
+            None,
             || record.clone(),
         );
         if end != Some(RestartEnd::Cancelled) {
             continue;
-        }
-        if let Err(error) = link
-            .store()
-            .save_node_status(account, node, None, &records::to_json(&record))
-            .await
-        {
-            tracing::warn!(%error, %node, "could not record a cancelled restart");
         }
         let reason = "the node kept reporting online without restarting";
         crate::link::commands::restart_cancelled(link, account, gateway, node, reason).await;

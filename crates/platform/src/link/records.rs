@@ -403,17 +403,19 @@ mod tests {
 
     fn beat(records: &Records, node: NodeId, at: i64, report: Option<NodeReport>) -> NodeRecord {
         let (account, gateway) = (AccountId::new_v7(), GatewayId::new_v7());
-        records.apply(
-            (account, gateway, node),
-            Some("1.0"),
-            NodeEvent::Reported {
-                state: ReportedState::Online,
-                applied_generation: report.as_ref().and_then(|r| r.applied_generation),
-            },
-            Timestamp(at),
-            report,
-            || NodeRecord::new(node, "1.0", Timestamp(0)),
-        )
+        records
+            .apply(
+                (account, gateway, node),
+                Some("1.0"),
+                NodeEvent::Reported {
+                    state: ReportedState::Online,
+                    applied_generation: report.as_ref().and_then(|r| r.applied_generation),
+                },
+                Timestamp(at),
+                report,
+                || NodeRecord::new(node, "1.0", Timestamp(0)),
+            )
+            .0
     }
 
     #[test]
