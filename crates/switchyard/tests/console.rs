@@ -255,6 +255,24 @@ impl Browser {
         self.client.goto(url).await.expect("goto");
     }
 
+    /// Waits until the browser is at `expected` (path and query): a click returns before
+    /// the page it submits to has loaded.
+    async fn wait_path(&self, expected: impl AsRef<str>) {
+        let expected = expected.as_ref();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let path = self.path().await;
+            if path == expected {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "at {path}, expected {expected}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     async fn path(&self) -> String {
         let url = self.client.current_url().await.expect("url");
         match url.query() {
@@ -263,10 +281,18 @@ impl Browser {
         }
     }
 
+    /// The element `selector` names, waiting for it: after a click the next page may still
+    /// be loading.
     async fn css(&self, selector: &str) -> fantoccini::elements::Element {
-        match self.client.find(Locator::Css(selector)).await {
-            Ok(element) => element,
-            Err(e) => panic!("no {selector} on {}: {e}", self.path().await),
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match self.client.find(Locator::Css(selector)).await {
+                Ok(element) => return element,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    panic!("no {selector} on {}: {e}", self.path().await)
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
         }
     }
 
@@ -432,7 +458,7 @@ async fn login_logout_wrong_password_password_change_and_rate_limit() {
     // Right password: on to the page asked for, with an HttpOnly session cookie.
     b.fill("#password", &up.password).await;
     b.click("button[type=submit]").await;
-    assert_eq!(b.path().await, "/gateways?sort=status");
+    b.wait_path("/gateways?sort=status").await;
     assert_eq!(b.text("h1").await, "Gateways");
     let cookie = b
         .client
@@ -469,12 +495,12 @@ async fn login_logout_wrong_password_password_change_and_rate_limit() {
     b.fill("#new", new_password).await;
     b.fill("#confirm", new_password).await;
     b.click("main button[type=submit]").await;
-    assert_eq!(b.path().await, "/account/password?done=changed");
+    b.wait_path("/account/password?done=changed").await;
     assert!(b.text(".notice").await.contains("changed"));
 
     // Logout ends the session: pages need a login again.
     b.click("form[action='/logout'] button").await;
-    assert_eq!(b.path().await, "/login?done=logout");
+    b.wait_path("/login?done=logout").await;
     assert!(b.text(".notice").await.contains("signed out"));
     b.goto(&up.url("/gateways")).await;
     assert!(b.path().await.starts_with("/login"));
@@ -484,7 +510,7 @@ async fn login_logout_wrong_password_password_change_and_rate_limit() {
         "the old password must no longer work"
     );
     b.login(&up, "OWNER@switchyard.local", new_password).await;
-    assert_eq!(b.path().await, "/gateways");
+    b.wait_path("/gateways").await;
     b.click("form[action='/logout'] button").await;
 
     // Rate limit: after 10 failures for this identity (1 above, 9 here) sign-in is paused,
@@ -596,7 +622,7 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
 
     let b = Browser::start(true).await;
     b.login(&up, "owner@switchyard.local", &up.password).await;
-    assert_eq!(b.path().await, "/gateways");
+    b.wait_path("/gateways").await;
     let names = row_names(&b).await;
     let mut expected = vec![
         "alpha",
@@ -616,13 +642,13 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
 
     // Each sortable column, both ways (clicking the header; state in the URL).
     b.click("#sort-name").await;
-    assert_eq!(b.path().await, "/gateways?order=desc");
+    b.wait_path("/gateways?order=desc").await;
     let mut reversed = expected.clone();
     reversed.reverse();
     assert_eq!(row_names(&b).await, reversed);
 
     b.click("#sort-host_name").await;
-    assert_eq!(b.path().await, "/gateways?sort=host_name");
+    b.wait_path("/gateways?sort=host_name").await;
     let hosts = b.texts("#gateways tbody tr[data-gateway] td.host").await;
     let known: Vec<&String> = hosts.iter().filter(|h| *h != "—").collect();
     let mut sorted = known.clone();
@@ -635,7 +661,7 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
     );
     assert_eq!(hosts[0], "alpha-host");
     b.click("#sort-host_name").await;
-    assert_eq!(b.path().await, "/gateways?sort=host_name&order=desc");
+    b.wait_path("/gateways?sort=host_name&order=desc").await;
     let hosts = b.texts("#gateways tbody tr[data-gateway] td.host").await;
     assert_eq!(hosts[0], "—", "no host first when descending: {hosts:?}");
     let known: Vec<&String> = hosts.iter().filter(|h| *h != "—").collect();
@@ -646,7 +672,7 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
     );
 
     b.click("#sort-gateway_url").await;
-    assert_eq!(b.path().await, "/gateways?sort=gateway_url");
+    b.wait_path("/gateways?sort=gateway_url").await;
     let urls = b.texts("#gateways tbody tr[data-gateway] td.url").await;
     let mut sorted = urls.clone();
     sorted.sort_by_key(|u| u.to_lowercase());
@@ -669,7 +695,7 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
         _ => 6,
     };
     b.click("#sort-status").await;
-    assert_eq!(b.path().await, "/gateways?sort=status");
+    b.wait_path("/gateways?sort=status").await;
     b.wait("the local gateway is online", || async {
         b.goto(&up.url("/gateways?sort=status")).await;
         b.attrs("#gateways tbody tr[data-gateway] .badge", "data-status")
@@ -687,7 +713,7 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
     assert!(statuses.windows(2).all(|w| w[0] <= w[1]), "{statuses:?}");
     assert!(statuses.first() < statuses.last(), "{statuses:?}");
     b.click("#sort-status").await;
-    assert_eq!(b.path().await, "/gateways?sort=status&order=desc");
+    b.wait_path("/gateways?sort=status&order=desc").await;
     let statuses: Vec<u8> = b
         .attrs("#gateways tbody tr[data-gateway] .badge", "data-status")
         .await
@@ -715,7 +741,7 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
         row_names(&b).await == ["Bravo"]
     })
     .await;
-    assert_eq!(b.path().await, "/gateways?q=brav");
+    b.wait_path("/gateways?q=brav").await;
     // By environment name (case-insensitive), submitted with Enter.
     b.fill("#search", "STAGING\n").await;
     b.wait("the search finds the gateway of Staging", || async {
@@ -742,7 +768,7 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
     b.goto(&up.url("/gateways")).await;
     assert!(!row_names(&b).await.contains(&"charlie-7".to_string()));
     b.click("#view-deleted").await;
-    assert_eq!(b.path().await, "/gateways?view=deleted");
+    b.wait_path("/gateways?view=deleted").await;
     assert_eq!(row_names(&b).await, ["charlie-7"]);
     assert_eq!(
         b.attrs("#gateways tbody tr[data-gateway] .badge", "data-status")
@@ -756,7 +782,7 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
     );
     b.screenshot("gateways-deleted").await;
     b.click("#view-enabled").await;
-    assert_eq!(b.path().await, "/gateways");
+    b.wait_path("/gateways").await;
 
     // The unattached row with 2 (the tricky one and one more), 3, 4 and 7 environments;
     // See more / See less with script here and without script below.
@@ -775,7 +801,7 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
     b.click("#see-more").await;
     assert_eq!(shown(&b).await, 4);
     assert!(b.css("#see-less").await.is_displayed().await.unwrap());
-    assert_eq!(b.path().await, "/gateways?more=1");
+    b.wait_path("/gateways?more=1").await;
     b.click("#see-less").await;
     assert_eq!(shown(&b).await, 3);
     for name in ["u-4", "u-5", "u-6"] {
@@ -890,19 +916,19 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
     // Without script: sorting, search and See more / See less are plain links and forms.
     let b = Browser::start(false).await;
     b.login(&up, "owner@switchyard.local", &up.password).await;
-    assert_eq!(b.path().await, "/gateways");
+    b.wait_path("/gateways").await;
     assert_eq!(shown(&b).await, 3);
     b.click("#see-more").await;
-    assert_eq!(b.path().await, "/gateways?more=1");
+    b.wait_path("/gateways?more=1").await;
     assert_eq!(shown(&b).await, 7);
     b.click("#see-less").await;
-    assert_eq!(b.path().await, "/gateways");
+    b.wait_path("/gateways").await;
     assert_eq!(shown(&b).await, 3);
     b.fill("#search", "alp\n").await;
-    assert_eq!(b.path().await, "/gateways?q=alp");
+    b.wait_path("/gateways?q=alp").await;
     assert_eq!(row_names(&b).await, ["alpha"]);
     b.click("#sort-name").await;
-    assert_eq!(b.path().await, "/gateways?order=desc&q=alp");
+    b.wait_path("/gateways?order=desc&q=alp").await;
     b.close().await;
 }
 
@@ -915,7 +941,7 @@ async fn add_a_gateway_command_joins_a_real_node_that_appears_online_without_a_r
     let b = Browser::start(true).await;
     b.login(&up, "owner@switchyard.local", &up.password).await;
     b.click("#add-gateway").await;
-    assert_eq!(b.path().await, "/gateways/add");
+    b.wait_path("/gateways/add").await;
 
     // A name the rule refuses is shown next to its field, with its code.
     b.fill("#name", "").await;
@@ -1029,7 +1055,7 @@ async fn add_a_gateway_command_joins_a_real_node_that_appears_online_without_a_r
     assert!(b.text("main").await.contains("cannot be restored"));
     b.screenshot("gateway-delete").await;
     b.click("#confirm-delete").await;
-    assert_eq!(b.path().await, "/gateways?view=deleted&done=deleted");
+    b.wait_path("/gateways?view=deleted&done=deleted").await;
     assert_eq!(row_names(&b).await, ["edge-1"]);
     stop(&mut node);
     b.close().await;
@@ -1065,7 +1091,7 @@ async fn a_viewer_sees_no_restart_or_delete_and_actions_need_role_and_csrf() {
 
     let b = Browser::start(true).await;
     b.login(&up, "vera@example.com", password).await;
-    assert_eq!(b.path().await, "/gateways");
+    b.wait_path("/gateways").await;
     assert!(!b.has("#add-gateway").await, "a viewer cannot add gateways");
     b.goto(&up.url(&format!("/gateways/{local}"))).await;
     assert_eq!(b.text("h1").await, "local");

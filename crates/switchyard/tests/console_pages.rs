@@ -31,13 +31,14 @@ async fn environment_configuration_shows_rule_messages_and_live_example_urls() {
     let b = Browser::start(true).await;
     b.login(&up, OWNER_EMAIL, &up.password).await;
     b.click("#nav-environments").await;
-    assert_eq!(b.path().await, "/environments");
+    b.wait_path("/environments").await;
     b.screenshot("environments").await;
 
     // The environment's name leads to its configuration, with the deployed API's URL.
     b.click(&format!("tr[data-environment='{env}'] td.name a"))
         .await;
-    assert_eq!(b.path().await, format!("/environments/{env}/configuration"));
+    b.wait_path(format!("/environments/{env}/configuration"))
+        .await;
     let example = b.text(".example-url").await;
     assert_eq!(example, format!("{gw}/ws/rest/echo"));
     b.screenshot("environment-configuration").await;
@@ -82,10 +83,8 @@ async fn environment_configuration_shows_rule_messages_and_live_example_urls() {
     b.fill("#rest_path", "api/café").await;
     b.fill("#soap_path", "ws/soap").await;
     b.click("#save-paths").await;
-    assert_eq!(
-        b.path().await,
-        format!("/environments/{env}/configuration?done=saved")
-    );
+    b.wait_path(format!("/environments/{env}/configuration?done=saved"))
+        .await;
     assert!(b.text(".notice").await.contains("saved"));
     let stored = b.css("#rest_path").await.prop("value").await.unwrap();
     assert_eq!(stored.as_deref(), Some("api/caf%C3%A9"));
@@ -139,7 +138,7 @@ async fn environments_created_renamed_deleted_and_an_api_created_deployed_undepl
     b.fill("#name", "Staging").await;
     b.select("#classification", "test").await;
     b.click("#create-environment button[type=submit]").await;
-    assert_eq!(b.path().await, "/environments?done=created");
+    b.wait_path("/environments?done=created").await;
     assert!(
         b.texts("#environments td.name")
             .await
@@ -158,21 +157,21 @@ async fn environments_created_renamed_deleted_and_an_api_created_deployed_undepl
         "tr[data-environment='{staging}'] a[data-action=rename]"
     ))
     .await;
-    assert_eq!(b.path().await, format!("/environments/{staging}/edit"));
+    b.wait_path(format!("/environments/{staging}/edit")).await;
     b.screenshot("environment-rename").await;
     b.fill("#name", "Staging EU").await;
     b.click("main button[type=submit]").await;
-    assert_eq!(b.path().await, "/environments?done=renamed");
+    b.wait_path("/environments?done=renamed").await;
     let names = b.texts("#environments td.name").await;
     assert!(names.contains(&"Staging EU".to_string()), "{names:?}");
     assert!(!names.contains(&"Staging".to_string()), "{names:?}");
 
     // An API: a broken base path is refused next to its field, then created.
     b.click("#nav-apis").await;
-    assert_eq!(b.path().await, "/apis");
+    b.wait_path("/apis").await;
     b.screenshot("apis").await;
     b.click("#create-api").await;
-    assert_eq!(b.path().await, "/apis/new");
+    b.wait_path("/apis/new").await;
     b.fill("#name", "Orders").await;
     b.fill("#version", "v1").await;
     b.select("#api_type", "REST").await;
@@ -186,13 +185,13 @@ async fn environments_created_renamed_deleted_and_an_api_created_deployed_undepl
     b.fill("#base_path", "orders").await;
     b.click("#save-api").await;
     let api = id_in_path(&b, "/apis/").await;
-    assert_eq!(b.path().await, format!("/apis/{api}?done=created"));
+    b.wait_path(format!("/apis/{api}?done=created")).await;
     assert!(b.has("#deployments-empty").await);
 
     // Deploy: unattached → Requires Configuration; attached → Sent to the Gateway.
     b.select("#environment_id", &staging).await;
     b.click("#deploy").await;
-    assert_eq!(b.path().await, format!("/apis/{api}?done=deployed"));
+    b.wait_path(format!("/apis/{api}?done=deployed")).await;
     b.select("#environment_id", &production).await;
     b.click("#deploy").await;
     let statuses = b.attrs("#deployments .badge", "data-status").await;
@@ -229,7 +228,7 @@ async fn environments_created_renamed_deleted_and_an_api_created_deployed_undepl
         .css("#deployments tr:has([data-status=sent_to_gateway]) button[data-action=undeploy]")
         .await;
     row.click().await.expect("undeploy");
-    assert_eq!(b.path().await, format!("/apis/{api}?done=undeployed"));
+    b.wait_path(format!("/apis/{api}?done=undeployed")).await;
     assert_eq!(
         b.attrs("#deployments .badge", "data-status").await,
         vec!["requires_configuration".to_string()]
@@ -238,7 +237,7 @@ async fn environments_created_renamed_deleted_and_an_api_created_deployed_undepl
     b.screenshot("api-edit").await;
     b.fill("#version", "v2").await;
     b.click("#save-api").await;
-    assert_eq!(b.path().await, format!("/apis/{api}?done=saved"));
+    b.wait_path(format!("/apis/{api}?done=saved")).await;
     assert!(b.text("h1").await.contains("v2"));
 
     // Delete the environment: the page warns about its deployment.
@@ -279,7 +278,7 @@ async fn a_token_is_shown_once_and_revoked_and_the_audit_log_filters_and_pages()
     let b = Browser::start(true).await;
     b.login(&up, OWNER_EMAIL, &up.password).await;
     b.click("#nav-tokens").await;
-    assert_eq!(b.path().await, "/tokens");
+    b.wait_path("/tokens").await;
     b.fill("#name", "ci").await;
     b.select("#expires_in_days", "30").await;
     b.click("#create-token button[type=submit]").await;
@@ -299,7 +298,7 @@ async fn a_token_is_shown_once_and_revoked_and_the_audit_log_filters_and_pages()
         .await;
     assert_eq!(b.text("#tokens tbody tr:first-child td.name").await, "ci");
     ci.click().await.expect("revoke");
-    assert_eq!(b.path().await, "/tokens?done=revoked");
+    b.wait_path("/tokens?done=revoked").await;
     assert_eq!(
         b.attrs("#tokens tbody tr:first-child [data-state]", "data-state")
             .await,
@@ -311,7 +310,7 @@ async fn a_token_is_shown_once_and_revoked_and_the_audit_log_filters_and_pages()
 
     // The audit log: filtered by action, result, actor and date.
     b.click("#nav-audit").await;
-    assert_eq!(b.path().await, "/audit");
+    b.wait_path("/audit").await;
     b.screenshot("audit").await;
     b.fill("#action", "api_token.").await;
     b.click("#audit-filter button[type=submit]").await;
@@ -408,7 +407,7 @@ async fn a_viewer_sees_no_actions_and_a_forged_post_is_refused() {
 
     // The owner adds a user: a console password and a token, shown once.
     b.click("#nav-users").await;
-    assert_eq!(b.path().await, "/users");
+    b.wait_path("/users").await;
     b.fill("#name", "Vera").await;
     b.fill("#email", "vera@example.com").await;
     b.select("#role", "admin").await;
@@ -425,7 +424,7 @@ async fn a_viewer_sees_no_actions_and_a_forged_post_is_refused() {
         "tr[data-user='{vera}'] button[data-action=set-role]"
     ))
     .await;
-    assert_eq!(b.path().await, "/users?done=role");
+    b.wait_path("/users?done=role").await;
     let role = b
         .css(&format!("#role-{vera}"))
         .await
@@ -438,7 +437,7 @@ async fn a_viewer_sees_no_actions_and_a_forged_post_is_refused() {
 
     // The viewer sees every page without a button that acts.
     b.login(&up, "vera@example.com", &password).await;
-    assert_eq!(b.path().await, "/gateways");
+    b.wait_path("/gateways").await;
     assert!(!b.has("#nav-audit").await, "audit is for owners and admins");
     b.goto(&up.url("/environments")).await;
     assert!(!b.has("#create-environment").await);
@@ -541,9 +540,10 @@ async fn every_link_of_these_pages_lands_on_the_right_page() {
     b.goto(&up.url(&format!("/environments/{env}/configuration")))
         .await;
     b.click("#examples li a").await;
-    assert_eq!(b.path().await, format!("/apis/{api}"));
+    b.wait_path(format!("/apis/{api}")).await;
     b.click("#deployments td a").await;
-    assert_eq!(b.path().await, format!("/environments/{env}/configuration"));
+    b.wait_path(format!("/environments/{env}/configuration"))
+        .await;
     for (nav, path, h1) in [
         ("#nav-environments", "/environments", "Environments"),
         ("#nav-apis", "/apis", "APIs"),
@@ -552,7 +552,7 @@ async fn every_link_of_these_pages_lands_on_the_right_page() {
         ("#nav-audit", "/audit", "Audit log"),
     ] {
         b.click(nav).await;
-        assert_eq!(b.path().await, path);
+        b.wait_path(path).await;
         assert_eq!(b.text("h1").await, h1);
         let current = b.css(nav).await.attr("aria-current").await.unwrap();
         assert_eq!(current.as_deref(), Some("page"), "{nav}");

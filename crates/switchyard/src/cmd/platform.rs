@@ -240,8 +240,10 @@ pub fn run(args: PlatformArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         // On SQLite the data directory holds the database: one platform process per directory.
-        // (On PostgreSQL several platform processes share the database, SPEC §16.)
-        let _lock = if config.database_url.starts_with("sqlite:") {
+        // (On PostgreSQL several platform processes share the database, SPEC §16.) A one-off
+        // `platform bootstrap` serves nothing: it writes one token through SQLite's own
+        // locking, also beside a running platform, so it takes no directory lock.
+        let _lock = if config.database_url.starts_with("sqlite:") && !bootstrap_only {
             ensure_data_dir(&config.data_dir)?;
             Some(crate::lock::DataDirLock::acquire(
                 &config.data_dir,

@@ -14,6 +14,15 @@
 //! publisher run as for any client); every run points `echo` at the echo service's new port.
 //! Ctrl-C or SIGTERM stops the node, then the platform.
 
+/// `println!` that ignores a closed stdout: whoever read `up`'s welcome (a terminal, a log
+/// pipe, a test) may have gone away, and that must not stop the platform and its node.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -342,7 +351,7 @@ async fn ensure_owner_password(store: &store::Store, data_dir: &Path) -> anyhow:
 }
 
 fn print_console_login(data_dir: &Path) {
-    println!(
+    say!(
         "Console sign-in: account `{}`, e-mail {}, password in {}",
         platform::bootstrap::DEFAULT_ACCOUNT,
         platform::bootstrap::OWNER_EMAIL,
@@ -415,24 +424,22 @@ fn print_welcome(
 ) {
     let owner = data_dir.join(OWNER_TOKEN_FILE);
     let admin = data_dir.join(ADMIN_TOKEN_FILE);
-    println!("Switchyard is up.");
-    println!("  console:      http://{addr}/");
-    println!("  REST API:     http://{addr}/api/v1 (OpenAPI: /api/v1/openapi.json)");
-    println!("  owner token:  {}", owner.display());
-    println!("  admin token:  {}", admin.display());
-    println!(
+    say!("Switchyard is up.");
+    say!("  console:      http://{addr}/");
+    say!("  REST API:     http://{addr}/api/v1 (OpenAPI: /api/v1/openapi.json)");
+    say!("  owner token:  {}", owner.display());
+    say!("  admin token:  {}", admin.display());
+    say!(
         "  gateway:      http://{gateway}/ (gateway `{LOCAL_GATEWAY}`, environment `{ENVIRONMENT}`)"
     );
     if first_run {
-        println!(
-            "First run: created account `default` with an owner, and a platform administrator;"
-        );
-        println!("  their tokens are in the files above (readable by you only).");
+        say!("First run: created account `default` with an owner, and a platform administrator;");
+        say!("  their tokens are in the files above (readable by you only).");
     } else {
-        println!("Reusing the data in {}.", data_dir.display());
+        say!("Reusing the data in {}.", data_dir.display());
     }
-    println!("Through the gateway: curl http://{gateway}{path}");
-    println!(
+    say!("Through the gateway: curl http://{gateway}{path}");
+    say!(
         "Try: curl -H \"Authorization: Bearer $(cat {})\" http://{addr}/api/v1/gateways",
         owner.display()
     );

@@ -116,18 +116,28 @@ impl Up {
         self.rest_as(&self.token, method, path, body).await
     }
 
-    /// The Gateway URL (Public URL, else bind address) of the gateway named `name`.
+    /// The Gateway URL (Public URL, else the head node's reported address) of the gateway
+    /// named `name`, once a node has reported one.
     pub async fn gateway_url(&self, name: &str) -> String {
-        let (_, list) = self
-            .rest(reqwest::Method::GET, "/api/v1/gateways", None)
-            .await;
-        list["gateways"]
-            .as_array()
-            .and_then(|g| g.iter().find(|g| g["name"] == name))
-            .and_then(|g| g["gateway_url"].as_str())
-            .unwrap_or_else(|| panic!("no gateway {name} in {list}"))
-            .trim_end_matches('/')
-            .to_string()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, list) = self
+                .rest(reqwest::Method::GET, "/api/v1/gateways", None)
+                .await;
+            let url = list["gateways"]
+                .as_array()
+                .and_then(|g| g.iter().find(|g| g["name"] == name))
+                .and_then(|g| g["gateway_url"].as_str())
+                .map(|url| url.trim_end_matches('/').to_string());
+            if let Some(url) = url {
+                return url;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway {name} has no Gateway URL in {list}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// The id of the environment named `name`.
@@ -242,6 +252,24 @@ impl Browser {
     }
 
     /// The path and query of the current page.
+    /// Waits until the browser is at `expected` (path and query): a click returns before
+    /// the page it submits to has loaded.
+    pub async fn wait_path(&self, expected: impl AsRef<str>) {
+        let expected = expected.as_ref();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let path = self.path().await;
+            if path == expected {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "at {path}, expected {expected}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn path(&self) -> String {
         let url = self.client.current_url().await.expect("url");
         match url.query() {
@@ -250,11 +278,43 @@ impl Browser {
         }
     }
 
+    /// The element `selector` names, waiting for it: after a click the next page may still
+    /// be loading.
     pub async fn css(&self, selector: &str) -> fantoccini::elements::Element {
-        match self.client.find(Locator::Css(selector)).await {
-            Ok(e) => e,
-            Err(e) => panic!("no {selector} on {}: {e}", self.path().await),
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            match self.client.find(Locator::Css(selector)).await {
+                Ok(e) => return e,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    panic!("no {selector} on {}: {e}", self.path().await)
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
         }
+    }
+
+    /// One value per element `selector` names, read in one script run so that a page being
+    /// replaced cannot leave a stale element half-way.
+    async fn each(&self, selector: &str, script: &str) -> Vec<String> {
+        let value = self
+            .client
+            .execute(
+                &format!(
+                    "return Array.from(document.querySelectorAll(arguments[0])).map(e => {script});"
+                ),
+                vec![serde_json::Value::String(selector.to_string())],
+            )
+            .await
+            .expect("script");
+        value
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default().trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub async fn has(&self, selector: &str) -> bool {
@@ -286,29 +346,13 @@ impl Browser {
 
     /// The texts of the elements matching `selector`, in page order.
     pub async fn texts(&self, selector: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for e in self
-            .client
-            .find_all(Locator::Css(selector))
-            .await
-            .expect("find_all")
-        {
-            out.push(e.text().await.expect("text"));
-        }
-        out
+        self.each(selector, "e.innerText").await
     }
 
     pub async fn attrs(&self, selector: &str, attr: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for e in self
-            .client
-            .find_all(Locator::Css(selector))
+        let attr = serde_json::to_string(attr).expect("attribute name");
+        self.each(selector, &format!("e.getAttribute({attr}) || ''"))
             .await
-            .expect("find_all")
-        {
-            out.push(e.attr(attr).await.expect("attr").unwrap_or_default());
-        }
-        out
     }
 
     pub async fn fill(&self, selector: &str, value: &str) {
