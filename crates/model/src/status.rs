@@ -1,7 +1,7 @@
 //! The gateway status state machine of SPEC §2 and the platform-raised issues of SPEC §3.
 //!
 //! A [`NodeRecord`] holds what a node said last and when; [`NodeRecord::apply`] folds one
-//! [`NodeEvent`] into it. [`node_state`] turns a record and the clock into one of the nine
+//! [`NodeEvent`] into it. [`StatusSettings::node_state`] turns a record and the clock into one of the nine
 //! [`NodeState`]s, [`gateway_status`] turns all of a gateway's records into its
 //! [`GatewayStatus`], and [`issues`] derives the issues the platform raises. All are pure: the
 //! platform's status job stores the records, calls these with `now`, and records changes.
@@ -34,6 +34,8 @@
 //!   newest generation and that generation was first applied by an online node more than 30 s
 //!   ago. This needs only per-node facts (generation and since when), no gateway-level state.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 
 use crate::entity::GatewaySettings;
@@ -52,21 +54,6 @@ pub const MIN_LOST_CONTACT: Duration = Duration::from_secs(15);
 pub const LOST_CONTACT_HEARTBEATS: u32 = 3;
 /// Online nodes may differ in applied configuration generation for this long.
 pub const GENERATION_SKEW_TOLERANCE: Duration = Duration::from_secs(30);
-
-/// The lost-contact threshold: max(3 × heartbeat interval, 15 s).
-pub fn lost_contact_threshold(heartbeat_interval: Duration) -> Duration {
-    heartbeat_interval
-        .saturating_mul(LOST_CONTACT_HEARTBEATS)
-        .max(MIN_LOST_CONTACT)
-}
-
-/// How long a restart may take before it is unresponsive: 5 min, or Force Restart + 1 min.
-pub fn restart_unresponsive_after(force_restart_after: Option<Duration>) -> Duration {
-    match force_restart_after {
-        Some(force) => force.saturating_add(FORCE_RESTART_GRACE),
-        None => RESTART_UNRESPONSIVE_AFTER,
-    }
-}
 
 /// The state a node says it is in, carried by each of its messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,6 +78,20 @@ impl ReportedState {
             ReportedState::Stopping => "stopping",
             ReportedState::Stopped => "stopped",
         }
+    }
+
+    /// The state named `name` (the wire and stored name); `starting` carries
+    /// `unclean_previous_exit`, which the name alone does not say.
+    pub fn parse(name: &str, unclean_previous_exit: bool) -> Option<Self> {
+        Some(match name {
+            "starting" => ReportedState::Starting {
+                unclean_previous_exit,
+            },
+            "online" => ReportedState::Online,
+            "stopping" => ReportedState::Stopping,
+            "stopped" => ReportedState::Stopped,
+            _ => return None,
+        })
     }
 
     fn same_kind(self, other: ReportedState) -> bool {
@@ -130,7 +131,7 @@ pub enum RestartEnd {
 }
 
 /// What the platform knows about one node: the last things it said and when. Stored by the
-/// platform, updated with [`NodeRecord::apply`], read with [`node_state`].
+/// platform, updated with [`NodeRecord::apply`], read with [`StatusSettings::node_state`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeRecord {
     pub node_id: NodeId,
@@ -514,6 +515,38 @@ impl GatewayStatus {
         variant: Some(StatusVariant::NotRunning),
     };
 
+    /// Every valid status, in the order a list sorted by status shows them: the healthiest
+    /// first (online, cluster issues, the transitional states), then offline in the SPEC §2
+    /// row order of its variants, deleted last.
+    pub const ALL: [GatewayStatus; 11] = {
+        use GatewayState as S;
+        use StatusVariant as V;
+        const fn st(state: S, variant: Option<V>) -> GatewayStatus {
+            GatewayStatus { state, variant }
+        }
+        [
+            st(S::Online, None),
+            st(S::ClusterIssues, None),
+            st(S::Starting, None),
+            st(S::Restarting, None),
+            st(S::Restarting, Some(V::Unresponsive)),
+            st(S::Stopping, None),
+            st(S::Offline, Some(V::NotRunning)),
+            st(S::Offline, Some(V::UncleanShutdown)),
+            st(S::Offline, Some(V::FailedStart)),
+            st(S::Offline, Some(V::LostContact)),
+            st(S::Deleted, None),
+        ]
+    };
+
+    /// The position of this status when a list is sorted by status ([`GatewayStatus::ALL`]).
+    pub fn rank(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|s| *s == self)
+            .unwrap_or(Self::ALL.len())
+    }
+
     /// A status from its parts, or `None` for a combination SPEC §2 does not have
     /// (e.g. `online` with `lost_contact`). Use when reading stored or wire values.
     pub fn new(state: GatewayState, variant: Option<StatusVariant>) -> Option<Self> {
@@ -575,24 +608,8 @@ impl GatewayStatus {
     }
 }
 
-/// The per-node status of `record` at `now`.
-pub fn node_state(
-    record: &NodeRecord,
-    now: Timestamp,
-    heartbeat_interval: Duration,
-    startup_timeout: Duration,
-    force_restart_after: Option<Duration>,
-) -> NodeState {
-    node_state_with(
-        record,
-        now,
-        lost_contact_threshold(heartbeat_interval),
-        startup_timeout,
-        restart_unresponsive_after(force_restart_after),
-    )
-}
-
-/// [`node_state`] with the two derived limits given directly.
+/// The per-node status of `record` at `now`, with the two derived limits given (the one
+/// computation of them is [`StatusSettings`]).
 fn node_state_with(
     record: &NodeRecord,
     now: Timestamp,
@@ -659,22 +676,14 @@ impl StatusSettings {
         }
     }
 
-    /// [`node_state`] with these settings.
+    /// The per-node status of `record` at `now` with these settings.
     pub fn node_state(&self, record: &NodeRecord, now: Timestamp) -> NodeState {
-        let lost_contact = self
-            .heartbeat_interval
-            .saturating_mul(LOST_CONTACT_HEARTBEATS)
-            .max(self.min_lost_contact);
-        let unresponsive = match self.force_restart_after {
-            Some(force) => force.saturating_add(FORCE_RESTART_GRACE),
-            None => self.restart_unresponsive_after,
-        };
         node_state_with(
             record,
             now,
-            lost_contact,
+            self.lost_contact_threshold(),
             self.startup_timeout,
-            unresponsive,
+            self.unresponsive_after(),
         )
     }
 
@@ -706,11 +715,20 @@ impl StatusSettings {
             && self.node_state(record, now) == NodeState::RestartingUnresponsive
     }
 
-    /// The lost-contact threshold with these settings.
+    /// The lost-contact threshold: max(3 × heartbeat interval, `min_lost_contact` (15 s)).
     pub fn lost_contact_threshold(&self) -> Duration {
         self.heartbeat_interval
             .saturating_mul(LOST_CONTACT_HEARTBEATS)
             .max(self.min_lost_contact)
+    }
+
+    /// How long a restart may take before it is unresponsive: Force Restart + 1 min when the
+    /// property is set, else `restart_unresponsive_after` (5 min).
+    pub fn unresponsive_after(&self) -> Duration {
+        match self.force_restart_after {
+            Some(force) => force.saturating_add(FORCE_RESTART_GRACE),
+            None => self.restart_unresponsive_after,
+        }
     }
 }
 
@@ -895,6 +913,51 @@ pub fn head_node(
         .map(|n| n.node_id)
 }
 
+/// The node whose host name a gateway shows: the head node ([`head_node`]), or, when no node
+/// is live (always for a deleted gateway, whose nodes are offline), the oldest node (earliest
+/// join; ties by node id). `None` without nodes.
+pub fn shown_node(
+    nodes: &[NodeRecord],
+    now: Timestamp,
+    settings: &StatusSettings,
+    context: GatewayContext,
+) -> Option<NodeId> {
+    let head = if context.deleted {
+        None
+    } else {
+        head_node(nodes, now, settings)
+    };
+    head.or_else(|| {
+        nodes
+            .iter()
+            .min_by_key(|n| (n.joined_at, n.node_id))
+            .map(|n| n.node_id)
+    })
+}
+
+/// The difference between the issues raised (`remembered`, by key: what was last written)
+/// and those that should be active now (`wanted`): the entries to raise (new, or changed
+/// severity or message) and the keys to clear (no longer wanted). The status job (its
+/// platform-raised issues) and the link server (the issues a node reports) both write only
+/// this difference.
+pub fn reconcile<K, V>(remembered: &HashMap<K, V>, wanted: &HashMap<K, V>) -> (Vec<(K, V)>, Vec<K>)
+where
+    K: Eq + Hash + Clone,
+    V: PartialEq + Clone,
+{
+    let raise = wanted
+        .iter()
+        .filter(|(key, value)| remembered.get(*key) != Some(*value))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let clear = remembered
+        .keys()
+        .filter(|key| !wanted.contains_key(*key))
+        .cloned()
+        .collect();
+    (raise, clear)
+}
+
 /// Where a deployment stands, for [`deployment_status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeploymentPlace {
@@ -942,15 +1005,22 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub const ALL: [Severity; 2] = [Severity::Warning, Severity::Error];
+
+    /// The REST and stored name: `warning` or `error`.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Warning => "warning",
             Severity::Error => "error",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
 }
 
-/// Issue codes the platform raises from node states (SPEC §3).
+/// Issue codes of SPEC §3 that the platform itself raises.
 pub mod codes {
     pub const NO_NODES: &str = "NO_NODES";
     pub const NODE_OFFLINE: &str = "NODE_OFFLINE";
@@ -958,6 +1028,25 @@ pub mod codes {
     pub const CONFIG_OUT_OF_SYNC: &str = "CONFIG_OUT_OF_SYNC";
     pub const RESTART_TIMED_OUT: &str = "RESTART_TIMED_OUT";
     pub const UNCLEAN_PREVIOUS_EXIT: &str = "UNCLEAN_PREVIOUS_EXIT";
+    /// A node refused a configuration snapshot: raised by the platform from the refused
+    /// acknowledgement, and reported by nodes in their heartbeats too (SPEC §9).
+    pub const CONFIG_APPLY_FAILED: &str = "CONFIG_APPLY_FAILED";
+
+    /// The codes derived from node states by [`super::issues`]: the status job raises and
+    /// clears them, and a node reporting one does not own it.
+    pub const FROM_NODE_STATES: [&str; 6] = [
+        NO_NODES,
+        NODE_OFFLINE,
+        VERSION_MISMATCH,
+        CONFIG_OUT_OF_SYNC,
+        RESTART_TIMED_OUT,
+        UNCLEAN_PREVIOUS_EXIT,
+    ];
+
+    /// Whether [`super::issues`] (the status job) owns `code`.
+    pub fn from_node_states(code: &str) -> bool {
+        FROM_NODE_STATES.contains(&code)
+    }
 }
 
 /// An issue as a value: the platform stores it with first-seen and last-seen times and clears it
@@ -1575,12 +1664,35 @@ mod tests {
     #[test]
     fn thresholds() {
         let secs = Duration::from_secs;
-        assert_eq!(lost_contact_threshold(secs(5)), secs(15));
-        assert_eq!(lost_contact_threshold(secs(1)), secs(15));
-        assert_eq!(lost_contact_threshold(secs(6)), secs(18));
-        assert_eq!(restart_unresponsive_after(None), secs(300));
-        assert_eq!(restart_unresponsive_after(Some(secs(600))), secs(660));
-        assert_eq!(restart_unresponsive_after(Some(secs(60))), secs(120));
+        let lost = |hb| {
+            StatusSettings {
+                heartbeat_interval: hb,
+                ..StatusSettings::default()
+            }
+            .lost_contact_threshold()
+        };
+        assert_eq!(lost(secs(5)), secs(15));
+        assert_eq!(lost(secs(1)), secs(15));
+        assert_eq!(lost(secs(6)), secs(18));
+        let unresponsive = |force| {
+            StatusSettings {
+                force_restart_after: force,
+                ..StatusSettings::default()
+            }
+            .unresponsive_after()
+        };
+        assert_eq!(unresponsive(None), secs(300));
+        assert_eq!(unresponsive(Some(secs(600))), secs(660));
+        assert_eq!(unresponsive(Some(secs(60))), secs(120));
+        // The floor is a setting (tests lower it), and so is the unset-Force-Restart limit.
+        let short = StatusSettings {
+            heartbeat_interval: Duration::from_millis(100),
+            min_lost_contact: Duration::from_millis(500),
+            restart_unresponsive_after: secs(2),
+            ..StatusSettings::default()
+        };
+        assert_eq!(short.lost_contact_threshold(), Duration::from_millis(500));
+        assert_eq!(short.unresponsive_after(), secs(2));
     }
 
     #[test]
@@ -2005,5 +2117,94 @@ mod tests {
         );
         assert_eq!(GatewayStatus::parse("asleep", None), None);
         assert_eq!(GatewayStatus::parse("offline", Some("asleep")), None);
+    }
+
+    #[test]
+    fn every_status_has_one_rank_and_round_trips() {
+        let mut all: Vec<GatewayStatus> = NodeState::ALL.iter().map(|s| s.status()).collect();
+        all.extend([GatewayStatus::CLUSTER_ISSUES, GatewayStatus::DELETED]);
+        all.sort_by_key(|s| s.rank());
+        assert_eq!(all, GatewayStatus::ALL);
+        for (i, s) in GatewayStatus::ALL.into_iter().enumerate() {
+            assert!(s.is_valid(), "{s:?}");
+            assert_eq!(s.rank(), i);
+        }
+        assert_eq!(GatewayStatus::ONLINE.rank(), 0);
+        assert_eq!(GatewayStatus::DELETED.rank(), GatewayStatus::ALL.len() - 1);
+        for s in Severity::ALL {
+            assert_eq!(Severity::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Severity::parse("fatal"), None);
+        for name in ["starting", "online", "stopping", "stopped"] {
+            assert_eq!(
+                ReportedState::parse(name, true).map(|s| s.as_str()),
+                Some(name)
+            );
+        }
+        assert_eq!(
+            ReportedState::parse("starting", true),
+            Some(ReportedState::Starting {
+                unclean_previous_exit: true
+            })
+        );
+        assert_eq!(ReportedState::parse("restarting", false), None);
+        assert!(codes::from_node_states(codes::NO_NODES));
+        assert!(!codes::from_node_states(codes::CONFIG_APPLY_FAILED));
+    }
+
+    #[test]
+    fn the_shown_node_is_the_head_node_else_the_oldest() {
+        let settings = StatusSettings::default();
+        let mut old = record(LOST_CONTACT, "1.0");
+        old.joined_at = at(-100.0);
+        let mut middle = record(LOST_CONTACT, "1.0");
+        middle.joined_at = at(-50.0);
+        let young = record(ONLINE, "1.0");
+        let nodes = [young.clone(), middle.clone(), old.clone()];
+        let live = GatewayContext::default();
+        let deleted = GatewayContext {
+            deleted: true,
+            ..live
+        };
+        // A deleted gateway's nodes are offline: the oldest is shown.
+        assert_eq!(
+            shown_node(&[young.clone(), old.clone()], at(400.0), &settings, deleted),
+            Some(old.node_id)
+        );
+        // At 100 s every node is live: the oldest is the head.
+        assert_eq!(
+            shown_node(&nodes, at(100.0), &settings, live),
+            Some(old.node_id)
+        );
+        // At 400 s only the young one is live.
+        assert_eq!(
+            shown_node(&nodes, at(400.0), &settings, live),
+            Some(young.node_id)
+        );
+        // None live: the oldest node.
+        let down = [middle.clone(), old.clone()];
+        assert_eq!(head_node(&down, at(400.0), &settings), None);
+        assert_eq!(
+            shown_node(&down, at(400.0), &settings, live),
+            Some(old.node_id)
+        );
+        assert_eq!(shown_node(&[], at(400.0), &settings, live), None);
+    }
+
+    #[test]
+    fn reconcile_raises_new_and_changed_and_clears_the_rest() {
+        let map = |entries: &[(&'static str, &'static str)]| -> HashMap<&str, &str> {
+            entries.iter().copied().collect()
+        };
+        let remembered = map(&[("A", "same"), ("B", "old"), ("C", "gone")]);
+        let wanted = map(&[("A", "same"), ("B", "new"), ("D", "fresh")]);
+        let (mut raise, clear) = reconcile(&remembered, &wanted);
+        raise.sort();
+        assert_eq!(raise, [("B", "new"), ("D", "fresh")]);
+        assert_eq!(clear, ["C"]);
+        let (raise, clear) = reconcile(&wanted, &wanted);
+        assert!(raise.is_empty() && clear.is_empty());
+        let (raise, clear) = reconcile(&HashMap::<&str, &str>::new(), &HashMap::new());
+        assert!(raise.is_empty() && clear.is_empty());
     }
 }

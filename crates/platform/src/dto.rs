@@ -257,19 +257,88 @@ pub struct InstallTokenList {
 // ---------------------------------------------------------------------------------------------
 // Gateways
 
-#[derive(Debug, Serialize, ToSchema, Clone, PartialEq, Eq)]
+/// The wire form of a model enum: the same variants, serialized as the model's `as_str()`
+/// names (a test checks every value), and listed as the schema's `enum` in OpenAPI.
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $dto:ident <=> $model:ty { $($v:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $dto {
+            $($v),+
+        }
+
+        impl From<$model> for $dto {
+            fn from(v: $model) -> Self {
+                match v {
+                    $(<$model>::$v => $dto::$v),+
+                }
+            }
+        }
+
+        impl From<$dto> for $model {
+            fn from(v: $dto) -> Self {
+                match v {
+                    $($dto::$v => <$model>::$v),+
+                }
+            }
+        }
+
+        impl $dto {
+            /// The model's name of this value, as serialized.
+            pub fn as_str(self) -> &'static str {
+                <$model>::from(self).as_str()
+            }
+        }
+
+        impl std::fmt::Display for $dto {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// The state of a status (`model::status::GatewayState`).
+    StateDto <=> model::status::GatewayState {
+        Starting, Online, Stopping, Restarting, Offline, ClusterIssues, Deleted,
+    }
+);
+wire_enum!(
+    /// The variant of a status (`model::status::StatusVariant`).
+    VariantDto <=> model::status::StatusVariant {
+        Unresponsive, NotRunning, UncleanShutdown, FailedStart, LostContact,
+    }
+);
+wire_enum!(
+    /// How bad an issue is (`model::status::Severity`).
+    SeverityDto <=> model::status::Severity { Warning, Error }
+);
+
+/// A gateway's or a node's status (SPEC §2), as `model::status` decided it.
+#[derive(Debug, Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
 pub struct StatusDto {
-    /// starting, online, stopping, restarting, offline, cluster_issues or deleted.
-    pub state: String,
-    /// null, or unresponsive, not_running, unclean_shutdown, failed_start, lost_contact.
-    pub variant: Option<String>,
+    pub state: StateDto,
+    /// Set for `restarting` (`unresponsive`) and always for `offline`; null otherwise.
+    pub variant: Option<VariantDto>,
 }
 
 impl From<model::status::GatewayStatus> for StatusDto {
     fn from(s: model::status::GatewayStatus) -> Self {
         Self {
-            state: s.state.as_str().into(),
-            variant: s.variant.map(|v| v.as_str().into()),
+            state: s.state.into(),
+            variant: s.variant.map(VariantDto::from),
+        }
+    }
+}
+
+impl StatusDto {
+    /// The model's status this shows.
+    pub fn status(self) -> model::status::GatewayStatus {
+        model::status::GatewayStatus {
+            state: self.state.into(),
+            variant: self.variant.map(Into::into),
         }
     }
 }
@@ -277,8 +346,7 @@ impl From<model::status::GatewayStatus> for StatusDto {
 #[derive(Debug, Serialize, ToSchema, Clone)]
 pub struct IssueDto {
     pub code: String,
-    /// error or warning.
-    pub severity: String,
+    pub severity: SeverityDto,
     pub message: String,
     pub node_id: Option<Uuid>,
     pub first_seen: Option<String>,
@@ -685,4 +753,35 @@ pub struct AuditList {
     pub records: Vec<AuditDto>,
     /// Pass as `cursor` to get the next (older) page; null on the last page.
     pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use model::status::{GatewayState, GatewayStatus, Severity, StatusVariant};
+
+    use super::*;
+
+    /// The wire names are the model's: one vocabulary, whatever serde would derive.
+    #[test]
+    fn wire_enums_serialize_as_the_model_names() {
+        let json = |v: serde_json::Value| v.as_str().unwrap().to_owned();
+        for s in GatewayState::ALL {
+            let dto = StateDto::from(s);
+            assert_eq!(json(serde_json::to_value(dto).unwrap()), s.as_str());
+            assert_eq!(GatewayState::from(dto), s);
+        }
+        for v in StatusVariant::ALL {
+            let dto = VariantDto::from(v);
+            assert_eq!(json(serde_json::to_value(dto).unwrap()), v.as_str());
+            assert_eq!(StatusVariant::from(dto), v);
+        }
+        for v in Severity::ALL {
+            let dto = SeverityDto::from(v);
+            assert_eq!(json(serde_json::to_value(dto).unwrap()), v.as_str());
+            assert_eq!(Severity::from(dto), v);
+        }
+        for s in GatewayStatus::ALL {
+            assert_eq!(StatusDto::from(s).status(), s);
+        }
+    }
 }

@@ -11,25 +11,15 @@
 use std::collections::{HashMap, HashSet};
 
 use model::status::{
-    GatewayContext, GatewayStatus, Issue, NodeEvent, NodeRecord, NodeState, RestartEnd,
-    Severity as ModelSeverity, StatusSettings, codes, gateway_status, head_node, issues,
+    GatewayContext, GatewayStatus, Issue, NodeEvent, NodeRecord, NodeState, RestartEnd, Severity,
+    StatusSettings, codes, gateway_status, issues, reconcile, shown_node,
 };
 use model::{GatewayId, NodeId, Timestamp};
-use store::{GatewayStatusInput, NewIssue, NodeStatusRow, Severity, StoreError};
+use store::{GatewayRow, GatewayStatusInput, NewIssue, NodeStatusRow, StoreError};
 
 use crate::link::Link;
 use crate::link::records::{self, NodeEntry};
 use crate::state::now;
-
-/// The codes this job owns: raised and cleared only here.
-const JOB_CODES: [&str; 6] = [
-    codes::NO_NODES,
-    codes::NODE_OFFLINE,
-    codes::VERSION_MISMATCH,
-    codes::CONFIG_OUT_OF_SYNC,
-    codes::RESTART_TIMED_OUT,
-    codes::UNCLEAN_PREVIOUS_EXIT,
-];
 
 type IssueKey = (&'static str, Option<NodeId>);
 
@@ -39,7 +29,7 @@ struct Memory {
     /// Per gateway: the status last recorded.
     status: HashMap<GatewayId, GatewayStatus>,
     /// Per gateway: the issues this job has active, with severity and message.
-    raised: HashMap<GatewayId, HashMap<IssueKey, (ModelSeverity, String)>>,
+    raised: HashMap<GatewayId, HashMap<IssueKey, (Severity, String)>>,
 }
 
 /// Runs the job until the link stops.
@@ -76,20 +66,17 @@ pub(crate) async fn run(link: Link) {
 
 async fn load_raised(
     link: &Link,
-) -> Result<HashMap<GatewayId, HashMap<IssueKey, (ModelSeverity, String)>>, StoreError> {
-    let mut raised: HashMap<GatewayId, HashMap<IssueKey, (ModelSeverity, String)>> = HashMap::new();
+) -> Result<HashMap<GatewayId, HashMap<IssueKey, (Severity, String)>>, StoreError> {
+    let mut raised: HashMap<GatewayId, HashMap<IssueKey, (Severity, String)>> = HashMap::new();
     for (_, issue) in link.store().all_active_issues().await? {
-        let Some(code) = JOB_CODES.iter().find(|c| **c == issue.code) else {
+        // The codes this job owns: raised and cleared only here.
+        let Some(code) = codes::FROM_NODE_STATES.iter().find(|c| **c == issue.code) else {
             continue;
-        };
-        let severity = match issue.severity {
-            Severity::Error => ModelSeverity::Error,
-            Severity::Warning => ModelSeverity::Warning,
         };
         raised
             .entry(issue.gateway_id)
             .or_default()
-            .insert((code, issue.node_id), (severity, issue.message));
+            .insert((code, issue.node_id), (issue.severity, issue.message));
     }
     Ok(raised)
 }
@@ -141,7 +128,7 @@ fn node_records(
                 .record
                 .as_ref()
                 .and_then(|json| records::from_json(id, json))
-                .unwrap_or_else(|| records::from_row(&row.node, row.reported_state.as_deref()));
+                .unwrap_or_else(|| records::from_row(&row.node, row.reported_state));
             // A node may have linked here after `connected` was read (it reports before it
             // registers), or its last records here are not written yet: a fresher record in
             // memory is not replaced by the stored one.
@@ -190,13 +177,45 @@ async fn abandon_restarts(
     }
 }
 
-/// What a REST read shows of a gateway: its status and its nodes' states, derived together
-/// from the same records at the same instant (`model::status`), and the head node.
-pub(crate) struct GatewayReading {
+/// What a gateway row shows, derived by `model::status` from its nodes' records at one
+/// instant.
+pub(crate) struct Reading {
     pub status: GatewayStatus,
+    /// The node whose host name the row shows (`model::status::shown_node`).
+    pub shown: Option<NodeId>,
+    /// The issues `model::status::issues` derives from the records (the status job raises
+    /// the same).
+    pub issues: Vec<Issue>,
+}
+
+impl Reading {
+    fn derive(
+        records: &[NodeRecord],
+        settings: &StatusSettings,
+        context: GatewayContext,
+        now: Timestamp,
+    ) -> Reading {
+        Reading {
+            status: gateway_status(records, now, settings, context),
+            shown: shown_node(records, now, settings, context),
+            issues: issues(records, now, settings, context),
+        }
+    }
+}
+
+/// What a REST read of one gateway shows: its row and its nodes' states, derived together
+/// from the same records at the same instant.
+pub(crate) struct GatewayReading {
+    pub row: Reading,
     /// The node rows, oldest first, each with its state.
     pub nodes: Vec<(model::Node, NodeState)>,
-    pub head: Option<NodeId>,
+}
+
+fn context_of(gateway: &model::Gateway) -> GatewayContext {
+    GatewayContext {
+        deleted: gateway.deleted_at.is_some(),
+        ..GatewayContext::default()
+    }
 }
 
 /// Reads a gateway's nodes and derives what [`GatewayReading`] holds at `now`.
@@ -211,12 +230,7 @@ pub(crate) async fn read_gateway(
         .await?;
     let records = current_records(link, &rows);
     let settings = link.config().status_settings(&gateway.settings);
-    let context = GatewayContext {
-        deleted: gateway.deleted_at.is_some(),
-        ..GatewayContext::default()
-    };
-    let status = gateway_status(&records, now, &settings, context);
-    let head = head_node(&records, now, &settings);
+    let context = context_of(gateway);
     let nodes = rows
         .into_iter()
         .zip(&records)
@@ -228,34 +242,38 @@ pub(crate) async fn read_gateway(
         })
         .collect();
     Ok(GatewayReading {
-        status,
+        row: Reading::derive(&records, &settings, context, now),
         nodes,
-        head,
     })
 }
 
-/// [`read_gateway`]'s status and head node for a list of many gateways, from the records in
-/// memory only (no store read); `None` when a node has no record there yet (before the status
-/// job's first tick), and the caller shows the recorded status instead.
-pub(crate) fn read_from_memory(
-    link: &Link,
-    gateway: &model::Gateway,
-    nodes: &[model::Node],
-    now: Timestamp,
-) -> Option<(GatewayStatus, Option<NodeId>)> {
-    let records = nodes
+/// [`read_gateway`]'s row for a list of many gateways, without a store read: each node's
+/// record from memory, else rebuilt from its row (`records::from_row`). While some node has
+/// no record in memory (before the status job's first tick) the status the job recorded is
+/// shown, when it recorded one.
+pub(crate) fn read_row(link: &Link, row: &GatewayRow, now: Timestamp) -> Reading {
+    let mut all_in_memory = true;
+    let records: Vec<NodeRecord> = row
+        .nodes
         .iter()
-        .map(|n| link.inner.records.get(n.id).map(|e| e.record))
-        .collect::<Option<Vec<_>>>()?;
-    let settings = link.config().status_settings(&gateway.settings);
-    let context = GatewayContext {
-        deleted: gateway.deleted_at.is_some(),
-        ..GatewayContext::default()
-    };
-    Some((
-        gateway_status(&records, now, &settings, context),
-        head_node(&records, now, &settings),
-    ))
+        .map(|(node, reported)| match link.inner.records.get(node.id) {
+            Some(entry) => entry.record,
+            None => {
+                all_in_memory = false;
+                records::from_row(node, *reported)
+            }
+        })
+        .collect();
+    let settings = link.config().status_settings(&row.gateway.settings);
+    let context = context_of(&row.gateway);
+    let mut reading = Reading::derive(&records, &settings, context, now);
+    if let Some(recorded) = row.status
+        && !all_in_memory
+        && !context.deleted
+    {
+        reading.status = recorded.status;
+    }
+    reading
 }
 
 /// The records REST reads derive states from, without changing memory: the one in memory
@@ -277,7 +295,7 @@ pub(crate) fn current_records(link: &Link, rows: &[NodeStatusRow]) -> Vec<NodeRe
                 }
                 (Some(memory), _) => memory.record,
                 (None, Some(stored)) => stored,
-                (None, None) => records::from_row(&row.node, row.reported_state.as_deref()),
+                (None, None) => records::from_row(&row.node, row.reported_state),
             }
         })
         .collect()
@@ -296,22 +314,15 @@ async fn evaluate(
     let context = GatewayContext::default();
 
     let status = gateway_status(records, now, settings, context);
-    let recorded = memory.status.get(&gateway).copied().or_else(|| {
-        input
-            .status
-            .as_ref()
-            .and_then(|s| model::status::GatewayStatus::parse(&s.state, s.variant.as_deref()))
-    });
+    let recorded = memory
+        .status
+        .get(&gateway)
+        .copied()
+        .or_else(|| input.status.map(|s| s.status));
     if recorded != Some(status) {
         let result = link
             .store()
-            .set_gateway_status(
-                account,
-                gateway,
-                status.state.as_str(),
-                status.variant.map(|v| v.as_str()),
-                now,
-            )
+            .set_gateway_status(account, gateway, status, now)
             .await;
         match result {
             Ok(_) => {
@@ -321,7 +332,7 @@ async fn evaluate(
         }
     }
 
-    let mut wanted: HashMap<IssueKey, (ModelSeverity, String)> = HashMap::new();
+    let mut wanted: HashMap<IssueKey, (Severity, String)> = HashMap::new();
     for issue in issues(records, now, settings, context)
         .into_iter()
         .chain(behind_desired(input, records, settings, now))
@@ -331,34 +342,24 @@ async fn evaluate(
             .or_insert((issue.severity, issue.message));
     }
     let raised = memory.raised.entry(gateway).or_default();
-    for (key, value) in &wanted {
-        if raised.get(key) == Some(value) {
-            continue;
-        }
+    let (raise, clear) = reconcile(raised, &wanted);
+    for (key, (severity, message)) in raise {
         let new = NewIssue {
             gateway_id: gateway,
             node_id: key.1,
             code: key.0.to_owned(),
-            severity: match value.0 {
-                ModelSeverity::Error => Severity::Error,
-                ModelSeverity::Warning => Severity::Warning,
-            },
-            message: value.1.clone(),
+            severity,
+            message: message.clone(),
             details: serde_json::json!({ "raised_by": "platform" }),
         };
         match link.store().raise_issue(account, new, now).await {
             Ok(_) => {
-                raised.insert(*key, value.clone());
+                raised.insert(key, (severity, message));
             }
             Err(error) => tracing::warn!(%error, %gateway, code = key.0, "could not raise issue"),
         }
     }
-    let gone: Vec<IssueKey> = raised
-        .keys()
-        .filter(|k| !wanted.contains_key(*k))
-        .copied()
-        .collect();
-    for key in gone {
+    for key in clear {
         match link
             .store()
             .clear_issue(account, gateway, key.1, key.0, now)
@@ -395,7 +396,7 @@ fn behind_desired(
         })
         .map(|r| Issue {
             code: codes::CONFIG_OUT_OF_SYNC,
-            severity: ModelSeverity::Warning,
+            severity: Severity::Warning,
             message: format!(
                 "node {} has not applied the latest configuration (it has {}, the latest is \
                  generation {desired})",

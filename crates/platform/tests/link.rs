@@ -785,7 +785,10 @@ async fn silent_node_loses_contact(backend: Backend) {
             )
             .await
             .unwrap();
-    let states: Vec<String> = history.iter().map(|h| h.state.clone()).collect();
+    let states: Vec<String> = history
+        .iter()
+        .map(|h| h.status.state.as_str().to_owned())
+        .collect();
     assert!(
         states.contains(&"offline".to_owned()) && states.contains(&"online".to_owned()),
         "{states:?}"
@@ -1728,7 +1731,10 @@ async fn stored_node(p: &P, node: &str) -> Option<(Option<String>, Option<Value>
         .iter()
         .flat_map(|i| i.nodes.iter())
         .find(|n| n.node.id.to_string() == node)
-        .map(|n| (n.reported_state.clone(), n.record.clone()))
+        .map(|n| {
+            let state = n.reported_state.map(|s| s.as_str().to_owned());
+            (state, n.record.clone())
+        })
 }
 
 /// Another connection holding the store's write lock on the node rows until released.

@@ -1,6 +1,7 @@
 //! Gateways (with soft delete and the Gateways page overview), install tokens, node
 //! credentials, nodes, issues, status and configuration generations.
 
+use model::status::GatewayStatus;
 use model::*;
 
 use crate::audit::{Audit, AuditResult};
@@ -63,7 +64,7 @@ impl Store {
         &self,
         account: AccountId,
         id: GatewayId,
-    ) -> Result<(Gateway, Option<GatewayStatus>), StoreError> {
+    ) -> Result<(Gateway, Option<RecordedStatus>), StoreError> {
         with_conn!(self, |c| {
             let row = sqlx::query(GATEWAY_BY_ID)
                 .bind(s(id))
@@ -253,10 +254,11 @@ impl Store {
         &self,
         account: AccountId,
         id: GatewayId,
-        state: &str,
-        variant: Option<&str>,
+        status: GatewayStatus,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
+        let state = status.state.as_str();
+        let variant = status.variant.map(|v| v.as_str());
         with_tx!(self, |c| {
             let row = sqlx::query(
                 "UPDATE gateways SET status_state = $3, status_variant = $4, status_since = $5 \
@@ -307,7 +309,7 @@ impl Store {
         account: AccountId,
         id: GatewayId,
         limit: u32,
-    ) -> Result<Vec<GatewayStatus>, StoreError> {
+    ) -> Result<Vec<RecordedStatus>, StoreError> {
         self.gateway(account, id).await?;
         with_conn!(self, |c| {
             let rows = sqlx::query(
@@ -322,11 +324,9 @@ impl Store {
             rows.iter()
                 .map(|r| {
                     let mut cur = Cur::new(r);
-                    Ok(GatewayStatus {
-                        state: cur.text()?,
-                        variant: cur.opt_text()?,
-                        since: cur.ts()?,
-                    })
+                    let state = cur.text()?;
+                    let variant = cur.opt_text()?;
+                    rows::recorded_status(&state, variant.as_deref(), cur.ts()?)
                 })
                 .collect()
         })
@@ -736,7 +736,7 @@ impl Store {
             )
             .bind(s(node))
             .bind(s(account))
-            .bind(&report.state)
+            .bind(report.state.as_str())
             .bind(report.at.0)
             .bind(
                 report
@@ -757,7 +757,7 @@ impl Store {
         &self,
         account: AccountId,
         gateway: GatewayId,
-    ) -> Result<Vec<(Node, Option<String>)>, StoreError> {
+    ) -> Result<Vec<(Node, Option<model::status::ReportedState>)>, StoreError> {
         with_conn!(self, |c| {
             let rows = sqlx::query(concat!(
                 "SELECT ",
@@ -910,7 +910,7 @@ impl Store {
         account: AccountId,
         new: NewIssue,
         now: Timestamp,
-    ) -> Result<Issue, StoreError> {
+    ) -> Result<IssueRecord, StoreError> {
         with_tx!(self, |c| {
             let live = sqlx::query(
                 "SELECT id FROM gateways WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL",
@@ -941,7 +941,7 @@ impl Store {
             match updated {
                 Some(r) => rows::issue(&mut Cur::new(&r)),
                 None => {
-                    let issue = Issue {
+                    let issue = IssueRecord {
                         id: IssueId::new_v7(),
                         gateway_id: new.gateway_id,
                         node_id: new.node_id,
@@ -1004,7 +1004,7 @@ impl Store {
         &self,
         account: AccountId,
         gateway: GatewayId,
-    ) -> Result<Vec<Issue>, StoreError> {
+    ) -> Result<Vec<IssueRecord>, StoreError> {
         with_conn!(self, |c| {
             let rows = sqlx::query(concat!(
                 "SELECT ",

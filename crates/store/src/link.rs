@@ -2,6 +2,7 @@
 //! generations (with a digest, so unchanged configurations are not re-published), node status
 //! records, and the all-accounts reads of the status job. Telemetry, so not audited.
 
+use model::status::ReportedState;
 use model::*;
 
 use crate::rows::{self, Cur};
@@ -39,7 +40,7 @@ pub struct PublishedConfig {
 #[derive(Clone, Debug)]
 pub struct NodeStatusRow {
     pub node: Node,
-    pub reported_state: Option<String>,
+    pub reported_state: Option<ReportedState>,
     /// The platform's status record (JSON it wrote with [`Store::save_node_status`]).
     pub record: Option<serde_json::Value>,
 }
@@ -64,7 +65,7 @@ pub const STATUS_WRITES_PER_STATEMENT: usize = 1000;
 #[derive(Clone, Debug)]
 pub struct GatewayStatusInput {
     pub gateway: Gateway,
-    pub status: Option<GatewayStatus>,
+    pub status: Option<RecordedStatus>,
     pub generation: u64,
     pub published_at: Option<Timestamp>,
     /// Oldest first.
@@ -263,7 +264,7 @@ impl Store {
                     )
                     .bind(s(node))
                     .bind(s(account))
-                    .bind(&report.state)
+                    .bind(report.state.as_str())
                     .bind(report.at.0)
                     .bind(
                         report
@@ -330,7 +331,7 @@ impl Store {
                     q = q
                         .bind(node)
                         .bind(account)
-                        .bind(&report.state)
+                        .bind(report.state.as_str())
                         .bind(report.at.0)
                         .bind(
                             report
@@ -446,7 +447,7 @@ impl Store {
 
     /// The active issues of every live gateway of every account (the status job's memory
     /// of what it raised is rebuilt from them on start).
-    pub async fn all_active_issues(&self) -> Result<Vec<(AccountId, Issue)>, StoreError> {
+    pub async fn all_active_issues(&self) -> Result<Vec<(AccountId, IssueRecord)>, StoreError> {
         with_conn!(self, |c| {
             let rows = sqlx::query(concat!(
                 "SELECT i.account_id, ",

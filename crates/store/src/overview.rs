@@ -26,6 +26,7 @@
 //! (`OverviewFilter::gateway`) reads only its own rows.
 use std::collections::{HashMap, HashSet};
 
+use model::status::ReportedState;
 use model::*;
 use serde::Deserialize;
 
@@ -224,11 +225,11 @@ enum Scope<'a> {
 /// The decoded entities before assembly.
 #[derive(Default)]
 struct Parts {
-    gateways: Vec<(Gateway, Option<GatewayStatus>)>,
+    gateways: Vec<(Gateway, Option<RecordedStatus>)>,
     environments: Vec<Environment>,
     /// With the state each node reported last.
-    nodes: Vec<(Node, Option<String>)>,
-    issues: Vec<Issue>,
+    nodes: Vec<(Node, Option<ReportedState>)>,
+    issues: Vec<IssueRecord>,
 }
 
 type GatewayTuple = (
@@ -326,11 +327,11 @@ fn sqlite_parts(texts: [String; 4]) -> Result<Parts, StoreError> {
             deleted_at: t.7.map(Timestamp),
         };
         let status = match (t.8, t.10) {
-            (Some(state), Some(since)) => Some(GatewayStatus {
-                state,
-                variant: t.9,
-                since: Timestamp(since),
-            }),
+            (Some(state), Some(since)) => Some(rows::recorded_status(
+                &state,
+                t.9.as_deref(),
+                Timestamp(since),
+            )?),
             _ => None,
         };
         parts.gateways.push((gateway, status));
@@ -349,16 +350,15 @@ fn sqlite_parts(texts: [String; 4]) -> Result<Parts, StoreError> {
             last_seen: t.6.map(Timestamp),
             applied_generation: t.7.and_then(|g| u64::try_from(g).ok()),
         };
-        parts.nodes.push((node, t.8));
+        parts.nodes.push((node, rows::reported_state(t.8)?));
     }
     for t in parse_json::<Vec<IssueTuple>>(&issues_json)? {
-        parts.issues.push(Issue {
+        parts.issues.push(IssueRecord {
             id: id(&t.0)?,
             gateway_id: id(&t.1)?,
             node_id: opt_id(t.2.as_deref())?,
             code: t.3,
-            severity: Severity::parse(&t.4)
-                .ok_or_else(|| corrupt(format!("bad severity {:?}", t.4)))?,
+            severity: rows::severity(&t.4)?,
             message: t.5,
             details: parse_json(&t.6)?,
             first_seen: Timestamp(t.7),
@@ -410,7 +410,6 @@ fn assemble(parts: Parts) -> GatewaysOverview {
             status,
             environments: Vec::new(),
             nodes: Vec::new(),
-            head_host_name: None,
             issues: Vec::new(),
         });
     }
@@ -425,11 +424,9 @@ fn assemble(parts: Parts) -> GatewaysOverview {
             }
         }
     }
-    let mut live: HashMap<NodeId, bool> = HashMap::with_capacity(parts.nodes.len());
     for (node, state) in parts.nodes {
-        live.insert(node.id, state.as_deref() != Some("stopped"));
         if let Some(&i) = index.get(&node.gateway_id) {
-            gateways[i].nodes.push(node);
+            gateways[i].nodes.push((node, state));
         }
     }
     for issue in parts.issues {
@@ -440,14 +437,7 @@ fn assemble(parts: Parts) -> GatewaysOverview {
     for row in &mut gateways {
         row.environments
             .sort_by_cached_key(|e| (e.name.to_lowercase(), e.id));
-        row.nodes.sort_by_key(|n| (n.joined_at, n.id));
-        // The head node is the oldest live node; with none live, the oldest node.
-        row.head_host_name = row
-            .nodes
-            .iter()
-            .find(|n| live.get(&n.id).copied().unwrap_or(true))
-            .or(row.nodes.first())
-            .map(|n| n.host_name.clone());
+        row.nodes.sort_by_key(|(n, _)| (n.joined_at, n.id));
         row.issues.sort_by(|a, b| {
             b.severity
                 .cmp(&a.severity)

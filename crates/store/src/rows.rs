@@ -8,6 +8,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use model::status::{GatewayStatus, ReportedState, Severity};
 use model::*;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -327,14 +328,14 @@ impl SettingsCache {
 /// Reads `gateway_cols!()`: the gateway and its current status.
 pub(crate) fn gateway<R: Get>(
     c: &mut Cur<R>,
-) -> Result<(Gateway, Option<GatewayStatus>), StoreError> {
+) -> Result<(Gateway, Option<RecordedStatus>), StoreError> {
     gateway_cached(c, &mut SettingsCache::default())
 }
 
 pub(crate) fn gateway_cached<R: Get>(
     c: &mut Cur<R>,
     cache: &mut SettingsCache,
-) -> Result<(Gateway, Option<GatewayStatus>), StoreError> {
+) -> Result<(Gateway, Option<RecordedStatus>), StoreError> {
     let gateway = Gateway {
         id: c.id()?,
         account_id: c.id()?,
@@ -349,18 +350,38 @@ pub(crate) fn gateway_cached<R: Get>(
     let variant = c.opt_text()?;
     let since = c.opt_ts()?;
     let status = match (state, since) {
-        (Some(state), Some(since)) => Some(GatewayStatus {
-            state,
-            variant,
-            since,
-        }),
+        (Some(state), Some(since)) => Some(recorded_status(&state, variant.as_deref(), since)?),
         _ => None,
     };
     Ok((gateway, status))
 }
 
+/// A stored status (`status_state`, `status_variant`, or a history entry) as the model's.
+pub(crate) fn recorded_status(
+    state: &str,
+    variant: Option<&str>,
+    since: Timestamp,
+) -> Result<RecordedStatus, StoreError> {
+    let status = GatewayStatus::parse(state, variant)
+        .ok_or_else(|| corrupt(format!("bad status {state:?}/{variant:?}")))?;
+    Ok(RecordedStatus { status, since })
+}
+
+/// A stored `reported_state` as the model's. The column keeps the name only, so `starting`
+/// reads as a start after a clean exit (the status record keeps the full state).
+pub(crate) fn reported_state(name: Option<String>) -> Result<Option<ReportedState>, StoreError> {
+    name.map(|n| {
+        ReportedState::parse(&n, false).ok_or_else(|| corrupt(format!("bad reported state {n:?}")))
+    })
+    .transpose()
+}
+
+pub(crate) fn severity(name: &str) -> Result<Severity, StoreError> {
+    Severity::parse(name).ok_or_else(|| corrupt(format!("bad severity {name:?}")))
+}
+
 /// Reads `node_cols!()`: the node and the state it reported last.
-pub(crate) fn node<R: Get>(c: &mut Cur<R>) -> Result<(Node, Option<String>), StoreError> {
+pub(crate) fn node<R: Get>(c: &mut Cur<R>) -> Result<(Node, Option<ReportedState>), StoreError> {
     let node = Node {
         id: c.id()?,
         gateway_id: c.id()?,
@@ -371,7 +392,7 @@ pub(crate) fn node<R: Get>(c: &mut Cur<R>) -> Result<(Node, Option<String>), Sto
         last_seen: c.opt_ts()?,
         applied_generation: c.opt_u64()?,
     };
-    Ok((node, c.opt_text()?))
+    Ok((node, reported_state(c.opt_text()?)?))
 }
 
 pub(crate) fn environment<R: Get>(c: &mut Cur<R>) -> Result<Environment, StoreError> {
@@ -435,16 +456,13 @@ pub(crate) fn deployment<R: Get>(c: &mut Cur<R>) -> Result<Deployment, StoreErro
     })
 }
 
-pub(crate) fn issue<R: Get>(c: &mut Cur<R>) -> Result<Issue, StoreError> {
-    Ok(Issue {
+pub(crate) fn issue<R: Get>(c: &mut Cur<R>) -> Result<IssueRecord, StoreError> {
+    Ok(IssueRecord {
         id: c.id()?,
         gateway_id: c.id()?,
         node_id: c.opt_id()?,
         code: c.text()?,
-        severity: {
-            let s = c.text()?;
-            Severity::parse(&s).ok_or_else(|| corrupt(format!("bad severity {s:?}")))?
-        },
+        severity: severity(&c.text()?)?,
         message: c.text()?,
         details: c.json()?,
         first_seen: c.ts()?,

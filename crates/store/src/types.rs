@@ -1,6 +1,7 @@
 //! Public inputs and outputs of the Store API that the model has no entity for (yet):
 //! credentials, audit records, issues, status and the Gateways page overview.
 
+use model::status::{GatewayStatus, ReportedState, Severity};
 use model::*;
 
 /// Input of [`crate::Store::create_user`].
@@ -120,43 +121,19 @@ pub enum GatewayView {
     Deleted,
 }
 
-/// A gateway status as last evaluated by the platform, in the REST vocabulary of SPEC §2
-/// (`state` one of starting, online, …; `variant` e.g. `lost_contact`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GatewayStatus {
-    pub state: String,
-    pub variant: Option<String>,
+/// A gateway status as the platform recorded it (`model::status` decided it), and since
+/// when: the current one, or an entry of its history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordedStatus {
+    pub status: GatewayStatus,
     /// When the gateway entered this status.
     pub since: Timestamp,
 }
 
-/// Severity of an issue (SPEC §3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Warning,
-    Error,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Severity> {
-        match s {
-            "warning" => Some(Severity::Warning),
-            "error" => Some(Severity::Error),
-            _ => None,
-        }
-    }
-}
-
-/// An error or warning attached to a gateway, optionally to one of its nodes (SPEC §3).
+/// An error or warning attached to a gateway, optionally to one of its nodes (SPEC §3), as
+/// stored: raised by the platform (`model::status::issues`) or reported by a node.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Issue {
+pub struct IssueRecord {
     pub id: IssueId,
     pub gateway_id: GatewayId,
     pub node_id: Option<NodeId>,
@@ -185,16 +162,14 @@ pub struct NewIssue {
 pub struct GatewayRow {
     pub gateway: Gateway,
     /// `None` until the status job first evaluated the gateway.
-    pub status: Option<GatewayStatus>,
+    pub status: Option<RecordedStatus>,
     /// Attached environments, by name (case-insensitive).
     pub environments: Vec<Environment>,
-    /// All nodes of the gateway, oldest first.
-    pub nodes: Vec<Node>,
-    /// Host name of the head node: the oldest node whose last report is not `stopped`,
-    /// else the oldest node. The platform may recompute it from `nodes` with live status.
-    pub head_host_name: Option<String>,
+    /// All nodes of the gateway, oldest first, each with the state it reported last (the
+    /// head node is `model::status`'s to decide, from the nodes' records).
+    pub nodes: Vec<(Node, Option<ReportedState>)>,
     /// Active issues, errors first; always empty for deleted gateways.
-    pub issues: Vec<Issue>,
+    pub issues: Vec<IssueRecord>,
 }
 
 /// Everything the Gateways & Environments tab needs, read in a constant number of queries.
@@ -337,7 +312,7 @@ pub struct DeploymentCheck {
 /// A node's report as the link server records it (heartbeat or state change).
 #[derive(Clone, Debug)]
 pub struct NodeReport {
-    pub state: String,
+    pub state: ReportedState,
     pub applied_generation: Option<u64>,
     pub at: Timestamp,
 }
@@ -365,9 +340,9 @@ pub struct StartupProperties {
 #[derive(Clone, Debug)]
 pub struct GatewayNodes {
     pub gateway: Gateway,
-    pub status: Option<GatewayStatus>,
+    pub status: Option<RecordedStatus>,
     /// Oldest first, each with the state it reported last.
-    pub nodes: Vec<(Node, Option<String>)>,
+    pub nodes: Vec<(Node, Option<ReportedState>)>,
 }
 
 /// Identifies an environment migration. Store-local until the model grows migration types.

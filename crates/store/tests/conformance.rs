@@ -6,9 +6,20 @@ mod support;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
+use model::status::{GatewayStatus, ReportedState, Severity};
 use model::*;
 use store::*;
 use support::*;
+
+/// A model status from its stored names.
+fn st(state: &str, variant: Option<&str>) -> GatewayStatus {
+    GatewayStatus::parse(state, variant).unwrap()
+}
+
+/// A model reported state from its name.
+fn rs(name: &str) -> ReportedState {
+    ReportedState::parse(name, false).unwrap()
+}
 
 /// Generates one `#[tokio::test]` per backend for each listed `async fn(&Store)`.
 macro_rules! conformance {
@@ -588,7 +599,7 @@ async fn tenant_isolation(store: &Store) {
     assert_not_found(store.gateway_status_history(o, w.gateway.id, 10).await);
     assert_not_found(
         store
-            .set_gateway_status(o, w.gateway.id, "online", None, t(5))
+            .set_gateway_status(o, w.gateway.id, st("online", None), t(5))
             .await,
     );
     assert!(store.nodes(o, w.gateway.id).await.unwrap().is_empty());
@@ -612,7 +623,7 @@ async fn tenant_isolation(store: &Store) {
                 o,
                 w.node.id,
                 &NodeReport {
-                    state: "online".into(),
+                    state: rs("online"),
                     applied_generation: None,
                     at: t(5),
                 },
@@ -881,7 +892,7 @@ async fn soft_delete_detaches_revokes_and_frees_the_name(store: &Store) {
     assert!(store.issues(a, w.gateway.id).await.unwrap().is_empty());
     let (g, status) = store.gateway_with_status(a, w.gateway.id).await.unwrap();
     assert_eq!(g.deleted_at, Some(t(2_000)));
-    assert_eq!(status.unwrap().state, "deleted");
+    assert_eq!(status.unwrap().status, GatewayStatus::DELETED);
 
     // Deleted gateways are never changed again.
     assert_not_found(
@@ -1406,7 +1417,7 @@ fn issue(gateway: GatewayId, node: Option<NodeId>, code: &str, severity: Severit
 
 fn report(state: &str, at: i64) -> NodeReport {
     NodeReport {
-        state: state.into(),
+        state: rs(state),
         applied_generation: None,
         at: t(at),
     }
@@ -1496,7 +1507,7 @@ async fn gateways_overview(store: &Store) {
         .await
         .unwrap();
     store
-        .set_gateway_status(a, alpha.id, "cluster_issues", None, t(60))
+        .set_gateway_status(a, alpha.id, st("cluster_issues", None), t(60))
         .await
         .unwrap();
     store
@@ -1528,11 +1539,26 @@ async fn gateways_overview(store: &Store) {
         env_names(&o.unattached),
         ["Eta", "iota", "Staging", "theta", "zeta"]
     );
-    assert_eq!(o.gateways[0].head_host_name.as_deref(), Some("alpha-new"));
-    assert_eq!(o.gateways[1].head_host_name.as_deref(), Some("beta-only"));
-    assert_eq!(o.gateways[2].head_host_name, None);
-    assert_eq!(o.gateways[0].nodes.len(), 2);
-    assert_eq!(o.gateways[0].nodes[0].host_name, "alpha-old");
+    // Nodes come oldest first with the state each reported last (the head node is the
+    // model's to decide).
+    let hosts = |row: &GatewayRow| {
+        row.nodes
+            .iter()
+            .map(|(n, reported)| (n.host_name.clone(), *reported))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        hosts(&o.gateways[0]),
+        [
+            ("alpha-old".to_owned(), Some(ReportedState::Stopped)),
+            ("alpha-new".to_owned(), None)
+        ]
+    );
+    assert_eq!(
+        hosts(&o.gateways[1]),
+        [("beta-only".to_owned(), Some(ReportedState::Stopped))]
+    );
+    assert!(o.gateways[2].nodes.is_empty());
     let codes: Vec<_> = o.gateways[0]
         .issues
         .iter()
@@ -1540,8 +1566,8 @@ async fn gateways_overview(store: &Store) {
         .collect();
     assert_eq!(codes, ["CONFIG_APPLY_FAILED", "VERSION_MISMATCH"]);
     assert_eq!(
-        o.gateways[0].status.as_ref().unwrap().state,
-        "cluster_issues"
+        o.gateways[0].status.unwrap().status,
+        GatewayStatus::CLUSTER_ISSUES
     );
     assert_eq!(o.gateways[0].status.as_ref().unwrap().since, t(60));
     assert_eq!(o.gateways[1].status, None);
@@ -1554,8 +1580,8 @@ async fn gateways_overview(store: &Store) {
     let d = &deleted.gateways[0];
     assert_eq!(d.gateway.name, "delta");
     assert!(d.environments.is_empty() && d.issues.is_empty());
-    assert_eq!(d.status.as_ref().unwrap().state, "deleted");
-    assert_eq!(d.head_host_name.as_deref(), Some("delta-host"));
+    assert_eq!(d.status.unwrap().status, GatewayStatus::DELETED);
+    assert_eq!(d.nodes[0].0.host_name, "delta-host");
 
     let prod = o.clone().filter("PROD");
     assert_eq!(prod.gateways.len(), 1);
@@ -2122,7 +2148,7 @@ async fn nodes_issues_status_and_generations(store: &Store) {
             a,
             w.node.id,
             &NodeReport {
-                state: "online".into(),
+                state: rs("online"),
                 applied_generation: Some(3),
                 at: t(5_000),
             },
@@ -2131,7 +2157,7 @@ async fn nodes_issues_status_and_generations(store: &Store) {
         .unwrap();
     let nodes = store.nodes(a, g).await.unwrap();
     assert_eq!(nodes.len(), 1);
-    assert_eq!(nodes[0].1.as_deref(), Some("online"));
+    assert_eq!(nodes[0].1, Some(ReportedState::Online));
     assert_eq!(nodes[0].0.last_seen, Some(t(5_000)));
     assert_eq!(nodes[0].0.applied_generation, Some(3));
 
@@ -2206,38 +2232,41 @@ async fn nodes_issues_status_and_generations(store: &Store) {
     // Status: history only on change.
     assert!(
         store
-            .set_gateway_status(a, g, "starting", None, t(10))
+            .set_gateway_status(a, g, st("starting", None), t(10))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .set_gateway_status(a, g, "starting", None, t(11))
+            .set_gateway_status(a, g, st("starting", None), t(11))
             .await
             .unwrap()
     );
     assert!(
         store
-            .set_gateway_status(a, g, "offline", Some("failed_start"), t(20))
+            .set_gateway_status(a, g, st("offline", Some("failed_start")), t(20))
             .await
             .unwrap()
     );
     assert!(
         store
-            .set_gateway_status(a, g, "offline", Some("lost_contact"), t(30))
+            .set_gateway_status(a, g, st("offline", Some("lost_contact")), t(30))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .set_gateway_status(a, g, "offline", Some("lost_contact"), t(31))
+            .set_gateway_status(a, g, st("offline", Some("lost_contact")), t(31))
             .await
             .unwrap()
     );
     let history = store.gateway_status_history(a, g, 10).await.unwrap();
     let states: Vec<_> = history
         .iter()
-        .map(|s| (s.state.as_str(), s.variant.as_deref(), s.since))
+        .map(|s| {
+            let variant = s.status.variant.map(|v| v.as_str());
+            (s.status.state.as_str(), variant, s.since)
+        })
         .collect();
     assert_eq!(
         states,
@@ -2350,7 +2379,7 @@ async fn seeded_overview(store: &Store) {
     assert!(o.gateways.iter().all(|r| r.environments.len() == 3));
     assert_eq!(o.unattached.len(), 100);
     assert_eq!(o.gateways[0].gateway.name, "gw-0000");
-    assert_eq!(o.gateways[0].head_host_name.as_deref(), Some("host-0000-0"));
+    assert_eq!(o.gateways[0].nodes[0].0.host_name, "host-0000-0");
     assert_eq!(
         o.gateways.iter().filter(|r| !r.issues.is_empty()).count(),
         100
@@ -2957,7 +2986,7 @@ async fn link_publish_and_status_inputs(store: &Store) {
             a,
             w.node.id,
             Some(&NodeReport {
-                state: "online".into(),
+                state: rs("online"),
                 applied_generation: Some(2),
                 at: t(50),
             }),
@@ -2979,7 +3008,7 @@ async fn link_publish_and_status_inputs(store: &Store) {
     assert_eq!(inputs[0].generation, 2);
     assert_eq!(inputs[0].nodes.len(), 1);
     assert_eq!(inputs[0].nodes[0].record, Some(record));
-    assert_eq!(inputs[0].nodes[0].reported_state.as_deref(), Some("online"));
+    assert_eq!(inputs[0].nodes[0].reported_state, Some(rs("online")));
     assert_eq!(inputs[0].nodes[0].node.applied_generation, Some(2));
     let issues = store.all_active_issues().await.unwrap();
     assert_eq!(issues.len(), 1);
@@ -3148,7 +3177,7 @@ async fn batched_node_status_writes(store: &Store) {
             a,
             w.node.id,
             Some(&NodeReport {
-                state: "starting".into(),
+                state: rs("starting"),
                 applied_generation: Some(4),
                 at: t(2_000),
             }),
@@ -3208,11 +3237,11 @@ async fn batched_node_status_writes(store: &Store) {
         let row = ours.nodes.iter().find(|r| r.node.id == n).unwrap();
         assert_eq!(row.record, Some(serde_json::json!({"n": i})), "node {i}");
         if n == last {
-            assert_eq!(row.reported_state.as_deref(), Some("stopping"));
+            assert_eq!(row.reported_state, Some(rs("stopping")));
             assert_eq!(row.node.last_seen, Some(t(2_500)));
             continue;
         }
-        assert_eq!(row.reported_state.as_deref(), Some("online"), "node {i}");
+        assert_eq!(row.reported_state, Some(rs("online")), "node {i}");
         assert_eq!(row.node.last_seen, Some(t(3_000 + i as i64)), "node {i}");
         let applied = match i {
             0 => Some(4),

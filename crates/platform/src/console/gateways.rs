@@ -17,7 +17,9 @@ use store::{GatewayView, OverviewFilter};
 
 use super::{Act, ConsoleError, ConsoleResult, ConsoleUser, Layout, is_https, render};
 use crate::auth::Need;
-use crate::dto::{CreateInstallToken, EnvRef, GatewayRowDto, IssueDto, NodeDto, StatusDto};
+use crate::dto::{
+    CreateInstallToken, EnvRef, GatewayRowDto, IssueDto, NodeDto, SeverityDto, StateDto, StatusDto,
+};
 use crate::error::ApiError;
 use crate::routes::gateways as rest;
 use crate::state::AppState;
@@ -116,10 +118,10 @@ pub(super) struct Badge {
 fn badge(status: &StatusDto) -> Badge {
     let code = match &status.variant {
         Some(v) => format!("{}/{v}", status.state),
-        None => status.state.clone(),
+        None => status.state.to_string(),
     };
     let (icon, tone, label, variant, title) =
-        match (status.state.as_str(), status.variant.as_deref()) {
+        match (status.state.as_str(), status.variant.map(|v| v.as_str())) {
             ("online", _) => (icon::ONLINE, "ok", "Online", None, "Every node is online"),
             ("starting", _) => (
                 icon::STARTING,
@@ -346,12 +348,12 @@ struct RowView {
 
 impl RowView {
     fn new(row: GatewayRowDto) -> Self {
-        let deleted = row.status.state == "deleted";
+        let deleted = row.status.state == StateDto::Deleted;
         let (errors, warnings): (Vec<IssueDto>, Vec<IssueDto>) = row
             .issues
             .into_iter()
             .filter(|_| !deleted)
-            .partition(|i| i.severity == "error");
+            .partition(|i| i.severity == SeverityDto::Error);
         Self {
             id: row.id.to_string(),
             badge: badge(&row.status),
@@ -803,15 +805,15 @@ async fn panels(state: &AppState, user: &ConsoleUser, raw: &str) -> ConsoleResul
     .nodes;
     let history = state.store.gateway_status_history(account, id, 20).await?;
     let row = gateway.row;
-    let deleted = row.status.state == "deleted";
+    let deleted = row.status.state == StateDto::Deleted;
     // The head node: the oldest node that is not offline, else the oldest (SPEC §4).
     let head = nodes
         .iter()
-        .position(|n| n.status.state != "offline")
+        .position(|n| n.status.state != StateDto::Offline)
         .or(if nodes.is_empty() { None } else { Some(0) });
     let since = history
         .first()
-        .filter(|h| h.state == row.status.state && h.variant == row.status.variant)
+        .filter(|h| StatusDto::from(h.status) == row.status)
         .map(|h| crate::dto::rfc3339(h.since));
     Ok(Panels {
         id: row.id.to_string(),
@@ -823,7 +825,7 @@ async fn panels(state: &AppState, user: &ConsoleUser, raw: &str) -> ConsoleResul
             .iter()
             .filter(|_| !deleted)
             .map(|i| IssueView {
-                icon: if i.severity == "error" {
+                icon: if i.severity == SeverityDto::Error {
                     icon::ERROR
                 } else {
                     icon::WARNING
@@ -846,10 +848,7 @@ async fn panels(state: &AppState, user: &ConsoleUser, raw: &str) -> ConsoleResul
         history: history
             .iter()
             .map(|h| HistoryView {
-                badge: badge(&StatusDto {
-                    state: h.state.clone(),
-                    variant: h.variant.clone(),
-                }),
+                badge: badge(&StatusDto::from(h.status)),
                 at: crate::dto::rfc3339(h.since),
             })
             .collect(),

@@ -127,12 +127,10 @@ async fn command(
     match kind {
         Kind::Restart => {
             let link = state.link.clone();
-            let settings = link.config().status_settings(&gateway.settings);
-            let limit = settings.restart_unresponsive_after;
-            let limit = gateway
-                .settings
-                .force_restart_after
-                .map_or(limit, |f| f + model::status::FORCE_RESTART_GRACE);
+            let limit = link
+                .config()
+                .status_settings(&gateway.settings)
+                .unresponsive_after();
             // The first node's restart is requested before answering, so that a read right
             // after the answer already shows it Restarting.
             let first = nodes[0];

@@ -313,7 +313,7 @@ pub(crate) fn from_json(node: NodeId, value: &serde_json::Value) -> Option<NodeR
     let json: RecordJson = serde_json::from_value(value.clone()).ok()?;
     let reported = match json.reported.as_deref() {
         None => None,
-        Some(s) => Some(parse_state(s, json.unclean_previous_exit)?),
+        Some(s) => Some(ReportedState::parse(s, json.unclean_previous_exit)?),
     };
     Some(NodeRecord {
         node_id: node,
@@ -334,12 +334,10 @@ pub(crate) fn from_json(node: NodeId, value: &serde_json::Value) -> Option<NodeR
 
 /// A record for a node the platform has no record of (joined, or from before records were
 /// kept), from its row: what it reported last, at its last-seen time.
-pub(crate) fn from_row(node: &model::Node, reported: Option<&str>) -> NodeRecord {
+pub(crate) fn from_row(node: &model::Node, reported: Option<ReportedState>) -> NodeRecord {
     let mut record = NodeRecord::new(node.id, node.version.clone(), node.joined_at);
     record.applied_generation = node.applied_generation;
-    if let (Some(state), Some(seen)) =
-        (reported.and_then(|s| parse_state(s, false)), node.last_seen)
-    {
+    if let (Some(state), Some(seen)) = (reported, node.last_seen) {
         record.apply(
             NodeEvent::Reported {
                 state,
@@ -349,18 +347,6 @@ pub(crate) fn from_row(node: &model::Node, reported: Option<&str>) -> NodeRecord
         );
     }
     record
-}
-
-fn parse_state(s: &str, unclean_previous_exit: bool) -> Option<ReportedState> {
-    Some(match s {
-        "starting" => ReportedState::Starting {
-            unclean_previous_exit,
-        },
-        "online" => ReportedState::Online,
-        "stopping" => ReportedState::Stopping,
-        "stopped" => ReportedState::Stopped,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
@@ -395,7 +381,7 @@ mod tests {
 
     fn report(state: &str, applied: Option<u64>, at: i64) -> NodeReport {
         NodeReport {
-            state: state.into(),
+            state: ReportedState::parse(state, false).unwrap(),
             applied_generation: applied,
             at: Timestamp(at),
         }

@@ -13,13 +13,16 @@ use axum::extract::ws::{
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use model::status::{NodeEvent, NodeRecord, ReportedState as ModelState, RestartEnd};
+use model::status::codes::{self, CONFIG_APPLY_FAILED};
+use model::status::{
+    NodeEvent, NodeRecord, ReportedState as ModelState, RestartEnd, Severity, reconcile,
+};
 use model::{AccountId, GatewayId, NodeId, Timestamp};
 use protocol::link::{
     ApplyResult, NodeIssue, NodeMessage, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
     PlatformMessage, ReportedState, check_protocol_version,
 };
-use store::{NewIssue, NodeCredential, NodeReport, Severity};
+use store::{NewIssue, NodeCredential, NodeReport};
 use tokio::sync::mpsc;
 
 use super::{Link, Outbound, publisher};
@@ -35,18 +38,6 @@ pub(crate) const MAX_NODE_FRAME_BYTES: usize = 1024 * 1024;
 pub(crate) const LINK_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Node-reported issues kept per node; more are ignored (a limit on everything).
 const MAX_NODE_ISSUES: usize = 100;
-
-/// Issue codes the platform derives itself; a node reporting one does not own it.
-const PLATFORM_CODES: [&str; 6] = [
-    model::status::codes::NO_NODES,
-    model::status::codes::NODE_OFFLINE,
-    model::status::codes::VERSION_MISMATCH,
-    model::status::codes::CONFIG_OUT_OF_SYNC,
-    model::status::codes::RESTART_TIMED_OUT,
-    model::status::codes::UNCLEAN_PREVIOUS_EXIT,
-];
-/// Raised from a refused snapshot acknowledgement (and reported by nodes too, SPEC §9).
-pub(crate) const CONFIG_APPLY_FAILED: &str = "CONFIG_APPLY_FAILED";
 
 /// The node link: a WebSocket upgrade authenticated by a node credential
 /// (`Authorization: Bearer sy_node_…`) with the header `x-switchyard-protocol: 1`. Frames are
@@ -313,7 +304,7 @@ async fn run(
     };
     // Node-raised issues still active from an earlier link are this link's to clear.
     for issue in link.store().issues(account, gateway).await? {
-        if issue.node_id == Some(node) && !PLATFORM_CODES.contains(&issue.code.as_str()) {
+        if issue.node_id == Some(node) && !codes::from_node_states(&issue.code) {
             if issue.code == CONFIG_APPLY_FAILED {
                 conn.apply_failed = true;
             }
@@ -526,7 +517,7 @@ impl Conn {
         let version = &self.version;
         let node = self.node;
         let report = report.map(|(state, applied)| NodeReport {
-            state: state.as_str().to_owned(),
+            state,
             applied_generation: applied,
             at,
         });
@@ -548,36 +539,34 @@ impl Conn {
         }
     }
 
-    /// Node-reported issues: raise new or changed ones, clear those no longer reported.
+    /// Node-reported issues: raise new or changed ones, clear those no longer reported
+    /// (`model::status::reconcile`). Codes the status job owns are not the node's.
     async fn node_reported_issues(&mut self, issues: Vec<NodeIssue>, at: Timestamp) {
-        let mut now_reported: HashMap<String, (Severity, String)> = HashMap::new();
+        let mut wanted: HashMap<String, (Severity, String)> = HashMap::new();
         for issue in issues.into_iter().take(MAX_NODE_ISSUES) {
-            if PLATFORM_CODES.contains(&issue.code.as_str()) || issue.code.len() > 64 {
+            if codes::from_node_states(&issue.code) || issue.code.len() > 64 {
                 continue;
             }
             let severity = Severity::parse(&issue.severity).unwrap_or(Severity::Warning);
-            now_reported.insert(
+            wanted.insert(
                 issue.code.clone(),
                 (severity, truncate(&issue.message, 500)),
             );
         }
-        for (code, (severity, message)) in &now_reported {
-            if self.node_issues.get(code) != Some(&(*severity, message.clone())) {
-                self.raise(code, *severity, message.clone(), at).await;
-            }
+        // CONFIG_APPLY_FAILED raised from a refused acknowledgement stays until a snapshot
+        // applies, whether or not the node still reports it.
+        if self.apply_failed
+            && !wanted.contains_key(CONFIG_APPLY_FAILED)
+            && let Some(raised) = self.node_issues.get(CONFIG_APPLY_FAILED)
+        {
+            wanted.insert(CONFIG_APPLY_FAILED.to_owned(), raised.clone());
         }
-        let gone: Vec<String> = self
-            .node_issues
-            .keys()
-            .filter(|c| !now_reported.contains_key(*c))
-            .filter(|c| !(c.as_str() == CONFIG_APPLY_FAILED && self.apply_failed))
-            .cloned()
-            .collect();
-        for code in gone {
+        let (raise, clear) = reconcile(&self.node_issues, &wanted);
+        for (code, (severity, message)) in raise {
+            self.raise(&code, severity, message, at).await;
+        }
+        for code in clear {
             self.clear(&code, at).await;
-        }
-        for (code, value) in now_reported {
-            self.node_issues.insert(code, value);
         }
     }
 

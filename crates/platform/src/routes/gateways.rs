@@ -5,7 +5,6 @@ use std::cmp::Ordering;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use model::status::{GatewayState, GatewayStatus};
 use model::{GatewayId, NodeId};
 use store::{GatewayRow, GatewayView, NewGateway, OverviewFilter, Target};
 
@@ -18,6 +17,7 @@ use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
 use crate::json::{Json, QueryParams};
 use crate::routes::parse_id;
 use crate::state::AppState;
+use crate::status_job::Reading;
 
 /// The list of the Gateways page, filtered, sorted, with the unattached environments.
 #[utoipa::path(get, path = "/api/v1/gateways", tag = "gateways",
@@ -67,19 +67,6 @@ pub async fn list_gateways(
     }))
 }
 
-/// Rank of a status for sorting: the healthiest first, deleted last.
-fn status_rank(status: &StatusDto) -> u8 {
-    match status.state.as_str() {
-        "online" => 0,
-        "cluster_issues" => 1,
-        "starting" => 2,
-        "restarting" => 3,
-        "stopping" => 4,
-        "offline" => 5,
-        _ => 6,
-    }
-}
-
 pub(crate) fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool) {
     let by_name = |a: &GatewayRowDto, b: &GatewayRowDto| {
         a.name
@@ -89,9 +76,8 @@ pub(crate) fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool
     };
     let primary = |a: &GatewayRowDto, b: &GatewayRowDto| -> Ordering {
         match sort {
-            "status" => status_rank(&a.status)
-                .cmp(&status_rank(&b.status))
-                .then_with(|| a.status.variant.cmp(&b.status.variant)),
+            // The model's order of statuses: the healthiest first, deleted last.
+            "status" => a.status.status().rank().cmp(&b.status.status().rank()),
             "host_name" => {
                 // Rows without a host (no node yet) sort after every host name.
                 match (&a.host_name, &b.host_name) {
@@ -124,81 +110,67 @@ pub(crate) fn sort_rows(rows: &mut [GatewayRowDto], sort: &str, descending: bool
     });
 }
 
-/// The Gateways page's rows (REST list and console): each gateway's status and head node from
-/// the same records (in memory) at the same instant; the recorded status until the status job
-/// has seen every node.
+/// The Gateways page's rows (REST list and console): each gateway's status, shown node and
+/// derived issues from the same records at the same instant ([`crate::status_job::read_row`]).
 pub(crate) fn overview_rows(state: &AppState, gateways: &[GatewayRow]) -> Vec<GatewayRowDto> {
     let now = state.now();
     gateways
         .iter()
-        .map(|row| {
-            let reading =
-                crate::status_job::read_from_memory(&state.link, &row.gateway, &row.nodes, now);
-            row_dto(row, reading)
-        })
+        .map(|row| row_dto(row, crate::status_job::read_row(&state.link, row, now)))
         .collect()
 }
 
-/// The status and issues a gateway row shows. `reading` is the status and head node derived
-/// by `model::status` from the nodes' records ([`crate::status_job`]); without one the
-/// recorded status is shown. Until the status job has evaluated a gateway, one with no node is
-/// Offline (not running) with a NO_NODES warning (SPEC §2), derived here on read so it clears
-/// by itself when a node joins.
-fn row_dto(row: &GatewayRow, reading: Option<(GatewayStatus, Option<NodeId>)>) -> GatewayRowDto {
+/// The row of a gateway: its status, the host name of its shown node and its issues as
+/// `reading` (`model::status`, [`crate::status_job`]) has them. The issues are the stored
+/// ones; until the status job has evaluated the gateway, and whenever it has no node, the
+/// issues `model::status::issues` derives are shown too (e.g. NO_NODES of a gateway just
+/// created), so they appear and clear by themselves.
+fn row_dto(row: &GatewayRow, reading: Reading) -> GatewayRowDto {
     let g = &row.gateway;
     let deleted = g.deleted_at.is_some();
-    let recorded = || {
-        row.status
-            .as_ref()
-            .and_then(|s| GatewayStatus::parse(&s.state, s.variant.as_deref()))
-            .filter(|s| s.state != GatewayState::Deleted)
-            .unwrap_or(GatewayStatus::OFFLINE_NOT_RUNNING)
-    };
-    let (status, head) = match reading {
-        _ if deleted => (GatewayStatus::DELETED, None),
-        Some((status, head)) => (status, head),
-        None => (recorded(), None),
-    };
-    // The head node (oldest live node); with none live, the oldest node.
-    let head = head
-        .and_then(|h| row.nodes.iter().find(|n| n.id == h))
-        .or(row.nodes.first());
-    let status = StatusDto::from(status);
-    let mut issues: Vec<IssueDto> = if deleted {
-        Vec::new()
-    } else {
-        row.issues
-            .iter()
-            .map(|i| IssueDto {
-                code: i.code.clone(),
-                severity: i.severity.as_str().into(),
-                message: i.message.clone(),
-                node_id: i.node_id.map(|n| n.0),
-                first_seen: Some(rfc3339(i.first_seen)),
-                last_seen: Some(rfc3339(i.last_seen)),
-            })
-            .collect()
-    };
-    if !deleted && row.nodes.is_empty() && !issues.iter().any(|i| i.code == "NO_NODES") {
-        issues.push(IssueDto {
-            code: "NO_NODES".into(),
-            severity: "warning".into(),
-            message: "no node has joined".into(),
-            node_id: None,
-            first_seen: None,
-            last_seen: None,
-        });
+    let shown = reading
+        .shown
+        .and_then(|id| row.nodes.iter().map(|(n, _)| n).find(|n| n.id == id));
+    let mut issues: Vec<IssueDto> = Vec::new();
+    if !deleted {
+        issues.extend(row.issues.iter().map(|i| IssueDto {
+            code: i.code.clone(),
+            severity: i.severity.into(),
+            message: i.message.clone(),
+            node_id: i.node_id.map(|n| n.0),
+            first_seen: Some(rfc3339(i.first_seen)),
+            last_seen: Some(rfc3339(i.last_seen)),
+        }));
+        if row.status.is_none() || row.nodes.is_empty() {
+            for derived in reading.issues {
+                let stored = row
+                    .issues
+                    .iter()
+                    .any(|i| i.code == derived.code && i.node_id == derived.node_id);
+                if !stored {
+                    issues.push(IssueDto {
+                        code: derived.code.to_owned(),
+                        severity: derived.severity.into(),
+                        message: derived.message,
+                        node_id: derived.node_id.map(|n| n.0),
+                        first_seen: None,
+                        last_seen: None,
+                    });
+                }
+            }
+        }
     }
     GatewayRowDto {
         id: g.id.0,
         name: g.name.clone(),
-        status,
+        status: StatusDto::from(reading.status),
         issues,
         environments: row.environments.iter().map(EnvRef::from).collect(),
-        host_name: head.map(|n| n.host_name.clone()),
+        host_name: shown.map(|n| n.host_name.clone()),
         gateway_url: g.gateway_url(
-            head.and_then(|n| n.address.as_deref())
-                .or_else(|| row.nodes.iter().find_map(|n| n.address.as_deref())),
+            shown
+                .and_then(|n| n.address.as_deref())
+                .or_else(|| row.nodes.iter().find_map(|(n, _)| n.address.as_deref())),
         ),
     }
 }
@@ -226,7 +198,7 @@ pub(crate) async fn gateway_dto(
     let gateway = &row.gateway;
     let reading = crate::status_job::read_gateway(&state.link, gateway, state.now()).await?;
     Ok(GatewayDto {
-        row: row_dto(&row, Some((reading.status, reading.head))),
+        row: row_dto(&row, reading.row),
         public_url: gateway.public_url.clone(),
         bind_address: gateway.bind_address.clone(),
         created_at: rfc3339(gateway.created_at),
