@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use model::{AccountId, Role, User};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use store::{Actor, Audit, Target};
+use store::{Actor, Audit, AuditTarget};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -76,7 +76,7 @@ impl Principal {
         &self,
         state: &AppState,
         need: Need,
-        action: Option<(&str, Option<Target>)>,
+        action: Option<(&str, Option<AuditTarget>)>,
     ) -> ApiResult<AccountId> {
         let Some(account) = self.user.account_id else {
             return Err(self
@@ -117,7 +117,7 @@ impl Principal {
     pub async fn require_platform_admin(
         &self,
         state: &AppState,
-        action: Option<(&str, Option<Target>)>,
+        action: Option<(&str, Option<AuditTarget>)>,
     ) -> ApiResult<()> {
         if self.user.platform_admin {
             Ok(())
@@ -140,7 +140,7 @@ impl Principal {
         state: &AppState,
         account: AccountId,
         action: &str,
-        target: Target,
+        target: AuditTarget,
         result: Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let Err(error) = &result else {
@@ -169,7 +169,7 @@ impl Principal {
         &self,
         state: &AppState,
         account: Option<AccountId>,
-        action: Option<(&str, Option<Target>)>,
+        action: Option<(&str, Option<AuditTarget>)>,
         message: &str,
     ) -> ApiError {
         if let Some((action, target)) = action {

@@ -150,18 +150,18 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl From<store::StoreError> for ApiError {
     fn from(error: store::StoreError) -> Self {
-        use store::{Conflict, StoreError};
+        use store::{ConflictKind, StoreError};
         match error {
             StoreError::NotFound => ApiError::not_found("object"),
             StoreError::Conflict { what } => {
                 let (code, field) = match &what {
-                    Conflict::AccountName => ("ACCOUNT_NAME_TAKEN", Some("name")),
-                    Conflict::UserEmail => ("USER_EMAIL_TAKEN", Some("email")),
-                    Conflict::GatewayName => ("GATEWAY_NAME_TAKEN", Some("name")),
-                    Conflict::EnvironmentName => ("ENVIRONMENT_NAME_TAKEN", Some("name")),
-                    Conflict::ApiNameVersion => ("API_NAME_VERSION_TAKEN", Some("version")),
-                    Conflict::AlreadyDeployed => ("ALREADY_DEPLOYED", Some("environment_id")),
-                    Conflict::Reference => ("IN_USE", None),
+                    ConflictKind::AccountName => ("ACCOUNT_NAME_TAKEN", Some("name")),
+                    ConflictKind::UserEmail => ("USER_EMAIL_TAKEN", Some("email")),
+                    ConflictKind::GatewayName => ("GATEWAY_NAME_TAKEN", Some("name")),
+                    ConflictKind::EnvironmentName => ("ENVIRONMENT_NAME_TAKEN", Some("name")),
+                    ConflictKind::ApiNameVersion => ("API_NAME_VERSION_TAKEN", Some("version")),
+                    ConflictKind::AlreadyDeployed => ("ALREADY_DEPLOYED", Some("environment_id")),
+                    ConflictKind::Reference => ("IN_USE", None),
                     _ => ("CONFLICT", None),
                 };
                 let mut e = ApiError::conflict(code, what.to_string());

@@ -31,7 +31,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use model::Timestamp;
-use store::{Actor, Audit, AuditResult, Target};
+use store::{Actor, Audit, AuditResult, AuditTarget};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -263,7 +263,7 @@ pub async fn secret_failed(
     };
     let policy = limiter.policy();
     let audit = Audit::new(Actor::System, "auth.throttled", now)
-        .with_target(Target::new("source", source))
+        .with_target(AuditTarget::new("source", source))
         .with_details(serde_json::json!({
             "secret": secret.as_str(),
             "failures": policy.max_failures,

@@ -71,18 +71,21 @@ impl Store {
             expires_at: token.expires_at,
             revoked_at: None,
         };
-        let step = |action: &str, target: crate::audit::Target| {
+        let step = |action: &str, target: crate::audit::AuditTarget| {
             Audit::new(audit.actor, action, audit.at).with_target(target)
         };
         let audits = [
             step(
                 "account.create",
-                crate::audit::Target::new("account", account.id),
+                crate::audit::AuditTarget::new("account", account.id),
             ),
-            step("user.create", crate::audit::Target::new("user", user.id)),
+            step(
+                "user.create",
+                crate::audit::AuditTarget::new("user", user.id),
+            ),
             step(
                 "api_token.create",
-                crate::audit::Target::new("api_token", api_token.id),
+                crate::audit::AuditTarget::new("api_token", api_token.id),
             ),
         ];
         with_tx!(self, |c| {
@@ -225,7 +228,7 @@ impl Store {
     }
 
     /// A user by id across accounts: for resolving an authenticated principal only.
-    pub async fn user_by_id(&self, id: UserId) -> Result<User, StoreError> {
+    async fn user_by_id(&self, id: UserId) -> Result<User, StoreError> {
         with_conn!(self, |c| {
             let row = sqlx::query(USER_BY_ID)
                 .bind(s(id))
@@ -482,39 +485,6 @@ impl Store {
             let owner = found(owner).and_then(|r| rows::user(&mut Cur::new(&r)))?;
             insert_audit!(c, owner.account_id, &audit, AuditResult::Allowed);
             Ok(token)
-        })
-    }
-
-    /// Records when a token was last used. Callers should throttle this (e.g. once a
-    /// minute per token): it is a write on the authentication path.
-    pub async fn touch_api_token(&self, id: TokenId, now: Timestamp) -> Result<(), StoreError> {
-        with_conn!(self, |c| {
-            sqlx::query(
-                "UPDATE api_tokens SET last_used_at = $2 \
-                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
-            )
-            .bind(s(id))
-            .bind(now.0)
-            .execute(&mut *c)
-            .await?;
-        });
-        Ok(())
-    }
-
-    /// When a token was last used, as recorded by [`Store::touch_api_token`].
-    pub async fn api_token_last_used(
-        &self,
-        user: UserId,
-        id: TokenId,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        with_conn!(self, |c| {
-            let row =
-                sqlx::query("SELECT last_used_at FROM api_tokens WHERE id = $1 AND user_id = $2")
-                    .bind(s(id))
-                    .bind(s(user))
-                    .fetch_optional(&mut *c)
-                    .await?;
-            found(row).and_then(|r| Cur::new(&r).opt_ts())
         })
     }
 

@@ -174,7 +174,7 @@ impl Store {
     /// Deploys an API to an environment. `check` runs inside the transaction with the API,
     /// the environment and, when attached, its gateway's current routes (gateway locked);
     /// refusing changes nothing. A second deployment of the same pair is
-    /// [`Conflict::AlreadyDeployed`](crate::Conflict::AlreadyDeployed).
+    /// [`ConflictKind::AlreadyDeployed`](crate::ConflictKind::AlreadyDeployed).
     pub async fn create_deployment<E>(
         &self,
         account: AccountId,
@@ -290,28 +290,6 @@ impl Store {
             rows.iter()
                 .map(|r| rows::deployment(&mut Cur::new(r)))
                 .collect()
-        })
-    }
-
-    /// Sets a deployment's status (derived by the platform, so not audited).
-    pub async fn set_deployment_status(
-        &self,
-        account: AccountId,
-        id: DeploymentId,
-        status: DeploymentStatus,
-    ) -> Result<Deployment, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(concat!(
-                "UPDATE deployments AS d SET status = $3 WHERE d.id = $1 AND d.account_id = $2 \
-                 RETURNING ",
-                deployment_cols!(bare)
-            ))
-            .bind(s(id))
-            .bind(s(account))
-            .bind(rows::deployment_status_str(status))
-            .fetch_optional(&mut *c)
-            .await?;
-            found(row).and_then(|r| rows::deployment(&mut Cur::new(&r)))
         })
     }
 

@@ -41,14 +41,14 @@ impl Actor {
 
 /// What an action was about.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
+pub struct AuditTarget {
     /// `account`, `user`, `api_token`, `install_token`, `node_credential`, `gateway`,
     /// `node`, `environment`, `api`, `deployment`, …
     pub kind: String,
     pub id: Option<String>,
 }
 
-impl Target {
+impl AuditTarget {
     pub fn new(kind: impl Into<String>, id: impl ToString) -> Self {
         Self {
             kind: kind.into(),
@@ -92,7 +92,7 @@ pub struct Audit {
     /// Dotted verb, e.g. `gateway.create`, `environment.update_paths`.
     pub action: String,
     /// Filled in by the store for mutations when `None` (it knows the new object's id).
-    pub target: Option<Target>,
+    pub target: Option<AuditTarget>,
     /// Free JSON; the store adds facts it learns (e.g. environments detached by a delete).
     /// Never put secrets here.
     pub details: serde_json::Value,
@@ -110,7 +110,7 @@ impl Audit {
         }
     }
 
-    pub fn with_target(mut self, target: Target) -> Self {
+    pub fn with_target(mut self, target: AuditTarget) -> Self {
         self.target = Some(target);
         self
     }
@@ -123,7 +123,7 @@ impl Audit {
     /// Sets the target unless the caller already chose one.
     pub(crate) fn default_target(&mut self, kind: &str, id: impl ToString) {
         if self.target.is_none() {
-            self.target = Some(Target::new(kind, id));
+            self.target = Some(AuditTarget::new(kind, id));
         }
     }
 
@@ -142,7 +142,7 @@ pub struct AuditRecord {
     pub account_id: Option<AccountId>,
     pub actor: Actor,
     pub action: String,
-    pub target: Option<Target>,
+    pub target: Option<AuditTarget>,
     pub result: AuditResult,
     pub details: serde_json::Value,
     pub at: Timestamp,

@@ -11,7 +11,7 @@ pub enum StoreError {
     NotFound,
     /// A uniqueness or reference rule of the schema refused the change.
     #[error("conflict: {what}")]
-    Conflict { what: Conflict },
+    Conflict { what: ConflictKind },
     /// The database cannot be reached right now (refused, timed out, pool exhausted, busy).
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -29,7 +29,7 @@ pub enum StoreError {
 /// The named rule a conflicting change broke.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Conflict {
+pub enum ConflictKind {
     AccountName,
     UserEmail,
     GatewayName,
@@ -50,55 +50,55 @@ pub enum Conflict {
     Other(String),
 }
 
-impl fmt::Display for Conflict {
+impl fmt::Display for ConflictKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Conflict::AccountName => f.write_str("account name already in use"),
-            Conflict::UserEmail => f.write_str("e-mail address already in use"),
-            Conflict::GatewayName => f.write_str("gateway name already in use"),
-            Conflict::EnvironmentName => f.write_str("environment name already in use"),
-            Conflict::ApiNameVersion => f.write_str("an API with this name and version exists"),
-            Conflict::AlreadyDeployed => {
+            ConflictKind::AccountName => f.write_str("account name already in use"),
+            ConflictKind::UserEmail => f.write_str("e-mail address already in use"),
+            ConflictKind::GatewayName => f.write_str("gateway name already in use"),
+            ConflictKind::EnvironmentName => f.write_str("environment name already in use"),
+            ConflictKind::ApiNameVersion => f.write_str("an API with this name and version exists"),
+            ConflictKind::AlreadyDeployed => {
                 f.write_str("the API is already deployed to the environment")
             }
-            Conflict::TokenHash => f.write_str("token already exists"),
-            Conflict::NodeId => f.write_str("node id is already registered"),
-            Conflict::MigrationInProgress => {
+            ConflictKind::TokenHash => f.write_str("token already exists"),
+            ConflictKind::NodeId => f.write_str("node id is already registered"),
+            ConflictKind::MigrationInProgress => {
                 f.write_str("the environment already has a migration in progress")
             }
-            Conflict::MigrationCompleted => f.write_str("the migration is already completed"),
-            Conflict::Reference => f.write_str("referenced object is missing or still in use"),
-            Conflict::Other(name) => write!(f, "unique rule {name} violated"),
+            ConflictKind::MigrationCompleted => f.write_str("the migration is already completed"),
+            ConflictKind::Reference => f.write_str("referenced object is missing or still in use"),
+            ConflictKind::Other(name) => write!(f, "unique rule {name} violated"),
         }
     }
 }
 
 /// Unique indexes by name. PostgreSQL reports the index name; SQLite names expression
 /// indexes and lists `table.column`s otherwise, so both spellings are matched.
-fn unique_conflict(db: &dyn sqlx::error::DatabaseError) -> Conflict {
+fn unique_conflict(db: &dyn sqlx::error::DatabaseError) -> ConflictKind {
     let text = db.constraint().unwrap_or_else(|| db.message());
     let has = |names: &[&str]| names.iter().any(|n| text.contains(n));
     if has(&["accounts_name_key"]) {
-        Conflict::AccountName
+        ConflictKind::AccountName
     } else if has(&["users_account_email_key", "users_email_key"]) {
-        Conflict::UserEmail
+        ConflictKind::UserEmail
     } else if has(&["gateways_name_key"]) {
-        Conflict::GatewayName
+        ConflictKind::GatewayName
     } else if has(&["environments_name_key"]) {
-        Conflict::EnvironmentName
+        ConflictKind::EnvironmentName
     } else if has(&["apis_name_version_key"]) {
-        Conflict::ApiNameVersion
+        ConflictKind::ApiNameVersion
     } else if has(&["deployments_api_environment_key", "deployments.api_id"]) {
-        Conflict::AlreadyDeployed
+        ConflictKind::AlreadyDeployed
     } else if has(&[
         "environment_migrations_in_progress_key",
         "environment_migrations.environment_id",
     ]) {
-        Conflict::MigrationInProgress
+        ConflictKind::MigrationInProgress
     } else if has(&["_hash_key", ".token_hash"]) {
-        Conflict::TokenHash
+        ConflictKind::TokenHash
     } else {
-        Conflict::Other(text.to_owned())
+        ConflictKind::Other(text.to_owned())
     }
 }
 
@@ -125,7 +125,7 @@ impl From<sqlx::Error> for StoreError {
                     what: unique_conflict(db.as_ref()),
                 },
                 ErrorKind::ForeignKeyViolation => StoreError::Conflict {
-                    what: Conflict::Reference,
+                    what: ConflictKind::Reference,
                 },
                 _ if db.code().is_some_and(|c| is_unavailable_code(&c)) => {
                     StoreError::Unavailable(e)

@@ -43,20 +43,23 @@ mod rows;
 mod accounts;
 mod apis;
 mod audit;
+mod credentials;
+mod environment_migrations;
 mod environments;
 mod error;
 mod gateways;
+mod issues;
 mod json;
 mod link;
-mod migrations;
+mod nodes;
 mod notify;
 mod overview;
 pub mod seed;
 mod sessions;
 mod types;
 
-pub use audit::{Actor, Audit, AuditRecord, AuditResult, Target};
-pub use error::{Checked, Conflict, StoreError};
+pub use audit::{Actor, Audit, AuditRecord, AuditResult, AuditTarget};
+pub use error::{Checked, ConflictKind, StoreError};
 pub use link::{
     GatewayConfigInput, GatewayStatusInput, NodeStatusRow, NodeStatusWrite, PublishedConfig,
     STATUS_WRITES_PER_STATEMENT,

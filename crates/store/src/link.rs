@@ -41,12 +41,11 @@ pub struct PublishedConfig {
 pub struct NodeStatusRow {
     pub node: Node,
     pub reported_state: Option<ReportedState>,
-    /// The platform's status record (JSON it wrote with [`Store::save_node_status`]).
+    /// The platform's status record (JSON it wrote with [`Store::save_node_statuses`]).
     pub record: Option<serde_json::Value>,
 }
 
-/// One node's status write in a batch ([`Store::save_node_statuses`]): what
-/// [`Store::save_node_status`] writes for one node.
+/// One node's status write in a batch ([`Store::save_node_statuses`]).
 #[derive(Clone, Debug)]
 pub struct NodeStatusWrite {
     pub account: AccountId,
@@ -244,55 +243,9 @@ impl Store {
         })
     }
 
-    /// Records what a node said (when `report` is given: state, time, applied generation,
-    /// last seen) and the platform's status record of it, in one statement.
-    pub async fn save_node_status(
-        &self,
-        account: AccountId,
-        node: NodeId,
-        report: Option<&NodeReport>,
-        record: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let record = record.to_string();
-        with_conn!(self, |c| {
-            let done =
-                match report {
-                    Some(report) => sqlx::query(
-                        "UPDATE nodes SET reported_state = $3, reported_at = $4, last_seen = $4, \
-                         applied_generation = COALESCE($5, applied_generation), \
-                         status_record = $6 WHERE id = $1 AND account_id = $2",
-                    )
-                    .bind(s(node))
-                    .bind(s(account))
-                    .bind(report.state.as_str())
-                    .bind(report.at.0)
-                    .bind(
-                        report
-                            .applied_generation
-                            .map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
-                    )
-                    .bind(&record)
-                    .execute(&mut *c)
-                    .await?,
-                    None => {
-                        sqlx::query(
-                            "UPDATE nodes SET status_record = $3 WHERE id = $1 AND account_id = $2",
-                        )
-                        .bind(s(node))
-                        .bind(s(account))
-                        .bind(&record)
-                        .execute(&mut *c)
-                        .await?
-                    }
-                };
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-        });
-        Ok(())
-    }
-
-    /// [`Store::save_node_status`] for many nodes in one transaction, with one statement per
+    /// Records what nodes said (for a write with a report: state, time, applied generation,
+    /// last seen) and the platform's status records of them, in one transaction, with one
+    /// statement per
     /// [`STATUS_WRITES_PER_STATEMENT`] nodes that reported (and one per as many that did not),
     /// so the link writes all heartbeats of a second at once. A node appears at most once
     /// (when it repeats, its last write wins). Nodes that no longer exist in their account are

@@ -14,7 +14,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use crate::audit::{Actor, AuditRecord, AuditResult, Target};
+use crate::audit::{Actor, AuditRecord, AuditResult, AuditTarget};
 use crate::error::StoreError;
 use crate::types::*;
 
@@ -490,7 +490,7 @@ pub(crate) fn audit_record<R: Get>(c: &mut Cur<R>) -> Result<AuditRecord, StoreE
         account_id,
         actor,
         action,
-        target: target_kind.map(|kind| Target {
+        target: target_kind.map(|kind| AuditTarget {
             kind,
             id: target_id,
         }),

@@ -336,15 +336,6 @@ pub struct StartupProperties {
     pub reported_at: Timestamp,
 }
 
-/// A live gateway of any account with its nodes: the input of the status job.
-#[derive(Clone, Debug)]
-pub struct GatewayNodes {
-    pub gateway: Gateway,
-    pub status: Option<RecordedStatus>,
-    /// Oldest first, each with the state it reported last.
-    pub nodes: Vec<(Node, Option<ReportedState>)>,
-}
-
 /// Identifies an environment migration. Store-local until the model grows migration types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MigrationId(pub uuid::Uuid);

@@ -125,7 +125,7 @@ fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>) {
     }
 }
 
-fn assert_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>, what: Conflict) {
+fn assert_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>, what: ConflictKind) {
     match r {
         Err(StoreError::Conflict { what: got }) => assert_eq!(got, what),
         other => panic!("expected Conflict {what:?}, got {other:?}"),
@@ -150,7 +150,7 @@ async fn accounts_and_users(store: &Store) {
     assert_eq!(store.account_by_name("nope").await.unwrap(), None);
     assert_conflict(
         store.create_account("ACME", audit("account.create")).await,
-        Conflict::AccountName,
+        ConflictKind::AccountName,
     );
     let other = account(store, "Other").await;
     assert_eq!(
@@ -173,7 +173,6 @@ async fn accounts_and_users(store: &Store) {
         .await
         .unwrap();
     assert_eq!(store.user(acme.id, alice.id).await.unwrap(), alice);
-    assert_eq!(store.user_by_id(alice.id).await.unwrap(), alice);
     assert_not_found(store.user(other.id, alice.id).await);
     assert_eq!(store.users(acme.id).await.unwrap(), vec![alice.clone()]);
     assert!(store.users(other.id).await.unwrap().is_empty());
@@ -229,7 +228,7 @@ async fn accounts_and_users(store: &Store) {
         store
             .create_user(alice_in(Some(acme.id)), audit("user.create"))
             .await,
-        Conflict::UserEmail,
+        ConflictKind::UserEmail,
     );
     let other_alice = store
         .create_user(alice_in(Some(other.id)), audit("user.create"))
@@ -250,7 +249,7 @@ async fn accounts_and_users(store: &Store) {
         store
             .create_user(alice_in(None), audit("user.create"))
             .await,
-        Conflict::UserEmail,
+        ConflictKind::UserEmail,
     );
     assert!(
         store
@@ -274,7 +273,7 @@ async fn accounts_and_users(store: &Store) {
         )
         .await
         .unwrap();
-    assert!(store.user_by_id(admin.id).await.unwrap().platform_admin);
+    assert!(admin.platform_admin);
     assert_not_found(store.user(acme.id, admin.id).await);
 
     let viewer = store
@@ -358,7 +357,7 @@ async fn api_tokens(store: &Store) {
                 audit("token.create"),
             )
             .await,
-        Conflict::TokenHash,
+        ConflictKind::TokenHash,
     );
     assert_not_found(
         store
@@ -374,18 +373,6 @@ async fn api_tokens(store: &Store) {
             )
             .await,
     );
-
-    assert_eq!(
-        store.api_token_last_used(bob.id, token.id).await.unwrap(),
-        None
-    );
-    store.touch_api_token(token.id, t(4_000)).await.unwrap();
-    store.touch_api_token(token.id, t(3_000)).await.unwrap();
-    assert_eq!(
-        store.api_token_last_used(bob.id, token.id).await.unwrap(),
-        Some(t(4_000))
-    );
-    assert_not_found(store.api_token_last_used(eve.id, token.id).await);
 
     assert_not_found(
         store
@@ -593,8 +580,7 @@ async fn tenant_isolation(store: &Store) {
             .delete_gateway(o, w.gateway.id, audit("gateway.delete"))
             .await,
     );
-    assert_not_found(store.bump_generation(o, w.gateway.id).await);
-    assert_not_found(store.generation(o, w.gateway.id).await);
+    assert_not_found(store.gateway_config_input(o, w.gateway.id).await);
     assert_not_found(store.gateway_routes(o, w.gateway.id).await);
     assert_not_found(store.gateway_status_history(o, w.gateway.id, 10).await);
     assert_not_found(
@@ -604,31 +590,10 @@ async fn tenant_isolation(store: &Store) {
     );
     assert!(store.nodes(o, w.gateway.id).await.unwrap().is_empty());
     assert!(store.issues(o, w.gateway.id).await.unwrap().is_empty());
-    assert!(
-        store
-            .node_credentials(o, w.gateway.id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_not_found(
-        store
-            .create_node_credential(o, w.gateway.id, None, "h", audit("x"))
-            .await,
-    );
     assert_not_found(store.upsert_node(o, &w.node).await);
-    assert_not_found(
-        store
-            .record_node_report(
-                o,
-                w.node.id,
-                &NodeReport {
-                    state: rs("online"),
-                    applied_generation: None,
-                    at: t(5),
-                },
-            )
-            .await,
+    assert_eq!(
+        save_status(store, o, w.node.id, Some(report("online", 5))).await,
+        0
     );
     assert_not_found(store.remove_node(o, w.node.id, audit("node.remove")).await);
     assert_not_found(
@@ -712,11 +677,6 @@ async fn tenant_isolation(store: &Store) {
     );
     assert_not_found(
         store
-            .set_deployment_status(o, w.deployment.id, DeploymentStatus::RequiresConfiguration)
-            .await,
-    );
-    assert_not_found(
-        store
             .delete_deployment(o, w.deployment.id, audit("d"))
             .await,
     );
@@ -785,7 +745,7 @@ async fn gateway_names_are_unique_among_live_gateways(store: &Store) {
         store
             .create_gateway(acme.id, NewGateway::named("edge"), audit("gateway.create"))
             .await,
-        Conflict::GatewayName,
+        ConflictKind::GatewayName,
     );
     // Another account may use the name.
     store
@@ -800,7 +760,7 @@ async fn gateway_names_are_unique_among_live_gateways(store: &Store) {
         store
             .rename_gateway(acme.id, second.id, "EDGE", audit("gateway.rename"))
             .await,
-        Conflict::GatewayName,
+        ConflictKind::GatewayName,
     );
     let renamed = store
         .rename_gateway(acme.id, gw.id, "Edge 2", audit("gateway.rename"))
@@ -824,7 +784,7 @@ async fn gateway_names_are_unique_among_live_gateways(store: &Store) {
         store
             .create_environment(acme.id, new_env("PROD"), audit("environment.create"))
             .await,
-        Conflict::EnvironmentName,
+        ConflictKind::EnvironmentName,
     );
     store
         .create_api(acme.id, new_api("orders", "orders"), audit("api.create"))
@@ -834,21 +794,19 @@ async fn gateway_names_are_unique_among_live_gateways(store: &Store) {
         store
             .create_api(acme.id, new_api("Orders", "orders2"), audit("api.create"))
             .await,
-        Conflict::ApiNameVersion,
+        ConflictKind::ApiNameVersion,
     );
 }
 
 async fn soft_delete_detaches_revokes_and_frees_the_name(store: &Store) {
     let w = world(store, "Acme").await;
     let a = w.account.id;
-    let cred = store
-        .create_node_credential(
-            a,
-            w.gateway.id,
-            Some(w.node.id),
-            "cred-1",
-            audit("node.join"),
-        )
+    let joining = Node {
+        id: NodeId::new_v7(),
+        ..w.node.clone()
+    };
+    let (_, cred) = store
+        .join_node(a, &joining, "cred-1", audit("node.join"))
         .await
         .unwrap();
     assert_eq!(
@@ -887,12 +845,18 @@ async fn soft_delete_detaches_revokes_and_frees_the_name(store: &Store) {
         1
     );
     assert_eq!(store.find_node_credential("cred-1").await.unwrap(), None);
-    let creds = store.node_credentials(a, w.gateway.id).await.unwrap();
-    assert_eq!(creds[0].revoked_at, Some(t(2_000)));
     assert!(store.issues(a, w.gateway.id).await.unwrap().is_empty());
-    let (g, status) = store.gateway_with_status(a, w.gateway.id).await.unwrap();
-    assert_eq!(g.deleted_at, Some(t(2_000)));
-    assert_eq!(status.unwrap().status, GatewayStatus::DELETED);
+    let deleted = store
+        .gateways_overview(
+            a,
+            GatewayView::Deleted,
+            OverviewFilter::gateway(w.gateway.id),
+        )
+        .await
+        .unwrap();
+    let row = &deleted.gateways[0];
+    assert_eq!(row.gateway.deleted_at, Some(t(2_000)));
+    assert_eq!(row.status.unwrap().status, GatewayStatus::DELETED);
 
     // Deleted gateways are never changed again.
     assert_not_found(
@@ -905,10 +869,17 @@ async fn soft_delete_detaches_revokes_and_frees_the_name(store: &Store) {
             .rename_gateway(a, w.gateway.id, "x", audit("gateway.rename"))
             .await,
     );
-    assert_not_found(store.bump_generation(a, w.gateway.id).await);
     assert_not_found(
         store
-            .create_node_credential(a, w.gateway.id, None, "c2", audit("x"))
+            .join_node(
+                a,
+                &Node {
+                    id: NodeId::new_v7(),
+                    ..w.node.clone()
+                },
+                "c2",
+                audit("x"),
+            )
             .await,
     );
     assert_not_found(store_err(
@@ -943,7 +914,7 @@ async fn soft_delete_detaches_revokes_and_frees_the_name(store: &Store) {
         rec.details["detached_environments"],
         serde_json::json!([w.env.id.to_string()])
     );
-    assert_eq!(rec.target, Some(Target::new("gateway", w.gateway.id)));
+    assert_eq!(rec.target, Some(AuditTarget::new("gateway", w.gateway.id)));
 }
 
 async fn failed_mutations_leave_no_trace(store: &Store) {
@@ -956,7 +927,7 @@ async fn failed_mutations_leave_no_trace(store: &Store) {
         store
             .create_gateway(a, NewGateway::named("gw"), audit("gateway.create"))
             .await,
-        Conflict::GatewayName,
+        ConflictKind::GatewayName,
     );
     assert_eq!(
         store.gateways(a, GatewayView::Enabled).await.unwrap().len(),
@@ -1041,7 +1012,7 @@ async fn failed_mutations_leave_no_trace(store: &Store) {
             ok,
         )
         .await;
-    assert_conflict(store_err(dup), Conflict::AlreadyDeployed);
+    assert_conflict(store_err(dup), ConflictKind::AlreadyDeployed);
     assert_eq!(audit_count(store, a).await, before);
 
     // A soft delete is all-or-nothing too: a refused delete (not found) changes nothing.
@@ -1098,7 +1069,7 @@ async fn every_mutation_writes_one_audit_record(store: &Store) {
             .unwrap()
     );
     let records = store.audit_records(a, None, 1).await.unwrap();
-    assert_eq!(records[0].target, Some(Target::new("gateway", gw.id)));
+    assert_eq!(records[0].target, Some(AuditTarget::new("gateway", gw.id)));
     assert_eq!(records[0].details, serde_json::json!({"k": "v"}));
     assert_eq!(records[0].at, t(3_000));
     step!(
@@ -1237,20 +1208,6 @@ async fn every_mutation_writes_one_audit_record(store: &Store) {
             .await
             .unwrap()
     );
-    let cred = step!(
-        "node_credential.create",
-        store
-            .create_node_credential(a, gw.id, None, "ch", au("node_credential.create"))
-            .await
-            .unwrap()
-    );
-    step!(
-        "node_credential.revoke",
-        store
-            .revoke_node_credential(a, cred.id, au("node_credential.revoke"))
-            .await
-            .unwrap()
-    );
     let tok = step!(
         "api_token.create",
         store
@@ -1333,7 +1290,7 @@ async fn every_mutation_writes_one_audit_record(store: &Store) {
         .record_denied(
             Some(a),
             Audit::new(actor, "gateway.delete", t(4_000))
-                .with_target(Target::new("gateway", gw.id)),
+                .with_target(AuditTarget::new("gateway", gw.id)),
         )
         .await
         .unwrap();
@@ -1355,7 +1312,7 @@ async fn every_mutation_writes_one_audit_record(store: &Store) {
         .append_audit(
             None,
             Audit::new(Actor::System, "auth.throttled", t(4_002))
-                .with_target(Target::new("source", "192.0.2.7")),
+                .with_target(AuditTarget::new("source", "192.0.2.7")),
             AuditResult::Denied,
         )
         .await
@@ -1415,6 +1372,29 @@ fn issue(gateway: GatewayId, node: Option<NodeId>, code: &str, severity: Severit
     }
 }
 
+/// A status write of one node with an empty record.
+fn status_write(account: AccountId, node: NodeId, report: Option<NodeReport>) -> NodeStatusWrite {
+    NodeStatusWrite {
+        account,
+        node,
+        report,
+        record: serde_json::json!({}),
+    }
+}
+
+/// Writes one node's status; answers how many rows were written.
+async fn save_status(
+    store: &Store,
+    account: AccountId,
+    node: NodeId,
+    report: Option<NodeReport>,
+) -> u64 {
+    store
+        .save_node_statuses(&[status_write(account, node, report)])
+        .await
+        .unwrap()
+}
+
 fn report(state: &str, at: i64) -> NodeReport {
     NodeReport {
         state: rs(state),
@@ -1458,7 +1438,7 @@ async fn gateways_overview(store: &Store) {
         .await
         .unwrap();
     store
-        .record_node_report(a, n1.id, &report("stopped", 30))
+        .save_node_statuses(&[status_write(a, n1.id, Some(report("stopped", 30)))])
         .await
         .unwrap();
     store
@@ -1470,7 +1450,7 @@ async fn gateways_overview(store: &Store) {
         .await
         .unwrap();
     store
-        .record_node_report(a, nb.id, &report("stopped", 30))
+        .save_node_statuses(&[status_write(a, nb.id, Some(report("stopped", 30)))])
         .await
         .unwrap();
     store
@@ -1871,7 +1851,7 @@ async fn environments_and_checked_path_updates(store: &Store) {
                 audit("environment.update"),
             )
             .await,
-        Conflict::EnvironmentName,
+        ConflictKind::EnvironmentName,
     );
 
     // Unattached: the check sees no routes.
@@ -2070,11 +2050,6 @@ async fn apis_and_deployments(store: &Store) {
         store.deployments_by_api(a, w.api.id).await.unwrap(),
         vec![w.deployment.clone(), dep2.clone()]
     );
-    let sent = store
-        .set_deployment_status(a, dep2.id, DeploymentStatus::SentToGateway)
-        .await
-        .unwrap();
-    assert_eq!(sent.status, DeploymentStatus::SentToGateway);
 
     // update_api sees the routes of each gateway the API is deployed on.
     let updated = store
@@ -2143,18 +2118,9 @@ async fn nodes_issues_status_and_generations(store: &Store) {
         (again.host_name.as_str(), again.version.as_str()),
         ("host-a2", "0.2.0")
     );
-    store
-        .record_node_report(
-            a,
-            w.node.id,
-            &NodeReport {
-                state: rs("online"),
-                applied_generation: Some(3),
-                at: t(5_000),
-            },
-        )
-        .await
-        .unwrap();
+    let mut online = report("online", 5_000);
+    online.applied_generation = Some(3);
+    assert_eq!(save_status(store, a, w.node.id, Some(online)).await, 1);
     let nodes = store.nodes(a, g).await.unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].1, Some(ReportedState::Online));
@@ -2169,7 +2135,10 @@ async fn nodes_issues_status_and_generations(store: &Store) {
         .unwrap();
     let mut stolen = w.node.clone();
     stolen.gateway_id = og.id;
-    assert_conflict(store.upsert_node(other.id, &stolen).await, Conflict::NodeId);
+    assert_conflict(
+        store.upsert_node(other.id, &stolen).await,
+        ConflictKind::NodeId,
+    );
     assert_eq!(store.nodes(a, g).await.unwrap()[0].0.gateway_id, g);
 
     // Issues: raising again refreshes the active one; clearing ends it.
@@ -2276,20 +2245,14 @@ async fn nodes_issues_status_and_generations(store: &Store) {
             ("starting", None, t(10))
         ]
     );
-    let (_, status) = store.gateway_with_status(a, g).await.unwrap();
-    assert_eq!(status.unwrap().since, t(30));
-
-    // Generations only increase.
-    assert_eq!(store.generation(a, g).await.unwrap(), 0);
-    assert_eq!(store.bump_generation(a, g).await.unwrap(), 1);
-    assert_eq!(store.bump_generation(a, g).await.unwrap(), 2);
-    assert_eq!(store.generation(a, g).await.unwrap(), 2);
+    let generation = async || store.gateway_config_input(a, g).await.unwrap().generation;
+    assert_eq!(generation().await, 0);
     // Checked changes lock the gateway row without bumping it.
     store
         .update_environment_paths(a, w.env.id, w.env.paths.clone(), audit("p"), ok2)
         .await
         .unwrap();
-    assert_eq!(store.generation(a, g).await.unwrap(), 2);
+    assert_eq!(generation().await, 0);
 
     store
         .remove_node(a, w.node.id, audit("node.remove"))
@@ -2300,21 +2263,6 @@ async fn nodes_issues_status_and_generations(store: &Store) {
 
 async fn concurrent_generation_bumps_are_distinct(store: &Store) {
     let w = world(store, "Acme").await;
-    let mut tasks = Vec::new();
-    for _ in 0..24 {
-        let store = store.clone();
-        let (a, g) = (w.account.id, w.gateway.id);
-        tasks.push(tokio::spawn(async move {
-            store.bump_generation(a, g).await.unwrap()
-        }));
-    }
-    let mut got = Vec::new();
-    for task in tasks {
-        got.push(task.await.unwrap());
-    }
-    got.sort_unstable();
-    assert_eq!(got, (1..=24).collect::<Vec<u64>>());
-
     // Concurrent creates with the same name: exactly one wins, the rest are conflicts.
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -2331,7 +2279,7 @@ async fn concurrent_generation_bumps_are_distinct(store: &Store) {
         match task.await.unwrap() {
             Ok(_) => won += 1,
             Err(StoreError::Conflict {
-                what: Conflict::GatewayName,
+                what: ConflictKind::GatewayName,
             }) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
@@ -2512,7 +2460,7 @@ async fn sessions(store: &Store) {
         store
             .create_session(user.id, "cookie-hash", t(10_000), audit("session.create"))
             .await,
-        Conflict::TokenHash,
+        ConflictKind::TokenHash,
     );
     assert_not_found(
         store
@@ -2583,7 +2531,7 @@ async fn environment_migrations(store: &Store) {
                 audit("migration.create"),
             )
             .await,
-        Conflict::MigrationInProgress,
+        ConflictKind::MigrationInProgress,
     );
     assert_not_found(
         store
@@ -2700,7 +2648,7 @@ async fn environment_migrations(store: &Store) {
                 audit("migration.update"),
             )
             .await,
-        Conflict::MigrationCompleted,
+        ConflictKind::MigrationCompleted,
     );
     assert_conflict(
         store_err(
@@ -2708,7 +2656,7 @@ async fn environment_migrations(store: &Store) {
                 .complete_migration(a, m.id, "OK", true, audit("migration.complete"), ok2)
                 .await,
         ),
-        Conflict::MigrationCompleted,
+        ConflictKind::MigrationCompleted,
     );
 
     // A new migration may start once the previous one completed; an ERROR leaves it alone.
@@ -2806,7 +2754,7 @@ async fn startup_properties_and_status_job_input(store: &Store) {
         .delete_gateway(a, gone.id, audit("gateway.delete"))
         .await
         .unwrap();
-    let live = store.live_gateways_with_nodes().await.unwrap();
+    let live = store.gateway_status_inputs().await.unwrap();
     let mut ids: Vec<_> = live.iter().map(|g| g.gateway.id).collect();
     ids.sort();
     let mut want = vec![w.gateway.id, og.id];
@@ -2814,7 +2762,7 @@ async fn startup_properties_and_status_job_input(store: &Store) {
     assert_eq!(ids, want, "every account's live gateways, no deleted ones");
     let mine = live.iter().find(|g| g.gateway.id == w.gateway.id).unwrap();
     assert_eq!(
-        mine.nodes.iter().map(|(n, _)| n.id).collect::<Vec<_>>(),
+        mine.nodes.iter().map(|n| n.node.id).collect::<Vec<_>>(),
         vec![w.node.id]
     );
 }
@@ -2966,7 +2914,6 @@ async fn link_publish_and_status_inputs(store: &Store) {
         ),
         (2, Some("d2"), Some(t(30)))
     );
-    assert_eq!(store.generation(a, g).await.unwrap(), 2);
 
     let other = account(store, "Other").await;
     assert_not_found(
@@ -2981,24 +2928,12 @@ async fn link_publish_and_status_inputs(store: &Store) {
 
     // Node status records survive and come back with the status-job input.
     let record = serde_json::json!({"state": "online"});
-    store
-        .save_node_status(
-            a,
-            w.node.id,
-            Some(&NodeReport {
-                state: rs("online"),
-                applied_generation: Some(2),
-                at: t(50),
-            }),
-            &record,
-        )
-        .await
-        .unwrap();
-    assert_not_found(
-        store
-            .save_node_status(other.id, w.node.id, None, &record)
-            .await,
-    );
+    let mut online = status_write(a, w.node.id, Some(report("online", 50)));
+    online.report.as_mut().unwrap().applied_generation = Some(2);
+    online.record = record.clone();
+    assert_eq!(store.save_node_statuses(&[online]).await.unwrap(), 1);
+    // Not a node of the other account: nothing written.
+    assert_eq!(save_status(store, other.id, w.node.id, None).await, 0);
     store
         .raise_issue(a, issue(g, None, "NO_NODES", Severity::Warning), t(60))
         .await
@@ -3026,7 +2961,7 @@ async fn link_publish_and_status_inputs(store: &Store) {
 }
 
 /// A node id is registered once: a second join (same gateway, another one, another account)
-/// is a `Conflict::NodeId` that writes nothing; a link start cannot move it either; removing
+/// is a `ConflictKind::NodeId` that writes nothing; a link start cannot move it either; removing
 /// it revokes its credentials and frees the id.
 async fn joins_never_move_a_node(store: &Store) {
     let w = world(store, "Acme").await;
@@ -3055,13 +2990,13 @@ async fn joins_never_move_a_node(store: &Store) {
         store
             .join_node(a, &moved, "hash-2", audit("node.join"))
             .await,
-        Conflict::NodeId,
+        ConflictKind::NodeId,
     );
     assert_conflict(
         store
             .join_node(a, &fresh, "hash-3", audit("node.join"))
             .await,
-        Conflict::NodeId,
+        ConflictKind::NodeId,
     );
     let other = account(store, "Other").await;
     let og = store
@@ -3076,7 +3011,7 @@ async fn joins_never_move_a_node(store: &Store) {
         store
             .join_node(other.id, &theirs, "hash-4", audit("node.join"))
             .await,
-        Conflict::NodeId,
+        ConflictKind::NodeId,
     );
     // Nothing was written by the refusals: no credential, no audit record.
     assert_eq!(audit_count(store, a).await, audits);
@@ -3084,7 +3019,7 @@ async fn joins_never_move_a_node(store: &Store) {
         assert!(store.find_node_credential(hash).await.unwrap().is_none());
     }
     // A link start of the node with another gateway does not move it.
-    assert_conflict(store.upsert_node(a, &moved).await, Conflict::NodeId);
+    assert_conflict(store.upsert_node(a, &moved).await, ConflictKind::NodeId);
     let first_nodes = store.nodes(a, w.gateway.id).await.unwrap();
     assert!(first_nodes.iter().any(|(n, _)| n.id == fresh.id));
     assert!(store.nodes(a, second.id).await.unwrap().is_empty());
@@ -3172,19 +3107,10 @@ async fn batched_node_status_writes(store: &Store) {
     assert_eq!(store.save_node_statuses(&[]).await.unwrap(), 0);
 
     // A node that applied generation 4 before: a report without a generation keeps it.
-    store
-        .save_node_status(
-            a,
-            w.node.id,
-            Some(&NodeReport {
-                state: rs("starting"),
-                applied_generation: Some(4),
-                at: t(2_000),
-            }),
-            &serde_json::json!({"n": 0}),
-        )
-        .await
-        .unwrap();
+    let mut starting = status_write(a, w.node.id, Some(report("starting", 2_000)));
+    starting.report.as_mut().unwrap().applied_generation = Some(4);
+    starting.record = serde_json::json!({"n": 0});
+    assert_eq!(store.save_node_statuses(&[starting]).await.unwrap(), 1);
     let mut nodes = vec![w.node.id];
     for i in 0..STATUS_WRITES_PER_STATEMENT + 2 {
         let n = store
@@ -3210,15 +3136,10 @@ async fn batched_node_status_writes(store: &Store) {
         .collect();
     // The last node only gets a new record: its reported state stays what it was.
     let last = *nodes.last().unwrap();
-    store
-        .save_node_status(
-            a,
-            last,
-            Some(&report("stopping", 2_500)),
-            &serde_json::json!({}),
-        )
-        .await
-        .unwrap();
+    assert_eq!(
+        save_status(store, a, last, Some(report("stopping", 2_500))).await,
+        1
+    );
     writes.pop();
     writes.push(write(last, nodes.len() - 1, None));
     // A node of another account, with this account: not written.

@@ -9,7 +9,7 @@ use model::status::NodeState;
 use model::{AccountId, GatewayId, NodeId};
 use protocol::link::Command;
 use serde::Serialize;
-use store::{Actor, Audit, AuditResult, Target};
+use store::{Actor, Audit, AuditResult, AuditTarget};
 use utoipa::ToSchema;
 
 use super::{Link, publisher};
@@ -80,7 +80,7 @@ async fn command(
         .require(
             &state,
             Need::Owner,
-            Some((action, Some(Target::new("gateway", &raw)))),
+            Some((action, Some(AuditTarget::new("gateway", &raw)))),
         )
         .await?;
     let id: GatewayId = parse_id(&raw, "gateway")?;
@@ -115,7 +115,7 @@ async fn command(
     let drain_timeout_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX);
     let mut audit = principal
         .audit(&state, action)
-        .with_target(Target::new("gateway", id));
+        .with_target(AuditTarget::new("gateway", id));
     audit.details = serde_json::json!({
         "command_id": command_id,
         "nodes": nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
@@ -255,7 +255,7 @@ pub(crate) async fn restart_cancelled(
 ) {
     tracing::warn!(%node, %gateway, reason, "restart cancelled");
     let mut audit = Audit::new(Actor::System, "gateway.restart.cancelled", now())
-        .with_target(Target::new("gateway", gateway));
+        .with_target(AuditTarget::new("gateway", gateway));
     audit.details = serde_json::json!({ "node_id": node.to_string(), "reason": reason });
     if let Err(error) = link
         .store()

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use model::{AccountId, Gateway, NodeId};
 use protocol::link::{JoinRequest, JoinResponse, PROTOCOL_VERSION_HEADER, check_protocol_version};
 use serde::Serialize;
-use store::{Actor, Audit, NewGateway, StoreError, Target};
+use store::{Actor, Audit, AuditTarget, NewGateway, StoreError};
 use utoipa::ToSchema;
 
 use crate::auth::{hash_secret, new_secret};
@@ -116,7 +116,7 @@ pub async fn join(
         applied_generation: None,
     };
     let secret = new_secret(super::NODE_CREDENTIAL_PREFIX);
-    let mut join_audit = audit("node.join").with_target(Target::new("node", node));
+    let mut join_audit = audit("node.join").with_target(AuditTarget::new("node", node));
     join_audit.details = serde_json::json!({
         "gateway_id": gateway.id.to_string(),
         "gateway_created": created,

@@ -14,7 +14,7 @@ use model::validate::{
 use model::{
     Api, ApiId, Deployment, DeploymentId, DeploymentStatus, EnvironmentId, UpstreamTarget,
 };
-use store::{NewApi, NewDeployment, Target};
+use store::{AuditTarget, NewApi, NewDeployment};
 
 use crate::auth::{Need, Principal};
 use crate::dto::{
@@ -142,7 +142,7 @@ pub async fn update_api(
         .require(
             &state,
             Need::Manage,
-            Some(("api.update", Some(Target::new("api", &raw)))),
+            Some(("api.update", Some(AuditTarget::new("api", &raw)))),
         )
         .await?;
     let result = async {
@@ -203,7 +203,7 @@ pub async fn update_api(
             &state,
             account,
             "api.update",
-            Target::new("api", &raw),
+            AuditTarget::new("api", &raw),
             result,
         )
         .await
@@ -222,7 +222,7 @@ pub async fn delete_api(
         .require(
             &state,
             Need::Manage,
-            Some(("api.delete", Some(Target::new("api", &raw)))),
+            Some(("api.delete", Some(AuditTarget::new("api", &raw)))),
         )
         .await?;
     let id: ApiId = parse_id(&raw, "API")?;
@@ -254,7 +254,7 @@ pub async fn create_deployment(
         .require(
             &state,
             Need::Manage,
-            Some(("deployment.create", Some(Target::new("api", &raw)))),
+            Some(("deployment.create", Some(AuditTarget::new("api", &raw)))),
         )
         .await?;
     let result = async {
@@ -326,7 +326,7 @@ pub async fn create_deployment(
             &state,
             account,
             "deployment.create",
-            Target::new("api", &raw),
+            AuditTarget::new("api", &raw),
             result,
         )
         .await
@@ -448,7 +448,7 @@ pub async fn delete_deployment(
             Need::Manage,
             Some((
                 "deployment.delete",
-                Some(Target::new("deployment", &raw_deployment)),
+                Some(AuditTarget::new("deployment", &raw_deployment)),
             )),
         )
         .await?;

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use model::conflict::{DeployedApi, GatewayEnvironment, ProposedChange, check_change};
 use model::paths::{check_unique_on_gateway, validate_environment_paths};
 use model::{Environment, EnvironmentId, EnvironmentPaths, GatewayId};
-use store::{GatewayRoutes, NewEnvironment, Target};
+use store::{AuditTarget, GatewayRoutes, NewEnvironment};
 
 use crate::auth::{Need, Principal};
 use crate::dto::{
@@ -148,7 +148,10 @@ pub async fn update_environment(
         .require(
             &state,
             Need::Manage,
-            Some(("environment.update", Some(Target::new("environment", &raw)))),
+            Some((
+                "environment.update",
+                Some(AuditTarget::new("environment", &raw)),
+            )),
         )
         .await?;
     let id: EnvironmentId = parse_id(&raw, "environment")?;
@@ -193,7 +196,10 @@ pub async fn delete_environment(
         .require(
             &state,
             Need::Manage,
-            Some(("environment.delete", Some(Target::new("environment", &raw)))),
+            Some((
+                "environment.delete",
+                Some(AuditTarget::new("environment", &raw)),
+            )),
         )
         .await?;
     let id: EnvironmentId = parse_id(&raw, "environment")?;
@@ -251,7 +257,7 @@ pub async fn put_configuration(
             Need::Manage,
             Some((
                 "environment.update_paths",
-                Some(Target::new("environment", &raw)),
+                Some(AuditTarget::new("environment", &raw)),
             )),
         )
         .await?;
@@ -286,7 +292,7 @@ pub async fn put_configuration(
             &state,
             account,
             "environment.update_paths",
-            Target::new("environment", &raw),
+            AuditTarget::new("environment", &raw),
             result,
         )
         .await
@@ -313,7 +319,7 @@ pub async fn attach_environment(
             Need::Manage,
             Some((
                 "environment.set_gateway",
-                Some(Target::new("environment", &raw)),
+                Some(AuditTarget::new("environment", &raw)),
             )),
         )
         .await?;
@@ -373,7 +379,7 @@ pub async fn attach_environment(
             &state,
             account,
             "environment.set_gateway",
-            Target::new("environment", &raw),
+            AuditTarget::new("environment", &raw),
             result,
         )
         .await

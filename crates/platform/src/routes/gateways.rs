@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use model::{GatewayId, NodeId};
-use store::{GatewayRow, GatewayView, NewGateway, OverviewFilter, Target};
+use store::{AuditTarget, GatewayRow, GatewayView, NewGateway, OverviewFilter};
 
 use crate::auth::{Need, Principal};
 use crate::dto::{
@@ -278,7 +278,7 @@ pub async fn update_gateway(
         .require(
             &state,
             Need::Manage,
-            Some(("gateway.rename", Some(Target::new("gateway", &raw)))),
+            Some(("gateway.rename", Some(AuditTarget::new("gateway", &raw)))),
         )
         .await?;
     let id: GatewayId = parse_id(&raw, "gateway")?;
@@ -313,7 +313,7 @@ pub async fn delete_gateway(
         .require(
             &state,
             Need::Owner,
-            Some(("gateway.delete", Some(Target::new("gateway", &raw)))),
+            Some(("gateway.delete", Some(AuditTarget::new("gateway", &raw)))),
         )
         .await?;
     let id: GatewayId = parse_id(&raw, "gateway")?;
@@ -367,7 +367,7 @@ pub async fn remove_node(
         .require(
             &state,
             Need::Manage,
-            Some(("node.remove", Some(Target::new("node", &raw_node)))),
+            Some(("node.remove", Some(AuditTarget::new("node", &raw_node)))),
         )
         .await?;
     let id: GatewayId = parse_id(&raw, "gateway")?;

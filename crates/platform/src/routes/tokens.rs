@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use model::{InstallTokenId, TokenId};
-use store::{NewApiToken, NewInstallToken, Target};
+use store::{AuditTarget, NewApiToken, NewInstallToken};
 
 use crate::auth::{
     API_TOKEN_PREFIX, INSTALL_TOKEN_PREFIX, Need, Principal, hash_secret, new_secret, shown_prefix,
@@ -175,7 +175,7 @@ pub async fn revoke_install_token(
             Need::Manage,
             Some((
                 "install_token.revoke",
-                Some(Target::new("install_token", &id)),
+                Some(AuditTarget::new("install_token", &id)),
             )),
         )
         .await?;

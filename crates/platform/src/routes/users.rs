@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use model::UserId;
-use store::{NewUser, Target};
+use store::{AuditTarget, NewUser};
 
 use crate::auth::{Need, Principal};
 use crate::bootstrap::mint_token;
@@ -122,7 +122,7 @@ pub async fn update_user(
     Path(id): Path<String>,
     Json(body): Json<UpdateUser>,
 ) -> ApiResult<axum::Json<UserDto>> {
-    let target = Target::new("user", &id);
+    let target = AuditTarget::new("user", &id);
     let account = principal
         .require(&state, Need::Owner, Some(("user.set_role", Some(target))))
         .await?;
@@ -153,7 +153,7 @@ pub async fn delete_user(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let target = Target::new("user", &id);
+    let target = AuditTarget::new("user", &id);
     let account = principal
         .require(&state, Need::Owner, Some(("user.delete", Some(target))))
         .await?;

@@ -4,7 +4,7 @@
 use model::*;
 
 use crate::audit::{Audit, AuditResult};
-use crate::error::{Checked, Conflict};
+use crate::error::{Checked, ConflictKind};
 use crate::rows::{self, Cur};
 use crate::types::*;
 use crate::{
@@ -45,7 +45,7 @@ macro_rules! require_live_gateway {
 impl Store {
     /// Starts a migration of `environment` to `to_gateway` (`None`: off its gateway). The
     /// source is the environment's gateway now. A second migration of the same environment
-    /// while one is in progress is [`Conflict::MigrationInProgress`].
+    /// while one is in progress is [`ConflictKind::MigrationInProgress`].
     pub async fn create_migration(
         &self,
         account: AccountId,
@@ -155,7 +155,7 @@ impl Store {
             let current = lock_migration!(c, account, id);
             if current.completed_at.is_some() {
                 return Err(StoreError::Conflict {
-                    what: Conflict::MigrationCompleted,
+                    what: ConflictKind::MigrationCompleted,
                 });
             }
             if let Some(g) = to_gateway {
@@ -218,7 +218,7 @@ impl Store {
             let current = lock_migration!(c, account, id);
             if current.completed_at.is_some() {
                 return Err(StoreError::Conflict {
-                    what: Conflict::MigrationCompleted,
+                    what: ConflictKind::MigrationCompleted,
                 }
                 .into());
             }
@@ -229,7 +229,7 @@ impl Store {
                     Some(g) if Some(g) == to_gateway => Some(load_routes!(c, account, g)),
                     Some(_) => {
                         return Err(StoreError::Conflict {
-                            what: Conflict::Reference,
+                            what: ConflictKind::Reference,
                         }
                         .into());
                     }
