@@ -176,6 +176,7 @@ fn row_dto(row: &GatewayRow, reading: Option<(GatewayStatus, Option<NodeId>)>) -
                 node_id: i.node_id.map(|n| n.0),
                 first_seen: Some(rfc3339(i.first_seen)),
                 last_seen: Some(rfc3339(i.last_seen)),
+                details: i.details.clone(),
             })
             .collect()
     };
@@ -187,6 +188,7 @@ fn row_dto(row: &GatewayRow, reading: Option<(GatewayStatus, Option<NodeId>)>) -
             node_id: None,
             first_seen: None,
             last_seen: None,
+            details: serde_json::json!({ "raised_by": "platform" }),
         });
     }
     GatewayRowDto {
