@@ -351,6 +351,11 @@ pub struct IssueDto {
     pub node_id: Option<Uuid>,
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
+    /// Machine-readable facts of the issue: `raised_by` (`node` or `platform`) and, per code,
+    /// what it is about (for `UPSTREAM_UNREACHABLE`, `unreachable`: API id, API name and
+    /// target of each failing target, and their `total`).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
 }
 
 #[derive(Debug, Serialize, ToSchema, Clone)]

@@ -1035,16 +1035,60 @@ async fn node_reported_issues_come_and_go(backend: Backend) {
     let p = P::start(backend).await;
     let node = p.node("disky").await;
     let gateway = node.gateway.clone();
-    node.said.lock().unwrap().issues = vec![protocol::link::NodeIssue {
-        code: "DISK_SPACE_LOW".into(),
+    let unreachable = |target: &str| protocol::link::NodeIssue {
+        code: "UPSTREAM_UNREACHABLE".into(),
         severity: "warning".into(),
-        message: "data directory 95% full".into(),
-        details: String::new(),
-    }];
+        message: format!("1 targets of 1 APIs fail their health check: orders {target}"),
+        details: serde_json::json!({
+            "unreachable": [{"api_id": "orders", "api": "Orders", "target": target}],
+            "total": 1,
+        })
+        .to_string(),
+    };
+    node.said.lock().unwrap().issues = vec![
+        protocol::link::NodeIssue {
+            code: "DISK_SPACE_LOW".into(),
+            severity: "warning".into(),
+            message: "data directory 95% full".into(),
+            details: String::new(),
+        },
+        unreachable("http://10.0.0.1:80"),
+    ];
     wait_until("DISK_SPACE_LOW raised", || async {
         p.issues(&gateway)
             .await
             .contains(&format!("DISK_SPACE_LOW:warning:{}", node.id))
+    })
+    .await;
+    // Issue 8 #3: the API and target of UPSTREAM_UNREACHABLE are in the REST issue's details,
+    // and a change of details alone (another target) reaches them too.
+    let details_of = |row: serde_json::Value, code: &str| {
+        row["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["code"] == code)
+            .map(|i| i["details"].clone())
+    };
+    wait_until("UPSTREAM_UNREACHABLE raised", || async {
+        details_of(p.gateway_row(&gateway).await, "UPSTREAM_UNREACHABLE").is_some()
+    })
+    .await;
+    let details = details_of(p.gateway_row(&gateway).await, "UPSTREAM_UNREACHABLE").unwrap();
+    assert_eq!(details["unreachable"][0]["api_id"], "orders");
+    assert_eq!(details["unreachable"][0]["target"], "http://10.0.0.1:80");
+    assert_eq!(details["raised_by"], "node");
+    assert_eq!(
+        details_of(p.gateway_row(&gateway).await, "DISK_SPACE_LOW").unwrap(),
+        serde_json::json!({"raised_by": "node"})
+    );
+    node.said.lock().unwrap().issues[1] = protocol::link::NodeIssue {
+        message: unreachable("http://10.0.0.1:80").message,
+        ..unreachable("http://10.0.0.2:80")
+    };
+    wait_until("UPSTREAM_UNREACHABLE's new target", || async {
+        details_of(p.gateway_row(&gateway).await, "UPSTREAM_UNREACHABLE")
+            .is_some_and(|d| d["unreachable"][0]["target"] == "http://10.0.0.2:80")
     })
     .await;
     node.said.lock().unwrap().issues.clear();

@@ -308,8 +308,10 @@ async fn run(
             if issue.code == CONFIG_APPLY_FAILED {
                 conn.apply_failed = true;
             }
-            conn.node_issues
-                .insert(issue.code.clone(), (issue.severity, issue.message.clone()));
+            conn.node_issues.insert(
+                issue.code.clone(),
+                (issue.severity, issue.message.clone(), issue.details.clone()),
+            );
         }
     }
     conn.report(state, applied.as_ref().map(|a| a.generation), at);
@@ -392,8 +394,8 @@ struct Conn {
     node: NodeId,
     version: String,
     joined_at: Timestamp,
-    /// Issues this node reported and that are active, by code.
-    node_issues: HashMap<String, (Severity, String)>,
+    /// Issues this node reported and that are active, by code: severity, message, details.
+    node_issues: HashMap<String, (Severity, String, serde_json::Value)>,
     /// The last acknowledgement refused a snapshot (CONFIG_APPLY_FAILED stays until one applies).
     apply_failed: bool,
 }
@@ -542,7 +544,7 @@ impl Conn {
     /// Node-reported issues: raise new or changed ones, clear those no longer reported
     /// (`model::status::reconcile`). Codes the status job owns are not the node's.
     async fn node_reported_issues(&mut self, issues: Vec<NodeIssue>, at: Timestamp) {
-        let mut wanted: HashMap<String, (Severity, String)> = HashMap::new();
+        let mut wanted: HashMap<String, (Severity, String, serde_json::Value)> = HashMap::new();
         for issue in issues.into_iter().take(MAX_NODE_ISSUES) {
             if codes::from_node_states(&issue.code) || issue.code.len() > 64 {
                 continue;
@@ -550,7 +552,11 @@ impl Conn {
             let severity = Severity::parse(&issue.severity).unwrap_or(Severity::Warning);
             wanted.insert(
                 issue.code.clone(),
-                (severity, truncate(&issue.message, 500)),
+                (
+                    severity,
+                    truncate(&issue.message, 500),
+                    node_details(&issue.details),
+                ),
             );
         }
         // CONFIG_APPLY_FAILED raised from a refused acknowledgement stays until a snapshot
@@ -562,27 +568,40 @@ impl Conn {
             wanted.insert(CONFIG_APPLY_FAILED.to_owned(), raised.clone());
         }
         let (raise, clear) = reconcile(&self.node_issues, &wanted);
-        for (code, (severity, message)) in raise {
-            self.raise(&code, severity, message, at).await;
+        for (code, (severity, message, details)) in raise {
+            self.raise_with(&code, severity, message, details, at).await;
         }
         for code in clear {
             self.clear(&code, at).await;
         }
     }
 
+    /// Raises an issue the platform words itself (no details from the node).
     async fn raise(&mut self, code: &str, severity: Severity, message: String, at: Timestamp) {
+        self.raise_with(code, severity, message, node_details(""), at)
+            .await;
+    }
+
+    async fn raise_with(
+        &mut self,
+        code: &str,
+        severity: Severity,
+        message: String,
+        details: serde_json::Value,
+        at: Timestamp,
+    ) {
         let new = NewIssue {
             gateway_id: self.gateway,
             node_id: Some(self.node),
             code: code.to_owned(),
             severity,
             message: message.clone(),
-            details: serde_json::json!({ "raised_by": "node" }),
+            details: details.clone(),
         };
         match self.link.store().raise_issue(self.account, new, at).await {
             Ok(_) => {
                 self.node_issues
-                    .insert(code.to_owned(), (severity, message));
+                    .insert(code.to_owned(), (severity, message, details));
             }
             Err(error) => tracing::warn!(%error, node = %self.node, code, "could not raise issue"),
         }
@@ -622,9 +641,52 @@ fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
 
+/// The most bytes of a node's issue details the platform keeps: enough for the named
+/// unreachable targets of `UPSTREAM_UNREACHABLE`, small enough that a node cannot grow rows.
+const MAX_NODE_DETAILS_BYTES: usize = 4096;
+
+/// The details stored with a node-raised issue: the node's JSON object when it sent one that
+/// fits [`MAX_NODE_DETAILS_BYTES`] (SPEC §3: the API and target of `UPSTREAM_UNREACHABLE`),
+/// else its text under `"text"`, always with `"raised_by": "node"` so a reader knows whose
+/// words they are.
+fn node_details(raw: &str) -> serde_json::Value {
+    let mut details = match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(map)) if raw.len() <= MAX_NODE_DETAILS_BYTES => map,
+        _ if raw.trim().is_empty() => serde_json::Map::new(),
+        _ => {
+            let mut map = serde_json::Map::new();
+            map.insert("text".into(), truncate(raw, 500).into());
+            map
+        }
+    };
+    details.insert("raised_by".into(), "node".into());
+    serde_json::Value::Object(details)
+}
+
 #[cfg(test)]
 mod tests {
     use model::*;
+
+    #[test]
+    fn node_details_keep_a_small_object_and_say_who_raised_it() {
+        let kept = super::node_details(r#"{"unreachable":[{"api":"a","target":"t"}],"total":1}"#);
+        assert_eq!(kept["unreachable"][0]["target"], "t");
+        assert_eq!(kept["total"], 1);
+        assert_eq!(kept["raised_by"], "node");
+        assert_eq!(
+            super::node_details(""),
+            serde_json::json!({"raised_by": "node"})
+        );
+        let text = super::node_details("not json");
+        assert_eq!(
+            text,
+            serde_json::json!({"text": "not json", "raised_by": "node"})
+        );
+        let huge = format!(r#"{{"x":"{}"}}"#, "a".repeat(5000));
+        let cut = super::node_details(&huge);
+        assert_eq!(cut["raised_by"], "node");
+        assert!(cut["text"].as_str().unwrap().chars().count() <= 500);
+    }
     use protocol::link::{MAX_FRAME_BYTES, PlatformMessage};
 
     /// Issue 8 #22: the link's write side has no size limit below the node's frame limit,

@@ -140,6 +140,7 @@ fn row_dto(row: &GatewayRow, reading: Reading) -> GatewayRowDto {
             node_id: i.node_id.map(|n| n.0),
             first_seen: Some(rfc3339(i.first_seen)),
             last_seen: Some(rfc3339(i.last_seen)),
+            details: i.details.clone(),
         }));
         if row.status.is_none() || row.nodes.is_empty() {
             for derived in reading.issues {
@@ -155,6 +156,7 @@ fn row_dto(row: &GatewayRow, reading: Reading) -> GatewayRowDto {
                         node_id: derived.node_id.map(|n| n.0),
                         first_seen: None,
                         last_seen: None,
+                        details: serde_json::json!({ "raised_by": "platform" }),
                     });
                 }
             }
