@@ -24,13 +24,13 @@ pub fn rfc3339(at: Timestamp) -> String {
 // ---------------------------------------------------------------------------------------------
 // Accounts and users
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     pub name: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountDto {
     pub id: Uuid,
     pub name: String,
@@ -48,7 +48,7 @@ impl From<&Account> for AccountDto {
 }
 
 /// A new account with its first owner; the token is shown only in this response.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedAccount {
     pub id: Uuid,
     pub name: String,
@@ -60,7 +60,7 @@ pub struct CreatedAccount {
     pub token: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountList {
     pub accounts: Vec<AccountDto>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -95,7 +95,7 @@ impl From<RoleDto> for model::Role {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub name: String,
@@ -103,13 +103,13 @@ pub struct CreateUser {
     pub role: RoleDto,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     pub role: RoleDto,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserDto {
     pub id: Uuid,
     pub account_id: Option<Uuid>,
@@ -135,14 +135,14 @@ impl From<&User> for UserDto {
 }
 
 /// A new user with a first personal token, shown once, to hand over to them.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedUser {
     #[serde(flatten)]
     pub user: UserDto,
     pub token: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserList {
     pub users: Vec<UserDto>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -152,7 +152,7 @@ pub struct UserList {
 // ---------------------------------------------------------------------------------------------
 // Tokens
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
@@ -161,7 +161,7 @@ pub struct CreateToken {
     pub expires_in_days: Option<u32>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenDto {
     pub id: Uuid,
     pub name: String,
@@ -185,7 +185,7 @@ impl From<&store::ApiToken> for TokenDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
     #[serde(flatten)]
     pub info: TokenDto,
@@ -193,14 +193,14 @@ pub struct CreatedToken {
     pub token: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<TokenDto>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstallToken {
     /// 30–1440 minutes.
@@ -208,7 +208,7 @@ pub struct CreateInstallToken {
     pub valid_for_minutes: i64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedInstallToken {
     pub id: Uuid,
     /// The secret a node presents to join; shown only in this response.
@@ -222,7 +222,7 @@ pub struct CreatedInstallToken {
 }
 
 /// An install token without its secret.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InstallTokenDto {
     pub id: Uuid,
     /// RFC 3339.
@@ -247,7 +247,7 @@ impl From<&store::InstallToken> for InstallTokenDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InstallTokenList {
     pub install_tokens: Vec<InstallTokenDto>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -257,7 +257,7 @@ pub struct InstallTokenList {
 // ---------------------------------------------------------------------------------------------
 // Gateways
 
-#[derive(Debug, Serialize, ToSchema, Clone, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone, PartialEq, Eq)]
 pub struct StatusDto {
     /// starting, online, stopping, restarting, offline, cluster_issues or deleted.
     pub state: String,
@@ -274,7 +274,7 @@ impl From<model::status::GatewayStatus> for StatusDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema, Clone)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone)]
 pub struct IssueDto {
     pub code: String,
     /// error or warning.
@@ -285,7 +285,7 @@ pub struct IssueDto {
     pub last_seen: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema, Clone)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone)]
 pub struct EnvRef {
     pub id: Uuid,
     pub name: String,
@@ -301,7 +301,7 @@ impl From<&Environment> for EnvRef {
 }
 
 /// One row of the Gateways & Environments tab.
-#[derive(Debug, Serialize, ToSchema, Clone)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone)]
 pub struct GatewayRowDto {
     pub id: Uuid,
     pub name: String,
@@ -316,7 +316,7 @@ pub struct GatewayRowDto {
     pub gateway_url: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GatewayListDto {
     pub gateways: Vec<GatewayRowDto>,
     /// Environments attached to no gateway, alphabetically (filtered by `q` too).
@@ -324,7 +324,7 @@ pub struct GatewayListDto {
 }
 
 /// One gateway with its settings-page facts.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GatewayDto {
     #[serde(flatten)]
     pub row: GatewayRowDto,
@@ -334,19 +334,19 @@ pub struct GatewayDto {
     pub deleted_at: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGateway {
     pub name: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateGateway {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NodeDto {
     pub id: Uuid,
     pub status: StatusDto,
@@ -373,7 +373,7 @@ impl NodeDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NodeList {
     pub nodes: Vec<NodeDto>,
 }
@@ -406,14 +406,14 @@ impl From<ClassificationDto> for Classification {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnvironment {
     pub name: String,
     pub classification: ClassificationDto,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEnvironment {
     pub name: Option<String>,
@@ -431,14 +431,14 @@ pub struct EnvironmentConfiguration {
 }
 
 /// Attaches, moves or detaches an environment (until migrations land, see the endpoint).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachEnvironment {
     /// The destination gateway; null detaches.
     pub gateway_id: Option<Uuid>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EnvironmentDto {
     pub id: Uuid,
     pub name: String,
@@ -467,7 +467,7 @@ impl From<&Environment> for EnvironmentDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EnvironmentList {
     pub environments: Vec<EnvironmentDto>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -511,7 +511,7 @@ impl From<ApiTypeDto> for ApiType {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApi {
     pub name: String,
@@ -524,7 +524,7 @@ pub struct CreateApi {
 }
 
 /// Fields to change; absent fields keep their value.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateApi {
     pub name: Option<String>,
@@ -533,7 +533,12 @@ pub struct UpdateApi {
     pub base_path: Option<String>,
     pub upstream_targets: Option<Vec<String>>,
     /// null removes it.
-    #[serde(default, deserialize_with = "double_option")]
+    /// Absent: unchanged; `null`: removed (so the client leaves it out when unchanged).
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub health_check_url: Option<Option<String>>,
 }
@@ -547,7 +552,7 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiDto {
     pub id: Uuid,
     pub name: String,
@@ -574,14 +579,14 @@ impl From<&Api> for ApiDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiList {
     pub apis: Vec<ApiDto>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDeployment {
     pub environment_id: Uuid,
@@ -589,7 +594,7 @@ pub struct CreateDeployment {
     pub custom_path: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentDto {
     pub id: Uuid,
     pub api_id: Uuid,
@@ -603,7 +608,7 @@ pub struct DeploymentDto {
 }
 
 /// The status of a deployment (SPEC §8), derived on read by `model::status::deployment_status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentStatusDto {
     RequiresConfiguration,
@@ -635,7 +640,7 @@ impl DeploymentDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentList {
     pub deployments: Vec<DeploymentDto>,
 }
@@ -643,7 +648,7 @@ pub struct DeploymentList {
 // ---------------------------------------------------------------------------------------------
 // Audit
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditDto {
     pub id: Uuid,
     /// user, node or system.
@@ -680,9 +685,95 @@ impl From<&store::AuditRecord> for AuditDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditList {
     pub records: Vec<AuditDto>,
     /// Pass as `cursor` to get the next (older) page; null on the last page.
     pub next_cursor: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Query parameters: read by `json::Query`, unknown parameters refused like unknown fields.
+
+/// `limit` and `cursor` of a paged list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// page size, 1–1000 (100)
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page
+    pub cursor: Option<Uuid>,
+}
+
+/// `limit` and `cursor` of the audit log (read a page at a time from the store, so smaller).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// page size, 1–500 (100)
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page
+    pub cursor: Option<Uuid>,
+}
+
+/// The Gateways list's filters and order.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GatewaysQuery {
+    /// enabled (default) or deleted
+    #[param(inline)]
+    pub view: Option<GatewayViewParam>,
+    /// status, name (default), host_name or gateway_url
+    #[param(inline)]
+    pub sort: Option<GatewaySortParam>,
+    /// asc (default) or desc
+    #[param(inline)]
+    pub order: Option<OrderParam>,
+    /// case-insensitive substring of a gateway or environment name
+    #[param(max_length = 200)]
+    pub q: Option<String>,
+}
+
+/// `view` of the Gateways list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayViewParam {
+    #[default]
+    Enabled,
+    Deleted,
+}
+
+/// `sort` of the Gateways list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewaySortParam {
+    Status,
+    #[default]
+    Name,
+    HostName,
+    GatewayUrl,
+}
+
+impl GatewaySortParam {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewaySortParam::Status => "status",
+            GatewaySortParam::Name => "name",
+            GatewaySortParam::HostName => "host_name",
+            GatewaySortParam::GatewayUrl => "gateway_url",
+        }
+    }
+}
+
+/// `order` of a sorted list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderParam {
+    #[default]
+    Asc,
+    Desc,
 }

@@ -7,6 +7,7 @@
 
 pub mod compile;
 pub mod link;
+pub mod notice;
 pub mod snapshot;
 
 pub use snapshot::*;

@@ -17,7 +17,7 @@ use model::status::{NodeEvent, NodeRecord, ReportedState as ModelState, RestartE
 use model::{AccountId, GatewayId, NodeId, Timestamp};
 use protocol::link::{
     ApplyResult, NodeIssue, NodeMessage, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
-    PlatformMessage, ReportedState, check_protocol_version,
+    PlatformMessage, RefusalCode, ReportedState, check_protocol_version,
 };
 use store::{NewIssue, NodeCredential, NodeReport, Severity};
 use tokio::sync::mpsc;
@@ -118,7 +118,7 @@ async fn authenticate(
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "PROTOCOL_VERSION_MISMATCH",
+                RefusalCode::ProtocolVersionMismatch.as_str(),
                 format!(
                     "missing or malformed `{PROTOCOL_VERSION_HEADER}` header; this platform \
                      speaks link protocol version {PROTOCOL_VERSION}"
@@ -157,7 +157,7 @@ async fn authenticate(
 pub(crate) fn version_error(e: protocol::link::VersionMismatch) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
-        "PROTOCOL_VERSION_MISMATCH",
+        RefusalCode::ProtocolVersionMismatch.as_str(),
         e.to_string(),
     )
     .with_details(serde_json::json!({ "platform": e.ours, "node": e.theirs }))
@@ -176,7 +176,7 @@ enum LinkError {
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 async fn send(sink: &mut Sink, message: &PlatformMessage) -> Result<(), LinkError> {
-    let text = serde_json::to_string(message).unwrap_or_default();
+    let text = serde_json::to_string(message).expect("a link message serialises");
     sink.send(Message::Text(text.into())).await?;
     Ok(())
 }
@@ -293,7 +293,7 @@ async fn run(
         Err(e) => return Err(refuse(&mut sink, &format!("platform error: {e}"), true).await),
     }
     if let Some(startup) = &startup {
-        let props = serde_json::to_value(startup.as_ref()).unwrap_or_default();
+        let props = serde_json::to_value(startup.as_ref()).expect("start-up properties serialise");
         link.store()
             .set_node_startup_properties(account, node, &props, at)
             .await?;
@@ -301,7 +301,7 @@ async fn run(
     let settings = link.config().status_settings(&gateway_row.settings);
     link.inner.records.set_settings(gateway, settings);
 
-    let mut conn = Conn {
+    let mut conn = LinkSession {
         link: link.clone(),
         account,
         gateway,
@@ -394,7 +394,7 @@ async fn next_message(
 }
 
 /// What one link knows about its node.
-struct Conn {
+struct LinkSession {
     link: Link,
     account: AccountId,
     gateway: GatewayId,
@@ -407,7 +407,7 @@ struct Conn {
     apply_failed: bool,
 }
 
-impl Conn {
+impl LinkSession {
     async fn on_message(&mut self, message: NodeMessage) -> Result<(), LinkError> {
         let at = now();
         match message {
@@ -555,7 +555,7 @@ impl Conn {
             if PLATFORM_CODES.contains(&issue.code.as_str()) || issue.code.len() > 64 {
                 continue;
             }
-            let severity = Severity::parse(&issue.severity).unwrap_or(Severity::Warning);
+            let severity = Severity::parse(issue.severity.as_str()).unwrap_or(Severity::Warning);
             now_reported.insert(
                 issue.code.clone(),
                 (severity, truncate(&issue.message, 500)),
