@@ -533,7 +533,7 @@ pub struct UpdateApi {
     pub base_path: Option<String>,
     pub upstream_targets: Option<Vec<String>>,
     /// null removes it.
-    /// Absent: unchanged; `null`: removed (so the client leaves it out when unchanged).
+    // Absent means unchanged, so the typed client leaves it out unless it changes it.
     #[serde(
         default,
         deserialize_with = "double_option",
