@@ -12,13 +12,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
-use protocol::link::{
-    ApplyResult, Counters, NodeMessage, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, PlatformMessage,
-    ReportedState,
+use platform::client::Client;
+use platform::dto::{
+    AttachEnvironment, ClassificationDto, CreateEnvironment, CreateInstallToken,
+    EnvironmentConfiguration, GatewayRowDto, NodeDto,
 };
-use serde_json::{Value, json};
+use protocol::link::{
+    ApplyResult, Counters, JoinRequest, JoinResponse, NodeMessage, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_HEADER, PlatformMessage, ReportedState,
+};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use uuid::Uuid;
 
 #[derive(Parser)]
 struct Cli {
@@ -131,75 +136,36 @@ async fn serve(db: &str, listen: &str, token_file: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// A REST client with the owner's token.
+/// The platform's typed REST client with the owner's token.
 struct Api {
     base: String,
-    token: String,
-    http: reqwest::Client,
+    client: Client,
 }
 
 impl Api {
     fn new(url: &str, token_file: &Path) -> anyhow::Result<Api> {
+        let token = std::fs::read_to_string(token_file)?;
+        let client = Client::new(url, &token, Duration::from_secs(30))?;
         Ok(Api {
-            base: url.trim_end_matches('/').to_owned(),
-            token: std::fs::read_to_string(token_file)?.trim().to_owned(),
-            http: reqwest::Client::new(),
+            base: client.base().to_owned(),
+            client,
         })
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            bail!("{method} {path}: {status} {text}");
-        }
-        Ok(if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)?
-        })
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path, None).await
     }
 
     async fn install_token(&self) -> anyhow::Result<String> {
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/install-tokens",
-                Some(json!({ "valid_for_minutes": 120 })),
-            )
-            .await?;
-        Ok(v["token"].as_str().context("token")?.to_owned())
+        let body = CreateInstallToken {
+            valid_for_minutes: 120,
+        };
+        Ok(self.client.create_install_token(&body).await?.token)
     }
 
-    async fn gateway(&self, name: &str) -> anyhow::Result<Option<Value>> {
-        let list = self.get("/api/v1/gateways").await?;
-        Ok(list["gateways"]
-            .as_array()
-            .and_then(|g| g.iter().find(|g| g["name"] == name).cloned()))
+    async fn gateway(&self, name: &str) -> anyhow::Result<Option<GatewayRowDto>> {
+        let list = self.client.gateways().await?;
+        Ok(list.gateways.into_iter().find(|g| g.name == name))
     }
 
-    async fn nodes(&self, gateway: &str) -> anyhow::Result<Vec<Value>> {
-        let v = self
-            .get(&format!("/api/v1/gateways/{gateway}/nodes"))
-            .await?;
-        Ok(v["nodes"].as_array().cloned().unwrap_or_default())
+    async fn nodes(&self, gateway: Uuid) -> anyhow::Result<Vec<NodeDto>> {
+        Ok(self.client.gateway_nodes(gateway).await?.nodes)
     }
 }
 
@@ -234,19 +200,18 @@ fn spawn_node(
     Ok(cmd.spawn()?)
 }
 
-async fn wait_online(api: &Api, gateway: &str, n: usize, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_online(api: &Api, gateway: Uuid, n: usize, timeout: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let nodes = api.nodes(gateway).await?;
-        let online = nodes
+        let online = nodes.iter().filter(|n| n.status.state == "online").count();
+        let gw_online = api
+            .client
+            .gateways()
+            .await?
+            .gateways
             .iter()
-            .filter(|n| n["status"]["state"] == "online")
-            .count();
-        let gw = api.get("/api/v1/gateways").await?;
-        let gw_online = gw["gateways"]
-            .as_array()
-            .and_then(|g| g.iter().find(|g| g["id"] == gateway).cloned())
-            .is_some_and(|g| g["status"]["state"] == "online");
+            .any(|g| g.id == gateway && g.status.state == "online");
         if online >= n && gw_online {
             return Ok(());
         }
@@ -269,28 +234,26 @@ async fn propagate(
     let mut children = vec![spawn_node(bin, api, dir, 0, Some(&token))?];
     let gateway = loop {
         if let Some(g) = api.gateway("linkbench").await? {
-            break g["id"].as_str().context("id")?.to_owned();
+            break g.id;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     for i in 1..3 {
         children.push(spawn_node(bin, api, dir, i, Some(&token))?);
     }
-    wait_online(api, &gateway, 3, Duration::from_secs(60)).await?;
+    wait_online(api, gateway, 3, Duration::from_secs(60)).await?;
     let env = api
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/environments",
-            Some(json!({ "name": "linkbench", "classification": "test" })),
-        )
-        .await?;
-    let env = env["id"].as_str().context("env id")?.to_owned();
-    api.call(
-        reqwest::Method::PUT,
-        &format!("/api/v1/environments/{env}/gateway"),
-        Some(json!({ "gateway_id": gateway })),
-    )
-    .await?;
+        .client
+        .create_environment(&CreateEnvironment {
+            name: "linkbench".into(),
+            classification: ClassificationDto::Test,
+        })
+        .await?
+        .id;
+    let attach = AttachEnvironment {
+        gateway_id: Some(gateway),
+    };
+    api.client.attach_environment(env, &attach).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Propagation: after each PUT's response, poll the nodes list (every 1 ms) until every node's
@@ -298,28 +261,26 @@ async fn propagate(
     let mut times = Vec::new();
     for i in 0..changes {
         let before = api
-            .nodes(&gateway)
+            .nodes(gateway)
             .await?
             .iter()
-            .filter_map(|n| n["applied_generation"].as_u64())
+            .filter_map(|n| n.applied_generation)
             .max()
             .unwrap_or(0);
-        api.call(
-            reqwest::Method::PUT,
-            &format!("/api/v1/environments/{env}/configuration"),
-            Some(json!({
-                "rest_path": format!("bench/rest{i}"),
-                "soap_path": "ws/soap", "soap12_path": "ws/soap12", "odata_path": "ws/odata",
-            })),
-        )
-        .await?;
+        let paths = EnvironmentConfiguration {
+            rest_path: format!("bench/rest{i}"),
+            soap_path: "ws/soap".into(),
+            soap12_path: "ws/soap12".into(),
+            odata_path: "ws/odata".into(),
+        };
+        api.client.configure_environment(env, &paths).await?;
         let t0 = Instant::now();
         loop {
-            let nodes = api.nodes(&gateway).await?;
+            let nodes = api.nodes(gateway).await?;
             if nodes.len() >= 3
                 && nodes
                     .iter()
-                    .all(|n| n["applied_generation"].as_u64().unwrap_or(0) > before)
+                    .all(|n| n.applied_generation.unwrap_or(0) > before)
             {
                 break;
             }
@@ -351,7 +312,7 @@ async fn propagate(
         let _ = children[victim].wait();
         let status = loop {
             let g = api.gateway("linkbench").await?.context("gateway")?;
-            if g["status"]["state"] != "online" {
+            if g.status.state != "online" {
                 break g;
             }
             if killed.elapsed() > Duration::from_secs(120) {
@@ -363,19 +324,17 @@ async fn propagate(
             "detection {}: {:.1} s → {} / {} issues {}",
             k + 1,
             killed.elapsed().as_secs_f64(),
-            status["status"]["state"],
-            status["status"]["variant"],
-            status["issues"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .map(|i| i["code"].to_string())
-                    .collect::<Vec<_>>()
-                    .join(","))
-                .unwrap_or_default()
+            status.status.state,
+            status.status.variant.as_deref().unwrap_or("-"),
+            status
+                .issues
+                .iter()
+                .map(|i| i.code.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         );
         children[victim] = spawn_node(bin, api, dir, victim, None)?;
-        wait_online(api, &gateway, 3, Duration::from_secs(60)).await?;
+        wait_online(api, gateway, 3, Duration::from_secs(60)).await?;
         tokio::time::sleep(Duration::from_secs(6)).await;
     }
     for mut c in children {
@@ -407,25 +366,22 @@ async fn simulate(
             let r = http
                 .post(url)
                 .header(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION.to_string())
-                .json(&json!({
-                    "protocol_version": PROTOCOL_VERSION,
-                    "install_token": token,
-                    "gateway_name": format!("sim-{:03}", i % gateways),
-                    "node_id": node_id,
-                    "host_name": format!("sim{i}"),
-                    "runtime_version": "0.1.0",
-                }))
+                .json(&JoinRequest {
+                    protocol_version: PROTOCOL_VERSION,
+                    install_token: token,
+                    gateway_name: format!("sim-{:03}", i % gateways),
+                    node_id: node_id.clone(),
+                    host_name: format!("sim{i}"),
+                    runtime_version: "0.1.0".into(),
+                })
                 .send()
                 .await?;
             let status = r.status();
-            let v: Value = r.json().await?;
             if !status.is_success() {
-                bail!("join {i}: {status} {v}");
+                bail!("join {i}: {status} {}", r.text().await?);
             }
-            anyhow::Ok((
-                node_id,
-                v["node_credential"].as_str().context("cred")?.to_owned(),
-            ))
+            let joined: JoinResponse = r.json().await?;
+            anyhow::Ok((node_id, joined.node_credential))
         }
     };
     let started = Instant::now();
@@ -575,7 +531,13 @@ async fn sim_node(
     // TCP_NODELAY: without it Nagle holds the ping behind the heartbeat (≈ 40 ms delayed ACK).
     let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
     let (mut tx, mut rx) = ws.split();
-    let text = |m: &NodeMessage| Message::Text(serde_json::to_string(m).unwrap_or_default().into());
+    let text = |m: &NodeMessage| {
+        Message::Text(
+            serde_json::to_string(m)
+                .expect("a link message serialises")
+                .into(),
+        )
+    };
     tx.send(text(&NodeMessage::Hello {
         protocol_version: PROTOCOL_VERSION,
         node_id,

@@ -3,8 +3,8 @@
 //! API `i` is served at `/ws/rest/api{i}/v1` and proxies to TARGET_URL.
 
 use protocol::{
-    Api, ApiType, Deployment, Environment, EnvironmentPaths, GatewayConfig, LoadBalancing,
-    Snapshot, UpstreamTarget,
+    Api, ApiType, Deployment, Environment, EnvironmentPaths, LoadBalancing, Snapshot,
+    SnapshotConfig, UpstreamTarget,
 };
 
 fn main() {
@@ -15,7 +15,7 @@ fn main() {
         .cloned()
         .unwrap_or_else(|| "http://127.0.0.1:9000".into());
     let generation: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1);
-    let mut config = GatewayConfig::default();
+    let mut config = SnapshotConfig::default();
     config.environments.push(Environment {
         id: "env-prod".into(),
         name: "Production".into(),

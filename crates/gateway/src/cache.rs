@@ -71,7 +71,7 @@ impl SnapshotCache {
 
     /// Writes `snapshot` atomically with its checksum header.
     pub fn store(&self, snapshot: &Snapshot) -> Result<(), CacheError> {
-        let body = serde_json::to_vec(snapshot).unwrap_or_default();
+        let body = serde_json::to_vec(snapshot).expect("a snapshot serialises");
         let mut bytes = header(&body).into_bytes();
         bytes.extend_from_slice(&body);
         write_atomic(&self.dir, CACHE_FILE, &bytes, 0o600).map_err(|source| CacheError::Io {
@@ -165,8 +165,9 @@ fn truncate(s: &str) -> &str {
     }
 }
 
-/// Writes `name` in `dir` atomically: temp file, fsync, rename, fsync of the directory.
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+/// Writes `name` in `dir` atomically and durably: temp file created with `mode`, fsync, rename,
+/// fsync of the directory. The one such helper of the workspace (the CLI's secrets use it too).
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -191,7 +192,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::GatewayConfig;
+    use protocol::SnapshotConfig;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -208,7 +209,7 @@ mod tests {
         let dir = temp_dir(tag);
         let cache = SnapshotCache::new(&dir);
         cache
-            .store(&Snapshot::new(3, GatewayConfig::default()))
+            .store(&Snapshot::new(3, SnapshotConfig::default()))
             .unwrap();
         let mut bytes = std::fs::read(cache.path()).unwrap();
         damage(&mut bytes);
@@ -231,7 +232,7 @@ mod tests {
         let dir = temp_dir("roundtrip");
         let cache = SnapshotCache::new(&dir);
         assert!(matches!(cache.load().unwrap(), CacheLoad::Missing));
-        let snapshot = Snapshot::new(7, GatewayConfig::default());
+        let snapshot = Snapshot::new(7, SnapshotConfig::default());
         cache.store(&snapshot).unwrap();
         let mode = std::fs::metadata(cache.path())
             .unwrap()

@@ -118,7 +118,9 @@ impl Default for NodeSettings {
             body_pace: body_pace(&limits),
             max_body_connections_per_ip: limits.max_body_connections_per_ip,
             shutdown_delay: Duration::ZERO,
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_millis(
+                protocol::GatewaySettings::default().drain_timeout_ms,
+            ),
             health_interval: Duration::from_millis(health.check_interval_ms),
             health_timeout: Duration::from_millis(health.check_timeout_ms),
             eject_after_failures: health.eject_after_failures,
@@ -348,7 +350,12 @@ pub fn build(
     let mut hosts = Vec::new();
     for host in &config.gateway.hosts {
         let host = host.to_ascii_lowercase();
-        if host.is_empty() || host.contains(['/', ' ', ':']) {
+        // An IPv6 literal comes bracketed, as requests name it (`Host: [::1]:8080`).
+        let ipv6 = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
+        if host.is_empty() || (!ipv6 && host.contains(['/', ' ', ':', '[', ']'])) {
             return Err(invalid(format!("host {host:?} is not a host name")));
         }
         hosts.push(host);

@@ -53,7 +53,7 @@ impl NodeOptions {
             install_token: None,
             gateway_name: None,
             gateway,
-            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_interval: protocol::link::DEFAULT_HEARTBEAT_INTERVAL,
             reconnect_min: Duration::from_millis(500),
             reconnect_max: crate::link::MAX_RECONNECT_DELAY,
             connect_timeout: Duration::from_secs(10),

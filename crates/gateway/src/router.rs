@@ -7,33 +7,11 @@
 //! The longest matching prefix of whole segments wins; `/a/bc` never matches prefix `/a/b`.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
-/// FNV-1a: the keys are configuration, not attacker-chosen, so a fast non-keyed hash is safe;
-/// a request can only probe, never fill, the table.
-#[derive(Default)]
-pub struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-}
-
-type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+/// FNV-1a (the `fnv` crate; the same 64-bit FNV-1a as the hand-written hasher it replaced):
+/// the keys are configuration, not attacker-chosen, so a fast non-keyed hash is safe; a
+/// request can only probe, never fill, the table.
+type FnvMap<K, V> = fnv::FnvHashMap<K, V>;
 
 #[derive(Debug, Default)]
 struct Node {

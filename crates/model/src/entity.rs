@@ -92,6 +92,14 @@ impl Gateway {
     }
 }
 
+/// Heartbeat Interval of a gateway when the property is not set (SPEC §5); a node uses it until
+/// the platform's `Welcome` names the gateway's.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a node drains in-flight requests before a restart or stop when nothing else is
+/// said (Force Restart not set, no drain limit in the snapshot).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Default bind address of a gateway (SPEC §5).
 pub const DEFAULT_BIND_ADDRESS: &str = "http://0.0.0.0:8077";
 
@@ -109,7 +117,7 @@ pub struct GatewaySettings {
 impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
-            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             force_restart_after: None,
             log_retention_days: 30,
             shutdown_delay: Duration::from_secs(0),

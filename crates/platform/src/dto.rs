@@ -24,13 +24,13 @@ pub fn rfc3339(at: Timestamp) -> String {
 // ---------------------------------------------------------------------------------------------
 // Accounts and users
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     pub name: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountDto {
     pub id: Uuid,
     pub name: String,
@@ -48,7 +48,7 @@ impl From<&Account> for AccountDto {
 }
 
 /// A new account with its first owner; the token is shown only in this response.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedAccount {
     pub id: Uuid,
     pub name: String,
@@ -60,7 +60,7 @@ pub struct CreatedAccount {
     pub token: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountList {
     pub accounts: Vec<AccountDto>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -95,7 +95,7 @@ impl From<RoleDto> for model::Role {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub name: String,
@@ -103,13 +103,13 @@ pub struct CreateUser {
     pub role: RoleDto,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     pub role: RoleDto,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserDto {
     pub id: Uuid,
     pub account_id: Option<Uuid>,
@@ -135,14 +135,14 @@ impl From<&User> for UserDto {
 }
 
 /// A new user with a first personal token, shown once, to hand over to them.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedUser {
     #[serde(flatten)]
     pub user: UserDto,
     pub token: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserList {
     pub users: Vec<UserDto>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -152,7 +152,7 @@ pub struct UserList {
 // ---------------------------------------------------------------------------------------------
 // Tokens
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
@@ -161,7 +161,7 @@ pub struct CreateToken {
     pub expires_in_days: Option<u32>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenDto {
     pub id: Uuid,
     pub name: String,
@@ -185,7 +185,7 @@ impl From<&store::ApiToken> for TokenDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
     #[serde(flatten)]
     pub info: TokenDto,
@@ -193,14 +193,14 @@ pub struct CreatedToken {
     pub token: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<TokenDto>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstallToken {
     /// 30–1440 minutes.
@@ -208,7 +208,7 @@ pub struct CreateInstallToken {
     pub valid_for_minutes: i64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedInstallToken {
     pub id: Uuid,
     /// The secret a node presents to join; shown only in this response.
@@ -222,7 +222,7 @@ pub struct CreatedInstallToken {
 }
 
 /// An install token without its secret.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InstallTokenDto {
     pub id: Uuid,
     /// RFC 3339.
@@ -247,7 +247,7 @@ impl From<&store::InstallToken> for InstallTokenDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InstallTokenList {
     pub install_tokens: Vec<InstallTokenDto>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -262,7 +262,7 @@ pub struct InstallTokenList {
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $dto:ident <=> $model:ty { $($v:ident),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+        #[derive(Debug, Serialize, Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
         #[serde(rename_all = "snake_case")]
         pub enum $dto {
             $($v),+
@@ -317,7 +317,7 @@ wire_enum!(
 );
 
 /// A gateway's or a node's status (SPEC §2), as `model::status` decided it.
-#[derive(Debug, Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
 pub struct StatusDto {
     pub state: StateDto,
     /// Set for `restarting` (`unresponsive`) and always for `offline`; null otherwise.
@@ -343,7 +343,7 @@ impl StatusDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema, Clone)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone)]
 pub struct IssueDto {
     pub code: String,
     pub severity: SeverityDto,
@@ -358,7 +358,7 @@ pub struct IssueDto {
     pub details: serde_json::Value,
 }
 
-#[derive(Debug, Serialize, ToSchema, Clone)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone)]
 pub struct EnvRef {
     pub id: Uuid,
     pub name: String,
@@ -374,7 +374,7 @@ impl From<&Environment> for EnvRef {
 }
 
 /// One row of the Gateways & Environments tab.
-#[derive(Debug, Serialize, ToSchema, Clone)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone)]
 pub struct GatewayRowDto {
     pub id: Uuid,
     pub name: String,
@@ -389,7 +389,7 @@ pub struct GatewayRowDto {
     pub gateway_url: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GatewayListDto {
     pub gateways: Vec<GatewayRowDto>,
     /// Environments attached to no gateway, alphabetically (filtered by `q` too).
@@ -397,7 +397,7 @@ pub struct GatewayListDto {
 }
 
 /// One gateway with its settings-page facts.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GatewayDto {
     #[serde(flatten)]
     pub row: GatewayRowDto,
@@ -407,19 +407,19 @@ pub struct GatewayDto {
     pub deleted_at: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGateway {
     pub name: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateGateway {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NodeDto {
     pub id: Uuid,
     pub status: StatusDto,
@@ -446,7 +446,7 @@ impl NodeDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NodeList {
     pub nodes: Vec<NodeDto>,
 }
@@ -479,14 +479,14 @@ impl From<ClassificationDto> for Classification {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnvironment {
     pub name: String,
     pub classification: ClassificationDto,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEnvironment {
     pub name: Option<String>,
@@ -504,14 +504,14 @@ pub struct EnvironmentConfiguration {
 }
 
 /// Attaches, moves or detaches an environment (until migrations land, see the endpoint).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachEnvironment {
     /// The destination gateway; null detaches.
     pub gateway_id: Option<Uuid>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EnvironmentDto {
     pub id: Uuid,
     pub name: String,
@@ -540,7 +540,7 @@ impl From<&Environment> for EnvironmentDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EnvironmentList {
     pub environments: Vec<EnvironmentDto>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -584,7 +584,7 @@ impl From<ApiTypeDto> for ApiType {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApi {
     pub name: String,
@@ -597,7 +597,7 @@ pub struct CreateApi {
 }
 
 /// Fields to change; absent fields keep their value.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateApi {
     pub name: Option<String>,
@@ -606,7 +606,12 @@ pub struct UpdateApi {
     pub base_path: Option<String>,
     pub upstream_targets: Option<Vec<String>>,
     /// null removes it.
-    #[serde(default, deserialize_with = "double_option")]
+    // Absent means unchanged, so the typed client leaves it out unless it changes it.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub health_check_url: Option<Option<String>>,
 }
@@ -620,7 +625,7 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiDto {
     pub id: Uuid,
     pub name: String,
@@ -647,14 +652,14 @@ impl From<&Api> for ApiDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiList {
     pub apis: Vec<ApiDto>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDeployment {
     pub environment_id: Uuid,
@@ -662,7 +667,7 @@ pub struct CreateDeployment {
     pub custom_path: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentDto {
     pub id: Uuid,
     pub api_id: Uuid,
@@ -676,7 +681,7 @@ pub struct DeploymentDto {
 }
 
 /// The status of a deployment (SPEC §8), derived on read by `model::status::deployment_status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentStatusDto {
     RequiresConfiguration,
@@ -708,7 +713,7 @@ impl DeploymentDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentList {
     pub deployments: Vec<DeploymentDto>,
 }
@@ -716,7 +721,7 @@ pub struct DeploymentList {
 // ---------------------------------------------------------------------------------------------
 // Audit
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditDto {
     pub id: Uuid,
     /// user, node or system.
@@ -753,7 +758,7 @@ impl From<&store::AuditRecord> for AuditDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditList {
     pub records: Vec<AuditDto>,
     /// Pass as `cursor` to get the next (older) page; null on the last page.

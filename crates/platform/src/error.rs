@@ -4,19 +4,19 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 /// The body of every non-2xx answer of the REST API.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
 /// What went wrong: a stable machine-readable `code`, a sentence for people, and details
 /// (for example `{"field": "name"}` or the conflicting APIs).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable code, e.g. `INVALID_FIELD`, `ENVIRONMENT_PATH_LEADING_SLASH`, `NOT_FOUND`.
     pub code: String,

@@ -148,119 +148,56 @@ fn strip_position(message: &str) -> &str {
     }
 }
 
-/// Raw query parameters; handlers parse each one and name it when it is wrong.
-#[derive(Debug, Default)]
-pub struct QueryParams(pub Vec<(String, String)>);
+/// Query parameters read as `T` (`#[serde(deny_unknown_fields)]`, documented by its
+/// `utoipa::IntoParams`): an unknown parameter → 400 `UNKNOWN_PARAMETER`, a value `T` does not
+/// accept (also an empty one, `?sort=`) or a repeated parameter → 400 `INVALID_PARAMETER`,
+/// each naming the parameter in `details.field`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
 
-impl QueryParams {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Refuses parameters the endpoint does not know, like unknown JSON fields.
-    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
-        match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
-            Some((k, _)) => Err(ApiError::bad_field(
-                "UNKNOWN_PARAMETER",
-                k,
-                format!(
-                    "unknown query parameter `{k}`; expected one of {}",
-                    known.join(", ")
-                ),
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// One of `allowed`, or 400 naming the parameter.
-    pub fn choice<'a>(
-        &'a self,
-        name: &str,
-        allowed: &[&'a str],
-        default: &'a str,
-    ) -> Result<&'a str, ApiError> {
-        // An empty value is refused like any other value outside the list (`?sort=`).
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => allowed.iter().copied().find(|a| *a == v).ok_or_else(|| {
-                ApiError::bad_field(
-                    "INVALID_PARAMETER",
-                    name,
-                    format!(
-                        "query parameter `{name}` must be one of {}",
-                        allowed.join(", ")
-                    ),
-                )
-            }),
-        }
-    }
-
-    pub fn limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
-        // `?limit=` (empty) is refused: it is no integer.
-        match self.get("limit") {
-            None => Ok(default),
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if (1..=max).contains(&n) => Ok(n),
-                _ => Err(ApiError::bad_field(
-                    "INVALID_PARAMETER",
-                    "limit",
-                    format!("query parameter `limit` must be an integer from 1 to {max}"),
-                )),
-            },
-        }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or("");
-        let pairs = form_urlencoded_pairs(query);
-        Ok(QueryParams(pairs))
+        parse_query(parts.uri.query().unwrap_or("")).map(Query)
     }
 }
 
-fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
+/// Reads a query string (`+` and `%XX` decoded) as `T`, naming the offending parameter.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(pairs).map_err(|error| {
+        let message = error.inner().to_string();
+        let path = error.path().to_string();
+        let name = match backticked(&message) {
+            // serde names an unknown or repeated parameter itself; the path stops before it.
+            Some(name) if path == "." || path.is_empty() => name.to_owned(),
+            _ => path,
+        };
+        let code = if message.starts_with("unknown field") {
+            "UNKNOWN_PARAMETER"
+        } else {
+            "INVALID_PARAMETER"
+        };
+        ApiError::bad_field(code, &name, format!("query parameter `{name}`: {message}"))
+    })
 }
 
-fn decode(s: &str) -> String {
-    let plus = s.replace('+', " ");
-    percent_decode(&plus)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
+/// A page size given as `limit`: `default` when absent, else 1–`max`.
+pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_field(
+            "INVALID_PARAMETER",
+            "limit",
+            format!("query parameter `limit` must be an integer from 1 to {max}"),
+        )),
     }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -400,9 +337,69 @@ mod tests {
         );
     }
 
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Params {
+        q: Option<String>,
+        limit: Option<u32>,
+        order: Option<crate::dto::OrderParam>,
+    }
+
+    fn check_query(input: &str, expect: expect_test::Expect) {
+        let actual = match parse_query::<Params>(input) {
+            Ok(params) => format!("ok {params:?}"),
+            Err(e) => format!(
+                "{} {} {} | {}",
+                e.status.as_u16(),
+                e.code,
+                e.details,
+                e.message
+            ),
+        };
+        expect.assert_eq(&actual);
+    }
+
     #[test]
-    fn query_decoding() {
-        assert_eq!(percent_decode("gw%2D1+x%"), "gw-1+x%");
-        assert_eq!(decode("a+b%20c"), "a b c");
+    fn query_parameters() {
+        use expect_test::expect;
+        check_query(
+            "q=gw%2D1+x%&order=desc",
+            expect![[r#"ok Params { q: Some("gw-1 x%"), limit: None, order: Some(Desc) }"#]],
+        );
+        check_query(
+            "",
+            expect!["ok Params { q: None, limit: None, order: None }"],
+        );
+        check_query(
+            "sort=name",
+            expect![[
+                r#"400 UNKNOWN_PARAMETER {"field":"sort"} | query parameter `sort`: unknown field `sort`, expected one of `q`, `limit`, `order`"#
+            ]],
+        );
+        check_query(
+            "limit=x",
+            expect![[
+                r#"400 INVALID_PARAMETER {"field":"limit"} | query parameter `limit`: invalid digit found in string"#
+            ]],
+        );
+        check_query(
+            "order=",
+            expect![[
+                r#"400 INVALID_PARAMETER {"field":"order"} | query parameter `order`: unknown variant ``, expected `asc` or `desc`"#
+            ]],
+        );
+        check_query(
+            "q=a&q=b",
+            expect![[
+                r#"400 INVALID_PARAMETER {"field":"q"} | query parameter `q`: duplicate field `q`"#
+            ]],
+        );
+        assert_eq!(page_limit(None, 100, 500).unwrap(), 100);
+        assert_eq!(page_limit(Some(500), 100, 500).unwrap(), 500);
+        assert_eq!(
+            page_limit(Some(0), 100, 500).unwrap_err().code,
+            "INVALID_PARAMETER"
+        );
     }
 }

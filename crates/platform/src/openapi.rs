@@ -27,32 +27,6 @@ use utoipa::openapi::{OpenApi as Doc, SecurityRequirement};
 )]
 struct ApiDoc;
 
-/// `view` of the Gateways list (documentation only: the handler reads the raw query).
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum ViewParam {
-    Enabled,
-    Deleted,
-}
-
-/// `sort` of the Gateways list (documentation only).
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum GatewaySortParam {
-    Status,
-    Name,
-    HostName,
-    GatewayUrl,
-}
-
-/// `order` of a sorted list (documentation only).
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum OrderParam {
-    Asc,
-    Desc,
-}
-
 /// The document the router starts from; handlers add their paths and schemas.
 pub fn base() -> Doc {
     ApiDoc::openapi()
@@ -216,5 +190,9 @@ pub fn document() -> Doc {
 pub async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
     // Built once: the document never changes while the process runs.
     static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    axum::Json(DOC.get_or_init(|| serde_json::to_value(document()).unwrap_or_default()))
+    axum::Json(
+        DOC.get_or_init(|| {
+            serde_json::to_value(document()).expect("the OpenAPI document serialises")
+        }),
+    )
 }

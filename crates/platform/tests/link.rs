@@ -1037,7 +1037,7 @@ async fn node_reported_issues_come_and_go(backend: Backend) {
     let gateway = node.gateway.clone();
     let unreachable = |target: &str| protocol::link::NodeIssue {
         code: "UPSTREAM_UNREACHABLE".into(),
-        severity: "warning".into(),
+        severity: protocol::link::IssueSeverity::Warning,
         message: format!("1 targets of 1 APIs fail their health check: orders {target}"),
         details: serde_json::json!({
             "unreachable": [{"api_id": "orders", "api": "Orders", "target": target}],
@@ -1048,7 +1048,7 @@ async fn node_reported_issues_come_and_go(backend: Backend) {
     node.said.lock().unwrap().issues = vec![
         protocol::link::NodeIssue {
             code: "DISK_SPACE_LOW".into(),
-            severity: "warning".into(),
+            severity: protocol::link::IssueSeverity::Warning,
             message: "data directory 95% full".into(),
             details: String::new(),
         },
@@ -1919,7 +1919,7 @@ async fn frames_beyond_the_read_buffer_and_over_the_limit(backend: Backend) {
     let issues: Vec<protocol::link::NodeIssue> = (0..20)
         .map(|i| protocol::link::NodeIssue {
             code: format!("BIG_{i}"),
-            severity: "warning".into(),
+            severity: protocol::link::IssueSeverity::Warning,
             message: "x".repeat(450),
             details: String::new(),
         })

@@ -5,11 +5,10 @@
 //! (everything sorted by id), so the same state always yields the same content hash.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use model::{Api, Deployment, Environment, ExecutionSettings, Gateway, RetryCase};
+use model::{Api, Deployment, Environment, Gateway};
 
-use crate::snapshot::{self, GatewayConfig, Snapshot};
+use crate::snapshot::{self, Snapshot, SnapshotConfig, millis};
 
 /// Everything about one gateway that ends up in its snapshot.
 #[derive(Clone, Copy, Debug)]
@@ -29,7 +28,7 @@ pub fn compile_snapshot(state: GatewayState<'_>, generation: u64) -> Snapshot {
 }
 
 /// The hashed part of the snapshot; see [`compile_snapshot`].
-pub fn compile_config(state: GatewayState<'_>) -> GatewayConfig {
+pub fn compile_config(state: GatewayState<'_>) -> SnapshotConfig {
     let gateway = state.gateway;
 
     let mut environments: Vec<snapshot::Environment> = state
@@ -86,7 +85,10 @@ pub fn compile_config(state: GatewayState<'_>) -> GatewayConfig {
                     .collect(),
                 load_balancing: snapshot::LoadBalancing::default(),
                 health_check_url: api.health_check_url.clone(),
-                execution: api.execution.as_ref().map(execution),
+                execution: api
+                    .execution
+                    .as_ref()
+                    .map(snapshot::ExecutionSettings::from),
                 max_body_bytes: None,
                 deployments,
             })
@@ -95,7 +97,7 @@ pub fn compile_config(state: GatewayState<'_>) -> GatewayConfig {
     apis.sort_by(|a, b| a.id.cmp(&b.id));
 
     let settings = &gateway.settings;
-    GatewayConfig {
+    SnapshotConfig {
         gateway: snapshot::GatewaySettings {
             gateway_id: gateway.id.to_string(),
             name: gateway.name.clone(),
@@ -103,13 +105,13 @@ pub fn compile_config(state: GatewayState<'_>) -> GatewayConfig {
                 .public_url
                 .as_deref()
                 .and_then(url_host)
-                .map(|h| vec![h.to_owned()])
+                .map(|h| vec![h])
                 .unwrap_or_default(),
             listeners: snapshot::Listeners {
-                http: bind_host_port(&gateway.bind_address, "http://"),
-                https: bind_host_port(&gateway.bind_address, "https://"),
+                http: bind_host_port(&gateway.bind_address, "http"),
+                https: bind_host_port(&gateway.bind_address, "https"),
             },
-            execution: execution(&settings.execution),
+            execution: snapshot::ExecutionSettings::from(&settings.execution),
             shutdown_delay_ms: millis(settings.shutdown_delay),
             ..snapshot::GatewaySettings::default()
         },
@@ -128,54 +130,22 @@ fn api_type(api_type: model::ApiType) -> snapshot::ApiType {
     }
 }
 
-fn execution(settings: &ExecutionSettings) -> snapshot::ExecutionSettings {
-    let mut retry_cases: Vec<snapshot::RetryCase> = settings
-        .retry_cases
-        .iter()
-        .map(|c| retry_case(*c))
-        .collect();
-    retry_cases.sort();
-    retry_cases.dedup();
-    snapshot::ExecutionSettings {
-        max_concurrency_per_node: settings.max_concurrency_per_node,
-        retry_attempts: settings.retry_attempts,
-        connect_timeout_ms: millis(settings.connect_timeout),
-        execution_timeout_ms: millis(settings.execution_timeout),
-        retry_cases,
-    }
+/// The host of a URL as a request names it (`Host` header, URI authority): lowercase, an IPv6
+/// literal in brackets (`[::1]`), which is what the gateway compares request hosts with.
+fn url_host(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    url.host_str().filter(|h| !h.is_empty()).map(str::to_owned)
 }
 
-fn retry_case(case: RetryCase) -> snapshot::RetryCase {
-    match case {
-        RetryCase::ConnectTimeout => snapshot::RetryCase::ConnectTimeout,
-        RetryCase::ConnectionDropped => snapshot::RetryCase::ConnectionDropped,
-        RetryCase::HostNotFound => snapshot::RetryCase::HostNotFound,
-        RetryCase::HostRoutingError => snapshot::RetryCase::HostRoutingError,
-        RetryCase::ExecutionTimeout => snapshot::RetryCase::ExecutionTimeout,
-    }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The host of an absolute URL (`https://gw.example.com:8443/x` → `gw.example.com`).
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = if let Some(bracketed) = authority.strip_prefix('[') {
-        bracketed.split(']').next()?
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
-    (!host.is_empty()).then_some(host)
-}
-
-/// `host:port` of a bind address with the given scheme prefix, e.g. `http://0.0.0.0:8077`.
+/// `host:port` of a bind address with the given scheme, e.g. `http://0.0.0.0:8077` →
+/// `0.0.0.0:8077` (`[::]:8077` for IPv6; the scheme's default port when none is given).
 fn bind_host_port(bind_address: &str, scheme: &str) -> Option<String> {
-    let rest = bind_address.strip_prefix(scheme)?;
-    let authority = rest.split('/').next()?;
-    (!authority.is_empty()).then(|| authority.to_owned())
+    let url = url::Url::parse(bind_address).ok()?;
+    if url.scheme() != scheme {
+        return None;
+    }
+    let host = url.host_str().filter(|h| !h.is_empty())?;
+    Some(format!("{host}:{}", url.port_or_known_default()?))
 }
 
 #[cfg(test)]
@@ -315,12 +285,24 @@ mod tests {
     fn url_hosts() {
         for (url, host) in [
             ("https://a.example.com", Some("a.example.com")),
-            ("https://a.example.com:8443/x", Some("a.example.com")),
-            ("http://[::1]:80", Some("::1")),
+            ("https://A.Example.com:8443/x", Some("a.example.com")),
+            // The brackets stay: the gateway sees `Host: [::1]:8080` and compares `[::1]`.
+            ("http://[::1]:8080", Some("[::1]")),
+            ("http://[::1]", Some("[::1]")),
             ("nonsense", None),
             ("http://", None),
         ] {
-            assert_eq!(url_host(url), host, "{url}");
+            assert_eq!(url_host(url).as_deref(), host, "{url}");
+        }
+        for (bind, scheme, listener) in [
+            ("http://0.0.0.0:8077", "http", Some("0.0.0.0:8077")),
+            ("http://[::]:8077", "http", Some("[::]:8077")),
+            ("http://[::1]:80", "http", Some("[::1]:80")),
+            ("https://0.0.0.0", "https", Some("0.0.0.0:443")),
+            ("https://0.0.0.0:8443", "http", None),
+            ("0.0.0.0:8077", "http", None),
+        ] {
+            assert_eq!(bind_host_port(bind, scheme).as_deref(), listener, "{bind}");
         }
     }
 }

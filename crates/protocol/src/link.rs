@@ -20,6 +20,34 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// HTTP header carrying [`PROTOCOL_VERSION`] on join and link requests.
 pub const PROTOCOL_VERSION_HEADER: &str = "x-switchyard-protocol";
 
+/// The heartbeat interval a node uses until the platform's `Welcome` names its gateway's.
+pub use model::DEFAULT_HEARTBEAT_INTERVAL;
+
+/// Codes of the platform's error envelope (`{"error":{"code",…}}`) on the join and link
+/// endpoints that a node acts on; any other code is shown as the refusal's message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefusalCode {
+    /// The peers speak different link protocol versions: reconnecting cannot help until one
+    /// of them is upgraded, so the node says so instead of retrying quietly.
+    ProtocolVersionMismatch,
+}
+
+impl RefusalCode {
+    pub const ALL: [RefusalCode; 1] = [RefusalCode::ProtocolVersionMismatch];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::ProtocolVersionMismatch => "PROTOCOL_VERSION_MISMATCH",
+        }
+    }
+
+    /// The code named by an error envelope, if it is one of these.
+    pub fn parse(code: &str) -> Option<RefusalCode> {
+        RefusalCode::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+}
+
 /// Largest link frame either side accepts; a snapshot of 10,000 APIs fits comfortably.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
@@ -95,13 +123,39 @@ pub struct StartupProperties {
     pub in_container: bool,
 }
 
+/// How bad an issue is. On the wire `"warning"` or `"error"`, the strings nodes have always
+/// sent, so nodes of earlier releases and this one read each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssueSeverity {
+    Warning,
+    Error,
+}
+
+impl IssueSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueSeverity::Warning => "warning",
+            IssueSeverity::Error => "error",
+        }
+    }
+}
+
+impl From<IssueSeverity> for model::status::Severity {
+    fn from(severity: IssueSeverity) -> Self {
+        match severity {
+            IssueSeverity::Warning => model::status::Severity::Warning,
+            IssueSeverity::Error => model::status::Severity::Error,
+        }
+    }
+}
+
 /// An issue a node raises itself; it clears when the node stops reporting it (SPEC §3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeIssue {
     pub code: String,
-    /// `"error"` or `"warning"`.
-    pub severity: String,
+    pub severity: IssueSeverity,
     pub message: String,
     #[serde(default)]
     pub details: String,
@@ -226,13 +280,45 @@ pub struct ProbeTarget {
 pub enum CommandOutcome {
     Accepted,
     Done {
-        details: serde_json::Value,
+        details: CommandDetails,
     },
     Failed {
         message: String,
     },
     /// The node does not implement this command (yet).
     Unsupported,
+}
+
+/// What a finished command found. Untagged: the command it answers is known from its id, and
+/// the JSON stays `"details": {…}` as before these were types.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CommandDetails {
+    ProbeUpstreams(ProbeReport),
+}
+
+/// The result of [`Command::ProbeUpstreams`]: one entry per probed target, in request order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeReport {
+    pub results: Vec<ProbeResult>,
+    pub reachable: usize,
+    pub unreachable: usize,
+    /// Targets beyond the node's per-command limit, not probed.
+    pub skipped: usize,
+}
+
+/// One probed upstream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeResult {
+    pub api_id: String,
+    pub url: String,
+    pub reachable: bool,
+    /// The health check's HTTP status; `None` for a TCP connect or a failure.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
 }
 
 /// The check both sides run on a peer's protocol version.
@@ -296,6 +382,68 @@ mod tests {
             serde_json::from_str::<PlatformMessage>(&json).unwrap(),
             command
         );
+    }
+
+    #[test]
+    fn severity_keeps_the_strings_nodes_always_sent() {
+        // A heartbeat issue as a node of an earlier release writes it.
+        let old =
+            r#"{"code":"UPSTREAM_UNREACHABLE","severity":"warning","message":"m","details":""}"#;
+        let issue: NodeIssue = serde_json::from_str(old).unwrap();
+        assert_eq!(issue.severity, IssueSeverity::Warning);
+        assert_eq!(serde_json::to_string(&issue).unwrap(), old);
+        let error = NodeIssue {
+            severity: IssueSeverity::Error,
+            ..issue
+        };
+        assert!(
+            serde_json::to_string(&error)
+                .unwrap()
+                .contains(r#""severity":"error""#)
+        );
+        assert!(serde_json::from_str::<NodeIssue>(&old.replace("warning", "fatal")).is_err());
+        assert_eq!(
+            model::status::Severity::from(IssueSeverity::Error).as_str(),
+            "error"
+        );
+    }
+
+    #[test]
+    fn probe_results_keep_their_json_shape() {
+        let outcome = CommandOutcome::Done {
+            details: CommandDetails::ProbeUpstreams(ProbeReport {
+                results: vec![ProbeResult {
+                    api_id: "a".into(),
+                    url: "http://[::1]:1".into(),
+                    reachable: false,
+                    status: None,
+                    latency_ms: 3,
+                    error: Some("connect: refused".into()),
+                }],
+                reachable: 0,
+                unreachable: 1,
+                skipped: 0,
+            }),
+        };
+        let json = serde_json::to_string(&outcome).unwrap();
+        assert_eq!(
+            json,
+            r#"{"outcome":"done","details":{"results":[{"api_id":"a","url":"http://[::1]:1","reachable":false,"status":null,"latency_ms":3,"error":"connect: refused"}],"reachable":0,"unreachable":1,"skipped":0}}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<CommandOutcome>(&json).unwrap(),
+            outcome
+        );
+    }
+
+    #[test]
+    fn refusal_codes_are_the_envelope_strings() {
+        for code in RefusalCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(RefusalCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(RefusalCode::parse("UNAUTHENTICATED"), None);
     }
 
     #[test]

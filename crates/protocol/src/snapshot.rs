@@ -20,13 +20,13 @@ pub struct Snapshot {
     /// Strictly increasing per gateway; a node never applies one lower than or equal to its own.
     pub generation: u64,
     pub content_hash: String,
-    pub config: GatewayConfig,
+    pub config: SnapshotConfig,
 }
 
 /// The hashed part of a snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GatewayConfig {
+pub struct SnapshotConfig {
     pub gateway: GatewaySettings,
     #[serde(default)]
     pub environments: Vec<Environment>,
@@ -47,7 +47,7 @@ pub struct HashMismatch {
 
 impl Snapshot {
     /// A snapshot of the current format with its hash computed.
-    pub fn new(generation: u64, config: GatewayConfig) -> Snapshot {
+    pub fn new(generation: u64, config: SnapshotConfig) -> Snapshot {
         let mut snapshot = Snapshot {
             format_version: SNAPSHOT_FORMAT_VERSION,
             generation,
@@ -60,9 +60,8 @@ impl Snapshot {
 
     /// The bytes the content hash is computed over: format version, generation and config.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        // Serialising plain structs and Vecs into memory cannot fail.
         serde_json::to_vec(&(self.format_version, self.generation, &self.config))
-            .unwrap_or_default()
+            .expect("plain structs and Vecs serialise into memory")
     }
 
     /// Lowercase hex SHA-256 of [`Snapshot::canonical_bytes`], streamed into the hasher so a
@@ -79,11 +78,11 @@ impl Snapshot {
             }
         }
         let mut writer = HashWriter(Sha256::new());
-        // Writing plain structs and Vecs into a hasher cannot fail.
-        let _ = serde_json::to_writer(
+        serde_json::to_writer(
             &mut writer,
             &(self.format_version, self.generation, &self.config),
-        );
+        )
+        .expect("plain structs and Vecs serialise into a hasher");
         hex::encode(writer.0.finalize())
     }
 
@@ -110,7 +109,7 @@ impl Snapshot {
     }
 
     pub fn to_json_pretty(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        serde_json::to_string_pretty(self).expect("plain structs and Vecs serialise into memory")
     }
 }
 
@@ -147,7 +146,7 @@ pub struct GatewaySettings {
 }
 
 fn default_drain_timeout_ms() -> u64 {
-    30_000
+    millis(model::DEFAULT_DRAIN_TIMEOUT)
 }
 
 impl Default for GatewaySettings {
@@ -199,21 +198,48 @@ pub struct ExecutionSettings {
     pub retry_cases: Vec<RetryCase>,
 }
 
+/// The defaults are the model's (SPEC §5), converted: one definition of each value.
 impl Default for ExecutionSettings {
     fn default() -> Self {
+        Self::from(&model::ExecutionSettings::default())
+    }
+}
+
+impl From<&model::ExecutionSettings> for ExecutionSettings {
+    /// Retry cases sorted and deduplicated, so equal settings serialise (and hash) equally.
+    fn from(settings: &model::ExecutionSettings) -> Self {
+        let mut retry_cases: Vec<RetryCase> = settings
+            .retry_cases
+            .iter()
+            .map(|c| RetryCase::from(*c))
+            .collect();
+        retry_cases.sort();
+        retry_cases.dedup();
         Self {
-            max_concurrency_per_node: 100,
-            retry_attempts: 1,
-            connect_timeout_ms: 10_000,
-            execution_timeout_ms: 120_000,
-            retry_cases: vec![
-                RetryCase::ConnectTimeout,
-                RetryCase::ConnectionDropped,
-                RetryCase::HostNotFound,
-                RetryCase::HostRoutingError,
-            ],
+            max_concurrency_per_node: settings.max_concurrency_per_node,
+            retry_attempts: settings.retry_attempts,
+            connect_timeout_ms: millis(settings.connect_timeout),
+            execution_timeout_ms: millis(settings.execution_timeout),
+            retry_cases,
         }
     }
+}
+
+impl From<model::RetryCase> for RetryCase {
+    fn from(case: model::RetryCase) -> Self {
+        match case {
+            model::RetryCase::ConnectTimeout => RetryCase::ConnectTimeout,
+            model::RetryCase::ConnectionDropped => RetryCase::ConnectionDropped,
+            model::RetryCase::HostNotFound => RetryCase::HostNotFound,
+            model::RetryCase::HostRoutingError => RetryCase::HostRoutingError,
+            model::RetryCase::ExecutionTimeout => RetryCase::ExecutionTimeout,
+        }
+    }
+}
+
+/// Whole milliseconds of a duration, saturating.
+pub(crate) fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Default of [`Limits::client_body_timeout_ms`]: a request body with no byte for this long,
@@ -431,7 +457,7 @@ mod tests {
     fn sample() -> Snapshot {
         Snapshot::new(
             7,
-            GatewayConfig {
+            SnapshotConfig {
                 environments: vec![Environment {
                     id: "env-1".into(),
                     name: "Production".into(),
@@ -455,7 +481,7 @@ mod tests {
                         custom_path: None,
                     }],
                 }],
-                ..GatewayConfig::default()
+                ..SnapshotConfig::default()
             },
         )
     }

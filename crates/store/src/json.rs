@@ -88,7 +88,7 @@ fn to_settings_json(s: &GatewaySettings) -> SettingsJson {
 
 pub(crate) fn settings_to_json(s: &GatewaySettings) -> String {
     // Serializing a struct of numbers and strings cannot fail.
-    serde_json::to_string(&to_settings_json(s)).unwrap_or_default()
+    serde_json::to_string(&to_settings_json(s)).expect("settings serialise")
 }
 
 #[allow(clippy::needless_update)]
@@ -106,7 +106,7 @@ pub(crate) fn settings_from_json(s: &str) -> Result<GatewaySettings, StoreError>
 }
 
 pub(crate) fn execution_to_json(e: &ExecutionSettings) -> String {
-    serde_json::to_string(&to_execution_json(e)).unwrap_or_default()
+    serde_json::to_string(&to_execution_json(e)).expect("execution settings serialise")
 }
 
 pub(crate) fn execution_from_json(s: &str) -> Result<ExecutionSettings, StoreError> {
@@ -117,7 +117,7 @@ pub(crate) fn execution_from_json(s: &str) -> Result<ExecutionSettings, StoreErr
 
 pub(crate) fn targets_to_json(t: &[UpstreamTarget]) -> String {
     let urls: Vec<&str> = t.iter().map(|t| t.url.as_str()).collect();
-    serde_json::to_string(&urls).unwrap_or_default()
+    serde_json::to_string(&urls).expect("a list of strings serialises")
 }
 
 pub(crate) fn targets_from_json(s: &str) -> Result<Vec<UpstreamTarget>, StoreError> {

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use protocol::{
-    Api, ApiType, Deployment, Environment, EnvironmentPaths, GatewayConfig, LoadBalancing,
-    Snapshot, UpstreamTarget,
+    Api, ApiType, Deployment, Environment, EnvironmentPaths, LoadBalancing, Snapshot,
+    SnapshotConfig, UpstreamTarget,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -432,12 +432,12 @@ pub const ENV_ID: &str = "env-prod";
 #[derive(Clone, Debug)]
 pub struct SnapshotBuilder {
     generation: u64,
-    config: GatewayConfig,
+    config: SnapshotConfig,
 }
 
 impl SnapshotBuilder {
     pub fn new(generation: u64) -> SnapshotBuilder {
-        let mut config = GatewayConfig::default();
+        let mut config = SnapshotConfig::default();
         config.environments.push(Environment {
             id: ENV_ID.into(),
             name: "Production".into(),
@@ -458,7 +458,7 @@ impl SnapshotBuilder {
     }
 
     /// Edits the configuration freely.
-    pub fn with(mut self, edit: impl FnOnce(&mut GatewayConfig)) -> SnapshotBuilder {
+    pub fn with(mut self, edit: impl FnOnce(&mut SnapshotConfig)) -> SnapshotBuilder {
         edit(&mut self.config);
         self
     }

@@ -15,7 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
-use protocol::link::{JoinRequest, JoinResponse, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
+use protocol::link::{
+    JoinRequest, JoinResponse, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, RefusalCode,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::body::UpBody;
@@ -127,7 +129,7 @@ pub fn load_credential(dir: &Path) -> Result<Option<StoredCredential>, IdentityE
 
 pub fn store_credential(dir: &Path, credential: &StoredCredential) -> Result<(), IdentityError> {
     let path = dir.join(CREDENTIAL_FILE);
-    let bytes = serde_json::to_vec_pretty(credential).unwrap_or_default();
+    let bytes = serde_json::to_vec_pretty(credential).expect("a credential serialises");
     write_atomic(dir, CREDENTIAL_FILE, &bytes, 0o600).map_err(io(&path))
 }
 
@@ -184,7 +186,7 @@ pub async fn join(
     };
     let client = crate::upstream::build_client(timeout, false, None)
         .map_err(|e| unreachable(e.to_string()))?;
-    let body = serde_json::to_vec(request).unwrap_or_default();
+    let body = serde_json::to_vec(request).expect("a join request serialises");
     let req = Request::builder()
         .method(Method::POST)
         .uri(&url)
@@ -228,6 +230,20 @@ pub async fn join(
         status: status.as_u16(),
         message: error_message(status, &body),
     })
+}
+
+/// The code of the platform's error envelope (`{"error":{"code"}}`) when the node acts on it.
+pub fn refusal_code(body: &[u8]) -> Option<RefusalCode> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Code,
+    }
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: String,
+    }
+    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+    RefusalCode::parse(&envelope.error.code)
 }
 
 /// The message of the platform's error envelope (`{"error":{"code","message"}}`), else the body.

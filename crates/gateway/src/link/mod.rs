@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt as _, StreamExt as _};
 use protocol::Snapshot;
 use protocol::link::{
-    AppliedConfig, ApplyResult, Command, CommandOutcome, Counters, NodeIssue, NodeMessage,
-    PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, PlatformMessage, ReportedState, StartupProperties,
-    check_protocol_version,
+    AppliedConfig, ApplyResult, Command, CommandDetails, CommandOutcome, Counters, IssueSeverity,
+    NodeIssue, NodeMessage, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, PlatformMessage,
+    RefusalCode, ReportedState, StartupProperties, check_protocol_version,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -198,7 +198,7 @@ fn upstream_unreachable(unreachable: &[crate::UnreachableUpstream]) -> Option<No
     });
     Some(NodeIssue {
         code: UPSTREAM_UNREACHABLE.into(),
-        severity: "warning".into(),
+        severity: IssueSeverity::Warning,
         message,
         details: details.to_string(),
     })
@@ -395,6 +395,7 @@ impl Agent {
                 Err(ConnectError::Http {
                     status: status.as_u16(),
                     message: identity::error_message(status, body),
+                    code: identity::refusal_code(body),
                     peer_version,
                 })
             }
@@ -409,13 +410,14 @@ impl Agent {
             Err(ConnectError::Http {
                 status,
                 message,
+                code,
                 peer_version,
             }) => {
                 if let Some(mismatch) = peer_version.and_then(|v| check_protocol_version(v).err()) {
                     tracing::error!(status, %message, "{mismatch}");
                     return lost(false, mismatch.to_string());
                 }
-                if message.contains("PROTOCOL_VERSION_MISMATCH") {
+                if code == Some(RefusalCode::ProtocolVersionMismatch) {
                     tracing::error!(
                         status,
                         %message,
@@ -718,7 +720,7 @@ impl Agent {
             CONFIG_APPLY_FAILED,
             Some(NodeIssue {
                 code: CONFIG_APPLY_FAILED.into(),
-                severity: "error".into(),
+                severity: IssueSeverity::Error,
                 message: format!(
                     "configuration generation {generation} was refused; still serving {serving}"
                 ),
@@ -757,7 +759,9 @@ impl Agent {
                     let _ = outbox
                         .send(NodeMessage::CommandResult {
                             command_id,
-                            result: CommandOutcome::Done { details },
+                            result: CommandOutcome::Done {
+                                details: CommandDetails::ProbeUpstreams(details),
+                            },
                         })
                         .await;
                 });
@@ -774,6 +778,8 @@ enum ConnectError {
     Http {
         status: u16,
         message: String,
+        /// The envelope's code when it is one the node acts on.
+        code: Option<RefusalCode>,
         peer_version: Option<u32>,
     },
     Other(String),
@@ -807,7 +813,7 @@ fn parse(frame: Message) -> Parsed {
 }
 
 async fn send(ws: &mut Ws, message: &NodeMessage) -> Result<(), String> {
-    let text = serde_json::to_string(message).unwrap_or_default();
+    let text = serde_json::to_string(message).expect("a link message serialises");
     send_frame(ws, Message::text(text)).await
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Request, Uri};
-use protocol::link::ProbeTarget;
+use protocol::link::{ProbeReport, ProbeResult, ProbeTarget};
 use tokio::sync::Semaphore;
 
 use crate::body::UpBody;
@@ -17,7 +17,7 @@ const MAX_CONCURRENT_PROBES: usize = 32;
 pub const MAX_PROBE_TARGETS: usize = 1_000;
 
 /// Probes every target with `timeout` each; the command result's `details`.
-pub async fn probe_all(targets: Vec<ProbeTarget>, timeout: Duration) -> serde_json::Value {
+pub async fn probe_all(targets: Vec<ProbeTarget>, timeout: Duration) -> ProbeReport {
     let client = crate::upstream::build_client(timeout, false, None).ok();
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
     let mut tasks = tokio::task::JoinSet::new();
@@ -36,14 +36,14 @@ pub async fn probe_all(targets: Vec<ProbeTarget>, timeout: Duration) -> serde_js
             };
             (
                 index,
-                serde_json::json!({
-                    "api_id": target.api_id,
-                    "url": target.url,
-                    "reachable": reachable,
-                    "status": status,
-                    "latency_ms": latency_ms,
-                    "error": error,
-                }),
+                ProbeResult {
+                    api_id: target.api_id,
+                    url: target.url,
+                    reachable,
+                    status,
+                    latency_ms,
+                    error,
+                },
             )
         });
     }
@@ -55,16 +55,13 @@ pub async fn probe_all(targets: Vec<ProbeTarget>, timeout: Duration) -> serde_js
     }
     results.sort_by_key(|(index, _)| *index);
     let results: Vec<_> = results.into_iter().map(|(_, r)| r).collect();
-    let reachable = results
-        .iter()
-        .filter(|r| r["reachable"] == serde_json::Value::Bool(true))
-        .count();
-    serde_json::json!({
-        "results": results,
-        "reachable": reachable,
-        "unreachable": results.len() - reachable,
-        "skipped": skipped,
-    })
+    let reachable = results.iter().filter(|r| r.reachable).count();
+    ProbeReport {
+        unreachable: results.len() - reachable,
+        results,
+        reachable,
+        skipped,
+    }
 }
 
 /// `Ok(Some(status))` for a health-check GET, `Ok(None)` for a TCP connect.

@@ -147,3 +147,28 @@ async fn conflicting_routes_are_refused_with_both_names() {
         "{error}"
     );
 }
+
+/// A Public URL `http://[::1]:port` compiles to the host `[::1]` (protocol::compile); the
+/// gateway accepts it and serves requests naming it, with or without the port.
+#[tokio::test]
+async fn bracketed_ipv6_hosts_are_served() {
+    let upstream = MockUpstream::start(Behavior::Echo).await;
+    let snapshot = SnapshotBuilder::new(1)
+        .with(|c| c.gateway.hosts = vec!["[::1]".into()])
+        .api("orders", "orders", &[upstream.url()])
+        .build();
+    let node = start(snapshot).await;
+    let client = Client::new();
+    for (host, status) in [("[::1]:8080", 200), ("[::1]", 200), ("[::2]:8080", 404)] {
+        let req = Request::get(format!("http://{}/ws/rest/orders/1", node.http_addr()))
+            .header("host", host)
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let response = client.send(req).await.unwrap();
+        assert_eq!(response.status, status, "{host}: {}", response.text());
+    }
+    let bad = SnapshotBuilder::new(2)
+        .with(|c| c.gateway.hosts = vec!["[not-an-address]".into()])
+        .build();
+    assert!(node.apply_snapshot(bad).is_err());
+}

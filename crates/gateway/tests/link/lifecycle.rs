@@ -3,7 +3,8 @@
 
 use gateway::node::{ExitReason, Node};
 use protocol::link::{
-    Command, CommandOutcome, NodeMessage, PlatformMessage, ProbeTarget, ReportedState,
+    Command, CommandDetails, CommandOutcome, NodeMessage, PlatformMessage, ProbeTarget,
+    ReportedState,
 };
 use testkit::{Behavior, MockUpstream};
 
@@ -320,22 +321,26 @@ async fn probe_upstreams_reports_each_target_and_other_commands_are_unsupported(
             command_result(r).filter(|(id, _)| id == "c-probe")
         })
         .await;
-    let CommandOutcome::Done { details } = outcome else {
+    let CommandOutcome::Done {
+        details: CommandDetails::ProbeUpstreams(report),
+    } = outcome
+    else {
         panic!("{outcome:?}");
     };
-    let results = details["results"].as_array().unwrap();
-    let reachable: Vec<_> = results
+    let reachable: Vec<_> = report
+        .results
         .iter()
-        .map(|r| {
-            (
-                r["api_id"].as_str().unwrap(),
-                r["reachable"].as_bool().unwrap(),
-            )
-        })
+        .map(|r| (r.api_id.as_str(), r.reachable))
         .collect();
     assert_eq!(reachable, vec![("a", true), ("b", false), ("c", true)]);
-    assert_eq!(details["reachable"], 2);
-    assert!(results[1]["error"].as_str().unwrap().contains("connect"));
+    assert_eq!(report.reachable, 2);
+    assert!(
+        report.results[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("connect")
+    );
     let (_, unsupported) = platform
         .wait_for("unsupported", |r| {
             command_result(r).filter(|(id, _)| id == "c-logs")

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use gateway::link::identity::{IdentityError, StoredCredential};
 use gateway::node::{ExitReason, Node};
-use protocol::link::{ApplyResult, NodeMessage, PROTOCOL_VERSION, PlatformMessage, ReportedState};
+use protocol::link::{
+    ApplyResult, IssueSeverity, NodeMessage, PROTOCOL_VERSION, PlatformMessage, ReportedState,
+};
 use testkit::{Behavior, MockUpstream};
 
 use crate::fake::{CREDENTIAL, FakePlatform, GATEWAY_ID, Received};
@@ -291,7 +293,7 @@ async fn invalid_snapshots_are_refused_and_reported_until_a_good_one_applies() {
     let issue = platform
         .wait_for("CONFIG_APPLY_FAILED", issue_in_heartbeat)
         .await;
-    assert_eq!(issue.severity, "error");
+    assert_eq!(issue.severity, IssueSeverity::Error);
     // The previous configuration stays in service.
     wait_status(&node.url("/ws/rest/orders/x"), 200).await;
     assert_eq!(node.handle.applied().map(|(g, _)| g), Some(1));
@@ -496,7 +498,7 @@ async fn failing_health_checks_raise_upstream_unreachable_until_healthy() {
     let issue = platform
         .wait_for("UPSTREAM_UNREACHABLE", unreachable_issue)
         .await;
-    assert_eq!(issue.severity, "warning");
+    assert_eq!(issue.severity, IssueSeverity::Warning);
     assert!(issue.message.contains("orders"), "{}", issue.message);
     assert!(issue.message.contains(&target), "{}", issue.message);
     let details: serde_json::Value = serde_json::from_str(&issue.details).unwrap();

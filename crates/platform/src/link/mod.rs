@@ -71,7 +71,7 @@ impl Default for LinkConfig {
             status_interval: Duration::from_secs(1),
             hello_timeout: Duration::from_secs(10),
             send_queue_frames: 64,
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: model::DEFAULT_DRAIN_TIMEOUT,
             status_flush_interval: Duration::from_secs(1),
         }
     }

@@ -3,15 +3,15 @@
 //! pushes the new snapshot to the nodes linked here and notifies the other platform processes,
 //! whose listeners push it to the nodes linked there.
 //!
-//! Notices (at most [`store::MAX_NOTICE_BYTES`]): `config:<gateway>:<generation>`,
-//! `deleted:<gateway>`, `command:<node>:<command id>:<command JSON>`.
+//! Notices (at most [`store::MAX_NOTICE_BYTES`]) are [`protocol::notice::Notice`]s.
 
 use std::sync::Arc;
 
 use model::{AccountId, GatewayId, NodeId};
 use protocol::compile::{GatewayState, compile_config};
 use protocol::link::{Command, PlatformMessage};
-use protocol::{GatewayConfig, Snapshot};
+use protocol::notice::Notice;
+use protocol::{Snapshot, SnapshotConfig};
 use sha2::{Digest, Sha256};
 use store::{GatewayConfigInput, StoreError};
 
@@ -57,7 +57,7 @@ pub(crate) async fn publish_gateway(
     account: AccountId,
     gateway: GatewayId,
 ) -> Result<u64, StoreError> {
-    let mut compiled: Option<GatewayConfig> = None;
+    let mut compiled: Option<SnapshotConfig> = None;
     let published = link
         .store()
         .publish_gateway_config(account, gateway, crate::state::now(), |input| {
@@ -77,7 +77,13 @@ pub(crate) async fn publish_gateway(
         tracing::debug!(%gateway, generation, "published configuration");
         if let Err(error) = link
             .store()
-            .notify(&format!("config:{gateway}:{generation}"))
+            .notify(
+                &Notice::Config {
+                    gateway,
+                    generation,
+                }
+                .to_payload(),
+            )
             .await
         {
             tracing::warn!(%error, %gateway, "could not notify other platform processes");
@@ -124,7 +130,9 @@ fn cache(link: &Link, gateway: GatewayId, snapshot: Snapshot) -> Arc<str> {
     let message = PlatformMessage::Snapshot {
         snapshot: Box::new(snapshot),
     };
-    let frame: Arc<str> = serde_json::to_string(&message).unwrap_or_default().into();
+    let frame: Arc<str> = serde_json::to_string(&message)
+        .expect("a snapshot message serialises")
+        .into();
     let mut snapshots = lock(&link.inner.snapshots);
     match snapshots.get(&gateway) {
         Some((cached, _)) if *cached > generation => {}
@@ -135,7 +143,7 @@ fn cache(link: &Link, gateway: GatewayId, snapshot: Snapshot) -> Arc<str> {
     frame
 }
 
-fn compile(input: &GatewayConfigInput) -> GatewayConfig {
+fn compile(input: &GatewayConfigInput) -> SnapshotConfig {
     compile_config(GatewayState {
         gateway: &input.gateway,
         environments: &input.environments,
@@ -146,14 +154,14 @@ fn compile(input: &GatewayConfigInput) -> GatewayConfig {
 
 /// SHA-256 of the compact JSON of a configuration: equal configurations, equal digests
 /// (the compiler's output is canonical).
-fn digest(config: &GatewayConfig) -> String {
+fn digest(config: &SnapshotConfig) -> String {
     hex::encode(Sha256::digest(
-        serde_json::to_vec(config).unwrap_or_default(),
+        serde_json::to_vec(config).expect("a gateway configuration serialises"),
     ))
 }
 
 pub(crate) fn deleted_notice(gateway: GatewayId) -> String {
-    format!("deleted:{gateway}")
+    Notice::Deleted { gateway }.to_payload()
 }
 
 /// Refuses and closes every node of a deleted gateway linked here.
@@ -179,10 +187,12 @@ pub(crate) async fn send_command(
     if deliver_command(link, node, command_id, command.clone()) {
         return Ok(());
     }
-    let json = serde_json::to_string(command).unwrap_or_default();
-    link.store()
-        .notify(&format!("command:{node}:{command_id}:{json}"))
-        .await
+    let notice = Notice::Command {
+        node,
+        command_id: command_id.to_owned(),
+        command: command.clone(),
+    };
+    link.store().notify(&notice.to_payload()).await
 }
 
 /// Delivers a command to a node linked here, recording a restart request on its record
@@ -198,7 +208,9 @@ fn deliver_command(link: &Link, node: NodeId, command_id: &str, command: Command
         command_id: command_id.to_owned(),
         command,
     };
-    let frame: Arc<str> = serde_json::to_string(&message).unwrap_or_default().into();
+    let frame: Arc<str> = serde_json::to_string(&message)
+        .expect("a command message serialises")
+        .into();
     link.inner.registry.send_node(node, Outbound::Text(frame))
 }
 
@@ -236,35 +248,20 @@ pub(crate) async fn listen(link: Link) {
 }
 
 async fn on_notice(link: &Link, payload: &str) {
-    let mut parts = payload.splitn(2, ':');
-    let kind = parts.next().unwrap_or("");
-    let rest = parts.next().unwrap_or("");
-    match kind {
-        "config" => {
-            let mut it = rest.splitn(2, ':');
-            let gateway = it.next().and_then(|g| g.parse::<GatewayId>().ok());
-            let generation = it.next().and_then(|g| g.parse::<u64>().ok());
-            if let (Some(gateway), Some(generation)) = (gateway, generation) {
-                push_if_newer(link, gateway, generation).await;
-            }
+    match Notice::from_payload(payload) {
+        Ok(Notice::Config {
+            gateway,
+            generation,
+        }) => push_if_newer(link, gateway, generation).await,
+        Ok(Notice::Deleted { gateway }) => refuse_gateway(link, gateway),
+        Ok(Notice::Command {
+            node,
+            command_id,
+            command,
+        }) => {
+            deliver_command(link, node, &command_id, command);
         }
-        "deleted" => {
-            if let Ok(gateway) = rest.parse::<GatewayId>() {
-                refuse_gateway(link, gateway);
-            }
-        }
-        "command" => {
-            let mut it = rest.splitn(3, ':');
-            let node = it.next().and_then(|n| n.parse::<NodeId>().ok());
-            let id = it.next();
-            let command = it
-                .next()
-                .and_then(|c| serde_json::from_str::<Command>(c).ok());
-            if let (Some(node), Some(id), Some(command)) = (node, id, command) {
-                deliver_command(link, node, id, command);
-            }
-        }
-        _ => tracing::debug!(payload, "ignoring unknown platform notice"),
+        Err(error) => tracing::debug!(payload, %error, "ignoring an unreadable platform notice"),
     }
 }
 

@@ -306,7 +306,7 @@ pub(crate) fn to_json(record: &NodeRecord) -> serde_json::Value {
         generation_since: record.generation_since.0,
         cluster_error: record.cluster_error.clone(),
     };
-    serde_json::to_value(json).unwrap_or_default()
+    serde_json::to_value(json).expect("a node record serialises")
 }
 
 pub(crate) fn from_json(node: NodeId, value: &serde_json::Value) -> Option<NodeRecord> {

@@ -22,7 +22,7 @@ pub enum Outbound {
     Refuse { reason: String, retry: bool },
 }
 
-struct Conn {
+struct Linked {
     id: u64,
     node: NodeId,
     tx: mpsc::Sender<Outbound>,
@@ -30,7 +30,7 @@ struct Conn {
 
 #[derive(Default)]
 pub(crate) struct Registry {
-    gateways: Mutex<HashMap<GatewayId, Vec<Conn>>>,
+    gateways: Mutex<HashMap<GatewayId, Vec<Linked>>>,
     next_id: AtomicU64,
     /// Link tasks running, registered or not yet ([`Registry::link_task`]).
     tasks: watch::Sender<usize>,
@@ -74,7 +74,7 @@ impl Registry {
         gateways
             .entry(gateway)
             .or_default()
-            .push(Conn { id, node, tx });
+            .push(Linked { id, node, tx });
         id
     }
 

@@ -20,7 +20,7 @@ use model::status::{
 use model::{AccountId, GatewayId, NodeId, Timestamp};
 use protocol::link::{
     ApplyResult, NodeIssue, NodeMessage, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
-    PlatformMessage, ReportedState, check_protocol_version,
+    PlatformMessage, RefusalCode, ReportedState, check_protocol_version,
 };
 use store::{NewIssue, NodeCredential, NodeReport};
 use tokio::sync::mpsc;
@@ -109,7 +109,7 @@ async fn authenticate(
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "PROTOCOL_VERSION_MISMATCH",
+                RefusalCode::ProtocolVersionMismatch.as_str(),
                 format!(
                     "missing or malformed `{PROTOCOL_VERSION_HEADER}` header; this platform \
                      speaks link protocol version {PROTOCOL_VERSION}"
@@ -148,7 +148,7 @@ async fn authenticate(
 pub(crate) fn version_error(e: protocol::link::VersionMismatch) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
-        "PROTOCOL_VERSION_MISMATCH",
+        RefusalCode::ProtocolVersionMismatch.as_str(),
         e.to_string(),
     )
     .with_details(serde_json::json!({ "platform": e.ours, "node": e.theirs }))
@@ -167,7 +167,7 @@ enum LinkError {
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 async fn send(sink: &mut Sink, message: &PlatformMessage) -> Result<(), LinkError> {
-    let text = serde_json::to_string(message).unwrap_or_default();
+    let text = serde_json::to_string(message).expect("a link message serialises");
     sink.send(Message::Text(text.into())).await?;
     Ok(())
 }
@@ -284,7 +284,7 @@ async fn run(
         Err(e) => return Err(refuse(&mut sink, &format!("platform error: {e}"), true).await),
     }
     if let Some(startup) = &startup {
-        let props = serde_json::to_value(startup.as_ref()).unwrap_or_default();
+        let props = serde_json::to_value(startup.as_ref()).expect("start-up properties serialise");
         link.store()
             .set_node_startup_properties(account, node, &props, at)
             .await?;
@@ -292,7 +292,7 @@ async fn run(
     let settings = link.config().status_settings(&gateway_row.settings);
     link.inner.records.set_settings(gateway, settings);
 
-    let mut conn = Conn {
+    let mut conn = LinkSession {
         link: link.clone(),
         account,
         gateway,
@@ -387,7 +387,7 @@ async fn next_message(
 }
 
 /// What one link knows about its node.
-struct Conn {
+struct LinkSession {
     link: Link,
     account: AccountId,
     gateway: GatewayId,
@@ -400,7 +400,7 @@ struct Conn {
     apply_failed: bool,
 }
 
-impl Conn {
+impl LinkSession {
     async fn on_message(&mut self, message: NodeMessage) -> Result<(), LinkError> {
         let at = now();
         match message {
@@ -549,7 +549,7 @@ impl Conn {
             if codes::from_node_states(&issue.code) || issue.code.len() > 64 {
                 continue;
             }
-            let severity = Severity::parse(&issue.severity).unwrap_or(Severity::Warning);
+            let severity = Severity::from(issue.severity);
             wanted.insert(
                 issue.code.clone(),
                 (

@@ -11,7 +11,7 @@ use crate::auth::{API_TOKEN_PREFIX, hash_secret, new_secret, shown_prefix};
 use crate::dto::{AccountDto, AccountList, CreateAccount, CreatedAccount};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
 use crate::json::Json;
-use crate::json::QueryParams;
+use crate::json::Query;
 use crate::routes::{paginate, parse_id};
 use crate::state::AppState;
 
@@ -67,15 +67,12 @@ pub async fn create_account(
 
 /// List all accounts.
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
-    ),
+    params(crate::dto::PageQuery),
     responses((status = 200, body = AccountList), (status = 403, body = ErrorEnvelope)))]
 pub async fn list_accounts(
     State(state): State<AppState>,
     principal: Principal,
-    query: QueryParams,
+    Query(query): Query<crate::dto::PageQuery>,
 ) -> ApiResult<axum::Json<AccountList>> {
     principal.require_platform_admin(&state, None).await?;
     let accounts = state.store.accounts().await?;

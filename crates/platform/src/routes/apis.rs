@@ -22,7 +22,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound, Refused};
 use crate::json::Json;
-use crate::json::QueryParams;
+use crate::json::Query;
 use crate::routes::environments::routing;
 use crate::routes::{paginate, parse_id};
 use crate::state::AppState;
@@ -91,15 +91,12 @@ pub async fn create_api(
 
 /// The APIs of the caller's account, by name and version.
 #[utoipa::path(get, path = "/api/v1/apis", tag = "apis",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
-    ),
+    params(crate::dto::PageQuery),
     responses((status = 200, body = ApiList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_apis(
     State(state): State<AppState>,
     principal: Principal,
-    query: QueryParams,
+    Query(query): Query<crate::dto::PageQuery>,
 ) -> ApiResult<axum::Json<ApiList>> {
     let account = principal.require(&state, Need::Member, None).await?;
     let apis = state.store.apis(account).await?;

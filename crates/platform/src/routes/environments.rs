@@ -15,7 +15,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound, Refused};
 use crate::json::Json;
-use crate::json::QueryParams;
+use crate::json::Query;
 use crate::routes::{paginate, parse_id};
 use crate::state::AppState;
 
@@ -95,15 +95,12 @@ pub async fn create_environment(
 
 /// The environments of the caller's account, by name.
 #[utoipa::path(get, path = "/api/v1/environments", tag = "environments",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
-    ),
+    params(crate::dto::PageQuery),
     responses((status = 200, body = EnvironmentList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_environments(
     State(state): State<AppState>,
     principal: Principal,
-    query: QueryParams,
+    Query(query): Query<crate::dto::PageQuery>,
 ) -> ApiResult<axum::Json<EnvironmentList>> {
     let account = principal.require(&state, Need::Member, None).await?;
     let envs = state.store.environments(account).await?;

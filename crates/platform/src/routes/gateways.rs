@@ -14,39 +14,29 @@ use crate::dto::{
     StatusDto, UpdateGateway, rfc3339,
 };
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
-use crate::json::{Json, QueryParams};
+use crate::json::{Json, Query};
 use crate::routes::parse_id;
 use crate::state::AppState;
 use crate::status_job::Reading;
 
 /// The list of the Gateways page, filtered, sorted, with the unattached environments.
 #[utoipa::path(get, path = "/api/v1/gateways", tag = "gateways",
-    params(
-        ("view" = inline(Option<crate::openapi::ViewParam>), Query, description = "enabled (default) or deleted"),
-        ("sort" = inline(Option<crate::openapi::GatewaySortParam>), Query, description = "status, name (default), host_name or gateway_url"),
-        ("order" = inline(Option<crate::openapi::OrderParam>), Query, description = "asc (default) or desc"),
-        ("q" = Option<String>, Query, max_length = 200, description = "case-insensitive substring of a gateway or environment name"),
-    ),
+    params(crate::dto::GatewaysQuery),
     responses((status = 200, body = GatewayListDto), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope)))]
 pub async fn list_gateways(
     State(state): State<AppState>,
     principal: Principal,
-    query: QueryParams,
+    Query(query): Query<crate::dto::GatewaysQuery>,
 ) -> ApiResult<axum::Json<GatewayListDto>> {
     let account = principal.require(&state, Need::Member, None).await?;
-    query.only(&["view", "sort", "order", "q"])?;
-    let view = match query.choice("view", &["enabled", "deleted"], "enabled")? {
-        "deleted" => GatewayView::Deleted,
-        _ => GatewayView::Enabled,
+    let view = match query.view.unwrap_or_default() {
+        crate::dto::GatewayViewParam::Deleted => GatewayView::Deleted,
+        crate::dto::GatewayViewParam::Enabled => GatewayView::Enabled,
     };
-    let sort = query.choice(
-        "sort",
-        &["status", "name", "host_name", "gateway_url"],
-        "name",
-    )?;
-    let descending = query.choice("order", &["asc", "desc"], "asc")? == "desc";
-    let q = query.get("q").unwrap_or("");
+    let sort = query.sort.unwrap_or_default().as_str();
+    let descending = query.order.unwrap_or_default() == crate::dto::OrderParam::Desc;
+    let q = query.q.as_deref().unwrap_or("");
     if q.chars().count() > 200 {
         return Err(ApiError::bad_field(
             "INVALID_PARAMETER",

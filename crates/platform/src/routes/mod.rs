@@ -85,16 +85,12 @@ const MAX_PAGE: u32 = 1000;
 pub(crate) fn paginate<T>(
     items: Vec<T>,
     id: impl Fn(&T) -> uuid::Uuid,
-    query: &crate::json::QueryParams,
+    query: &crate::dto::PageQuery,
 ) -> ApiResult<(Vec<T>, Option<String>)> {
-    query.only(&["limit", "cursor"])?;
-    let limit = query.limit(DEFAULT_PAGE, MAX_PAGE)? as usize;
-    let start = match query.get("cursor") {
+    let limit = crate::json::page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)? as usize;
+    let start = match query.cursor {
         None => 0,
-        Some(cursor) => {
-            let after: uuid::Uuid = cursor.parse().map_err(|_| {
-                ApiError::bad_field("INVALID_PARAMETER", "cursor", "cursor is not valid")
-            })?;
+        Some(after) => {
             // A well-formed cursor names an item; once that item is gone the page it started
             // cannot be found (404), which is not a malformed request.
             let at = items.iter().position(|i| id(i) == after).ok_or_else(|| {

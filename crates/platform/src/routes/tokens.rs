@@ -16,7 +16,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
 use crate::json::Json;
-use crate::json::QueryParams;
+use crate::json::Query;
 use crate::routes::{paginate, parse_id};
 use crate::state::AppState;
 
@@ -71,15 +71,12 @@ pub async fn create_token(
 
 /// The caller's tokens, revoked and expired ones included; never the secrets.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
-    ),
+    params(crate::dto::PageQuery),
     responses((status = 200, body = TokenList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     principal: Principal,
-    query: QueryParams,
+    Query(query): Query<crate::dto::PageQuery>,
 ) -> ApiResult<axum::Json<TokenList>> {
     let tokens = state.store.api_tokens(principal.user.id).await?;
     let (page, next_cursor) = paginate(tokens, |t| t.id.0, &query)?;
@@ -204,15 +201,12 @@ fn join_command(headers: &axum::http::HeaderMap, secret: &str) -> String {
 /// The install tokens of the caller's account (admin or owner), newest first, revoked and
 /// expired ones included; never the secrets.
 #[utoipa::path(get, path = "/api/v1/install-tokens", tag = "gateways",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
-    ),
+    params(crate::dto::PageQuery),
     responses((status = 200, body = InstallTokenList), (status = 403, body = ErrorEnvelope)))]
 pub async fn list_install_tokens(
     State(state): State<AppState>,
     principal: Principal,
-    query: QueryParams,
+    Query(query): Query<crate::dto::PageQuery>,
 ) -> ApiResult<axum::Json<InstallTokenList>> {
     let account = principal.require(&state, Need::Manage, None).await?;
     let tokens = state.store.install_tokens(account).await?;

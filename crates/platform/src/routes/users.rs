@@ -10,7 +10,7 @@ use crate::bootstrap::mint_token;
 use crate::dto::{CreateUser, CreatedUser, UpdateUser, UserDto, UserList};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound};
 use crate::json::Json;
-use crate::json::QueryParams;
+use crate::json::Query;
 use crate::routes::{paginate, parse_id};
 use crate::state::AppState;
 
@@ -77,15 +77,12 @@ pub async fn create_user(
 
 /// The users of the caller's account.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1–1000 (100)"),
-        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
-    ),
+    params(crate::dto::PageQuery),
     responses((status = 200, body = UserList), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_users(
     State(state): State<AppState>,
     principal: Principal,
-    query: QueryParams,
+    Query(query): Query<crate::dto::PageQuery>,
 ) -> ApiResult<axum::Json<UserList>> {
     let account = principal.require(&state, Need::Member, None).await?;
     let users = state.store.users(account).await?;

@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use platform::client::ClientError;
+
 use super::platform::DEFAULT_DATA_DIR;
 use super::up::OWNER_TOKEN_FILE;
 
 /// Where and as whom to call the REST API.
 #[derive(clap::Args, Debug)]
-pub struct Conn {
+pub struct PlatformArgs {
     /// Base URL of the platform (where `switchyard up` or `switchyard platform` listens).
     #[arg(
         long,
@@ -37,56 +39,56 @@ pub enum AdminCommand {
     /// Accounts (platform administrator token).
     Accounts {
         #[command(flatten)]
-        conn: Conn,
+        conn: PlatformArgs,
         #[command(subcommand)]
         cmd: AccountsCmd,
     },
     /// Gateways of your account, their nodes, restart and stop.
     Gateways {
         #[command(flatten)]
-        conn: Conn,
+        conn: PlatformArgs,
         #[command(subcommand)]
         cmd: GatewaysCmd,
     },
     /// Environments and their URL paths.
     Environments {
         #[command(flatten)]
-        conn: Conn,
+        conn: PlatformArgs,
         #[command(subcommand)]
         cmd: EnvironmentsCmd,
     },
     /// APIs and deployments.
     Apis {
         #[command(flatten)]
-        conn: Conn,
+        conn: PlatformArgs,
         #[command(subcommand)]
         cmd: ApisCmd,
     },
     /// Users and roles of your account.
     Users {
         #[command(flatten)]
-        conn: Conn,
+        conn: PlatformArgs,
         #[command(subcommand)]
         cmd: UsersCmd,
     },
     /// Your personal API tokens.
     Tokens {
         #[command(flatten)]
-        conn: Conn,
+        conn: PlatformArgs,
         #[command(subcommand)]
         cmd: TokensCmd,
     },
     /// Install tokens for joining gateway nodes.
     InstallTokens {
         #[command(flatten)]
-        conn: Conn,
+        conn: PlatformArgs,
         #[command(subcommand)]
         cmd: InstallTokensCmd,
     },
     /// The audit log of your account, newest first (owner or admin).
     Audit {
         #[command(flatten)]
-        conn: Conn,
+        conn: PlatformArgs,
         /// How many records, 1–500.
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -97,7 +99,7 @@ pub enum AdminCommand {
 }
 
 impl AdminCommand {
-    fn conn(&self) -> &Conn {
+    fn conn(&self) -> &PlatformArgs {
         match self {
             AdminCommand::Accounts { conn, .. }
             | AdminCommand::Gateways { conn, .. }
@@ -401,7 +403,7 @@ pub fn run(command: AdminCommand) -> anyhow::Result<()> {
         };
         println!(
             "{}",
-            serde_json::to_string_pretty(&envelope).unwrap_or_default()
+            serde_json::to_string_pretty(&envelope).expect("a JSON value serialises")
         );
     }
     result
@@ -427,38 +429,33 @@ fn envelope(code: &str, message: &str, details: Value) -> Value {
     json!({ "error": { "code": code, "message": message, "details": details } })
 }
 
-/// A thin typed client over the REST API.
+/// The admin commands' view of the REST API: the shared [`platform::client::Client`], with
+/// the answers as JSON (printed unchanged with `--json`, else as tables) and failures as
+/// [`Failure`]s. Request bodies pass the given strings through, so a wrong value is refused
+/// by the API with its own message and field.
 struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+    api: platform::client::Client,
     json: bool,
 }
 
 impl Client {
-    fn new(conn: Conn) -> anyhow::Result<Client> {
+    fn new(conn: PlatformArgs) -> anyhow::Result<Client> {
         let token = match conn.token {
             Some(t) => t,
             None => {
                 let path = conn.data_dir.join(OWNER_TOKEN_FILE);
-                std::fs::read_to_string(&path)
-                    .with_context(|| {
-                        format!(
-                            "no --token or SWITCHYARD_TOKEN, and {} is not readable",
-                            path.display()
-                        )
-                    })?
-                    .trim()
-                    .to_string()
+                std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "no --token or SWITCHYARD_TOKEN, and {} is not readable",
+                        path.display()
+                    )
+                })?
             }
         };
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
+        let api =
+            platform::client::Client::new(&conn.url, &token, std::time::Duration::from_secs(30))?;
         Ok(Client {
-            http,
-            base: conn.url.trim_end_matches('/').to_string(),
-            token,
+            api,
             json: conn.json,
         })
     }
@@ -469,72 +466,51 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
-        let value: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        if !status.is_success() {
-            let value = if value["error"]["code"].is_string() {
-                value
-            } else {
-                // Not the platform's answer (a proxy's, or another server on that port).
-                envelope(
-                    "UNEXPECTED_RESPONSE",
-                    &format!("{} answered {status} without an error envelope", self.base),
-                    json!({ "status": status.as_u16(), "url": self.base }),
-                )
-            };
-            let e = &value["error"];
-            let mut text = format!(
-                "{} {}: {}",
-                status.as_u16(),
-                e["code"].as_str().unwrap_or("ERROR"),
-                e["message"].as_str().unwrap_or("request failed")
-            );
-            if let Some(field) = e["details"]["field"].as_str() {
-                text.push_str(&format!(" (field `{field}`)"));
-            }
-            return Err(Failure {
-                envelope: value,
-                text,
-            }
-            .into());
-        }
-        Ok(value)
+        self.api
+            .send(method, path, body.as_ref())
+            .await
+            .map_err(|error| self.failure(error).into())
     }
 
-    /// The failure for a platform that did not answer: names the URL tried and how to set it.
-    fn unreachable(&self, error: &reqwest::Error) -> anyhow::Error {
-        let mut cause: &dyn std::error::Error = error;
-        while let Some(next) = cause.source() {
-            cause = next;
+    /// A failed call as the envelope scripts read and the sentence people read.
+    fn failure(&self, error: ClientError) -> Failure {
+        let base = self.api.base();
+        match error {
+            ClientError::Refused { status, envelope } => {
+                let e = &envelope.error;
+                let mut text = format!("{status} {}: {}", e.code, e.message);
+                if let Some(field) = e.details["field"].as_str() {
+                    text.push_str(&format!(" (field `{field}`)"));
+                }
+                Failure {
+                    envelope: serde_json::to_value(&envelope).expect("an envelope serialises"),
+                    text,
+                }
+            }
+            ClientError::Unexpected { status, what, .. } => {
+                let text = format!("{base} answered {status}: {what}");
+                Failure {
+                    envelope: envelope(
+                        "UNEXPECTED_RESPONSE",
+                        &text,
+                        json!({ "status": status, "url": base }),
+                    ),
+                    text,
+                }
+            }
+            // The failure for a platform that did not answer: names the URL tried and how
+            // to set it.
+            ClientError::Unreachable { reason, .. } => {
+                let text = format!(
+                    "cannot reach the platform at {base} ({reason}); is it running? Give its \
+                     address with --url URL or SWITCHYARD_URL"
+                );
+                Failure {
+                    envelope: envelope("PLATFORM_UNREACHABLE", &text, json!({ "url": base })),
+                    text,
+                }
+            }
         }
-        let what = if error.is_timeout() {
-            "timed out".to_string()
-        } else {
-            cause.to_string()
-        };
-        let text = format!(
-            "cannot reach the platform at {} ({what}); is it running? Give its address with \
-             --url URL or SWITCHYARD_URL",
-            self.base
-        );
-        Failure {
-            envelope: envelope("PLATFORM_UNREACHABLE", &text, json!({ "url": self.base })),
-            text,
-        }
-        .into()
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -654,7 +630,7 @@ fn local_failure(code: &str, text: String) -> anyhow::Error {
 fn print_json(value: &Value) {
     println!(
         "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
+        serde_json::to_string_pretty(value).expect("a JSON value serialises")
     );
 }
 

@@ -190,15 +190,14 @@ pub async fn open_store(url: &str) -> anyhow::Result<store::Store> {
         .with_context(|| format!("opening database {}", redact(url)))
 }
 
-/// A database URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
-        }
-        _ => url.to_string(),
+/// A database URL without its password, for messages; anything else unchanged.
+pub fn redact(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => match url.set_password(Some("***")) {
+            Ok(()) => url.to_string(),
+            Err(()) => "(a database URL with a password)".to_string(),
+        },
+        _ => raw.to_string(),
     }
 }
 
@@ -306,6 +305,10 @@ mod tests {
             "postgres://u:***@db:5432/x"
         );
         assert_eq!(redact("sqlite://./d/x.db"), "sqlite://./d/x.db");
+        assert_eq!(
+            redact("postgres://u:p%40ss@[::1]:5432/x"),
+            "postgres://u:***@[::1]:5432/x"
+        );
     }
 
     #[test]

@@ -27,6 +27,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use platform::client::Client;
+use platform::dto::{
+    ApiTypeDto, AttachEnvironment, ClassificationDto, CreateApi, CreateDeployment,
+    CreateEnvironment, CreateInstallToken, UpdateApi,
+};
 
 use crate::lock::DataDirLock;
 
@@ -102,7 +107,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let echo = start_echo().await?;
     let owner = read_token(&args.data_dir.join(OWNER_TOKEN_FILE)).context("reading owner token")?;
-    let local = LocalGateway::new(platform.url(), owner);
+    let local = LocalGateway::new(platform.url(), owner)?;
     let options = local.node_options(&node_dir, args.gateway_listen).await?;
     let node = gateway::node::Node::start(options.clone())
         .await
@@ -142,41 +147,14 @@ const SAMPLE_API: &str = "echo";
 
 /// Talks to the platform's own REST API with the owner's token.
 struct LocalGateway {
-    base: String,
-    token: String,
-    client: reqwest::Client,
+    client: Client,
 }
 
 impl LocalGateway {
-    fn new(base: String, token: String) -> Self {
-        Self {
-            base,
-            token,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> anyhow::Result<serde_json::Value> {
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        anyhow::ensure!(status.is_success(), "{method} {path}: {status}: {text}");
-        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    fn new(base: String, token: String) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: Client::new(&base, &token, std::time::Duration::from_secs(30))?,
+        })
     }
 
     /// Options of the local node: joins `local` with a fresh install token when the node has no
@@ -189,16 +167,16 @@ impl LocalGateway {
         let mut config = gateway::GatewayConfig::new(listen);
         config.node_name = "local".into();
         let mut options = gateway::node::NodeOptions::new(dir.to_path_buf(), config);
-        options.platform_url = Some(self.base.clone());
+        options.platform_url = Some(self.client.base().to_owned());
         if !dir.join("credential.json").exists() {
             let created = self
-                .call(
-                    reqwest::Method::POST,
-                    "/api/v1/install-tokens",
-                    Some(serde_json::json!({ "valid_for_minutes": 30 })),
-                )
-                .await?;
-            options.install_token = created["token"].as_str().map(str::to_string);
+                .client
+                .create_install_token(&CreateInstallToken {
+                    valid_for_minutes: 30,
+                })
+                .await
+                .context("creating an install token for the local node")?;
+            options.install_token = Some(created.token);
             options.gateway_name = Some(LOCAL_GATEWAY.into());
         }
         Ok(options)
@@ -207,88 +185,72 @@ impl LocalGateway {
     /// Creates `Production` on the gateway and the `echo` API deployed there when missing, and
     /// points `echo` at `upstream`; answers the path of a request through the gateway.
     async fn provision(&self, gateway_id: &str, upstream: &str) -> anyhow::Result<String> {
-        use reqwest::Method;
-        use serde_json::json;
-        let envs = self
-            .call(Method::GET, "/api/v1/environments?limit=100", None)
-            .await?;
-        let env = match find(&envs["environments"], ENVIRONMENT) {
+        let gateway_id: uuid::Uuid = gateway_id.parse().context("the local gateway's id")?;
+        let envs = self.client.environments(100).await?;
+        let env = match envs
+            .environments
+            .into_iter()
+            .find(|e| e.name == ENVIRONMENT)
+        {
             Some(env) => env,
             None => {
                 let env = self
-                    .call(
-                        Method::POST,
-                        "/api/v1/environments",
-                        Some(json!({ "name": ENVIRONMENT, "classification": "production" })),
-                    )
+                    .client
+                    .create_environment(&CreateEnvironment {
+                        name: ENVIRONMENT.into(),
+                        classification: ClassificationDto::Production,
+                    })
                     .await?;
-                let id = env["id"].as_str().unwrap_or_default();
-                self.call(
-                    Method::PUT,
-                    &format!("/api/v1/environments/{id}/gateway"),
-                    Some(json!({ "gateway_id": gateway_id })),
-                )
-                .await?;
-                env
+                self.client
+                    .attach_environment(
+                        env.id,
+                        &AttachEnvironment {
+                            gateway_id: Some(gateway_id),
+                        },
+                    )
+                    .await?
             }
         };
-        let env_id = env["id"].as_str().unwrap_or_default().to_string();
-        let rest_path = env["rest_path"].as_str().unwrap_or("ws/rest").to_string();
 
-        let apis = self
-            .call(Method::GET, "/api/v1/apis?limit=100", None)
-            .await?;
-        let api = match find(&apis["apis"], SAMPLE_API) {
+        let apis = self.client.apis(100).await?;
+        let api = match apis.apis.into_iter().find(|a| a.name == SAMPLE_API) {
             Some(api) => {
-                let id = api["id"].as_str().unwrap_or_default();
-                self.call(
-                    Method::PATCH,
-                    &format!("/api/v1/apis/{id}"),
-                    Some(json!({ "upstream_targets": [upstream] })),
-                )
-                .await?
+                let update = UpdateApi {
+                    name: None,
+                    version: None,
+                    api_type: None,
+                    base_path: None,
+                    upstream_targets: Some(vec![upstream.to_owned()]),
+                    health_check_url: None,
+                };
+                self.client.update_api(api.id, &update).await?
             }
             None => {
-                self.call(
-                    Method::POST,
-                    "/api/v1/apis",
-                    Some(
-                        json!({ "name": SAMPLE_API, "version": "1", "api_type": "REST",
-                        "base_path": SAMPLE_API, "upstream_targets": [upstream] }),
-                    ),
-                )
-                .await?
+                let create = CreateApi {
+                    name: SAMPLE_API.into(),
+                    version: "1".into(),
+                    api_type: ApiTypeDto::Rest,
+                    base_path: SAMPLE_API.into(),
+                    upstream_targets: vec![upstream.to_owned()],
+                    health_check_url: None,
+                };
+                self.client.create_api(&create).await?
             }
         };
-        let api_id = api["id"].as_str().unwrap_or_default().to_string();
-        let base_path = api["base_path"].as_str().unwrap_or(SAMPLE_API).to_string();
-        let deployments = self
-            .call(
-                Method::GET,
-                &format!("/api/v1/apis/{api_id}/deployments"),
-                None,
-            )
-            .await?;
-        let deployed = deployments["deployments"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|d| d["environment_id"] == env_id.as_str()));
-        if !deployed {
-            self.call(
-                Method::POST,
-                &format!("/api/v1/apis/{api_id}/deployments"),
-                Some(json!({ "environment_id": env_id })),
-            )
-            .await?;
+        let deployments = self.client.deployments(api.id).await?;
+        if !deployments
+            .deployments
+            .iter()
+            .any(|d| d.environment_id == env.id)
+        {
+            let deployment = CreateDeployment {
+                environment_id: env.id,
+                custom_path: None,
+            };
+            self.client.create_deployment(api.id, &deployment).await?;
         }
-        Ok(format!("/{rest_path}/{base_path}/hello"))
+        Ok(format!("/{}/{}/hello", env.rest_path, api.base_path))
     }
-}
-
-fn find(list: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
-    list.as_array()?
-        .iter()
-        .find(|item| item["name"] == name)
-        .cloned()
 }
 
 /// The built-in echo service on 127.0.0.1 (a new port each run): answers every request with
@@ -391,28 +353,21 @@ fn read_token(path: &Path) -> Option<String> {
     (!token.is_empty()).then(|| token.to_string())
 }
 
-/// Writes a secret readable by its owner only, atomically (temp file, then rename).
+/// Writes a secret readable by its owner only (0600), atomically and durably.
 pub(crate) fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    {
-        use std::io::Write;
-        let mut file = options
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(secret.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(dir), Some(name)) => (
+            if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            },
+            name,
+        ),
+        _ => anyhow::bail!("{} names no file", path.display()),
+    };
+    gateway::cache::write_atomic(dir, name, format!("{secret}\n").as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn print_welcome(
