@@ -536,6 +536,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn defaults_are_protocols() {
+        let defaults = NodeSettings::default();
+        let limits = protocol::Limits::default();
+        assert_eq!(defaults.head_limits, HeadLimits::of(&limits));
+        assert_eq!(
+            defaults.head_limits.max_headers_total_bytes,
+            limits.max_headers_total_bytes as usize
+        );
+        assert_eq!(
+            defaults.drain_timeout,
+            Duration::from_millis(protocol::GatewaySettings::default().drain_timeout_ms)
+        );
+    }
+
+    #[test]
+    fn execution_ranges_are_models() {
+        let ok = protocol::ExecutionSettings::default();
+        assert!(execution(&ok, "a").is_ok());
+        let refused = |edit: fn(&mut protocol::ExecutionSettings)| {
+            let mut raw = protocol::ExecutionSettings::default();
+            edit(&mut raw);
+            execution(&raw, "a").unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused(|e| e.max_concurrency_per_node = 0),
+            "invalid configuration: API a: max concurrency per node 0 is outside 1–10000"
+        );
+        assert!(refused(|e| e.retry_attempts = 11).contains("retry attempts 11 is outside 0–10"));
+        assert!(refused(|e| e.connect_timeout_ms = 0).contains("connect timeout"));
+        assert!(refused(|e| e.connect_timeout_ms = 600_001).contains("connect timeout"));
+        assert!(
+            refused(|e| e.execution_timeout_ms = 315_360_000_001).contains("execution timeout")
+        );
+        // Below model's floor of 1 s, down to 1 ms: hand-written snapshots use short timeouts.
+        let mut short = protocol::ExecutionSettings::default();
+        short.connect_timeout_ms = 1;
+        short.execution_timeout_ms = 300;
+        assert!(execution(&short, "a").is_ok());
+    }
+
+    #[test]
     fn config_paths() {
         for ok in ["ws/rest", "a", "a%20b", "v1.0/x~y", "a:b@c"] {
             check_config_path("p", ok).unwrap();
