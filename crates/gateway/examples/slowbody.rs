@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use gateway::{Gateway, GatewayConfig};
+use gateway::{Gateway, StartOptions};
 use testkit::{Behavior, Client, MockUpstream, SnapshotBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -76,7 +76,7 @@ async fn main() {
     let slow = arg("--slow", 100);
     let seconds = arg("--seconds", 15);
     let upstream = MockUpstream::start(Behavior::Echo).await;
-    let node = Gateway::start(GatewayConfig::new("127.0.0.1:0".parse().unwrap()))
+    let node = Gateway::start(StartOptions::new("127.0.0.1:0".parse().unwrap()))
         .await
         .expect("gateway starts");
     node.apply_snapshot(

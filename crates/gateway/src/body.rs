@@ -10,9 +10,16 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::client_body::{BodyTimeout, PacedBody};
-use crate::h1client::{Fields, H1Body};
+use crate::client_body::{BodyError, PacedBody};
+use crate::h1::response::Fields;
+use crate::h1client::H1Body;
 use crate::upstream::{ApiState, Target};
+
+/// Request bodies of known length up to this size are read whole before the upstream is
+/// called: the node's own server serves a request whose body arrived with its head, the slow
+/// path collects a small body before the request takes an API slot, and a retry can send the
+/// body again. Larger ones are streamed through and never retried.
+pub const MAX_BUFFERED_BODY_BYTES: u64 = 64 * 1024;
 
 /// A client's request body: hyper's, or read whole by the node's own HTTP/1 server (which
 /// serves only requests whose body arrived with the head). A body still to arrive is held to
@@ -58,21 +65,9 @@ impl Body for ClientBody {
     }
 }
 
-/// Why the client's request body could not be forwarded.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    #[error("request body over the limit")]
-    TooLarge,
-    #[error("request body: {0}")]
-    Client(hyper::Error),
-    /// The client sent its body too slowly (SPEC §9): answered 408, never an upstream error.
-    #[error("request body too slow: {}", .0.as_str())]
-    TimedOut(BodyTimeout),
-}
-
 /// The request body sent upstream.
 #[derive(Debug)]
-pub enum UpBody {
+pub enum UpstreamRequestBody {
     Empty,
     /// Buffered, so an idempotent request can be sent again on retry.
     Full(Option<Bytes>),
@@ -84,7 +79,7 @@ pub enum UpBody {
     },
 }
 
-impl Body for UpBody {
+impl Body for UpstreamRequestBody {
     type Data = Bytes;
     type Error = BodyError;
 
@@ -93,38 +88,42 @@ impl Body for UpBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            UpBody::Empty => Poll::Ready(None),
-            UpBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            UpBody::Stream { inner, limit, seen } => match Pin::new(inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        *seen += data.len() as u64;
-                        if *seen > *limit {
-                            return Poll::Ready(Some(Err(BodyError::TooLarge)));
+            UpstreamRequestBody::Empty => Poll::Ready(None),
+            UpstreamRequestBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            UpstreamRequestBody::Stream { inner, limit, seen } => {
+                match Pin::new(inner).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            *seen += data.len() as u64;
+                            if *seen > *limit {
+                                return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                            }
                         }
+                        Poll::Ready(Some(Ok(frame)))
                     }
-                    Poll::Ready(Some(Ok(frame)))
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
                 }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpBody::Empty => true,
-            UpBody::Full(data) => data.is_none(),
-            UpBody::Stream { inner, .. } => inner.is_end_stream(),
+            UpstreamRequestBody::Empty => true,
+            UpstreamRequestBody::Full(data) => data.is_none(),
+            UpstreamRequestBody::Stream { inner, .. } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpBody::Empty => SizeHint::with_exact(0),
-            UpBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            UpBody::Stream { inner, .. } => inner.size_hint(),
+            UpstreamRequestBody::Empty => SizeHint::with_exact(0),
+            UpstreamRequestBody::Full(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            UpstreamRequestBody::Stream { inner, .. } => inner.size_hint(),
         }
     }
 }
@@ -160,13 +159,13 @@ pub struct RespBody {
 #[derive(Debug)]
 enum Kind {
     Full(Option<Bytes>),
-    Upstream(UpstreamBody),
+    Upstream(UpstreamResponseBody),
 }
 
 /// A response body from an upstream: through hyper's client, or read by the node's own
 /// HTTP/1.1 client from the upstream socket.
 #[derive(Debug)]
-pub enum UpstreamBody {
+pub enum UpstreamResponseBody {
     Hyper(Incoming),
     H1(H1Body),
 }
@@ -190,7 +189,7 @@ impl RespBody {
         }
     }
 
-    pub fn upstream(body: UpstreamBody, claims: Claims) -> RespBody {
+    pub fn upstream(body: UpstreamResponseBody, claims: Claims) -> RespBody {
         RespBody {
             kind: Kind::Upstream(body),
             claims: Some(claims),
@@ -198,10 +197,10 @@ impl RespBody {
     }
 
     /// The header fields of a response read by the node's own client, which are not in the
-    /// response's header map (see `h1client::Fields`); taken once, by the writer.
+    /// response's header map (see `h1::response::Fields`); taken once, by the writer.
     pub fn take_fields(&mut self) -> Option<Fields> {
         match &mut self.kind {
-            Kind::Upstream(UpstreamBody::H1(body)) => body.take_fields(),
+            Kind::Upstream(UpstreamResponseBody::H1(body)) => body.take_fields(),
             _ => None,
         }
     }
@@ -218,10 +217,10 @@ impl Body for RespBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream(UpstreamBody::Hyper(inner)) => {
+            Kind::Upstream(UpstreamResponseBody::Hyper(inner)) => {
                 Pin::new(inner).poll_frame(cx).map_err(Into::into)
             }
-            Kind::Upstream(UpstreamBody::H1(inner)) => {
+            Kind::Upstream(UpstreamResponseBody::H1(inner)) => {
                 Pin::new(inner).poll_frame(cx).map_err(Into::into)
             }
         };
@@ -235,16 +234,16 @@ impl Body for RespBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(data) => data.is_none(),
-            Kind::Upstream(UpstreamBody::Hyper(inner)) => inner.is_end_stream(),
-            Kind::Upstream(UpstreamBody::H1(inner)) => inner.is_end_stream(),
+            Kind::Upstream(UpstreamResponseBody::Hyper(inner)) => inner.is_end_stream(),
+            Kind::Upstream(UpstreamResponseBody::H1(inner)) => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Upstream(UpstreamBody::Hyper(inner)) => inner.size_hint(),
-            Kind::Upstream(UpstreamBody::H1(inner)) => inner.size_hint(),
+            Kind::Upstream(UpstreamResponseBody::Hyper(inner)) => inner.size_hint(),
+            Kind::Upstream(UpstreamResponseBody::H1(inner)) => inner.size_hint(),
         }
     }
 }

@@ -21,7 +21,17 @@ use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-use crate::body::BodyError;
+/// Why the client's request body could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body over the limit")]
+    TooLarge,
+    #[error("request body: {0}")]
+    Client(hyper::Error),
+    /// The client sent its body too slowly (SPEC §9): answered 408, never an upstream error.
+    #[error("request body too slow: {}", .0.as_str())]
+    TimedOut(BodyTimeout),
+}
 
 /// How fast a request body must arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

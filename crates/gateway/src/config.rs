@@ -10,9 +10,10 @@ use protocol::{ApiType, LoadBalancing, RetryCase, SNAPSHOT_FORMAT_VERSION, Snaps
 
 use crate::client_body::BodyPace;
 use crate::h1guard::{HeadLimits, MAX_HEADERS_CAP};
+use crate::hyper_client::{UpstreamClient, build_client};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::router::{RouteError, Router};
-use crate::upstream::{ApiState, Target, UpstreamClient, build_client};
+use crate::upstream::{ApiState, Target};
 
 /// Why a snapshot was refused. The node keeps its previous configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,26 +107,11 @@ pub struct NodeSettings {
     pub ejection: Duration,
 }
 
+/// The settings of a snapshot with every default: `protocol`'s defaults are the one
+/// definition, so they are validated like any snapshot's.
 impl Default for NodeSettings {
     fn default() -> Self {
-        let limits = protocol::Limits::default();
-        let health = protocol::HealthSettings::default();
-        NodeSettings {
-            head_limits: HeadLimits::default(),
-            header_read_timeout: Duration::from_millis(limits.header_read_timeout_ms),
-            keep_alive_timeout: Duration::from_millis(limits.keep_alive_timeout_ms),
-            max_connections: limits.max_connections,
-            body_pace: body_pace(&limits),
-            max_body_connections_per_ip: limits.max_body_connections_per_ip,
-            shutdown_delay: Duration::ZERO,
-            drain_timeout: Duration::from_millis(
-                protocol::GatewaySettings::default().drain_timeout_ms,
-            ),
-            health_interval: Duration::from_millis(health.check_interval_ms),
-            health_timeout: Duration::from_millis(health.check_timeout_ms),
-            eject_after_failures: health.eject_after_failures,
-            ejection: Duration::from_millis(health.ejection_ms),
-        }
+        settings(&protocol::GatewaySettings::default()).expect("the default settings are valid")
     }
 }
 
@@ -217,30 +203,48 @@ pub fn check_config_path(what: &str, path: &str) -> Result<(), RejectReason> {
     Ok(())
 }
 
+fn in_range<T: PartialOrd>(value: T, (min, max): (T, T)) -> bool {
+    min <= value && value <= max
+}
+
+/// Checks an API's execution settings against `model`'s ranges (SPEC §5), with `model`'s
+/// messages. One difference on purpose: a timeout may be shorter than model's floor of 1 s,
+/// down to 1 ms. The wire carries milliseconds, the platform only ever sends values inside
+/// model's ranges, and hand-written snapshots (tests, benchmarks) use sub-second timeouts.
 fn execution(raw: &protocol::ExecutionSettings, api: &str) -> Result<Execution, RejectReason> {
-    if !(1..=10_000).contains(&raw.max_concurrency_per_node) {
-        return Err(invalid(format!(
-            "API {api}: max_concurrency_per_node must be 1–10000"
-        )));
+    use model::validate::{
+        CONNECT_TIMEOUT_RANGE, EXECUTION_TIMEOUT_RANGE, MAX_CONCURRENCY_RANGE,
+        RETRY_ATTEMPTS_RANGE, ValidationError,
+    };
+    let connect_timeout = Duration::from_millis(raw.connect_timeout_ms);
+    let execution_timeout = Duration::from_millis(raw.execution_timeout_ms);
+    let floor = Duration::from_millis(1);
+    let refused = |error: ValidationError| invalid(format!("API {api}: {error}"));
+    if !in_range(raw.max_concurrency_per_node, MAX_CONCURRENCY_RANGE) {
+        return Err(refused(ValidationError::MaxConcurrencyOutOfRange {
+            value: raw.max_concurrency_per_node,
+        }));
     }
-    if raw.retry_attempts > 10 {
-        return Err(invalid(format!("API {api}: retry_attempts must be 0–10")));
+    if !in_range(raw.retry_attempts, RETRY_ATTEMPTS_RANGE) {
+        return Err(refused(ValidationError::RetryAttemptsOutOfRange {
+            value: raw.retry_attempts,
+        }));
     }
-    if raw.connect_timeout_ms == 0 || raw.connect_timeout_ms > 600_000 {
-        return Err(invalid(format!(
-            "API {api}: connect_timeout_ms must be 1–600000"
-        )));
+    if !in_range(connect_timeout, (floor, CONNECT_TIMEOUT_RANGE.1)) {
+        return Err(refused(ValidationError::ConnectTimeoutOutOfRange {
+            value: connect_timeout,
+        }));
     }
-    if raw.execution_timeout_ms == 0 || raw.execution_timeout_ms > 315_360_000_000 {
-        return Err(invalid(format!(
-            "API {api}: execution_timeout_ms out of range"
-        )));
+    if !in_range(execution_timeout, (floor, EXECUTION_TIMEOUT_RANGE.1)) {
+        return Err(refused(ValidationError::ExecutionTimeoutOutOfRange {
+            value: execution_timeout,
+        }));
     }
     Ok(Execution {
         max_concurrency: raw.max_concurrency_per_node,
         retry_attempts: raw.retry_attempts,
-        connect_timeout: Duration::from_millis(raw.connect_timeout_ms),
-        execution_timeout: Duration::from_millis(raw.execution_timeout_ms),
+        connect_timeout,
+        execution_timeout,
         retry_cases: raw.retry_cases.clone(),
     })
 }
@@ -283,12 +287,7 @@ fn settings(raw: &protocol::GatewaySettings) -> Result<NodeSettings, RejectReaso
         ));
     }
     Ok(NodeSettings {
-        head_limits: HeadLimits {
-            max_request_line_bytes: l.max_request_line_bytes as usize,
-            max_header_bytes: l.max_header_bytes as usize,
-            max_headers_total_bytes: l.max_headers_total_bytes as usize,
-            max_headers: l.max_headers as usize,
-        },
+        head_limits: HeadLimits::of(l),
         header_read_timeout: Duration::from_millis(l.header_read_timeout_ms),
         keep_alive_timeout: Duration::from_millis(l.keep_alive_timeout_ms),
         max_connections: l.max_connections,
@@ -540,6 +539,47 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_are_protocols() {
+        let defaults = NodeSettings::default();
+        let limits = protocol::Limits::default();
+        assert_eq!(defaults.head_limits, HeadLimits::of(&limits));
+        assert_eq!(
+            defaults.head_limits.max_headers_total_bytes,
+            limits.max_headers_total_bytes as usize
+        );
+        assert_eq!(
+            defaults.drain_timeout,
+            Duration::from_millis(protocol::GatewaySettings::default().drain_timeout_ms)
+        );
+    }
+
+    #[test]
+    fn execution_ranges_are_models() {
+        let ok = protocol::ExecutionSettings::default();
+        assert!(execution(&ok, "a").is_ok());
+        let refused = |edit: fn(&mut protocol::ExecutionSettings)| {
+            let mut raw = protocol::ExecutionSettings::default();
+            edit(&mut raw);
+            execution(&raw, "a").unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused(|e| e.max_concurrency_per_node = 0),
+            "invalid configuration: API a: max concurrency per node 0 is outside 1–10000"
+        );
+        assert!(refused(|e| e.retry_attempts = 11).contains("retry attempts 11 is outside 0–10"));
+        assert!(refused(|e| e.connect_timeout_ms = 0).contains("connect timeout"));
+        assert!(refused(|e| e.connect_timeout_ms = 600_001).contains("connect timeout"));
+        assert!(
+            refused(|e| e.execution_timeout_ms = 315_360_000_001).contains("execution timeout")
+        );
+        // Below model's floor of 1 s, down to 1 ms: hand-written snapshots use short timeouts.
+        let mut short = protocol::ExecutionSettings::default();
+        short.connect_timeout_ms = 1;
+        short.execution_timeout_ms = 300;
+        assert!(execution(&short, "a").is_ok());
+    }
 
     #[test]
     fn config_paths() {

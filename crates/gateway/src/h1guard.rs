@@ -12,6 +12,9 @@
 
 use http::StatusCode;
 
+use crate::h1::chunked::{ChunkError, ChunkedDecoder, Piece};
+use crate::h1::parse_content_length;
+
 /// The byte limits of SPEC §9, taken from the snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadLimits {
@@ -21,14 +24,22 @@ pub struct HeadLimits {
     pub max_headers: usize,
 }
 
+impl HeadLimits {
+    /// The snapshot's limits, as sizes.
+    pub fn of(limits: &protocol::Limits) -> HeadLimits {
+        HeadLimits {
+            max_request_line_bytes: limits.max_request_line_bytes as usize,
+            max_header_bytes: limits.max_header_bytes as usize,
+            max_headers_total_bytes: limits.max_headers_total_bytes as usize,
+            max_headers: limits.max_headers as usize,
+        }
+    }
+}
+
+/// The defaults are `protocol::Limits`'s: the one definition of SPEC §9's numbers.
 impl Default for HeadLimits {
     fn default() -> Self {
-        Self {
-            max_request_line_bytes: 8 * 1024,
-            max_header_bytes: 8 * 1024,
-            max_headers_total_bytes: 32 * 1024,
-            max_headers: 100,
-        }
+        HeadLimits::of(&protocol::Limits::default())
     }
 }
 
@@ -72,10 +83,6 @@ impl Reject {
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Longest chunk-size line (size, extensions) accepted.
-const MAX_CHUNK_LINE_BYTES: usize = 4096;
-/// More than 16 hex digits cannot fit in a u64.
-const MAX_CHUNK_SIZE_DIGITS: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -85,37 +92,10 @@ enum State {
     Head,
     /// A fixed-length body with this many bytes left.
     Body(u64),
-    /// A chunked body; see [`Chunk`].
-    Chunked(Chunk),
+    /// A chunked body, checked by the shared decoder (its data is not looked at).
+    Chunked(ChunkedDecoder),
     /// HTTP/2 or an upgraded connection: bytes pass unexamined.
     Opaque,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Chunk {
-    /// In the chunk-size line: digits seen, whether extensions started, line length.
-    Size {
-        digits: usize,
-        size: u64,
-        in_ext: bool,
-        line: usize,
-    },
-    /// After the CR of the size line.
-    SizeLf {
-        size: u64,
-    },
-    Data(u64),
-    DataCr,
-    DataLf,
-    /// In a trailer line of this length (0 = at the start of a line).
-    Trailer {
-        line: usize,
-        total: usize,
-    },
-    TrailerLf {
-        empty: bool,
-        total: usize,
-    },
 }
 
 /// The result of one [`Scanner::scan`].
@@ -399,7 +379,7 @@ impl Scanner {
         let mut upgrade = false;
         for header in req.headers.iter() {
             let name = header.name;
-            let value = trim_ows(header.value);
+            let value = header.value.trim_ascii();
             if name.eq_ignore_ascii_case("content-length") {
                 cl_lines += 1;
                 content_length = Some(
@@ -453,12 +433,7 @@ impl Scanner {
             // by the proxy after its response, so later bytes are never read as HTTP/1.
             State::Opaque
         } else if chunked {
-            State::Chunked(Chunk::Size {
-                digits: 0,
-                size: 0,
-                in_ext: false,
-                line: 0,
-            })
+            State::Chunked(ChunkedDecoder::new(self.limits.max_headers_total_bytes))
         } else {
             match content_length {
                 Some(n) if n > 0 => State::Body(n),
@@ -471,148 +446,23 @@ impl Scanner {
     /// Scans chunked body bytes from `from`; returns the offset up to which they are valid.
     fn scan_chunked(&mut self, pending: &[u8], from: usize) -> Result<usize, Reject> {
         let mut i = from;
-        while i < pending.len() {
-            let State::Chunked(chunk) = self.state else {
+        while let State::Chunked(decoder) = &mut self.state {
+            if i == pending.len() {
                 break;
-            };
-            let b = pending[i];
-            let next = match chunk {
-                Chunk::Size {
-                    digits,
-                    size,
-                    in_ext,
-                    line,
-                } => {
-                    if line >= MAX_CHUNK_LINE_BYTES {
-                        return Err(Reject::BadRequest("chunk size line too long"));
-                    }
-                    match b {
-                        b'\r' if digits > 0 => Chunk::SizeLf { size },
-                        b'\n' => return Err(Reject::BadRequest("bare LF in chunked body")),
-                        0 => return Err(Reject::BadRequest("NUL in chunked body")),
-                        _ if in_ext => Chunk::Size {
-                            digits,
-                            size,
-                            in_ext,
-                            line: line + 1,
-                        },
-                        b';' if digits > 0 => Chunk::Size {
-                            digits,
-                            size,
-                            in_ext: true,
-                            line: line + 1,
-                        },
-                        _ => {
-                            let digit = (b as char)
-                                .to_digit(16)
-                                .ok_or(Reject::BadRequest("malformed chunk size"))?;
-                            if digits >= MAX_CHUNK_SIZE_DIGITS {
-                                return Err(Reject::BadRequest("chunk size too large"));
-                            }
-                            Chunk::Size {
-                                digits: digits + 1,
-                                size: (size << 4) | u64::from(digit),
-                                in_ext,
-                                line: line + 1,
-                            }
-                        }
-                    }
-                }
-                Chunk::SizeLf { size } => {
-                    if b != b'\n' {
-                        return Err(Reject::BadRequest("bare CR in chunked body"));
-                    }
-                    if size == 0 {
-                        Chunk::Trailer { line: 0, total: 0 }
-                    } else {
-                        Chunk::Data(size)
-                    }
-                }
-                Chunk::Data(remaining) => {
-                    let avail = (pending.len() - i) as u64;
-                    let take = avail.min(remaining);
-                    i += take as usize;
-                    self.state = State::Chunked(if take == remaining {
-                        Chunk::DataCr
-                    } else {
-                        Chunk::Data(remaining - take)
-                    });
-                    continue;
-                }
-                Chunk::DataCr => {
-                    if b != b'\r' {
-                        return Err(Reject::BadRequest("chunk data longer than its size"));
-                    }
-                    Chunk::DataLf
-                }
-                Chunk::DataLf => {
-                    if b != b'\n' {
-                        return Err(Reject::BadRequest("bare CR in chunked body"));
-                    }
-                    Chunk::Size {
-                        digits: 0,
-                        size: 0,
-                        in_ext: false,
-                        line: 0,
-                    }
-                }
-                Chunk::Trailer { line, total } => match b {
-                    b'\r' => Chunk::TrailerLf {
-                        empty: line == 0,
-                        total,
-                    },
-                    b'\n' => return Err(Reject::BadRequest("bare LF in trailers")),
-                    0 => return Err(Reject::BadRequest("NUL in trailers")),
-                    _ => {
-                        if total + 1 > self.limits.max_headers_total_bytes {
-                            return Err(Reject::HeadersTooLarge("trailers too large"));
-                        }
-                        Chunk::Trailer {
-                            line: line + 1,
-                            total: total + 1,
-                        }
-                    }
-                },
-                Chunk::TrailerLf { empty, total } => {
-                    if b != b'\n' {
-                        return Err(Reject::BadRequest("bare CR in trailers"));
-                    }
-                    if empty {
-                        i += 1;
-                        self.state = State::Head;
-                        return Ok(i);
-                    }
-                    Chunk::Trailer { line: 0, total }
-                }
-            };
-            self.state = State::Chunked(next);
-            i += 1;
+            }
+            let (n, piece) = decoder
+                .advance(&pending[i..])
+                .map_err(|error| match error {
+                    ChunkError::TrailersTooLarge => Reject::HeadersTooLarge(error.reason()),
+                    _ => Reject::BadRequest(error.reason()),
+                })?;
+            i += n;
+            if piece == Piece::End {
+                self.state = State::Head;
+            }
         }
         Ok(i)
     }
-}
-
-fn trim_ows(value: &[u8]) -> &[u8] {
-    let start = value
-        .iter()
-        .position(|b| *b != b' ' && *b != b'\t')
-        .unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|b| *b != b' ' && *b != b'\t')
-        .map_or(start, |p| p + 1);
-    &value[start..end]
-}
-
-/// `1*DIGIT` only: no sign, no list, no spaces, at most 18 digits (fits in u64).
-/// A Content-Length value: digits only, at most 18 of them (no sign, list or whitespace).
-pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    value.iter().try_fold(0u64, |acc, d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
 }
 
 fn absolute_form_authority(target: &str) -> Option<&str> {

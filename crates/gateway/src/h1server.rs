@@ -26,14 +26,16 @@ use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::body::{ClientBody, RespBody};
-use crate::h1guard::{MAX_HEADERS_CAP, parse_content_length};
-use crate::headers::header_name;
+use crate::body::{ClientBody, MAX_BUFFERED_BODY_BYTES, RespBody};
+use crate::h1::chunked::size_line;
+use crate::h1::{
+    ConnectionOptions, header_name, lists_token, parse_content_length, write_content_length,
+    write_field,
+};
+use crate::h1guard::MAX_HEADERS_CAP;
 use crate::io::{GuardedIo, StreamState};
-use crate::proxy::{ConnCtx, panicked, refused, respond};
+use crate::proxy::{ClientConn, panicked, refused, respond};
 
-/// Request bodies served here at most; larger ones (rare on this path) go to hyper.
-const MAX_BUFFERED_BODY: u64 = 64 * 1024;
 /// Response body bytes gathered behind the head before a write.
 const COALESCE_BYTES: usize = 16 * 1024;
 
@@ -51,7 +53,7 @@ struct RequestFacts {
 /// progress is answered first.
 pub async fn serve<T>(
     mut io: GuardedIo<T>,
-    ctx: &ConnCtx,
+    ctx: &ClientConn,
     mut stop: watch::Receiver<bool>,
 ) -> Option<GuardedIo<T>>
 where
@@ -117,7 +119,7 @@ where
 /// request that arrives meanwhile stays in the guard's buffer, and watching stops there.
 fn respond_unless_gone<T: AsyncRead + Unpin>(
     io: &mut GuardedIo<T>,
-    ctx: &ConnCtx,
+    ctx: &ClientConn,
     mut handler: Pin<&mut impl Future<Output = Response<RespBody>>>,
 ) -> impl Future<Output = Option<Response<RespBody>>> {
     let mut watching = true;
@@ -171,14 +173,7 @@ fn parse_request(validated: &[u8]) -> Option<(Request<ClientBody>, usize, Reques
         if name.eq_ignore_ascii_case(b"content-length") {
             content_length = parse_content_length(value.trim_ascii())?;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    keep_alive = true;
-                }
-            }
+            ConnectionOptions::parse(value).apply(&mut keep_alive, version == Version::HTTP_10);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding")
             || name.eq_ignore_ascii_case(b"upgrade")
             || name.eq_ignore_ascii_case(b"expect")
@@ -187,7 +182,8 @@ fn parse_request(validated: &[u8]) -> Option<(Request<ClientBody>, usize, Reques
             return None;
         }
     }
-    if content_length > MAX_BUFFERED_BODY {
+    // Larger bodies (rare on this path) go to hyper.
+    if content_length > MAX_BUFFERED_BODY_BYTES {
         return None;
     }
     let total = head_len + content_length as usize;
@@ -256,9 +252,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
         length = fields.content_length;
         has_date = fields.has_date;
         if let Some(id) = &fields.request_id {
-            out.extend_from_slice(b"x-request-id: ");
-            out.extend_from_slice(id.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            write_field(out, b"x-request-id", id.as_bytes());
         }
     }
     for (name, value) in &parts.headers {
@@ -268,15 +262,12 @@ async fn write_response<T: AsyncWrite + Unpin>(
             has_date = true;
         } else if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
             // This hop's framing and connection handling are decided here.
-            if name == header::CONNECTION && has_token(value, b"close") {
+            if name == header::CONNECTION && lists_token(value.as_bytes(), b"close") {
                 keep_alive = false;
             }
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !has_date {
         out.extend_from_slice(b"date: ");
@@ -292,9 +283,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
         match body.size_hint().exact() {
             // A HEAD answer's empty body says nothing of the resource's length.
             Some(n) if status != StatusCode::NOT_MODIFIED && !(facts.head_method && n == 0) => {
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-                out.extend_from_slice(b"\r\n");
+                write_content_length(out, n);
                 length = Some(n);
             }
             Some(_) => {}
@@ -358,7 +347,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
             return Ok(false);
         }
         if chunked {
-            out.extend_from_slice(format_hex(data.len()).as_slice());
+            out.extend_from_slice(size_line(data.len()).as_slice());
             out.extend_from_slice(b"\r\n");
         }
         if out.len() + data.len() <= COALESCE_BYTES {
@@ -383,41 +372,6 @@ async fn write_response<T: AsyncWrite + Unpin>(
     io.flush().await?;
     out.clear();
     Ok(keep_alive)
-}
-
-fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
-    value
-        .as_bytes()
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
-/// Lower-case hex digits of `n`, for a chunk-size line.
-fn format_hex(n: usize) -> HexDigits {
-    let mut digits = HexDigits {
-        buf: [0; 16],
-        start: 16,
-    };
-    let mut n = n;
-    loop {
-        digits.start -= 1;
-        digits.buf[digits.start] = b"0123456789abcdef"[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break digits;
-        }
-    }
-}
-
-struct HexDigits {
-    buf: [u8; 16],
-    start: usize,
-}
-
-impl HexDigits {
-    fn as_slice(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
 }
 
 /// Appends the current time as an HTTP date, formatted at most once a second per thread.
@@ -494,13 +448,6 @@ mod tests {
         ] {
             assert!(parse(raw).is_none(), "{raw}");
         }
-    }
-
-    #[test]
-    fn hex_chunk_sizes() {
-        assert_eq!(format_hex(0).as_slice(), b"0");
-        assert_eq!(format_hex(255).as_slice(), b"ff");
-        assert_eq!(format_hex(0x1000).as_slice(), b"1000");
     }
 
     #[test]

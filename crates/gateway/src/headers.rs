@@ -3,14 +3,15 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+pub use crate::h1::X_REQUEST_ID;
+use crate::h1::{KEEP_ALIVE, list_elements, lists_token, write_field};
+
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Hop-by-hop headers of RFC 9110 §7.6.1 plus the legacy ones.
@@ -40,16 +41,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if headers.contains_key(header::CONNECTION) {
         // Collect first: the names borrow the map. Few requests carry extra tokens.
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-            .filter(|name| !(keep_upgrade && name == header::UPGRADE))
-            .collect();
-        for name in listed {
-            headers.remove(&name);
+        for name in connection_listed(headers) {
+            if !(keep_upgrade && name == header::UPGRADE) {
+                headers.remove(&name);
+            }
         }
     }
     for name in HOP_BY_HOP {
@@ -63,18 +58,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// The field names the `Connection` fields of `headers` list (hop-by-hop for this message).
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| list_elements(value.as_bytes()))
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
+        .collect()
+}
+
 /// Whether a request asks for a WebSocket upgrade.
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let upgrade = headers
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     upgrade
-        && headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-        })
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| lists_token(v.as_bytes(), b"upgrade"))
 }
 
 /// Appends the client address to `X-Forwarded-For`.
@@ -97,35 +100,6 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, peer_ip: &HeaderValue) {
     if let Ok(value) = HeaderValue::from_bytes(&joined) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-}
-
-/// The name of a header field as it came off the wire; the usual spellings of the common
-/// request and response fields skip the general parser (which lower-cases into a buffer, then
-/// searches the standard names).
-pub fn header_name(raw: &[u8]) -> Option<HeaderName> {
-    Some(match raw {
-        b"Host" | b"host" => header::HOST,
-        b"User-Agent" | b"user-agent" => header::USER_AGENT,
-        b"Accept" | b"accept" => header::ACCEPT,
-        b"Accept-Encoding" | b"accept-encoding" => header::ACCEPT_ENCODING,
-        b"Accept-Language" | b"accept-language" => header::ACCEPT_LANGUAGE,
-        b"Authorization" | b"authorization" => header::AUTHORIZATION,
-        b"Cookie" | b"cookie" => header::COOKIE,
-        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
-        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
-        b"Content-Encoding" | b"content-encoding" => header::CONTENT_ENCODING,
-        b"Connection" | b"connection" => header::CONNECTION,
-        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
-        b"Date" | b"date" => header::DATE,
-        b"Server" | b"server" => header::SERVER,
-        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
-        b"ETag" | b"etag" => header::ETAG,
-        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
-        b"Vary" | b"vary" => header::VARY,
-        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
-        b"Keep-Alive" | b"keep-alive" => KEEP_ALIVE.clone(),
-        _ => return HeaderName::from_bytes(raw).ok(),
-    })
 }
 
 /// Whether a header is hop-by-hop (RFC 9110 §7.6.1, plus the legacy ones); `name` is lowercase.
@@ -177,13 +151,7 @@ impl Forwarding<'_> {
     pub fn write(&self, out: &mut Vec<u8>, headers: &HeaderMap) {
         // Only requests with a `Connection` header pay for the list of names it gives.
         let listed: Vec<HeaderName> = if self.client_connection {
-            headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-                .collect()
+            connection_listed(headers)
         } else {
             Vec::new()
         };
@@ -204,7 +172,7 @@ impl Forwarding<'_> {
                 other => is_hop_by_hop(other) || listed.contains(name),
             };
             if !skip {
-                line(out, name.as_str().as_bytes(), value.as_bytes());
+                write_field(out, name.as_str().as_bytes(), value.as_bytes());
             }
         }
         out.extend_from_slice(b"x-forwarded-for: ");
@@ -220,23 +188,16 @@ impl Forwarding<'_> {
         out.extend_from_slice(self.peer_ip.as_bytes());
         out.extend_from_slice(b"\r\n");
         if let Some(host) = &self.host {
-            line(out, b"x-forwarded-host", host.as_bytes());
+            write_field(out, b"x-forwarded-host", host.as_bytes());
         }
-        line(out, b"x-forwarded-port", self.port.as_bytes());
+        write_field(out, b"x-forwarded-port", self.port.as_bytes());
         if let Some(proto) = self.proto {
-            line(out, b"x-forwarded-proto", proto.as_bytes());
+            write_field(out, b"x-forwarded-proto", proto.as_bytes());
         }
-        line(out, b"x-real-ip", self.peer_ip.as_bytes());
-        line(out, b"x-request-id", self.request_id.as_bytes());
-        line(out, b"traceparent", &self.traceparent);
+        write_field(out, b"x-real-ip", self.peer_ip.as_bytes());
+        write_field(out, b"x-request-id", self.request_id.as_bytes());
+        write_field(out, b"traceparent", &self.traceparent);
     }
-}
-
-fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// A fast per-thread pseudo-random number (wyrand, seeded from the OS): trace and span ids need
@@ -334,25 +295,6 @@ fn valid_traceparent(v: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_names_fast_and_general() {
-        for raw in [
-            "Content-Length",
-            "content-length",
-            "CONTENT-LENGTH",
-            "Content-length",
-        ] {
-            assert_eq!(
-                header_name(raw.as_bytes()),
-                Some(header::CONTENT_LENGTH),
-                "{raw}"
-            );
-        }
-        assert_eq!(header_name(b"X-Custom").unwrap().as_str(), "x-custom");
-        assert_eq!(header_name(b"Keep-Alive").unwrap().as_str(), "keep-alive");
-        assert_eq!(header_name(b"bad name"), None);
-    }
 
     #[test]
     fn hop_by_hop_headers_go() {

@@ -43,13 +43,13 @@ fn synthetic_request() -> &'static [u8] {
 
 /// State shared between a connection's byte stream and its request handler.
 #[derive(Debug, Default)]
-pub struct ConnShared {
+pub struct ClientConnState {
     rejected: OnceLock<Reject>,
     /// Requests of this connection being handled; the idle timer only runs at zero.
     pub active: AtomicU32,
 }
 
-impl ConnShared {
+impl ClientConnState {
     pub fn rejected(&self) -> Option<Reject> {
         self.rejected.get().copied()
     }
@@ -95,7 +95,7 @@ pub struct GuardedIo<T> {
     ready: usize,
     end: usize,
     max_buf: usize,
-    shared: Arc<ConnShared>,
+    shared: Arc<ClientConnState>,
     timeouts: Timeouts,
     sleep: Pin<Box<Sleep>>,
     timer: Timer,
@@ -107,7 +107,12 @@ pub struct GuardedIo<T> {
 }
 
 impl<T> GuardedIo<T> {
-    pub fn new(io: T, limits: HeadLimits, timeouts: Timeouts, shared: Arc<ConnShared>) -> Self {
+    pub fn new(
+        io: T,
+        limits: HeadLimits,
+        timeouts: Timeouts,
+        shared: Arc<ClientConnState>,
+    ) -> Self {
         let max_buf = limits.max_request_line_bytes + limits.max_headers_total_bytes + 8 * 1024;
         GuardedIo {
             io,

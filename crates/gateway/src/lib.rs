@@ -12,11 +12,14 @@ mod admin;
 mod body;
 pub mod cache;
 mod client_body;
+mod clock;
 pub mod config;
-pub mod h1client;
+mod h1;
+mod h1client;
 pub mod h1guard;
 mod h1server;
 mod headers;
+mod hyper_client;
 mod io;
 pub mod link;
 mod metrics;
@@ -38,32 +41,39 @@ use protocol::Snapshot;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use clock::{Clock, ManualClock};
 pub use config::{RejectReason, Runtime};
 
 use crate::config::{NodeSettings, StateRegistry};
 use crate::metrics::Metrics;
 use crate::tls::SniResolver;
 
-/// How a node is started. Addresses with port 0 bind a free port (see the handle's getters).
+/// How a node is started (its configuration arrives later, in snapshots). Addresses with port
+/// 0 bind a free port (see the handle's getters).
 #[derive(Debug, Clone)]
-pub struct GatewayConfig {
+pub struct StartOptions {
     pub listen: SocketAddr,
     pub tls_listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
     pub node_name: String,
+    /// The clock of passive ejections and idle upstream connections ([`Clock::manual`] in
+    /// tests that step time).
+    pub clock: Clock,
     /// Test hook: a request to exactly this path panics inside the handler, to show that a
-    /// panic affects only its own request. Never set outside tests.
-    #[doc(hidden)]
+    /// panic affects only its own request. Compiled only with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub panic_path: Option<String>,
 }
 
-impl GatewayConfig {
-    pub fn new(listen: SocketAddr) -> GatewayConfig {
-        GatewayConfig {
+impl StartOptions {
+    pub fn new(listen: SocketAddr) -> StartOptions {
+        StartOptions {
             listen,
             tls_listen: None,
             admin_listen: None,
             node_name: String::new(),
+            clock: Clock::real(),
+            #[cfg(feature = "test-hooks")]
             panic_path: None,
         }
     }
@@ -107,6 +117,8 @@ pub struct Shared {
     draining: AtomicBool,
     last_error: Mutex<Option<ReloadError>>,
     node_name: String,
+    clock: Clock,
+    #[cfg(feature = "test-hooks")]
     panic_path: Option<String>,
     certificates: Arc<SniResolver>,
     /// Bumped whenever an active health check changes a target's health, so the link agent
@@ -122,9 +134,9 @@ impl Shared {
         self.current.load().is_some() && !self.draining.load(Ordering::Relaxed)
     }
 
-    /// Milliseconds since the node started (the clock of ejections).
+    /// The node clock's milliseconds (ejections, idle upstream connections).
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.clock.now_ms()
     }
 
     fn settings(&self) -> NodeSettings {
@@ -161,7 +173,7 @@ pub struct Gateway;
 impl Gateway {
     /// Binds the listeners and starts serving. Until a snapshot is applied every request is
     /// answered 503 and readiness says not ready.
-    pub async fn start(config: GatewayConfig) -> Result<GatewayHandle, StartError> {
+    pub async fn start(config: StartOptions) -> Result<GatewayHandle, StartError> {
         let bind = |addr: SocketAddr| {
             server::bind(addr).map_err(|source| StartError::Bind { addr, source })
         };
@@ -187,6 +199,8 @@ impl Gateway {
             draining: AtomicBool::new(false),
             last_error: Mutex::new(None),
             node_name: config.node_name.clone(),
+            clock: config.clock.clone(),
+            #[cfg(feature = "test-hooks")]
             panic_path: config.panic_path.clone(),
             certificates: certificates.clone(),
             health_changes: watch::channel(0).0,
@@ -451,7 +465,7 @@ mod health {
     use tokio::time::Instant;
 
     use crate::Shared;
-    use crate::body::UpBody;
+    use crate::body::UpstreamRequestBody;
     use crate::config::{ApiRuntime, HealthCheck};
     use crate::upstream::Target;
 
@@ -486,7 +500,7 @@ mod health {
     }
 
     async fn probe(api: &ApiRuntime, uri: Uri, h2c: bool, timeout: std::time::Duration) -> bool {
-        let mut req = Request::new(UpBody::Empty);
+        let mut req = Request::new(UpstreamRequestBody::Empty);
         *req.uri_mut() = uri;
         let client = if h2c { &api.h2c_client } else { &api.client };
         matches!(

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::cache::{CacheLoad, SnapshotCache};
 use crate::link::identity::{self, IdentityError, StoredCredential};
 use crate::link::{Agent, AgentConfig, AgentControl, AgentEvent, AgentShared, props};
-use crate::{ApplyOutcome, Gateway, GatewayConfig, GatewayHandle, StartError};
+use crate::{ApplyOutcome, Gateway, GatewayHandle, StartError, StartOptions};
 
 /// How a platform-managed node is started. Typed; the binary fills it from flags and env.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct NodeOptions {
     /// Gateway to join (a new name creates it); needed only with an install token.
     pub gateway_name: Option<String>,
     /// Listeners of the data plane.
-    pub gateway: GatewayConfig,
+    pub gateway: StartOptions,
     /// Heartbeat interval until the platform names one in `Welcome`.
     pub heartbeat_interval: Duration,
     pub reconnect_min: Duration,
@@ -46,7 +46,7 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
-    pub fn new(data_dir: impl Into<PathBuf>, gateway: GatewayConfig) -> NodeOptions {
+    pub fn new(data_dir: impl Into<PathBuf>, gateway: StartOptions) -> NodeOptions {
         NodeOptions {
             data_dir: data_dir.into(),
             platform_url: None,

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -16,23 +16,22 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use crate::Shared;
-use crate::body::{BodyError, Claims, ClientBody, RespBody, UpBody, UpstreamBody};
-use crate::client_body::{BodyTimeout, PacedBody};
-use crate::config::{Route, Runtime};
+use crate::body::{
+    Claims, ClientBody, MAX_BUFFERED_BODY_BYTES, RespBody, UpstreamRequestBody,
+    UpstreamResponseBody,
+};
+use crate::client_body::{BodyError, BodyTimeout, PacedBody};
+use crate::config::{Execution, Route, Runtime};
 use crate::h1guard::Reject;
 use crate::headers::*;
-use crate::io::{ConnShared, REJECT_MARKER_HEADER, reject_secret};
+use crate::io::{ClientConnState, REJECT_MARKER_HEADER, reject_secret};
 use crate::router::check_request_path;
 use crate::upstream::{Target, UpstreamFailure, pick};
 
-/// Idempotent request bodies up to this size are buffered so a retry can resend them; larger
-/// ones are streamed and not retried.
-const REPLAY_BUFFER_BYTES: u64 = 64 * 1024;
-
 /// One client connection as the handler sees it.
-pub struct ConnCtx {
+pub struct ClientConn {
     pub shared: Arc<Shared>,
-    pub conn: Arc<ConnShared>,
+    pub conn: Arc<ClientConnState>,
     pub peer_ip: HeaderValue,
     /// The client's address, for the per-address cap on requests sending a body.
     pub peer: std::net::IpAddr,
@@ -40,7 +39,7 @@ pub struct ConnCtx {
     pub https: bool,
 }
 
-struct Active<'a>(&'a ConnShared);
+struct Active<'a>(&'a ClientConnState);
 
 impl Drop for Active<'_> {
     fn drop(&mut self) {
@@ -50,7 +49,7 @@ impl Drop for Active<'_> {
 
 /// The hyper service: never fails, and a panic answers 500 for this request only.
 pub async fn serve(
-    ctx: Arc<ConnCtx>,
+    ctx: Arc<ClientConn>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
     let request = req.map(ClientBody::Hyper);
@@ -69,7 +68,7 @@ pub async fn serve(
 }
 
 /// The answer to a request whose handler panicked.
-pub fn panicked(ctx: &ConnCtx) -> Response<RespBody> {
+pub fn panicked(ctx: &ClientConn) -> Response<RespBody> {
     ctx.shared.metrics.panics.inc();
     ctx.shared.metrics.unrouted(500);
     tracing::error!("request handler panicked; answered 500");
@@ -100,21 +99,267 @@ fn close(mut response: Response<RespBody>) -> Response<RespBody> {
 }
 
 /// The answer to a message the framing guard refused, counted and logged.
-pub fn refused(ctx: &ConnCtx, reject: Reject) -> Response<RespBody> {
+pub fn refused(ctx: &ClientConn, reject: Reject) -> Response<RespBody> {
     ctx.shared.metrics.unrouted(reject.status().as_u16());
     access_log_refusal(ctx, reject);
-    refusal(reject)
+    Answer::refusal(reject).response()
 }
 
-fn refusal(reject: Reject) -> Response<RespBody> {
-    let code = match reject {
-        Reject::BadRequest(_) => "BAD_REQUEST",
-        Reject::UriTooLong => "REQUEST_LINE_TOO_LONG",
-        Reject::HeadersTooLarge(_) => "HEADERS_TOO_LARGE",
-        Reject::Timeout => "REQUEST_TIMEOUT",
-        Reject::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+/// An error answer of the handler, as data: what [`Answer::response`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Answer {
+    status: StatusCode,
+    code: &'static str,
+    message: &'static str,
+    /// The connection closes after it (the request's body was not read to its end).
+    close: bool,
+    retry_after: bool,
+}
+
+impl Answer {
+    const fn new(status: StatusCode, code: &'static str, message: &'static str) -> Answer {
+        Answer {
+            status,
+            code,
+            message,
+            close: false,
+            retry_after: false,
+        }
+    }
+
+    const fn closing(self) -> Answer {
+        Answer {
+            close: true,
+            ..self
+        }
+    }
+
+    /// A message the framing guard refused.
+    fn refusal(reject: Reject) -> Answer {
+        let code = match reject {
+            Reject::BadRequest(_) => "BAD_REQUEST",
+            Reject::UriTooLong => "REQUEST_LINE_TOO_LONG",
+            Reject::HeadersTooLarge(_) => "HEADERS_TOO_LARGE",
+            Reject::Timeout => "REQUEST_TIMEOUT",
+            Reject::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+        };
+        Answer::new(reject.status(), code, reject.reason()).closing()
+    }
+
+    /// A request body that could not be read: the guard's refusal when it refused it.
+    fn unreadable_body(rejected: Option<Reject>) -> Answer {
+        match rejected {
+            Some(reject) => Answer::refusal(reject),
+            None => Answer::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "the request body could not be read",
+            )
+            .closing(),
+        }
+    }
+
+    const BODY_TIMEOUT: Answer = Answer::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "REQUEST_TIMEOUT",
+        "the request body did not arrive in time",
+    )
+    .closing();
+
+    const BODY_TOO_LARGE: Answer = Answer::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "BODY_TOO_LARGE",
+        "the request body is over this API's limit",
+    )
+    .closing();
+
+    /// The failure→response table of SPEC §5: how the last failed attempt is answered.
+    fn of_failure(failure: UpstreamFailure, rejected: Option<Reject>) -> Answer {
+        match failure {
+            UpstreamFailure::ConnectTimeout => Answer::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "UPSTREAM_CONNECT_TIMEOUT",
+                "connecting to the upstream timed out",
+            ),
+            UpstreamFailure::ExecutionTimeout => Answer::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "UPSTREAM_TIMEOUT",
+                "the upstream did not answer within the execution timeout",
+            ),
+            UpstreamFailure::HostNotFound => Answer::new(
+                StatusCode::BAD_GATEWAY,
+                "UPSTREAM_HOST_NOT_FOUND",
+                "the upstream host name does not resolve",
+            ),
+            UpstreamFailure::HostRouting => Answer::new(
+                StatusCode::BAD_GATEWAY,
+                "UPSTREAM_UNREACHABLE",
+                "the upstream refused or could not be reached",
+            ),
+            UpstreamFailure::BadResponse => Answer::new(
+                StatusCode::BAD_GATEWAY,
+                "UPSTREAM_BAD_RESPONSE",
+                "the upstream answered with a response that is not valid HTTP/1.1",
+            ),
+            UpstreamFailure::ConnectionDropped | UpstreamFailure::Other => Answer::new(
+                StatusCode::BAD_GATEWAY,
+                "UPSTREAM_CONNECTION_DROPPED",
+                "the upstream closed the connection without a complete response",
+            ),
+            UpstreamFailure::RequestBodyTooLarge => Answer::BODY_TOO_LARGE,
+            UpstreamFailure::RequestBodyTimeout(_) => Answer::BODY_TIMEOUT,
+            UpstreamFailure::RequestBodyBroken => Answer::unreadable_body(rejected),
+        }
+    }
+
+    fn response(self) -> Response<RespBody> {
+        let mut response = error_response(self.status, self.code, self.message);
+        if self.close {
+            response = close(response);
+        }
+        if self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// Why a routed request is refused before its upstream is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The declared body is over the API's limit (413; the body is not read).
+    BodyTooLarge,
+    /// The API's per-node concurrency limit is reached (503 with `Retry-After`).
+    ConcurrencyLimit,
+}
+
+impl Refusal {
+    fn answer(self) -> Answer {
+        match self {
+            Refusal::BodyTooLarge => Answer::BODY_TOO_LARGE,
+            Refusal::ConcurrencyLimit => Answer {
+                retry_after: true,
+                ..Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "CONCURRENCY_LIMIT",
+                    "too many concurrent requests for this API on this node",
+                )
+            },
+        }
+    }
+}
+
+/// Admission by the declared body length: over the API's limit is refused before reading.
+fn admit_length(declared_length: Option<u64>, max_body_bytes: u64) -> Result<(), Refusal> {
+    match declared_length {
+        Some(n) if n > max_body_bytes => Err(Refusal::BodyTooLarge),
+        _ => Ok(()),
+    }
+}
+
+/// Admission by the API's concurrency limit: takes one of its slots (released by `Claims`), or
+/// refuses when all `max_concurrency` are taken.
+fn take_api_slot(in_flight: &AtomicU32, max_concurrency: u32) -> Result<(), Refusal> {
+    let previous = in_flight.fetch_add(1, Ordering::AcqRel);
+    if previous >= max_concurrency {
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+        return Err(Refusal::ConcurrencyLimit);
+    }
+    Ok(())
+}
+
+/// Answers a refused request: counted, logged, and the refusal's answer.
+fn refuse(
+    ctx: &ClientConn,
+    req: &Request<ClientBody>,
+    route: &Route,
+    refusal: Refusal,
+    start: Instant,
+) -> Response<RespBody> {
+    let answer = refusal.answer();
+    finish(route, answer.status, start);
+    access_log(ctx, req, answer.status.as_u16(), Some(route), None, start);
+    answer.response()
+}
+
+/// How a request's body goes upstream, and what that allows.
+#[derive(Debug)]
+struct BodyPlan {
+    body: UpstreamRequestBody,
+    /// Attempts after the first: only idempotent requests with a body that can be sent again.
+    retries_allowed: u32,
+    /// The node's own HTTP/1.1 client can send it (no upgrade, the body in hand); upgrades and
+    /// streamed bodies go through hyper's client.
+    own_client: bool,
+}
+
+/// Small bodies of known length were read whole before the upstream is called (as nginx
+/// buffers request bodies; by the node's own server with the head, or by `pace_body`): a
+/// retry can send them again, and the node's own client sends them with the head. Others are
+/// streamed through with the API's byte limit and never retried.
+fn plan_body(
+    method: &Method,
+    body: ClientBody,
+    retry_attempts: u32,
+    max_body_bytes: u64,
+    upgrade: bool,
+) -> BodyPlan {
+    let retries = if is_idempotent(method) {
+        retry_attempts
+    } else {
+        0
     };
-    close(error_response(reject.status(), code, reject.reason()))
+    let (body, retries_allowed) = if body.is_end_stream() {
+        (UpstreamRequestBody::Empty, retries)
+    } else if let ClientBody::Buffered(data) = body {
+        (UpstreamRequestBody::Full(data), retries)
+    } else {
+        let stream = UpstreamRequestBody::Stream {
+            inner: body,
+            limit: max_body_bytes,
+            seen: 0,
+        };
+        (stream, 0)
+    };
+    let own_client = !upgrade
+        && matches!(
+            body,
+            UpstreamRequestBody::Empty | UpstreamRequestBody::Full(_)
+        );
+    BodyPlan {
+        body,
+        retries_allowed,
+        own_client,
+    }
+}
+
+/// Who a failure is blamed on: an execution timeout while the client was still sending its
+/// body (slowly, but above the minimum rate) is the client's slowness, not the target's.
+fn blame(failure: UpstreamFailure, body_still_arriving: bool) -> UpstreamFailure {
+    match failure {
+        UpstreamFailure::ExecutionTimeout if body_still_arriving => {
+            UpstreamFailure::RequestBodyTimeout(BodyTimeout::TooSlow)
+        }
+        failure => failure,
+    }
+}
+
+/// Whether a failed attempt is tried again: attempts left, the body can be sent again, and
+/// the API retries this case.
+fn should_retry(
+    attempt: u32,
+    retries_allowed: u32,
+    body_left: bool,
+    failure: UpstreamFailure,
+    exec: &Execution,
+) -> bool {
+    attempt < retries_allowed
+        && body_left
+        && failure
+            .retry_case()
+            .is_some_and(|case| exec.retries_on(case))
 }
 
 /// The host a request is for: the URI authority (HTTP/2, absolute form) or the `Host` header,
@@ -143,7 +388,7 @@ fn request_host<'a>(uri: &'a Uri, host_header: Option<&'a HeaderValue>) -> Optio
 type Routed = Result<(Arc<Runtime>, usize, usize), Box<Response<RespBody>>>;
 
 fn route(
-    ctx: &ConnCtx,
+    ctx: &ClientConn,
     req: &Request<ClientBody>,
     host_header: Option<&HeaderValue>,
     start: Instant,
@@ -164,6 +409,7 @@ fn route(
             return Err(Box::new(response));
         }
     }
+    #[cfg(feature = "test-hooks")]
     if shared.panic_path.as_deref() == Some(path) {
         panic!("panic requested by the test hook");
     }
@@ -286,7 +532,7 @@ fn finish(route: &Route, status: StatusCode, start: Instant) {
 /// caller isolates panics: hyper's service above wraps the future, and the node's own server
 /// catches a panic around each poll. Routing and proxying are one future on purpose: a future
 /// awaited inside another is built and then moved into place, and this one is about 2 KB.
-pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<RespBody> {
+pub async fn respond(ctx: &ClientConn, mut req: Request<ClientBody>) -> Response<RespBody> {
     ctx.conn.active.fetch_add(1, Ordering::Acquire);
     let _active = Active(&ctx.conn);
     let start = Instant::now();
@@ -305,16 +551,9 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
 
     let declared_length = seen
         .content_length
-        .and_then(|v| crate::h1guard::parse_content_length(v.as_bytes()));
-    if declared_length.is_some_and(|n| n > api.max_body_bytes) {
-        finish(route, StatusCode::PAYLOAD_TOO_LARGE, start);
-        access_log(ctx, &req, 413, Some(route), None, start);
-        // The body is not read, so the connection cannot be reused.
-        return close(error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "BODY_TOO_LARGE",
-            "the request body is over this API's limit",
-        ));
+        .and_then(|v| crate::h1::parse_content_length(v.as_bytes()));
+    if let Err(refusal) = admit_length(declared_length, api.max_body_bytes) {
+        return refuse(ctx, &req, route, refusal, start);
     }
 
     // A body still on its way (never one that arrived with its head) is held to the slow-body
@@ -327,21 +566,9 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
         seen = RequestHeaders::scan(req.headers());
     }
 
-    let previous = api.state.in_flight.fetch_add(1, Ordering::AcqRel);
-    if previous >= exec.max_concurrency {
-        api.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+    if let Err(refusal) = take_api_slot(&api.state.in_flight, exec.max_concurrency) {
         route.metrics.concurrency_rejections.inc();
-        finish(route, StatusCode::SERVICE_UNAVAILABLE, start);
-        access_log(ctx, &req, 503, Some(route), None, start);
-        let mut response = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "CONCURRENCY_LIMIT",
-            "too many concurrent requests for this API on this node",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return refuse(ctx, &req, route, refusal, start);
     }
     shared.metrics.requests_in_flight.inc();
     let mut claims = Claims {
@@ -388,30 +615,17 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
     // only when hyper's client sends it (once, whatever the number of attempts).
     let mut map_forwarded = false;
 
-    // Small bodies of known length are read whole before the upstream is called (as nginx
-    // buffers request bodies): a retry can send them again, and the node's own HTTP/1.1 client
-    // sends them with the head. Others are streamed through and never retried.
-    let mut retries_allowed = if is_idempotent(&method) {
-        exec.retry_attempts
-    } else {
-        0
-    };
-    let mut body = if body.is_end_stream() {
-        Some(UpBody::Empty)
-    } else if let ClientBody::Buffered(data) = body {
-        // The node's own server read it with the head.
-        Some(UpBody::Full(data))
-    } else {
-        retries_allowed = 0;
-        Some(UpBody::Stream {
-            inner: body,
-            limit: api.max_body_bytes,
-            seen: 0,
-        })
-    };
-    // Upgrades and streamed bodies go through hyper's client.
-    let own_client_fits =
-        !websocket && !h1_upgrade_request && matches!(body, Some(UpBody::Empty | UpBody::Full(_)));
+    let plan = plan_body(
+        &method,
+        body,
+        exec.retry_attempts,
+        api.max_body_bytes,
+        h1_upgrade_request,
+    );
+    let retries_allowed = plan.retries_allowed;
+    let own_client_fits = plan.own_client;
+    // `None` once a streamed body was sent: it cannot be sent again.
+    let mut body = Some(plan.body);
 
     let path = parts.uri.path();
     let rest = &path[prefix_len..];
@@ -428,7 +642,7 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
         target.outstanding.fetch_add(1, Ordering::Relaxed);
         let outcome = if own_client_fits && target.plain_http() {
             let bytes = match &body {
-                Some(UpBody::Full(Some(bytes))) => Some(bytes),
+                Some(UpstreamRequestBody::Full(Some(bytes))) => Some(bytes),
                 _ => None,
             };
             let exchange = crate::h1client::Exchange {
@@ -450,7 +664,7 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
             {
                 Ok(Ok(response)) => {
                     let (head, body) = response.into_parts();
-                    Ok((head, UpstreamBody::H1(body), None))
+                    Ok((head, UpstreamResponseBody::H1(body), None))
                 }
                 Ok(Err(failure)) => Err(failure),
                 Err(_elapsed) => Err(UpstreamFailure::ExecutionTimeout),
@@ -464,11 +678,11 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
                 None => Err(UpstreamFailure::Other),
                 Some(uri) => {
                     let this_body = match &body {
-                        Some(UpBody::Full(Some(bytes))) if !last => {
-                            UpBody::Full(Some(Bytes::clone(bytes)))
+                        Some(UpstreamRequestBody::Full(Some(bytes))) if !last => {
+                            UpstreamRequestBody::Full(Some(Bytes::clone(bytes)))
                         }
-                        Some(UpBody::Empty) => UpBody::Empty,
-                        _ => body.take().unwrap_or(UpBody::Empty),
+                        Some(UpstreamRequestBody::Empty) => UpstreamRequestBody::Empty,
+                        _ => body.take().unwrap_or(UpstreamRequestBody::Empty),
                     };
                     let mut up = Request::new(this_body);
                     *up.method_mut() = method.clone();
@@ -490,10 +704,10 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
                                 && response.status() == StatusCode::SWITCHING_PROTOCOLS)
                                 .then(|| hyper::upgrade::on(&mut response));
                             let (head, body) = response.into_parts();
-                            Ok((head, UpstreamBody::Hyper(body), upstream_upgrade))
+                            Ok((head, UpstreamResponseBody::Hyper(body), upstream_upgrade))
                         }
                         Ok(Err(error)) => {
-                            let failure = UpstreamFailure::classify(&error);
+                            let failure = crate::hyper_client::classify(&error);
                             tracing::debug!(target = %target.url, %error, kind = failure.as_str(), "upstream request failed");
                             Err(failure)
                         }
@@ -527,12 +741,12 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
                 match &mut up_body {
                     // The node's own client leaves hop-by-hop headers out as it parses, and
                     // keeps the fields for the writer instead of in the map.
-                    UpstreamBody::H1(body) => {
+                    UpstreamResponseBody::H1(body) => {
                         if let Some(fields) = body.fields_mut() {
                             fields.set_request_id(request_id);
                         }
                     }
-                    UpstreamBody::Hyper(_) => {
+                    UpstreamResponseBody::Hyper(_) => {
                         strip_hop_by_hop(&mut head.headers, false);
                         if !head.headers.contains_key(&X_REQUEST_ID) {
                             head.headers.insert(X_REQUEST_ID.clone(), request_id);
@@ -553,18 +767,12 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
                 failure
             }
         };
-        // The execution timeout passed while the client was still sending its body (slowly,
-        // but above the minimum rate): the client's slowness, not the target's.
-        let failure = match failure {
-            UpstreamFailure::ExecutionTimeout
-                if body_arrived
-                    .as_ref()
-                    .is_some_and(|arrived| !arrived.load(Ordering::Acquire)) =>
-            {
-                UpstreamFailure::RequestBodyTimeout(BodyTimeout::TooSlow)
-            }
-            failure => failure,
-        };
+        let failure = blame(
+            failure,
+            body_arrived
+                .as_ref()
+                .is_some_and(|arrived| !arrived.load(Ordering::Acquire)),
+        );
         if failure.blames_target() {
             target.record_failure(
                 now_ms,
@@ -575,12 +783,7 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
                 .metrics
                 .upstream_error(&route.metrics, failure.as_str());
         }
-        let retry = attempt < retries_allowed
-            && body.is_some()
-            && failure
-                .retry_case()
-                .is_some_and(|case| exec.retries_on(case));
-        if !retry {
+        if !should_retry(attempt, retries_allowed, body.is_some(), failure, exec) {
             break failure;
         }
         attempt += 1;
@@ -590,52 +793,7 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
         return body_timed_out(ctx, &method, path, route, Some(&request_id), reason, start);
     }
 
-    let response = match failure {
-        UpstreamFailure::ConnectTimeout => error_response(
-            StatusCode::GATEWAY_TIMEOUT,
-            "UPSTREAM_CONNECT_TIMEOUT",
-            "connecting to the upstream timed out",
-        ),
-        UpstreamFailure::ExecutionTimeout => error_response(
-            StatusCode::GATEWAY_TIMEOUT,
-            "UPSTREAM_TIMEOUT",
-            "the upstream did not answer within the execution timeout",
-        ),
-        UpstreamFailure::HostNotFound => error_response(
-            StatusCode::BAD_GATEWAY,
-            "UPSTREAM_HOST_NOT_FOUND",
-            "the upstream host name does not resolve",
-        ),
-        UpstreamFailure::HostRouting => error_response(
-            StatusCode::BAD_GATEWAY,
-            "UPSTREAM_UNREACHABLE",
-            "the upstream refused or could not be reached",
-        ),
-        UpstreamFailure::BadResponse => error_response(
-            StatusCode::BAD_GATEWAY,
-            "UPSTREAM_BAD_RESPONSE",
-            "the upstream answered with a response that is not valid HTTP/1.1",
-        ),
-        UpstreamFailure::ConnectionDropped | UpstreamFailure::Other => error_response(
-            StatusCode::BAD_GATEWAY,
-            "UPSTREAM_CONNECTION_DROPPED",
-            "the upstream closed the connection without a complete response",
-        ),
-        UpstreamFailure::RequestBodyTooLarge => close(error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "BODY_TOO_LARGE",
-            "the request body is over this API's limit",
-        )),
-        UpstreamFailure::RequestBodyTimeout(_) => body_timeout_response(),
-        UpstreamFailure::RequestBodyBroken => match ctx.conn.rejected() {
-            Some(reject) => refusal(reject),
-            None => close(error_response(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                "the request body could not be read",
-            )),
-        },
-    };
+    let response = Answer::of_failure(failure, ctx.conn.rejected()).response();
     finish(route, response.status(), start);
     access_log_parts(
         ctx,
@@ -657,7 +815,7 @@ pub async fn respond(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Re
 /// none while it sends; a larger one is streamed to the upstream at the client's pace. The
 /// answer instead when the body cannot be had: 408 for a slow client, else the refusal.
 async fn pace_body(
-    ctx: &ConnCtx,
+    ctx: &ClientConn,
     req: &mut Request<ClientBody>,
     rt: &Runtime,
     route: &Route,
@@ -697,7 +855,7 @@ async fn pace_body(
         slot,
         asked.elapsed(),
     )));
-    if declared_length.is_none_or(|n| n > REPLAY_BUFFER_BYTES) {
+    if declared_length.is_none_or(|n| n > MAX_BUFFERED_BODY_BYTES) {
         *req.body_mut() = paced;
         return Ok(());
     }
@@ -713,30 +871,17 @@ async fn pace_body(
         Err(_elapsed) => Err(timed_out(req, BodyTimeout::TooSlow)),
         Ok(Err(_)) => {
             finish(route, StatusCode::BAD_REQUEST, start);
-            Err(Box::new(match ctx.conn.rejected() {
-                Some(reject) => refusal(reject),
-                None => close(error_response(
-                    StatusCode::BAD_REQUEST,
-                    "BAD_REQUEST",
-                    "the request body could not be read",
-                )),
-            }))
+            Err(Box::new(
+                Answer::unreadable_body(ctx.conn.rejected()).response(),
+            ))
         }
     }
-}
-
-fn body_timeout_response() -> Response<RespBody> {
-    close(error_response(
-        StatusCode::REQUEST_TIMEOUT,
-        "REQUEST_TIMEOUT",
-        "the request body did not arrive in time",
-    ))
 }
 
 /// The answer to a client too slow with its body: 408 and the connection closed, counted,
 /// and logged as `client_body_timeout` (the upstream is not blamed).
 fn body_timed_out(
-    ctx: &ConnCtx,
+    ctx: &ClientConn,
     method: &Method,
     path: &str,
     route: &Route,
@@ -766,7 +911,7 @@ fn body_timed_out(
         duration_us = start.elapsed().as_micros() as u64,
         "request"
     );
-    body_timeout_response()
+    Answer::BODY_TIMEOUT.response()
 }
 
 async fn tunnel(
@@ -790,7 +935,7 @@ async fn tunnel(
 }
 
 fn access_log(
-    ctx: &ConnCtx,
+    ctx: &ClientConn,
     req: &Request<ClientBody>,
     status: u16,
     route: Option<&Route>,
@@ -818,7 +963,7 @@ fn access_log(
 
 #[allow(clippy::too_many_arguments)]
 fn access_log_parts(
-    ctx: &ConnCtx,
+    ctx: &ClientConn,
     method: &Method,
     path: &str,
     status: u16,
@@ -842,7 +987,7 @@ fn access_log_parts(
     );
 }
 
-fn access_log_refusal(ctx: &ConnCtx, reject: Reject) {
+fn access_log_refusal(ctx: &ClientConn, reject: Reject) {
     tracing::info!(
         target: "switchyard::access",
         status = reject.status().as_u16(),
@@ -850,4 +995,172 @@ fn access_log_refusal(ctx: &ConnCtx, reject: Reject) {
         client = ctx.peer_ip.to_str().unwrap_or(""),
         "request refused"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use protocol::RetryCase;
+
+    use super::*;
+
+    #[test]
+    fn every_failure_has_its_answer() {
+        let cases = [
+            (
+                UpstreamFailure::ConnectTimeout,
+                504,
+                "UPSTREAM_CONNECT_TIMEOUT",
+                false,
+            ),
+            (
+                UpstreamFailure::ExecutionTimeout,
+                504,
+                "UPSTREAM_TIMEOUT",
+                false,
+            ),
+            (
+                UpstreamFailure::HostNotFound,
+                502,
+                "UPSTREAM_HOST_NOT_FOUND",
+                false,
+            ),
+            (
+                UpstreamFailure::HostRouting,
+                502,
+                "UPSTREAM_UNREACHABLE",
+                false,
+            ),
+            (
+                UpstreamFailure::BadResponse,
+                502,
+                "UPSTREAM_BAD_RESPONSE",
+                false,
+            ),
+            (
+                UpstreamFailure::ConnectionDropped,
+                502,
+                "UPSTREAM_CONNECTION_DROPPED",
+                false,
+            ),
+            (
+                UpstreamFailure::Other,
+                502,
+                "UPSTREAM_CONNECTION_DROPPED",
+                false,
+            ),
+            (
+                UpstreamFailure::RequestBodyTooLarge,
+                413,
+                "BODY_TOO_LARGE",
+                true,
+            ),
+            (
+                UpstreamFailure::RequestBodyTimeout(BodyTimeout::NoProgress),
+                408,
+                "REQUEST_TIMEOUT",
+                true,
+            ),
+            (UpstreamFailure::RequestBodyBroken, 400, "BAD_REQUEST", true),
+        ];
+        for (failure, status, code, close) in cases {
+            let answer = Answer::of_failure(failure, None);
+            assert_eq!(
+                (answer.status.as_u16(), answer.code, answer.close),
+                (status, code, close),
+                "{failure:?}"
+            );
+            let response = answer.response();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers().contains_key(header::CONNECTION), close);
+        }
+        // A body the guard refused is answered with the guard's refusal.
+        let refused = Answer::of_failure(
+            UpstreamFailure::RequestBodyBroken,
+            Some(Reject::BadRequest("bare LF in chunked body")),
+        );
+        assert_eq!(refused.message, "bare LF in chunked body");
+        assert!(refused.close);
+        assert_eq!(
+            Answer::refusal(Reject::UriTooLong).code,
+            "REQUEST_LINE_TOO_LONG"
+        );
+    }
+
+    #[test]
+    fn admission() {
+        assert_eq!(admit_length(None, 10), Ok(()));
+        assert_eq!(admit_length(Some(10), 10), Ok(()));
+        assert_eq!(admit_length(Some(11), 10), Err(Refusal::BodyTooLarge));
+        let in_flight = AtomicU32::new(0);
+        assert_eq!(take_api_slot(&in_flight, 2), Ok(()));
+        assert_eq!(take_api_slot(&in_flight, 2), Ok(()));
+        assert_eq!(take_api_slot(&in_flight, 2), Err(Refusal::ConcurrencyLimit));
+        // A refusal takes no slot.
+        assert_eq!(in_flight.load(Ordering::Relaxed), 2);
+        let busy = Refusal::ConcurrencyLimit.answer().response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(
+            Refusal::BodyTooLarge.answer().status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn body_plans() {
+        let empty = plan_body(&Method::GET, ClientBody::Buffered(None), 2, 100, false);
+        assert!(matches!(empty.body, UpstreamRequestBody::Empty));
+        assert_eq!((empty.retries_allowed, empty.own_client), (2, true));
+        let buffered = ClientBody::Buffered(Some(Bytes::from_static(b"abc")));
+        let put = plan_body(&Method::PUT, buffered, 2, 100, false);
+        assert!(matches!(put.body, UpstreamRequestBody::Full(Some(_))));
+        assert_eq!((put.retries_allowed, put.own_client), (2, true));
+        let buffered = ClientBody::Buffered(Some(Bytes::from_static(b"abc")));
+        let post = plan_body(&Method::POST, buffered, 2, 100, false);
+        assert_eq!((post.retries_allowed, post.own_client), (0, true));
+        let upgrade = plan_body(&Method::GET, ClientBody::Buffered(None), 2, 100, true);
+        assert_eq!((upgrade.retries_allowed, upgrade.own_client), (2, false));
+    }
+
+    #[test]
+    fn retry_decisions() {
+        let exec = Execution {
+            max_concurrency: 1,
+            retry_attempts: 2,
+            connect_timeout: Duration::from_secs(1),
+            execution_timeout: Duration::from_secs(1),
+            retry_cases: vec![RetryCase::ConnectionDropped],
+        };
+        let dropped = UpstreamFailure::ConnectionDropped;
+        assert!(should_retry(0, 2, true, dropped, &exec));
+        assert!(should_retry(1, 2, true, dropped, &exec));
+        assert!(!should_retry(2, 2, true, dropped, &exec));
+        // A streamed body already sent cannot be sent again.
+        assert!(!should_retry(0, 2, false, dropped, &exec));
+        assert!(!should_retry(
+            0,
+            2,
+            true,
+            UpstreamFailure::ConnectTimeout,
+            &exec
+        ));
+        assert!(!should_retry(
+            0,
+            2,
+            true,
+            UpstreamFailure::BadResponse,
+            &exec
+        ));
+        // Whose fault a timeout is.
+        let timeout = UpstreamFailure::ExecutionTimeout;
+        assert_eq!(blame(timeout, false), timeout);
+        assert_eq!(
+            blame(timeout, true),
+            UpstreamFailure::RequestBodyTimeout(BodyTimeout::TooSlow)
+        );
+        assert_eq!(blame(dropped, true), dropped);
+    }
 }

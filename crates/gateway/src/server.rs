@@ -18,8 +18,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::Shared;
 use crate::h1guard::MAX_HEADERS_CAP;
-use crate::io::{ConnShared, GuardedIo, Timeouts};
-use crate::proxy::{ConnCtx, serve};
+use crate::io::{ClientConnState, GuardedIo, Timeouts};
+use crate::proxy::{ClientConn, serve};
 
 pub type ConnBuilder = auto::Builder<TokioExecutor>;
 
@@ -96,9 +96,9 @@ pub async fn accept_loop(
                 header_read: settings.header_read_timeout,
                 keep_alive: settings.keep_alive_timeout,
             };
-            let ctx = ConnCtx {
+            let ctx = ClientConn {
                 shared,
-                conn: Arc::new(ConnShared::default()),
+                conn: Arc::new(ClientConnState::default()),
                 peer: peer.ip(),
                 peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                     .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
@@ -146,7 +146,7 @@ pub async fn accept_loop(
 
 async fn serve_connection<IO>(
     io: IO,
-    ctx: ConnCtx,
+    ctx: ClientConn,
     limits: crate::h1guard::HeadLimits,
     timeouts: Timeouts,
     builder: &ConnBuilder,

@@ -20,7 +20,7 @@ use protocol::link::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::body::UpBody;
+use crate::body::UpstreamRequestBody;
 use crate::cache::write_atomic;
 
 pub const NODE_ID_FILE: &str = "node-id";
@@ -184,7 +184,7 @@ pub async fn join(
         url: platform_url.to_string(),
         message,
     };
-    let client = crate::upstream::build_client(timeout, false, None)
+    let client = crate::hyper_client::build_client(timeout, false, None)
         .map_err(|e| unreachable(e.to_string()))?;
     let body = serde_json::to_vec(request).expect("a join request serialises");
     let req = Request::builder()
@@ -193,7 +193,7 @@ pub async fn join(
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, "application/json")
         .header(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION.to_string())
-        .body(UpBody::Full(Some(Bytes::from(body))))
+        .body(UpstreamRequestBody::Full(Some(Bytes::from(body))))
         .map_err(|e| IdentityError::BadPlatformUrl {
             url: url.clone(),
             message: e.to_string(),

@@ -9,7 +9,7 @@ use http::{Request, Uri};
 use protocol::link::{ProbeReport, ProbeResult, ProbeTarget};
 use tokio::sync::Semaphore;
 
-use crate::body::UpBody;
+use crate::body::UpstreamRequestBody;
 
 /// At most this many targets are probed at once.
 const MAX_CONCURRENT_PROBES: usize = 32;
@@ -18,7 +18,7 @@ pub const MAX_PROBE_TARGETS: usize = 1_000;
 
 /// Probes every target with `timeout` each; the command result's `details`.
 pub async fn probe_all(targets: Vec<ProbeTarget>, timeout: Duration) -> ProbeReport {
-    let client = crate::upstream::build_client(timeout, false, None).ok();
+    let client = crate::hyper_client::build_client(timeout, false, None).ok();
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
     let mut tasks = tokio::task::JoinSet::new();
     let skipped = targets.len().saturating_sub(MAX_PROBE_TARGETS);
@@ -67,7 +67,7 @@ pub async fn probe_all(targets: Vec<ProbeTarget>, timeout: Duration) -> ProbeRep
 /// `Ok(Some(status))` for a health-check GET, `Ok(None)` for a TCP connect.
 async fn probe_one(
     url: &str,
-    client: Option<&crate::upstream::UpstreamClient>,
+    client: Option<&crate::hyper_client::UpstreamClient>,
     timeout: Duration,
 ) -> Result<Option<u16>, String> {
     let uri: Uri = url.parse().map_err(|_| "not a URL".to_string())?;
@@ -91,7 +91,7 @@ async fn probe_one(
         };
     }
     let client = client.ok_or("no HTTP client")?;
-    let mut req = Request::new(UpBody::Empty);
+    let mut req = Request::new(UpstreamRequestBody::Empty);
     *req.uri_mut() = uri;
     match tokio::time::timeout(timeout, client.request(req)).await {
         Ok(Ok(response)) => {

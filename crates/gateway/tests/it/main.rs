@@ -14,7 +14,7 @@ mod upstream_h1;
 
 use std::time::Duration;
 
-use gateway::{Gateway, GatewayConfig, GatewayHandle};
+use gateway::{Clock, Gateway, GatewayHandle, ManualClock, StartOptions};
 use protocol::Snapshot;
 
 /// The path that panics inside the handler (test hook).
@@ -28,11 +28,28 @@ pub async fn start(snapshot: Snapshot) -> GatewayHandle {
 }
 
 pub async fn start_empty() -> GatewayHandle {
-    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
-    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-    config.node_name = "test-node".into();
-    config.panic_path = Some(PANIC_PATH.into());
-    Gateway::start(config).await.expect("gateway starts")
+    start_options(options(Clock::real())).await
+}
+
+/// Like [`start`], with a manual clock for ejections that the test steps.
+pub async fn start_with_manual_clock(snapshot: Snapshot) -> (GatewayHandle, ManualClock) {
+    let (clock, hand) = Clock::manual();
+    let handle = start_options(options(clock)).await;
+    handle.apply_snapshot(snapshot).expect("snapshot applies");
+    (handle, hand)
+}
+
+fn options(clock: Clock) -> StartOptions {
+    let mut options = StartOptions::new("127.0.0.1:0".parse().unwrap());
+    options.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    options.node_name = "test-node".into();
+    options.panic_path = Some(PANIC_PATH.into());
+    options.clock = clock;
+    options
+}
+
+async fn start_options(options: StartOptions) -> GatewayHandle {
+    Gateway::start(options).await.expect("gateway starts")
 }
 
 pub fn url(handle: &GatewayHandle, path: &str) -> String {

@@ -289,7 +289,7 @@ async fn https_with_sni_and_alpn() {
             }
         })
         .build();
-    let mut config = gateway::GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+    let mut config = gateway::StartOptions::new("127.0.0.1:0".parse().unwrap());
     config.tls_listen = Some("127.0.0.1:0".parse().unwrap());
     let node = gateway::Gateway::start(config).await.unwrap();
     node.apply_snapshot(snapshot).unwrap();

@@ -7,7 +7,7 @@ use http_body_util::Full;
 use protocol::{ExecutionSettings, RetryCase};
 use testkit::{Behavior, Client, MockUpstream, SnapshotBuilder, api, closed_port_url};
 
-use crate::{settles, start, url};
+use crate::{settles, start, start_with_manual_clock, url};
 
 fn settings(retry_attempts: u32, retry_cases: &[RetryCase]) -> ExecutionSettings {
     ExecutionSettings {
@@ -189,7 +189,7 @@ async fn passive_ejection_and_recovery() {
     let good = MockUpstream::start(Behavior::Echo).await;
     let mut a = api("a", "a", &[reset.url(), good.url()]);
     a.execution = Some(settings(1, &DEFAULT_CASES));
-    let node = start(
+    let (node, clock) = start_with_manual_clock(
         SnapshotBuilder::new(1)
             .push_api(a)
             .with(|c| {
@@ -206,10 +206,16 @@ async fn passive_ejection_and_recovery() {
     }
     // Ejected after 2 failures: later requests went to the good target only.
     assert_eq!(reset.requests(), 2);
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // The node's clock stands still: still ejected 1 ms before the end.
+    clock.advance(std::time::Duration::from_millis(499));
     for _ in 0..4 {
         assert_eq!(send(&client, "GET", &target).await, 200);
     }
-    // Tried again after the ejection ended (and ejected again at once).
+    assert_eq!(reset.requests(), 2);
+    clock.advance(std::time::Duration::from_millis(1));
+    for _ in 0..4 {
+        assert_eq!(send(&client, "GET", &target).await, 200);
+    }
+    // Tried again once the ejection ended (and ejected again at once).
     assert_eq!(reset.requests(), 3);
 }

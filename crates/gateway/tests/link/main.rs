@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::node::{ExitReason, Node, NodeOptions};
-use gateway::{GatewayConfig, GatewayHandle};
+use gateway::{GatewayHandle, StartOptions};
 use protocol::Snapshot;
 use testkit::SnapshotBuilder;
 use tokio::sync::oneshot;
@@ -45,7 +45,7 @@ impl TempDir {
 
 /// Node options on port 0 with short timings for tests.
 pub fn options(dir: &Path, platform_url: &str) -> NodeOptions {
-    let mut listen = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+    let mut listen = StartOptions::new("127.0.0.1:0".parse().unwrap());
     listen.admin_listen = Some("127.0.0.1:0".parse().unwrap());
     listen.node_name = "test-node".into();
     let mut options = NodeOptions::new(dir, listen);

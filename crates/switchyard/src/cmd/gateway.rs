@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use gateway::node::{ExitReason, NodeOptions};
-use gateway::{ApplyOutcome, Gateway, GatewayConfig, GatewayHandle};
+use gateway::{ApplyOutcome, Gateway, GatewayHandle, StartOptions};
 
 /// Data directory of a platform-managed node when none is given.
 pub const DEFAULT_GATEWAY_DATA_DIR: &str = "./switchyard-gateway-data";
@@ -111,7 +111,7 @@ fn reexec() -> anyhow::Error {
 }
 
 async fn serve_platform(args: &GatewayArgs) -> anyhow::Result<ExitReason> {
-    let mut config = GatewayConfig::new(args.listen);
+    let mut config = StartOptions::new(args.listen);
     config.tls_listen = args.tls_listen;
     config.admin_listen = args.admin_listen;
     config.node_name = host_name();
@@ -205,7 +205,7 @@ fn load(handle: &GatewayHandle, path: &Path) {
 }
 
 async fn serve(args: GatewayArgs, path: PathBuf) -> anyhow::Result<()> {
-    let mut config = GatewayConfig::new(args.listen);
+    let mut config = StartOptions::new(args.listen);
     config.tls_listen = args.tls_listen;
     config.admin_listen = args.admin_listen;
     config.node_name = args.name.clone().unwrap_or_else(host_name);

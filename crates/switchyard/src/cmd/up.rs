@@ -164,7 +164,7 @@ impl LocalGateway {
         dir: &Path,
         listen: SocketAddr,
     ) -> anyhow::Result<gateway::node::NodeOptions> {
-        let mut config = gateway::GatewayConfig::new(listen);
+        let mut config = gateway::StartOptions::new(listen);
         config.node_name = "local".into();
         let mut options = gateway::node::NodeOptions::new(dir.to_path_buf(), config);
         options.platform_url = Some(self.client.base().to_owned());
