@@ -2,11 +2,11 @@
 //! compressed bytes that decode to exactly the page (console pages, static assets, REST JSON);
 //! a client that says nothing, or only encodings we do not offer, gets the identity encoding.
 
-mod pages_support;
+mod browser;
 
 use std::io::Read;
 
-use pages_support::{OWNER_EMAIL, Up};
+use browser::{OWNER_EMAIL, Up};
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING, COOKIE, SET_COOKIE, VARY};
 
 /// `name=value` of the `Set-Cookie` named `name` in `response`.
