@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 pub use crate::link::{Link, LinkConfig};
@@ -44,7 +45,7 @@ pub struct PlatformConfig {
 }
 
 /// The whole HTTP application: REST API, OpenAPI document, error envelopes for unknown
-/// routes, a 1 MiB body limit and a panic guard.
+/// routes, a 1 MiB body limit, a panic guard and response compression.
 pub fn app(config: PlatformConfig) -> Router {
     app_with_link(AppState::new(config.store))
 }
@@ -78,6 +79,10 @@ pub fn app_with_link(state: AppState) -> Router {
                 error::ApiError::internal().into_response()
             },
         ))
+        // gzip or brotli when the client accepts it (console pages, assets and REST JSON alike);
+        // tower-http's default predicate leaves small bodies, images, gRPC and event streams
+        // alone. Outside the panic guard, so a panic's answer is compressed too.
+        .layer(CompressionLayer::new().gzip(true).br(true))
         .layer(TraceLayer::new_for_http())
 }
 

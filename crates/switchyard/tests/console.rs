@@ -1,413 +1,15 @@
 //! The web console in a real browser: headless Chromium driven over WebDriver (chromedriver)
-//! against a real `switchyard up` (platform, SQLite, local node) and real joining nodes.
-//! Screenshots of the main pages land in `target/screenshots/` on every run.
-//!
-//! Without chromium/chromedriver the tests skip with a message, except under `CI=true`, where
-//! they fail (CI installs both in `.ci/run`).
+//! against a real `switchyard up` (platform, SQLite, local node) and real joining nodes, with
+//! the shared harness of `browser/`. Screenshots of the main pages land in
+//! `target/screenshots/` on every run.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod browser;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
+use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-/// Long enough for a debug build on a loaded machine; conditions end waits much earlier.
-const WAIT: Duration = Duration::from_secs(30);
-
-// ---- the platform -------------------------------------------------------------------------
-
-/// A running `switchyard up`, stopped on drop.
-struct Up {
-    child: Child,
-    data: tempfile::TempDir,
-    base: String,
-    password: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Up {
-    fn start() -> Up {
-        let data = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(BIN)
-            .args(["up", "--data-dir"])
-            .arg(data.path())
-            .args(["--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn switchyard up");
-        let reader = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut base = None;
-        let mut password_file = None;
-        let mut lines = Vec::new();
-        for line in reader.lines() {
-            let line = line.expect("stdout line");
-            if let Some(rest) = line.trim().strip_prefix("console:") {
-                base = Some(rest.trim().trim_end_matches('/').to_string());
-            }
-            if let Some(rest) = line.strip_prefix("Console sign-in: ") {
-                assert!(rest.contains("account `default`"), "{rest}");
-                assert!(rest.contains("e-mail owner@switchyard.local"), "{rest}");
-                let path = rest.rsplit("password in ").next().expect("path");
-                password_file = Some(PathBuf::from(path.trim()));
-            }
-            let done = line.starts_with("Console sign-in:");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        let base = base.unwrap_or_else(|| panic!("no console line in {lines:#?}"));
-        let password_file =
-            password_file.unwrap_or_else(|| panic!("no sign-in line in {lines:#?}"));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&password_file)
-                .expect("password file")
-                .permissions();
-            assert_eq!(mode.mode() & 0o777, 0o600, "owner-password must be 0600");
-        }
-        let password = std::fs::read_to_string(&password_file)
-            .expect("password")
-            .trim()
-            .to_string();
-        let token = std::fs::read_to_string(data.path().join("owner-token"))
-            .expect("owner token")
-            .trim()
-            .to_string();
-        Up {
-            child,
-            data,
-            base,
-            password,
-            token,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// A REST call with the owner's token; answers (status, body).
-    async fn rest(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("REST request");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn create_gateway(&self, name: &str) -> (u16, Value) {
-        self.rest(
-            reqwest::Method::POST,
-            "/api/v1/gateways",
-            Some(json!({ "name": name })),
-        )
-        .await
-    }
-
-    async fn create_environment(&self, name: &str, gateway: Option<&str>) -> (u16, Value) {
-        let (status, env) = self
-            .rest(
-                reqwest::Method::POST,
-                "/api/v1/environments",
-                Some(json!({ "name": name, "classification": "test" })),
-            )
-            .await;
-        if let (201, Some(gateway)) = (status, gateway) {
-            let id = env["id"].as_str().expect("environment id");
-            let (attached, body) = self
-                .rest(
-                    reqwest::Method::PUT,
-                    &format!("/api/v1/environments/{id}/gateway"),
-                    Some(json!({ "gateway_id": gateway })),
-                )
-                .await;
-            assert_eq!(attached, 200, "attach {name}: {body}");
-        }
-        (status, env)
-    }
-
-    /// The platform's database, opened beside the running process (SQLite in WAL mode).
-    async fn store(&self) -> store::Store {
-        let url = format!(
-            "sqlite://{}",
-            self.data.path().join("switchyard.db").display()
-        );
-        store::Store::open(&url, store::StoreOptions::default())
-            .await
-            .expect("open store")
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-    }
-}
-
-fn stop(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-// ---- the browser --------------------------------------------------------------------------
-
-/// Headless Chromium under its own chromedriver on a free port, with a fresh profile.
-struct Browser {
-    client: Client,
-    driver: Child,
-    _profile: tempfile::TempDir,
-}
-
-/// Whether the browser tests can run here; `false` means skip (never under CI).
-fn browser_available() -> bool {
-    let present = Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists();
-    if !present {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but {CHROMIUM} or {CHROMEDRIVER} is missing: .ci/run installs chromium and chromium-driver"
-        );
-        eprintln!(
-            "SKIPPED: console browser tests need {CHROMIUM} and {CHROMEDRIVER} \
-             (apt-get install -y chromium chromium-driver)"
-        );
-    }
-    present
-}
-
-impl Browser {
-    async fn start(script: bool) -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chromedriver");
-        let driver_url = format!("http://127.0.0.1:{port}");
-        testkit::wait_until(WAIT, "chromedriver listens", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
-        let profile = tempfile::tempdir().expect("profile dir");
-        let mut options = json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
-                "--window-size=1280,800",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        });
-        if !script {
-            options["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
-        }
-        let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), json!("chrome"));
-        caps.insert("goog:chromeOptions".into(), options);
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&driver_url)
-            .await
-            .expect("WebDriver session");
-        Browser {
-            client,
-            driver,
-            _profile: profile,
-        }
-    }
-
-    async fn goto(&self, url: &str) {
-        self.client.goto(url).await.expect("goto");
-    }
-
-    /// Waits until the browser is at `expected` (path and query): a click returns before
-    /// the page it submits to has loaded.
-    async fn wait_path(&self, expected: impl AsRef<str>) {
-        let expected = expected.as_ref();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let path = self.path().await;
-            if path == expected {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "at {path}, expected {expected}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn path(&self) -> String {
-        let url = self.client.current_url().await.expect("url");
-        match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        }
-    }
-
-    /// The element `selector` names, waiting for it: after a click the next page may still
-    /// be loading.
-    async fn css(&self, selector: &str) -> fantoccini::elements::Element {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            match self.client.find(Locator::Css(selector)).await {
-                Ok(element) => return element,
-                Err(e) if std::time::Instant::now() >= deadline => {
-                    panic!("no {selector} on {}: {e}", self.path().await)
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
-        }
-    }
-
-    async fn has(&self, selector: &str) -> bool {
-        !self
-            .client
-            .find_all(Locator::Css(selector))
-            .await
-            .expect("find_all")
-            .is_empty()
-    }
-
-    async fn text(&self, selector: &str) -> String {
-        // Retried like `collect`: a live region may be replaced between finding and reading.
-        for _ in 0..20 {
-            if let Ok(text) = self.css(selector).await.text().await {
-                return text;
-            }
-        }
-        panic!("could not read {selector}")
-    }
-
-    /// The texts (`attr: None`, displayed elements only) or an attribute of every element
-    /// matching `selector`. The live refresh may replace elements while they are read; the
-    /// reading is then repeated.
-    async fn collect(&self, selector: &str, attr: Option<&str>) -> Vec<String> {
-        let once = || async {
-            let mut out = Vec::new();
-            for e in self.client.find_all(Locator::Css(selector)).await? {
-                match attr {
-                    Some(attr) => out.push(e.attr(attr).await?.unwrap_or_default()),
-                    None => {
-                        if e.is_displayed().await? {
-                            out.push(e.text().await?);
-                        }
-                    }
-                }
-            }
-            Ok::<_, fantoccini::error::CmdError>(out)
-        };
-        let mut last = None;
-        for _ in 0..20 {
-            match once().await {
-                Ok(out) => return out,
-                Err(e) => last = Some(e),
-            }
-        }
-        panic!("could not read {selector}: {last:?}")
-    }
-
-    async fn texts(&self, selector: &str) -> Vec<String> {
-        self.collect(selector, None).await
-    }
-
-    async fn attrs(&self, selector: &str, attr: &str) -> Vec<String> {
-        self.collect(selector, Some(attr)).await
-    }
-
-    async fn fill(&self, selector: &str, value: &str) {
-        let field = self.css(selector).await;
-        field.clear().await.expect("clear");
-        field.send_keys(value).await.expect("type");
-    }
-
-    async fn click(&self, selector: &str) {
-        self.css(selector).await.click().await.expect("click");
-    }
-
-    /// Waits until `condition` holds for the page, re-reading it every few milliseconds.
-    async fn wait<F, Fut>(&self, what: &str, condition: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        testkit::wait_until(WAIT, what, condition).await;
-    }
-
-    async fn login(&self, up: &Up, email: &str, password: &str) {
-        self.goto(&up.url("/login")).await;
-        self.fill("#account", "default").await;
-        self.fill("#email", email).await;
-        self.fill("#password", password).await;
-        self.click("form[action='/login'] button[type=submit]")
-            .await;
-        // The answer is a redirect onward, the form with an error, or an error page.
-        self.wait("the login is answered", || async {
-            !self.path().await.starts_with("/login")
-                || self.has("#login-error").await
-                || self.has("#error-title").await
-        })
-        .await;
-    }
-
-    /// Saves a PNG of the page as `target/screenshots/NAME.png`.
-    async fn screenshot(&self, name: &str) {
-        let png = self.client.screenshot().await.expect("screenshot");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .expect("target dir")
-            .join("screenshots");
-        std::fs::create_dir_all(&dir).expect("screenshots dir");
-        std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
-    }
-
-    async fn close(mut self) {
-        let _ = self.client.clone().close().await;
-        stop(&mut self.driver);
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        stop(&mut self.driver);
-    }
-}
+use browser::{BIN, Browser, Up, browser_available, stop};
+use fantoccini::Locator;
+use serde_json::json;
 
 /// How many unattached environments the last row shows.
 async fn shown(b: &Browser) -> usize {
@@ -427,6 +29,18 @@ async fn login_logout_wrong_password_password_change_and_rate_limit() {
         return;
     }
     let up = Up::start();
+    // `up` names the account, the e-mail and a 0600 file with the owner's password.
+    let sign_in = up.welcome.last().expect("welcome");
+    assert!(sign_in.contains("account `default`"), "{sign_in}");
+    assert!(sign_in.contains("e-mail owner@switchyard.local"), "{sign_in}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&up.password_file)
+            .expect("password file")
+            .permissions();
+        assert_eq!(mode.mode() & 0o777, 0o600, "owner-password must be 0600");
+    }
     let b = Browser::start(true).await;
 
     // Not signed in: a page sends the browser to the login form, and back after it.
@@ -859,6 +473,9 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
         }
     }
     assert!(hrefs.len() > 15, "{hrefs:?}");
+    // Environments are links, in the rows and in the unattached row (SPEC §4).
+    let env_links = hrefs.iter().filter(|h| h.ends_with("/configuration")).count();
+    assert!(env_links >= 8, "Staging, Production and the unattached: {hrefs:?}");
     for href in &hrefs {
         let url = if href.starts_with('/') {
             up.url(href)
@@ -884,6 +501,20 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
                 names.contains(&name) || name == "charlie-7",
                 "{href} shows gateway {name} ({id})"
             );
+        }
+        // An environment's link (in a row, the unattached row or the settings page) lands on
+        // that environment's configuration.
+        if let Some(id) = href
+            .strip_prefix("/environments/")
+            .and_then(|rest| rest.strip_suffix("/configuration"))
+        {
+            let (status, env) = up
+                .rest(Method::GET, &format!("/api/v1/environments/{id}"), None)
+                .await;
+            assert_eq!(status, 200, "{href}: {env}");
+            let name = env["name"].as_str().expect("environment name");
+            let heading = b.text("h1").await;
+            assert!(heading.contains(name), "{href} shows {heading}, not {name}");
         }
         if let Some(fragment) = href.split('#').nth(1) {
             assert!(
@@ -964,11 +595,7 @@ async fn add_a_gateway_command_joins_a_real_node_that_appears_online_without_a_r
     }
 
     b.fill("#name", "edge-1").await;
-    b.css("#valid_for_minutes")
-        .await
-        .select_by_value("30")
-        .await
-        .expect("select");
+    b.select("#valid_for_minutes", "30").await;
     b.click("main button[type=submit]").await;
     let command = b.text("#command").await;
     b.screenshot("add-gateway").await;
@@ -1050,14 +677,44 @@ async fn add_a_gateway_command_joins_a_real_node_that_appears_online_without_a_r
     b.client.back().await.unwrap();
     b.client.refresh().await.unwrap();
 
-    // Delete warns, then deletes; the node's credential is revoked and it stops serving.
+    // Rename: a refused name is shown next to its field, then the new name is everywhere.
+    let settings = b.path().await;
+    assert!(!settings.contains('?'), "{settings}");
+    b.click("#rename").await;
+    b.wait_path(format!("{settings}/rename")).await;
+    b.fill("#name", "").await;
+    b.click("#save-name").await;
+    let error = b.text("#name-error").await;
+    assert!(error.contains("GATEWAY_NAME_EMPTY"), "{error}");
+    b.screenshot("gateway-rename-error").await;
+    b.fill("#name", "edge-one").await;
+    b.click("#save-name").await;
+    b.wait_path(format!("{settings}?done=renamed")).await;
+    assert_eq!(b.text("h1").await, "edge-one");
+    assert!(b.text(".notice").await.contains("renamed"));
+
+    // Cluster Status: a live node has no Remove; once the node is stopped and reported
+    // offline, the live refresh offers Remove, which takes it off the gateway.
+    assert!(!b.has("button[data-action=remove-node]").await);
+    stop(&mut node);
+    b.wait("the stopped node can be removed", || async {
+        b.has("#cluster button[data-action=remove-node]").await
+    })
+    .await;
+    b.screenshot("gateway-settings-offline-node").await;
+    b.click("#cluster button[data-action=remove-node]").await;
+    b.wait_path(format!("{settings}?done=node_removed")).await;
+    assert!(b.text(".notice").await.contains("Node removed"));
+    assert!(!b.has("#cluster tr[data-node]").await);
+    assert!(b.text("#cluster").await.contains("No node has joined"));
+
+    // Delete warns, then deletes.
     b.click("#delete").await;
     assert!(b.text("main").await.contains("cannot be restored"));
     b.screenshot("gateway-delete").await;
     b.click("#confirm-delete").await;
     b.wait_path("/gateways?view=deleted&done=deleted").await;
-    assert_eq!(row_names(&b).await, ["edge-1"]);
-    stop(&mut node);
+    assert_eq!(row_names(&b).await, ["edge-one"]);
     b.close().await;
 }
 
@@ -1096,7 +753,10 @@ async fn a_viewer_sees_no_restart_or_delete_and_actions_need_role_and_csrf() {
     b.goto(&up.url(&format!("/gateways/{local}"))).await;
     assert_eq!(b.text("h1").await, "local");
     assert!(!b.has("#restart").await && !b.has("#delete").await);
+    assert!(!b.has("#rename").await, "a viewer cannot rename");
     b.screenshot("gateway-settings-viewer").await;
+    b.goto(&up.url(&format!("/gateways/{local}/rename"))).await;
+    assert_eq!(b.text("#error-title").await, "Not allowed");
     b.goto(&up.url(&format!("/gateways/{local}/delete"))).await;
     assert_eq!(b.text("#error-title").await, "Not allowed");
 

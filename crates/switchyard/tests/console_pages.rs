@@ -1,13 +1,11 @@
 //! The console's Environments, Environment Configuration, APIs, Users and roles, API tokens
 //! and Audit log pages in a real browser (headless Chromium over WebDriver) against a real
-//! `switchyard up`. Screenshots of each page land in `target/screenshots/` on every run.
-//!
-//! Without chromium/chromedriver the tests skip with a message, except under `CI=true`, where
-//! they fail (CI installs both in `.ci/run`).
+//! `switchyard up`, with the shared harness of `browser/`. Screenshots of each page land in
+//! `target/screenshots/` on every run.
 
-mod pages_support;
+mod browser;
 
-use pages_support::{Browser, OWNER_EMAIL, Up, WAIT, browser_available};
+use browser::{Browser, OWNER_EMAIL, Up, WAIT, browser_available};
 use reqwest::Method;
 use serde_json::json;
 
@@ -266,6 +264,52 @@ async fn environments_created_renamed_deleted_and_an_api_created_deployed_undepl
         )
         .await;
     assert_eq!(status, 404);
+
+    // Delete the API: deployed to Production again, its gateway serves it; the delete page
+    // names the deployment and warns, Cancel changes nothing, and the confirmed delete
+    // removes it from the list, from REST and from the gateway.
+    b.goto(&up.url(&format!("/apis/{api}"))).await;
+    b.select("#environment_id", &production).await;
+    b.click("#deploy").await;
+    b.wait_path(format!("/apis/{api}?done=deployed")).await;
+    let served = format!("{gw}/ws/rest/orders");
+    let routed = || async {
+        up.http
+            .get(&served)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    b.wait("the gateway routes /ws/rest/orders", || async {
+        let status = routed().await;
+        status != 0 && status != 404
+    })
+    .await;
+    b.click("#delete-api").await;
+    b.wait_path(format!("/apis/{api}/delete")).await;
+    let warning = b.text("#warn-deployments").await;
+    assert!(warning.contains("Production"), "{warning}");
+    assert!(warning.contains("stop serving it"), "{warning}");
+    b.screenshot("api-delete").await;
+    b.click("main a.button.secondary").await;
+    b.wait_path(format!("/apis/{api}")).await;
+    b.goto(&up.url("/apis")).await;
+    b.click(&format!("tr[data-api='{api}'] a[data-action=delete]"))
+        .await;
+    b.wait_path(format!("/apis/{api}/delete")).await;
+    b.click("#confirm-delete").await;
+    b.wait_path("/apis?done=deleted").await;
+    assert!(b.text(".notice").await.contains("API deleted"));
+    assert!(!b.has(&format!("tr[data-api='{api}']")).await);
+    let (status, _) = up
+        .rest(Method::GET, &format!("/api/v1/apis/{api}"), None)
+        .await;
+    assert_eq!(status, 404);
+    b.wait("the gateway stops routing /ws/rest/orders", || async {
+        routed().await == 404
+    })
+    .await;
     b.close().await;
 }
 
@@ -452,8 +496,11 @@ async fn a_viewer_sees_no_actions_and_a_forged_post_is_refused() {
     b.goto(&up.url("/apis")).await;
     assert!(!b.has("#create-api").await);
     b.click("#apis td.name a").await;
+    b.wait("the API's page", || async { b.has("#deployments").await })
+        .await;
     assert!(!b.has("#deploy-form").await);
     assert!(!b.has("#edit-api").await);
+    assert!(!b.has("#delete-api").await);
     assert!(!b.has("[data-action]").await);
     b.goto(&up.url("/users")).await;
     assert!(!b.has("#add-user").await);

@@ -1,7 +1,8 @@
 //! The APIs pages: the list, create and edit forms, and one API's page with its deployments
 //! (SPEC §8: status Requires Configuration or Sent to the Gateway) where it is deployed to an
-//! environment or undeployed. Changes are the REST handlers', so a deployment that would
-//! create a path conflict is refused here exactly as there, naming the APIs.
+//! environment or undeployed, and its delete page (a confirmation naming what stops being
+//! served). Changes are the REST handlers', so a deployment that would create a path conflict
+//! is refused here exactly as there, naming the APIs.
 
 use askama::Template;
 use axum::Router;
@@ -27,6 +28,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/apis/{id}", get(api_page))
         .route("/apis/{id}/edit", get(edit_page).post(save))
         .route("/apis/{id}/deploy", post(deploy))
+        .route("/apis/{id}/delete", get(delete_page).post(delete))
         .route(
             "/apis/{id}/deployments/{deployment}/undeploy",
             post(undeploy),
@@ -483,4 +485,55 @@ async fn undeploy(
     )
     .await?;
     Ok(Redirect::to(&format!("/apis/{raw}?done=undeployed")).into_response())
+}
+
+// ---- delete ----------------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "api_delete.html")]
+struct DeletePage {
+    l: Layout,
+    id: String,
+    name: String,
+    version: String,
+    /// The environments it is deployed to, and how many of those deployments a gateway serves.
+    environments: Vec<String>,
+    served: usize,
+}
+
+async fn delete_page(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+) -> ConsoleResult<Response> {
+    let account = account(&state, &user, Need::Manage).await?;
+    let a = api(&state, account, &raw).await?;
+    let deployments = state.store.deployments_by_api(account, a.id).await?;
+    let names = state.store.environments(account).await?;
+    let environments = deployments
+        .iter()
+        .filter_map(|d| names.iter().find(|e| e.id == d.environment_id))
+        .map(|e| e.name.clone())
+        .collect();
+    let served = deployments
+        .iter()
+        .filter(|d| d.status == DeploymentStatus::SentToGateway)
+        .count();
+    Ok(render(&DeletePage {
+        l: Layout::new(&user, format!("Delete {}", a.name), "apis"),
+        id: a.id.to_string(),
+        name: a.name,
+        version: a.version,
+        environments,
+        served,
+    }))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    act: Act,
+) -> ConsoleResult<Response> {
+    rest::delete_api(State(state), act.user.principal(), Path(raw)).await?;
+    Ok(Redirect::to("/apis?done=deleted").into_response())
 }

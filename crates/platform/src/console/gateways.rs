@@ -1,6 +1,6 @@
 //! The Gateways page (SPEC §4: both tabs, sort, search, the unattached row, Add a Gateway) and
 //! the gateway settings page (SPEC §5: Gateway Information with history, issues, Cluster
-//! Status, Restart and Delete). Data and actions are the REST side's: the same store overview
+//! Status with the removal of offline nodes, Rename, Restart and Delete). Data and actions are the REST side's: the same store overview
 //! and row logic as `GET /api/v1/gateways`, and the REST handlers for every change.
 
 use std::fmt::Write as _;
@@ -19,6 +19,7 @@ use super::{Act, ConsoleError, ConsoleResult, ConsoleUser, Layout, is_https, ren
 use crate::auth::Need;
 use crate::dto::{
     CreateInstallToken, EnvRef, GatewayRowDto, IssueDto, NodeDto, SeverityDto, StateDto, StatusDto,
+    UpdateGateway,
 };
 use crate::error::ApiError;
 use crate::routes::gateways as rest;
@@ -33,6 +34,11 @@ pub(super) fn router() -> Router<AppState> {
         .route("/gateways/{id}/live", get(settings_live))
         .route("/gateways/{id}/restart", axum::routing::post(restart))
         .route("/gateways/{id}/delete", get(delete_page).post(delete))
+        .route("/gateways/{id}/rename", get(rename_page).post(rename))
+        .route(
+            "/gateways/{id}/nodes/{node}/remove",
+            axum::routing::post(remove_node),
+        )
 }
 
 /// How many unattached environments the last row shows before See more...
@@ -46,61 +52,62 @@ async fn account(state: &AppState, user: &ConsoleUser, need: Need) -> ConsoleRes
 
 // ---- status icons ---------------------------------------------------------------------------
 
-/// Inline SVG icons (24×24, `currentColor`), one shape per status so that no status depends on
-/// colour alone.
-mod icon {
-    macro_rules! svg {
-        ($body:literal) => {
-            concat!(
-                r#"<svg class="icon" viewBox="0 0 24 24" width="16" height="16" aria-hidden="true" focusable="false">"#,
-                $body,
+/// SVG icons (24×24, `currentColor`), one shape per status so that no status depends on
+/// colour alone. Each is a `<symbol>` of [`icon::SPRITE`], which every page carries once (in
+/// `base.html`); a use is a short `<svg><use href="#i-…"/></svg>`, so a table of 1,000 rows does
+/// not repeat the shapes 1,000 times.
+pub(super) mod icon {
+    macro_rules! icons {
+        ($($name:ident $id:literal $body:literal;)*) => {
+            $(
+                pub const $name: &str = concat!(
+                    r##"<svg class="icon" width="16" height="16" aria-hidden="true"><use href="#i-"##,
+                    $id,
+                    r#""/></svg>"#
+                );
+            )*
+            /// The shapes of every icon, hidden; referenced by id.
+            pub const SPRITE: &str = concat!(
+                r#"<svg class="sprite" width="0" height="0" aria-hidden="true">"#,
+                $(r#"<symbol id="i-"#, $id, r#"" viewBox="0 0 24 24">"#, $body, "</symbol>",)*
                 "</svg>"
-            )
+            );
         };
     }
-    pub const ONLINE: &str = svg!(
-        r#"<circle cx="12" cy="12" r="10" fill="currentColor"/><path d="M7 12.5l3.2 3.2L17 9" fill="none" stroke="white" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round"/>"#
-    );
-    pub const STARTING: &str = svg!(
-        r#"<circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M10 7.5l6 4.5-6 4.5z" fill="currentColor"/>"#
-    );
-    pub const STOPPING: &str = svg!(
-        r#"<circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2.4"/><rect x="8.5" y="8" width="2.5" height="8" fill="currentColor"/><rect x="13" y="8" width="2.5" height="8" fill="currentColor"/>"#
-    );
-    pub const RESTARTING: &str = svg!(
-        r#"<path d="M19 12a7 7 0 1 1-2.05-4.95" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round"/><path d="M18.5 3.5v4.5H14" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round"/>"#
-    );
-    pub const UNRESPONSIVE: &str = svg!(
-        r#"<path d="M19 12a7 7 0 1 1-2.05-4.95" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round"/><path d="M18.5 3.5v4.5H14" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round"/><path d="M12 8.5v4" stroke="currentColor" stroke-width="2.4" stroke-linecap="round"/><circle cx="12" cy="15.6" r="1.3" fill="currentColor"/>"#
-    );
-    pub const NOT_RUNNING: &str = svg!(
-        r#"<circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2.4"/><rect x="8" y="8" width="8" height="8" rx="1" fill="currentColor"/>"#
-    );
-    pub const UNCLEAN: &str = svg!(
-        r#"<circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M13 5.5L8.5 13H12l-1 5.5 4.5-7.5H12z" fill="currentColor"/>"#
-    );
-    pub const FAILED_START: &str = svg!(
-        r#"<circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M8.5 8.5l7 7M15.5 8.5l-7 7" stroke="currentColor" stroke-width="2.4" stroke-linecap="round"/>"#
-    );
-    pub const LOST_CONTACT: &str = svg!(
-        r#"<path d="M2.5 9a14 14 0 0 1 19 0M5.8 12.4a9 9 0 0 1 12.4 0M9.2 15.8a4 4 0 0 1 5.6 0" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round"/><circle cx="12" cy="19" r="1.5" fill="currentColor"/><path d="M4 3l16 18" stroke="currentColor" stroke-width="2.4" stroke-linecap="round"/>"#
-    );
-    pub const CLUSTER: &str = svg!(
-        r#"<circle cx="6" cy="7" r="3.2" fill="currentColor"/><circle cx="18" cy="7" r="3.2" fill="currentColor"/><circle cx="12" cy="17.5" r="3.2" fill="none" stroke="currentColor" stroke-width="2.2"/><path d="M7.5 9.8l2.8 4.6M16.5 9.8l-2.8 4.6" stroke="currentColor" stroke-width="1.8"/>"#
-    );
-    pub const DELETED: &str = svg!(
-        r#"<path d="M4 7h16M9.5 7V4.5h5V7M6.5 7l1 13h9l1-13" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linejoin="round"/><path d="M10 11v5M14 11v5" stroke="currentColor" stroke-width="2"/>"#
-    );
-    pub const ERROR: &str = svg!(
-        r#"<path d="M8 2.5h8l5.5 5.5v8L16 21.5H8L2.5 16V8z" fill="currentColor"/><path d="M12 7v6" stroke="white" stroke-width="2.4" stroke-linecap="round"/><circle cx="12" cy="16.5" r="1.4" fill="white"/>"#
-    );
-    pub const WARNING: &str = svg!(
-        r#"<path d="M12 2.5L22.5 21H1.5z" fill="currentColor" stroke-linejoin="round"/><path d="M12 9v5.5" stroke="white" stroke-width="2.4" stroke-linecap="round"/><circle cx="12" cy="17.6" r="1.3" fill="white"/>"#
-    );
-    pub const SORT_ASC: &str = svg!(r#"<path d="M12 6l6 8H6z" fill="currentColor"/>"#);
-    pub const SORT_DESC: &str = svg!(r#"<path d="M12 18l6-8H6z" fill="currentColor"/>"#);
-    pub const SORT_NONE: &str =
-        svg!(r#"<path d="M12 4l5 6H7zM12 20l5-6H7z" fill="currentColor" opacity=".35"/>"#);
+    icons! {
+        ONLINE "online"
+            r#"<circle cx="12" cy="12" r="10" fill="currentColor"/><path d="M7 12.5l3.2 3.2L17 9" fill="none" stroke="white" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round"/>"#;
+        STARTING "starting"
+            r#"<circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M10 7.5l6 4.5-6 4.5z" fill="currentColor"/>"#;
+        STOPPING "stopping"
+            r#"<circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2.4"/><rect x="8.5" y="8" width="2.5" height="8" fill="currentColor"/><rect x="13" y="8" width="2.5" height="8" fill="currentColor"/>"#;
+        RESTARTING "restarting"
+            r#"<path d="M19 12a7 7 0 1 1-2.05-4.95" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round"/><path d="M18.5 3.5v4.5H14" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round"/>"#;
+        UNRESPONSIVE "unresponsive"
+            r#"<path d="M19 12a7 7 0 1 1-2.05-4.95" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round"/><path d="M18.5 3.5v4.5H14" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round"/><path d="M12 8.5v4" stroke="currentColor" stroke-width="2.4" stroke-linecap="round"/><circle cx="12" cy="15.6" r="1.3" fill="currentColor"/>"#;
+        NOT_RUNNING "not-running"
+            r#"<circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2.4"/><rect x="8" y="8" width="8" height="8" rx="1" fill="currentColor"/>"#;
+        UNCLEAN "unclean"
+            r#"<circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M13 5.5L8.5 13H12l-1 5.5 4.5-7.5H12z" fill="currentColor"/>"#;
+        FAILED_START "failed-start"
+            r#"<circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M8.5 8.5l7 7M15.5 8.5l-7 7" stroke="currentColor" stroke-width="2.4" stroke-linecap="round"/>"#;
+        LOST_CONTACT "lost-contact"
+            r#"<path d="M2.5 9a14 14 0 0 1 19 0M5.8 12.4a9 9 0 0 1 12.4 0M9.2 15.8a4 4 0 0 1 5.6 0" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round"/><circle cx="12" cy="19" r="1.5" fill="currentColor"/><path d="M4 3l16 18" stroke="currentColor" stroke-width="2.4" stroke-linecap="round"/>"#;
+        CLUSTER "cluster"
+            r#"<circle cx="6" cy="7" r="3.2" fill="currentColor"/><circle cx="18" cy="7" r="3.2" fill="currentColor"/><circle cx="12" cy="17.5" r="3.2" fill="none" stroke="currentColor" stroke-width="2.2"/><path d="M7.5 9.8l2.8 4.6M16.5 9.8l-2.8 4.6" stroke="currentColor" stroke-width="1.8"/>"#;
+        DELETED "deleted"
+            r#"<path d="M4 7h16M9.5 7V4.5h5V7M6.5 7l1 13h9l1-13" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linejoin="round"/><path d="M10 11v5M14 11v5" stroke="currentColor" stroke-width="2"/>"#;
+        ERROR "error"
+            r#"<path d="M8 2.5h8l5.5 5.5v8L16 21.5H8L2.5 16V8z" fill="currentColor"/><path d="M12 7v6" stroke="white" stroke-width="2.4" stroke-linecap="round"/><circle cx="12" cy="16.5" r="1.4" fill="white"/>"#;
+        WARNING "warning"
+            r#"<path d="M12 2.5L22.5 21H1.5z" fill="currentColor" stroke-linejoin="round"/><path d="M12 9v5.5" stroke="white" stroke-width="2.4" stroke-linecap="round"/><circle cx="12" cy="17.6" r="1.3" fill="white"/>"#;
+        SORT_ASC "sort-asc"
+            r#"<path d="M12 6l6 8H6z" fill="currentColor"/>"#;
+        SORT_DESC "sort-desc"
+            r#"<path d="M12 18l6-8H6z" fill="currentColor"/>"#;
+        SORT_NONE "sort-none"
+            r#"<path d="M12 4l5 6H7zM12 20l5-6H7z" fill="currentColor" opacity=".35"/>"#;
+    }
 }
 
 /// How a status is shown: icon, colour class, label, variant text and a tooltip.
@@ -757,6 +764,10 @@ struct Panels {
     name: String,
     environments: Vec<EnvRef>,
     now: model::Timestamp,
+    /// Whether the viewer may remove offline nodes, and the token of that form (the panels
+    /// are re-rendered by the live refresh, so they carry it themselves).
+    can_manage: bool,
+    csrf: String,
 }
 
 impl Panels {
@@ -780,6 +791,7 @@ struct SettingsPage {
     name: String,
     deleted: bool,
     owner: bool,
+    can_manage: bool,
     panels: String,
 }
 
@@ -863,6 +875,8 @@ async fn panels(state: &AppState, user: &ConsoleUser, raw: &str) -> ConsoleResul
         name: row.name,
         environments: row.environments,
         now: state.now(),
+        can_manage: user.principal.user.role.can_manage(),
+        csrf: user.csrf.clone(),
     })
 }
 
@@ -882,6 +896,11 @@ async fn settings_page(
         Some("restart") => {
             Some("Restart requested: the nodes restart one at a time; the status below follows it.")
         }
+        Some("renamed") => Some("Gateway renamed."),
+        Some("node_removed") => Some(
+            "Node removed and its credential revoked. To bring it back, join it again with a new \
+             install token (Add a Gateway).",
+        ),
         _ => None,
     };
     let html = panels.render().map_err(|error| {
@@ -894,6 +913,7 @@ async fn settings_page(
         name: panels.name.clone(),
         deleted: panels.deleted,
         owner: user.principal.user.role.is_owner(),
+        can_manage: user.principal.user.role.can_manage(),
         panels: html,
     }))
 }
@@ -989,4 +1009,90 @@ async fn delete(
         .await
         .map_err(action_error)?;
     Ok(Redirect::to("/gateways?view=deleted&done=deleted").into_response())
+}
+
+// ---- rename and node removal ----------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "gateway_rename.html")]
+struct RenamePage {
+    l: Layout,
+    id: String,
+    current_name: String,
+    name: String,
+    errors: super::form::FieldErrors,
+}
+
+async fn rename_page(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+) -> ConsoleResult<Response> {
+    account(&state, &user, Need::Manage).await?;
+    let p = panels(&state, &user, &raw).await?;
+    if p.deleted {
+        return Err(ConsoleError::new(
+            StatusCode::NOT_FOUND,
+            "Already deleted",
+            "This gateway is deleted; deleted gateways cannot be changed.",
+            "Go back to the Gateways page.",
+        ));
+    }
+    Ok(render(&RenamePage {
+        l: Layout::new(&user, format!("Rename {}", p.name), "gateways"),
+        id: p.id,
+        current_name: p.name.clone(),
+        name: p.name,
+        errors: super::form::FieldErrors::default(),
+    }))
+}
+
+async fn rename(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    act: Act,
+) -> ConsoleResult<Response> {
+    let name = act.form.text("name");
+    let saved = rest::update_gateway(
+        State(state.clone()),
+        act.user.principal(),
+        Path(raw.clone()),
+        crate::json::Json(UpdateGateway {
+            name: Some(name.clone()),
+        }),
+    )
+    .await;
+    let errors = match saved {
+        Ok(_) => return Ok(Redirect::to(&format!("/gateways/{raw}?done=renamed")).into_response()),
+        Err(e) => super::form::FieldErrors::from_refusal(e, &["name"])?,
+    };
+    let p = panels(&state, &act.user, &raw).await?;
+    let page = RenamePage {
+        l: Layout::new(&act.user, format!("Rename {}", p.name), "gateways"),
+        id: p.id,
+        current_name: p.name,
+        name,
+        errors,
+    };
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
+}
+
+async fn remove_node(
+    State(state): State<AppState>,
+    Path((raw, node)): Path<(String, String)>,
+    act: Act,
+) -> ConsoleResult<Response> {
+    rest::remove_node(State(state), act.user.principal(), Path((raw.clone(), node)))
+        .await
+        .map_err(|error| {
+            let code = error.code.clone();
+            let mut e = ConsoleError::from(error);
+            if code == "NODE_NOT_OFFLINE" {
+                e.next_step = "Stop the node on its host first (or wait until it is reported \
+                               offline), then remove it."
+                    .into();
+            }
+            e
+        })?;
+    Ok(Redirect::to(&format!("/gateways/{raw}?done=node_removed")).into_response())
 }

@@ -133,6 +133,11 @@ impl Layout {
         self.notice = notice;
         self
     }
+
+    /// The icons' shapes, once per page (see `gateways::icon`).
+    pub fn icons(&self) -> &'static str {
+        gateways::icon::SPRITE
+    }
 }
 
 /// A failure shown as a page: what happened and what to do next.
