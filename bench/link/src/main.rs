@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use platform::client::Client;
 use platform::dto::{
     AttachEnvironment, ClassificationDto, CreateEnvironment, CreateInstallToken,
-    EnvironmentConfiguration, GatewayRowDto, NodeDto,
+    EnvironmentConfiguration, GatewayRowDto, NodeDto, StateDto, VariantDto,
 };
 use protocol::link::{
     ApplyResult, Counters, JoinRequest, JoinResponse, NodeMessage, PROTOCOL_VERSION,
@@ -204,14 +204,17 @@ async fn wait_online(api: &Api, gateway: Uuid, n: usize, timeout: Duration) -> a
     let start = Instant::now();
     loop {
         let nodes = api.nodes(gateway).await?;
-        let online = nodes.iter().filter(|n| n.status.state == "online").count();
+        let online = nodes
+            .iter()
+            .filter(|n| n.status.state == StateDto::Online)
+            .count();
         let gw_online = api
             .client
             .gateways()
             .await?
             .gateways
             .iter()
-            .any(|g| g.id == gateway && g.status.state == "online");
+            .any(|g| g.id == gateway && g.status.state == StateDto::Online);
         if online >= n && gw_online {
             return Ok(());
         }
@@ -312,7 +315,7 @@ async fn propagate(
         let _ = children[victim].wait();
         let status = loop {
             let g = api.gateway("linkbench").await?.context("gateway")?;
-            if g.status.state != "online" {
+            if g.status.state != StateDto::Online {
                 break g;
             }
             if killed.elapsed() > Duration::from_secs(120) {
@@ -325,7 +328,7 @@ async fn propagate(
             k + 1,
             killed.elapsed().as_secs_f64(),
             status.status.state,
-            status.status.variant.as_deref().unwrap_or("-"),
+            status.status.variant.map_or("-", VariantDto::as_str),
             status
                 .issues
                 .iter()

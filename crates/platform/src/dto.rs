@@ -765,6 +765,92 @@ pub struct AuditList {
     pub next_cursor: Option<String>,
 }
 
+// ---------------------------------------------------------------------------------------------
+// Query parameters: read by `json::Query`, unknown parameters refused like unknown fields.
+
+/// `limit` and `cursor` of a paged list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// page size, 1–1000 (100)
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page
+    pub cursor: Option<Uuid>,
+}
+
+/// `limit` and `cursor` of the audit log (read a page at a time from the store, so smaller).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// page size, 1–500 (100)
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page
+    pub cursor: Option<Uuid>,
+}
+
+/// The Gateways list's filters and order.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GatewaysQuery {
+    /// enabled (default) or deleted
+    #[param(inline)]
+    pub view: Option<GatewayViewParam>,
+    /// status, name (default), host_name or gateway_url
+    #[param(inline)]
+    pub sort: Option<GatewaySortParam>,
+    /// asc (default) or desc
+    #[param(inline)]
+    pub order: Option<OrderParam>,
+    /// case-insensitive substring of a gateway or environment name
+    #[param(max_length = 200)]
+    pub q: Option<String>,
+}
+
+/// `view` of the Gateways list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayViewParam {
+    #[default]
+    Enabled,
+    Deleted,
+}
+
+/// `sort` of the Gateways list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewaySortParam {
+    Status,
+    #[default]
+    Name,
+    HostName,
+    GatewayUrl,
+}
+
+impl GatewaySortParam {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewaySortParam::Status => "status",
+            GatewaySortParam::Name => "name",
+            GatewaySortParam::HostName => "host_name",
+            GatewaySortParam::GatewayUrl => "gateway_url",
+        }
+    }
+}
+
+/// `order` of a sorted list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderParam {
+    #[default]
+    Asc,
+    Desc,
+}
+
 #[cfg(test)]
 mod tests {
     use model::status::{GatewayState, GatewayStatus, Severity, StatusVariant};
