@@ -97,6 +97,7 @@ enum Attempt {
 /// Writes the request head for `target`: request line, `Host`, the headers with this hop's
 /// forwarding ([`Forwarding::write`]; with `None` the map already has them) and the framing of
 /// the body (any `Content-Length` of the client is replaced).
+#[inline]
 fn write_request_head(conn: &mut UpstreamConn, target: &Target, exchange: &Exchange<'_>) {
     let request_target = RequestTarget {
         base_path: &target.base_path,

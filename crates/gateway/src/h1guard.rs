@@ -140,7 +140,7 @@ impl Scanner {
 
     /// Whether bytes now pass unexamined (HTTP/2 or an upgraded connection).
     pub fn is_opaque(&self) -> bool {
-        self.state == State::Opaque
+        matches!(self.state, State::Opaque)
     }
 
     /// Whether the scanner waits for a head and has part of it (a header timeout applies).
@@ -241,7 +241,7 @@ impl Scanner {
                     }
                 }
             }
-            if *released == pending.len() && self.state != State::Start {
+            if *released == pending.len() && !matches!(self.state, State::Start) {
                 return Ok(());
             }
         }

@@ -299,6 +299,7 @@ struct BodyPlan {
 /// buffers request bodies; by the node's own server with the head, or by `pace_body`): a
 /// retry can send them again, and the node's own client sends them with the head. Others are
 /// streamed through with the API's byte limit and never retried.
+#[inline]
 fn plan_body(
     method: &Method,
     body: ClientBody,

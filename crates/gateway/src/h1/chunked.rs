@@ -11,10 +11,10 @@
 //! and dropped.
 
 /// Longest chunk-size line (size and extensions, without CRLF) accepted.
-pub const MAX_CHUNK_LINE_BYTES: usize = 4096;
+pub const MAX_CHUNK_LINE_BYTES: u16 = 4096;
 /// 16 hex digits are 64 bits: every size a u64 holds can be written, and no digit string
 /// this long overflows one. A 17th digit is refused rather than read modulo 2^64.
-pub const MAX_CHUNK_SIZE_DIGITS: usize = 16;
+pub const MAX_CHUNK_SIZE_DIGITS: u8 = 16;
 
 /// Why a chunked body is malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,21 +59,22 @@ pub enum Piece {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// In a chunk-size line: digits so far, their value, line length so far.
+    /// In a chunk-size line: digits so far, their value, line length so far. (Small fields:
+    /// the decoder lives in every chunked body's state, which is moved around with it.)
     Size {
-        digits: usize,
+        digits: u8,
         size: u64,
-        line: usize,
+        line: u16,
     },
     /// Whitespace after the size, before `;` or CR.
     SizeWhitespace {
         size: u64,
-        line: usize,
+        line: u16,
     },
     /// In the extensions of a size line.
     Extension {
         size: u64,
-        line: usize,
+        line: u16,
     },
     /// After the CR of a size line.
     SizeLf {
@@ -82,9 +83,9 @@ enum State {
     Data(u64),
     DataCr,
     DataLf,
-    /// In a trailer line (`line` = its length so far; 0 at the start of a line).
+    /// In a trailer line; `at_start` before its first byte.
     Trailer {
-        line: usize,
+        at_start: bool,
     },
     TrailerLf {
         empty: bool,
@@ -97,8 +98,8 @@ enum State {
 pub struct ChunkedDecoder {
     state: State,
     /// Trailer bytes seen so far and the most allowed.
-    trailers: usize,
-    max_trailer_bytes: usize,
+    trailers: u32,
+    max_trailer_bytes: u32,
 }
 
 impl ChunkedDecoder {
@@ -111,7 +112,7 @@ impl ChunkedDecoder {
                 line: 0,
             },
             trailers: 0,
-            max_trailer_bytes,
+            max_trailer_bytes: u32::try_from(max_trailer_bytes).unwrap_or(u32::MAX),
         }
     }
 
@@ -120,7 +121,7 @@ impl ChunkedDecoder {
     /// consumed and what they were; 0 bytes only when `input` is empty or the body is done
     /// (then always [`Piece::End`]).
     pub fn advance(&mut self, input: &[u8]) -> Result<(usize, Piece), ChunkError> {
-        if self.state == State::Done {
+        if matches!(self.state, State::Done) {
             return Ok((0, Piece::End));
         }
         if let State::Data(left) = self.state {
@@ -201,7 +202,7 @@ impl ChunkedDecoder {
                         return Err(ChunkError::BareCr);
                     }
                     if size == 0 {
-                        State::Trailer { line: 0 }
+                        State::Trailer { at_start: true }
                     } else {
                         // Data follows: hand back the framing consumed so far.
                         self.state = State::Data(size);
@@ -224,8 +225,8 @@ impl ChunkedDecoder {
                         line: 0,
                     }
                 }
-                State::Trailer { line } => match b {
-                    b'\r' => State::TrailerLf { empty: line == 0 },
+                State::Trailer { at_start } => match b {
+                    b'\r' => State::TrailerLf { empty: at_start },
                     b'\n' => return Err(ChunkError::BareLf),
                     0 => return Err(ChunkError::Nul),
                     _ => {
@@ -233,7 +234,7 @@ impl ChunkedDecoder {
                         if self.trailers > self.max_trailer_bytes {
                             return Err(ChunkError::TrailersTooLarge);
                         }
-                        State::Trailer { line: line + 1 }
+                        State::Trailer { at_start: false }
                     }
                 },
                 State::TrailerLf { empty } => {
@@ -244,7 +245,7 @@ impl ChunkedDecoder {
                         self.state = State::Done;
                         return Ok((i, Piece::End));
                     }
-                    State::Trailer { line: 0 }
+                    State::Trailer { at_start: true }
                 }
                 State::Data(_) | State::Done => unreachable!("handled before the loop"),
             };
@@ -380,7 +381,7 @@ mod tests {
                 );
             }
         }
-        let long = format!("1;{}\r\n", "x".repeat(MAX_CHUNK_LINE_BYTES));
+        let long = format!("1;{}\r\n", "x".repeat(usize::from(MAX_CHUNK_LINE_BYTES)));
         assert_eq!(decode(long.as_bytes(), 512), Err(LineTooLong));
         let trailers = format!("0\r\nx: {}\r\n\r\n", "a".repeat(1100));
         assert_eq!(decode(trailers.as_bytes(), 100), Err(TrailersTooLarge));
