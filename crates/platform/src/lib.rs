@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod clock;
 pub mod console;
 pub mod dto;
 pub mod error;
