@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod client;
+pub mod clock;
 pub mod console;
 pub mod dto;
 pub mod error;

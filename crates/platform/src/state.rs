@@ -56,14 +56,14 @@ impl AppState {
         }
     }
 
-    /// The time of a request; the only place the REST API reads the clock, so rules in
-    /// `model` keep taking time as an argument.
+    /// The time of a request, by the link's clock (`LinkConfig::clock`); the only place the
+    /// REST API reads the clock, so rules in `model` keep taking time as an argument.
     pub fn now(&self) -> Timestamp {
-        now()
+        self.link.now()
     }
 }
 
-/// The current wall-clock time.
+/// The current wall-clock time (`crate::clock::Clock::Real`).
 pub fn now() -> Timestamp {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -19,7 +19,6 @@ use store::{GatewayRow, GatewayStatusInput, NewIssue, NodeStatusRow, StoreError}
 
 use crate::link::Link;
 use crate::link::records::{self, NodeEntry};
-use crate::state::now;
 
 type IssueKey = (&'static str, Option<NodeId>);
 
@@ -34,7 +33,7 @@ struct Memory {
 
 /// Runs the job until the link stops.
 pub(crate) async fn run(link: Link) {
-    let mut shutdown = link.inner.shutdown.subscribe();
+    let mut shutdown = link.shutdown_signal();
     let mut memory = Memory::default();
     loop {
         match load_raised(&link).await {
@@ -58,7 +57,7 @@ pub(crate) async fn run(link: Link) {
             _ = interval.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(error) = tick(&link, &mut memory, now()).await {
+        if let Err(error) = tick(&link, &mut memory, link.now()).await {
             tracing::warn!(%error, "status job tick failed");
         }
     }
@@ -84,21 +83,20 @@ async fn load_raised(
 /// One evaluation of every live gateway at `now`.
 async fn tick(link: &Link, memory: &mut Memory, now: Timestamp) -> Result<(), StoreError> {
     let inputs = link.store().gateway_status_inputs().await?;
-    let connected = link.inner.registry.connected_nodes();
+    let connected = link.connected_nodes();
     let mut live_gateways = HashSet::with_capacity(inputs.len());
     let mut live_nodes = HashSet::new();
     for input in &inputs {
         live_gateways.insert(input.gateway.id);
         live_nodes.extend(input.nodes.iter().map(|n| n.node.id));
         let settings = link.config().status_settings(&input.gateway.settings);
-        link.inner.records.set_settings(input.gateway.id, settings);
+        link.records().set_settings(input.gateway.id, settings);
         let records = node_records(link, input, &connected);
         evaluate(link, memory, input, &records, &settings, now).await;
         abandon_restarts(link, input, &records, &settings, &connected, now).await;
     }
-    link.inner.records.retain(|n| live_nodes.contains(n), now);
-    link.inner
-        .records
+    link.records().retain(|n| live_nodes.contains(n), now);
+    link.records()
         .retain_gateways(|g| live_gateways.contains(g));
     memory.status.retain(|g, _| live_gateways.contains(g));
     memory.raised.retain(|g, _| live_gateways.contains(g));
@@ -118,7 +116,7 @@ fn node_records(
         .iter()
         .map(|row| {
             let id = row.node.id;
-            let in_memory = link.inner.records.get(id);
+            let in_memory = link.records().get(id);
             if connected.contains(&id)
                 && let Some(entry) = &in_memory
             {
@@ -132,7 +130,7 @@ fn node_records(
             // A node may have linked here after `connected` was read (it reports before it
             // registers), or its last records here are not written yet: a fresher record in
             // memory is not replaced by the stored one.
-            link.inner.records.stored(NodeEntry {
+            link.records().stored(NodeEntry {
                 account,
                 gateway,
                 record,
@@ -161,7 +159,7 @@ async fn abandon_restarts(
             continue;
         }
         // The records queue the changed record for the store (`records::run_flusher`).
-        let (_, end) = link.inner.records.apply(
+        let (_, end) = link.records().apply(
             (account, gateway, node),
             None,
             NodeEvent::RestartAbandoned,
@@ -256,7 +254,7 @@ pub(crate) fn read_row(link: &Link, row: &GatewayRow, now: Timestamp) -> Reading
     let records: Vec<NodeRecord> = row
         .nodes
         .iter()
-        .map(|(node, reported)| match link.inner.records.get(node.id) {
+        .map(|(node, reported)| match link.records().get(node.id) {
             Some(entry) => entry.record,
             None => {
                 all_in_memory = false;
@@ -287,7 +285,7 @@ pub(crate) fn current_records(link: &Link, rows: &[NodeStatusRow]) -> Vec<NodeRe
                 .record
                 .as_ref()
                 .and_then(|json| records::from_json(id, json));
-            match (link.inner.records.get(id), stored) {
+            match (link.records().get(id), stored) {
                 (Some(memory), Some(stored))
                     if stored.last_message_at > memory.record.last_message_at =>
                 {

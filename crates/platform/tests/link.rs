@@ -53,6 +53,7 @@ both_backends!(
     link_refusals_before_upgrade,
     welcome_snapshot_and_pushed_changes,
     silent_node_loses_contact,
+    lost_contact_follows_a_manual_clock,
     killed_while_stopping_is_unclean,
     gateway_without_nodes_has_no_nodes_issue,
     one_silent_node_of_three_is_cluster_issues,
@@ -793,6 +794,46 @@ async fn silent_node_loses_contact(backend: Backend) {
         states.contains(&"offline".to_owned()) && states.contains(&"online".to_owned()),
         "{states:?}"
     );
+}
+
+/// Time rules follow the link's clock: with a manual clock, a silent node loses contact when
+/// the test steps the clock past the real 15 s floor of the threshold, without waiting it.
+async fn lost_contact_follows_a_manual_clock(backend: Backend) {
+    let clock = platform::clock::Clock::manual(platform::state::now());
+    let config = LinkConfig {
+        min_lost_contact: model::status::MIN_LOST_CONTACT,
+        clock: clock.clone(),
+        ..short()
+    };
+    let p = P::start_with(backend, config).await;
+    let node = p.node("edge").await;
+    let gateway = node.gateway.clone();
+    wait_until("node online", || async {
+        p.node_status(&gateway, &node.id).await == "online"
+    })
+    .await;
+    node.silence();
+    // Any heartbeat already on its way arrives (stamped with the unmoved clock) first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(p.node_status(&gateway, &node.id).await, "online");
+    clock.advance(model::status::MIN_LOST_CONTACT);
+    let started = tokio::time::Instant::now();
+    wait_until("node lost contact", || async {
+        p.node_status(&gateway, &node.id).await == "offline/lost_contact"
+            && p.gateway_status(&gateway).await == "offline/lost_contact"
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Heartbeats again: back online at the stepped time.
+    node.beating.store(true, Ordering::SeqCst);
+    wait_until("back online", || async {
+        p.gateway_status(&gateway).await == "online"
+    })
+    .await;
 }
 
 async fn killed_while_stopping_is_unclean(backend: Backend) {

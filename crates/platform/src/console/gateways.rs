@@ -944,7 +944,7 @@ async fn restart(
     Path(raw): Path<String>,
     act: Act,
 ) -> ConsoleResult<Response> {
-    let _accepted = crate::link::commands::restart_gateway(
+    let _accepted = crate::routes::commands::restart_gateway(
         State(state),
         act.user.principal(),
         Path(raw.clone()),

@@ -1,6 +1,7 @@
-//! The platform side of the platform–node link (SPEC §10, `protocol::link`): the join
-//! endpoint, the WebSocket link server with its connection registry, the snapshot publisher
-//! (with cross-process notices), node status records, and the commands sent to nodes.
+//! The platform side of the platform–node link (SPEC §10, `protocol::link`): the WebSocket
+//! link server with its connection registry, the snapshot publisher (with cross-process
+//! notices), node status records, and the rolling restart. Its REST handlers (join, the
+//! link upgrade, restart and stop) are in `crate::routes`.
 //!
 //! [`Link`] is the shared handle. REST handlers call [`Link::changed`] after a committed
 //! change of an account's configuration and [`Link::gateway_deleted`] after a delete; the
@@ -8,12 +9,11 @@
 //! changed, and pushes the snapshots to the connected nodes (and notifies other platform
 //! processes). The status job (`crate::status_job`) turns node records and time into status.
 
-pub mod commands;
-pub mod join;
+pub(crate) mod commands;
 mod publisher;
 pub(crate) mod records;
 mod registry;
-pub mod server;
+pub(crate) mod server;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use self::records::Records;
 pub use self::registry::Outbound;
 use self::registry::Registry;
+use crate::clock::Clock;
 
 /// Prefix of node credentials (`sy_node_` + 256 random bits in hex), stored as SHA-256 like
 /// every other token (see `crate::auth`).
@@ -58,6 +59,8 @@ pub struct LinkConfig {
     /// How often node status records are written to the store, all changed nodes in one
     /// batch (a state or generation change is written at once).
     pub status_flush_interval: Duration,
+    /// Where the link, the status job and REST reads get the time (tests step a manual one).
+    pub clock: Clock,
 }
 
 impl Default for LinkConfig {
@@ -73,6 +76,7 @@ impl Default for LinkConfig {
             send_queue_frames: 64,
             drain_timeout: model::DEFAULT_DRAIN_TIMEOUT,
             status_flush_interval: Duration::from_secs(1),
+            clock: Clock::Real,
         }
     }
 }
@@ -185,6 +189,11 @@ impl Link {
         }
     }
 
+    /// The time now, by the link's clock ([`LinkConfig::clock`]).
+    pub fn now(&self) -> model::Timestamp {
+        self.inner.config.clock.now()
+    }
+
     pub fn config(&self) -> &LinkConfig {
         &self.inner.config
     }
@@ -229,6 +238,32 @@ impl Link {
     /// Whether a node has a link to this platform process.
     pub fn is_connected(&self, node: model::NodeId) -> bool {
         self.inner.registry.is_connected(node)
+    }
+
+    /// The node status records of this process.
+    pub(crate) fn records(&self) -> &Records {
+        &self.inner.records
+    }
+
+    /// The nodes linked to this process now.
+    pub(crate) fn connected_nodes(&self) -> HashSet<model::NodeId> {
+        self.inner.registry.connected_nodes()
+    }
+
+    /// Changes to `true` when the link stops ([`Link::stop`]).
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Sends a command to a node linked to this process or, through a notice, to the
+    /// process holding its link.
+    pub(crate) async fn send_command(
+        &self,
+        node: model::NodeId,
+        command_id: &str,
+        command: &protocol::link::Command,
+    ) -> Result<(), store::StoreError> {
+        publisher::send_command(self, node, command_id, command).await
     }
 
     pub(crate) fn take_pending(&self) -> Vec<AccountId> {

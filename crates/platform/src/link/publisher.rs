@@ -60,7 +60,7 @@ pub(crate) async fn publish_gateway(
     let mut compiled: Option<SnapshotConfig> = None;
     let published = link
         .store()
-        .publish_gateway_config(account, gateway, crate::state::now(), |input| {
+        .publish_gateway_config(account, gateway, link.now(), |input| {
             let config = compile(input);
             let d = digest(&config);
             compiled = Some(config);
@@ -202,7 +202,7 @@ fn deliver_command(link: &Link, node: NodeId, command_id: &str, command: Command
         return false;
     }
     if matches!(command, Command::Restart { .. }) {
-        super::server::restart_requested(link, node);
+        link.records().restart_requested(node, link.now());
     }
     let message = PlatformMessage::Command {
         command_id: command_id.to_owned(),

@@ -139,6 +139,22 @@ impl Records {
         (record, end)
     }
 
+    /// Records that the platform asked a node linked here to restart (SPEC §2 #4); nothing
+    /// for a node without a record here.
+    pub(crate) fn restart_requested(&self, node: NodeId, at: Timestamp) {
+        let Some(entry) = self.get(node) else {
+            return;
+        };
+        self.apply(
+            (entry.account, entry.gateway, node),
+            None,
+            NodeEvent::RestartRequested,
+            at,
+            None,
+            || entry.record.clone(),
+        );
+    }
+
     pub(crate) fn get(&self, node: NodeId) -> Option<NodeEntry> {
         lock(&self.state).nodes.get(&node).cloned()
     }

@@ -1,17 +1,11 @@
-//! The link server: `GET /api/v1/link`, a node-initiated WebSocket (SPEC §10). The node
-//! credential and the protocol version are checked before the upgrade (401 / 400 with the
-//! error envelope); then the node's Hello is answered with Welcome and the current snapshot,
-//! and heartbeats, acknowledgements and command results are folded into the node's status
-//! record (queued for the store, `records`) until the link closes.
+//! The link server: one node-initiated WebSocket (SPEC §10) after `GET /api/v1/link`
+//! (`crate::routes::link`) upgraded it. The node's Hello is answered with Welcome and the
+//! current snapshot, and heartbeats, acknowledgements and command results are folded into
+//! the node's status record (queued for the store, `records`) until the link closes.
 
 use std::collections::HashMap;
 
-use axum::extract::State;
-use axum::extract::ws::{
-    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
-};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use model::status::codes::{self, CONFIG_APPLY_FAILED};
 use model::status::{
@@ -19,16 +13,13 @@ use model::status::{
 };
 use model::{AccountId, GatewayId, NodeId, Timestamp};
 use protocol::link::{
-    ApplyResult, NodeIssue, NodeMessage, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
-    PlatformMessage, RefusalCode, ReportedState, check_protocol_version,
+    ApplyResult, NodeIssue, NodeMessage, PROTOCOL_VERSION, PlatformMessage, ReportedState,
+    check_protocol_version,
 };
 use store::{NewIssue, NodeCredential, NodeReport};
 use tokio::sync::mpsc;
 
 use super::{Link, Outbound, publisher};
-use crate::error::{ApiError, ErrorEnvelope};
-use crate::state::{AppState, now};
-use crate::throttle::{self, ClientIp, Secret};
 
 /// Largest frame a node may send: heartbeats and acknowledgements are small.
 pub(crate) const MAX_NODE_FRAME_BYTES: usize = 1024 * 1024;
@@ -39,123 +30,8 @@ pub(crate) const LINK_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Node-reported issues kept per node; more are ignored (a limit on everything).
 const MAX_NODE_ISSUES: usize = 100;
 
-/// The node link: a WebSocket upgrade authenticated by a node credential
-/// (`Authorization: Bearer sy_node_…`) with the header `x-switchyard-protocol: 1`. Frames are
-/// JSON `NodeMessage`s / `PlatformMessage`s (crate `protocol`): the node sends `hello`, the
-/// platform answers `welcome` and the current `snapshot`, then pushes snapshots and commands.
-#[utoipa::path(get, path = "/api/v1/link", tag = "gateways", security(()),
-    params(("x-switchyard-protocol" = u32, Header, minimum = 1, maximum = 1, description = "link protocol version (1)")),
-    responses(
-        (status = 101, description = "switching to the WebSocket link"),
-        (status = 400, description = "PROTOCOL_VERSION_MISMATCH, or not a WebSocket upgrade", body = ErrorEnvelope),
-        (status = 401, description = "unknown or revoked node credential, or deleted gateway", body = ErrorEnvelope),
-        (status = 429, description = "TOO_MANY_REQUESTS: too many wrong node credentials from this source; see `Retry-After`",
-            headers(("Retry-After" = u64, description = "seconds until the source may try again")),
-            body = ErrorEnvelope)))]
-pub async fn link(
-    State(state): State<AppState>,
-    ip: ClientIp,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    let credential = match authenticate(&state, ip, &headers).await {
-        Ok(c) => c,
-        Err(e) => {
-            // The node reads the platform's version from this header on any refusal.
-            let mut response = e.into_response();
-            response.headers_mut().insert(
-                PROTOCOL_VERSION_HEADER,
-                axum::http::HeaderValue::from(PROTOCOL_VERSION),
-            );
-            return response;
-        }
-    };
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "NOT_A_WEBSOCKET_UPGRADE",
-                format!("the link is a WebSocket: {rejection}"),
-            )
-            .into_response();
-        }
-    };
-    let link = state.link.clone();
-    ws.max_message_size(MAX_NODE_FRAME_BYTES)
-        .max_frame_size(MAX_NODE_FRAME_BYTES)
-        .read_buffer_size(LINK_READ_BUFFER_BYTES)
-        // Every frame is written (and flushed) as it is sent: nothing to gather, so no
-        // buffer held back; the write buffer only holds the frame being written, however
-        // large (a snapshot of 10,000 APIs), so its maximum stays unlimited.
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
-            let node = credential.node_id;
-            if let Err(error) = run(link, socket, credential, ip.0).await {
-                tracing::debug!(%error, ?node, "link closed");
-            }
-        })
-}
-
-async fn authenticate(
-    state: &AppState,
-    ip: ClientIp,
-    headers: &HeaderMap,
-) -> Result<NodeCredential, ApiError> {
-    let version = headers
-        .get(PROTOCOL_VERSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                RefusalCode::ProtocolVersionMismatch.as_str(),
-                format!(
-                    "missing or malformed `{PROTOCOL_VERSION_HEADER}` header; this platform \
-                     speaks link protocol version {PROTOCOL_VERSION}"
-                ),
-            )
-        })?;
-    check_protocol_version(version).map_err(version_error)?;
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| t.starts_with(super::NODE_CREDENTIAL_PREFIX) && t.len() <= 200)
-        .ok_or_else(|| {
-            ApiError::unauthenticated("expected `Authorization: Bearer <node credential>`")
-        })?;
-    throttle::check_secret(state, ip)?;
-    match state
-        .store
-        .find_node_credential(&crate::auth::hash_secret(token))
-        .await?
-    {
-        Some(credential) => Ok(credential),
-        None => {
-            let refusal = ApiError::unauthenticated(
-                "unknown or revoked node credential (or its gateway was deleted); join again",
-            );
-            Err(throttle::secret_failed(state, ip, Secret::NodeCredential, refusal).await)
-        }
-    }
-}
-
-pub(crate) fn version_error(e: protocol::link::VersionMismatch) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        RefusalCode::ProtocolVersionMismatch.as_str(),
-        e.to_string(),
-    )
-    .with_details(serde_json::json!({ "platform": e.ours, "node": e.theirs }))
-}
-
 #[derive(Debug, thiserror::Error)]
-enum LinkError {
+pub(crate) enum LinkError {
     #[error("websocket: {0}")]
     Socket(#[from] axum::Error),
     #[error("store: {0}")]
@@ -186,7 +62,9 @@ async fn refuse(sink: &mut Sink, reason: &str, retry: bool) -> LinkError {
 }
 
 /// One link, from Hello to close.
-async fn run(
+/// Serves one upgraded link, from Hello to close (the REST handler `routes::link` checked
+/// the credential and the protocol version before the upgrade).
+pub(crate) async fn run(
     link: Link,
     socket: WebSocket,
     credential: NodeCredential,
@@ -235,7 +113,7 @@ async fn run(
         )
         .await);
     }
-    let at = now();
+    let at = link.now();
     let gateway_row = match link.store().gateway(account, gateway).await {
         Ok(g) if g.deleted_at.is_none() => g,
         Ok(_) | Err(store::StoreError::NotFound) => {
@@ -360,7 +238,7 @@ async fn run(
     }
     .await;
     if link.inner.registry.unregister(gateway, conn_id) {
-        conn.event(NodeEvent::Disconnected, None, now());
+        conn.event(NodeEvent::Disconnected, None, link.now());
     }
     result
 }
@@ -402,7 +280,7 @@ struct LinkSession {
 
 impl LinkSession {
     async fn on_message(&mut self, message: NodeMessage) -> Result<(), LinkError> {
-        let at = now();
+        let at = self.link.now();
         match message {
             NodeMessage::Hello { .. } => {
                 return Err(LinkError::Closed("hello sent twice".into()));
@@ -620,21 +498,6 @@ impl LinkSession {
             Err(error) => tracing::warn!(%error, node = %self.node, code, "could not clear issue"),
         }
     }
-}
-
-/// Records that the platform asked a node linked here to restart (SPEC §2 #4).
-pub(crate) fn restart_requested(link: &Link, node: NodeId) {
-    let Some(entry) = link.inner.records.get(node) else {
-        return;
-    };
-    link.inner.records.apply(
-        (entry.account, entry.gateway, node),
-        None,
-        NodeEvent::RestartRequested,
-        now(),
-        None,
-        || entry.record.clone(),
-    );
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

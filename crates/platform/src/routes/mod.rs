@@ -4,8 +4,11 @@
 mod accounts;
 pub(crate) mod apis;
 mod audit;
+pub(crate) mod commands;
 pub(crate) mod environments;
 pub(crate) mod gateways;
+mod join;
+mod link;
 pub(crate) mod tokens;
 pub(crate) mod users;
 
@@ -43,10 +46,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(gateways::list_nodes))
         .routes(routes!(gateways::remove_node))
-        .routes(routes!(crate::link::commands::restart_gateway))
-        .routes(routes!(crate::link::commands::stop_gateway))
-        .routes(routes!(crate::link::join::join))
-        .routes(routes!(crate::link::server::link))
+        .routes(routes!(commands::restart_gateway))
+        .routes(routes!(commands::stop_gateway))
+        .routes(routes!(join::join))
+        .routes(routes!(link::link))
         .routes(routes!(
             environments::create_environment,
             environments::list_environments

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::auth::{hash_secret, new_secret};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::json::parse_json;
-use crate::state::{AppState, now};
+use crate::state::AppState;
 use crate::throttle::{self, ClientIp, Secret};
 
 /// The body of a join (the wire type is `protocol::link::JoinRequest`).
@@ -71,21 +71,21 @@ pub async fn join(
     // The version first: a node of another version may send a body this one cannot read.
     if let Some(v) = headers.get(PROTOCOL_VERSION_HEADER) {
         let v = v.to_str().ok().and_then(|v| v.trim().parse::<u32>().ok());
-        check_protocol_version(v.unwrap_or(0)).map_err(super::server::version_error)?;
+        check_protocol_version(v.unwrap_or(0)).map_err(super::link::version_error)?;
     }
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body)
         && let Some(v) = value.get("protocol_version").and_then(|v| v.as_u64())
     {
         check_protocol_version(u32::try_from(v).unwrap_or(u32::MAX))
-            .map_err(super::server::version_error)?;
+            .map_err(super::link::version_error)?;
     }
     let request: JoinRequest = parse_json(&body)?;
-    check_protocol_version(request.protocol_version).map_err(super::server::version_error)?;
+    check_protocol_version(request.protocol_version).map_err(super::link::version_error)?;
     let node: NodeId = request
         .node_id
         .parse()
         .map_err(|_| ApiError::bad_field("INVALID_FIELD", "node_id", "node_id must be a UUID"))?;
-    let at = now();
+    let at = state.now();
     throttle::check_secret(&state, ip)?;
     let Some(token) = state
         .store
@@ -115,7 +115,7 @@ pub async fn join(
         last_seen: None,
         applied_generation: None,
     };
-    let secret = new_secret(super::NODE_CREDENTIAL_PREFIX);
+    let secret = new_secret(crate::link::NODE_CREDENTIAL_PREFIX);
     let mut join_audit = audit("node.join").with_target(AuditTarget::new("node", node));
     join_audit.details = serde_json::json!({
         "gateway_id": gateway.id.to_string(),
