@@ -23,7 +23,11 @@ fn cookie_of(response: &reqwest::Response, name: &str) -> Option<String> {
 /// The value of the hidden `csrf` field of a form in `html`.
 fn csrf_field(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
-    html[at..].split('"').next().expect("csrf value").to_string()
+    html[at..]
+        .split('"')
+        .next()
+        .expect("csrf value")
+        .to_string()
 }
 
 /// `html` with the value of its `csrf` field blanked: the login form gets a new token on each
@@ -91,11 +95,10 @@ async fn get(
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().expect("ascii").to_string())
         .unwrap_or_default();
-    let vary = response
-        .headers()
-        .get_all(VARY)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("accept-encoding")));
+    let vary = response.headers().get_all(VARY).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("accept-encoding"))
+    });
     let raw = response.bytes().await.expect("body").to_vec();
     let decoded = match encoding.as_str() {
         "" => raw,
@@ -140,7 +143,10 @@ async fn pages_assets_and_json_are_compressed_when_accepted_and_identity_otherwi
     ];
     for (path, cookie, token, needle) in cases {
         let (plain_encoding, _, plain) = get(&up, path, None, cookie, token).await;
-        assert_eq!(plain_encoding, "", "{path} without Accept-Encoding is identity");
+        assert_eq!(
+            plain_encoding, "",
+            "{path} without Accept-Encoding is identity"
+        );
         let plain_text = String::from_utf8(plain.clone()).expect("utf-8");
         assert!(plain_text.contains(needle), "{path}: {plain_text:.200}");
         for (accept, expected) in [("br", "br"), ("gzip", "gzip"), ("gzip, deflate, br", "br")] {

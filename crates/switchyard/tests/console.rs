@@ -32,7 +32,10 @@ async fn login_logout_wrong_password_password_change_and_rate_limit() {
     // `up` names the account, the e-mail and a 0600 file with the owner's password.
     let sign_in = up.welcome.last().expect("welcome");
     assert!(sign_in.contains("account `default`"), "{sign_in}");
-    assert!(sign_in.contains("e-mail owner@switchyard.local"), "{sign_in}");
+    assert!(
+        sign_in.contains("e-mail owner@switchyard.local"),
+        "{sign_in}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -474,8 +477,14 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
     }
     assert!(hrefs.len() > 15, "{hrefs:?}");
     // Environments are links, in the rows and in the unattached row (SPEC §4).
-    let env_links = hrefs.iter().filter(|h| h.ends_with("/configuration")).count();
-    assert!(env_links >= 8, "Staging, Production and the unattached: {hrefs:?}");
+    let env_links = hrefs
+        .iter()
+        .filter(|h| h.ends_with("/configuration"))
+        .count();
+    assert!(
+        env_links >= 8,
+        "Staging, Production and the unattached: {hrefs:?}"
+    );
     for href in &hrefs {
         let url = if href.starts_with('/') {
             up.url(href)

@@ -1084,17 +1084,21 @@ async fn remove_node(
     Path((raw, node)): Path<(String, String)>,
     act: Act,
 ) -> ConsoleResult<Response> {
-    rest::remove_node(State(state), act.user.principal(), Path((raw.clone(), node)))
-        .await
-        .map_err(|error| {
-            let code = error.code.clone();
-            let mut e = ConsoleError::from(error);
-            if code == "NODE_NOT_OFFLINE" {
-                e.next_step = "Stop the node on its host first (or wait until it is reported \
+    rest::remove_node(
+        State(state),
+        act.user.principal(),
+        Path((raw.clone(), node)),
+    )
+    .await
+    .map_err(|error| {
+        let code = error.code.clone();
+        let mut e = ConsoleError::from(error);
+        if code == "NODE_NOT_OFFLINE" {
+            e.next_step = "Stop the node on its host first (or wait until it is reported \
                                offline), then remove it."
-                    .into();
-            }
-            e
-        })?;
+                .into();
+        }
+        e
+    })?;
     Ok(Redirect::to(&format!("/gateways/{raw}?done=node_removed")).into_response())
 }

@@ -411,8 +411,12 @@ impl Browser {
 
     /// The rendered text of the first element matching `selector`, waiting for it.
     pub async fn text(&self, selector: &str) -> String {
-        self.on(selector, "could not read", |e| async move { e.text().await })
-            .await
+        self.on(
+            selector,
+            "could not read",
+            |e| async move { e.text().await },
+        )
+        .await
     }
 
     /// The text of the first element matching `selector` at this instant ("" when none).
@@ -487,15 +491,21 @@ impl Browser {
     }
 
     pub async fn select(&self, selector: &str, value: &str) {
-        self.on(selector, &format!("could not select {value} in"), |e| async move {
-            e.select_by_value(value).await
-        })
+        self.on(
+            selector,
+            &format!("could not select {value} in"),
+            |e| async move { e.select_by_value(value).await },
+        )
         .await
     }
 
     pub async fn click(&self, selector: &str) {
-        self.on(selector, "could not click", |e| async move { e.click().await })
-            .await
+        self.on(
+            selector,
+            "could not click",
+            |e| async move { e.click().await },
+        )
+        .await
     }
 
     /// Waits until `condition` holds, re-reading it every few milliseconds.
