@@ -82,8 +82,16 @@ pub fn app_with_link(state: AppState) -> Router {
         ))
         // gzip or brotli when the client accepts it (console pages, assets and REST JSON alike);
         // tower-http's default predicate leaves small bodies, images, gRPC and event streams
-        // alone. Outside the panic guard, so a panic's answer is compressed too.
-        .layer(CompressionLayer::new().gzip(true).br(true))
+        // alone. Outside the panic guard, so a panic's answer is compressed too. Level 2 (gzip
+        // and brotli alike): pages are compressed on every request, and at the defaults (gzip 6,
+        // brotli 4) compressing the 1,000-gateway page cost 3 and 2 times its rendering
+        // (bench/RESULTS.md, "Console").
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .br(true)
+                .quality(tower_http::CompressionLevel::Precise(2)),
+        )
         .layer(TraceLayer::new_for_http())
 }
 

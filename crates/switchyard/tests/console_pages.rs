@@ -182,6 +182,11 @@ async fn environments_created_renamed_deleted_and_an_api_created_deployed_undepl
     b.screenshot("api-form-error").await;
     b.fill("#base_path", "orders").await;
     b.click("#save-api").await;
+    // The click returns before the created API's page has loaded.
+    b.wait("the created API's page", || async {
+        b.path().await.ends_with("?done=created")
+    })
+    .await;
     let api = id_in_path(&b, "/apis/").await;
     b.wait_path(format!("/apis/{api}?done=created")).await;
     assert!(b.has("#deployments-empty").await);
