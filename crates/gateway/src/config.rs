@@ -575,9 +575,11 @@ mod tests {
             refused(|e| e.execution_timeout_ms = 315_360_000_001).contains("execution timeout")
         );
         // Below model's floor of 1 s, down to 1 ms: hand-written snapshots use short timeouts.
-        let mut short = protocol::ExecutionSettings::default();
-        short.connect_timeout_ms = 1;
-        short.execution_timeout_ms = 300;
+        let short = protocol::ExecutionSettings {
+            connect_timeout_ms: 1,
+            execution_timeout_ms: 300,
+            ..protocol::ExecutionSettings::default()
+        };
         assert!(execution(&short, "a").is_ok());
     }
 
