@@ -1031,6 +1031,9 @@ pub mod codes {
     /// A node refused a configuration snapshot: raised by the platform from the refused
     /// acknowledgement, and reported by nodes in their heartbeats too (SPEC §9).
     pub const CONFIG_APPLY_FAILED: &str = "CONFIG_APPLY_FAILED";
+    /// A node's target fails its active health check: raised by the node (SPEC §3), with the
+    /// API and target in its details.
+    pub const UPSTREAM_UNREACHABLE: &str = "UPSTREAM_UNREACHABLE";
 
     /// The codes derived from node states by [`super::issues`]: the status job raises and
     /// clears them, and a node reporting one does not own it.

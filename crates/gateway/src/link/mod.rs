@@ -29,10 +29,9 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::cache::SnapshotCache;
 use crate::{ApplyOutcome, GatewayHandle};
 
-/// Issue code a node reports while its latest offered snapshot is refused (SPEC §3).
-pub const CONFIG_APPLY_FAILED: &str = "CONFIG_APPLY_FAILED";
-/// Issue code a node reports while a target of an API fails its active health check.
-pub const UPSTREAM_UNREACHABLE: &str = "UPSTREAM_UNREACHABLE";
+/// The issue codes a node reports: refused snapshot, failing health check (SPEC §3); their one
+/// definition is the model's.
+pub use model::status::codes::{CONFIG_APPLY_FAILED, UPSTREAM_UNREACHABLE};
 /// Unreachable targets named in one `UPSTREAM_UNREACHABLE` issue; the rest are counted.
 const MAX_NAMED_UNREACHABLE: usize = 20;
 

@@ -211,29 +211,33 @@ fn badge(status: &StatusDto) -> Badge {
     }
 }
 
-/// What to do about an issue, by code (SPEC §3).
+/// What to do about an issue, by code (SPEC §3); codes the model defines are matched by its
+/// constants, so a renamed code cannot leave a stale arm here.
 fn what_to_do(code: &str) -> &'static str {
+    use model::status::codes;
     match code {
-        "NO_NODES" => {
+        codes::NO_NODES => {
             "Start a node with Add a Gateway: it shows the command line with an install token."
         }
-        "NODE_OFFLINE" => {
+        codes::NODE_OFFLINE => {
             "Check the node's host: is `switchyard gateway` running and can it reach the platform?"
         }
-        "CONFIG_APPLY_FAILED" => {
+        codes::CONFIG_APPLY_FAILED => {
             "The node refused the configuration; read its log, fix the offending setting and save again."
         }
-        "CONFIG_OUT_OF_SYNC" => {
+        codes::CONFIG_OUT_OF_SYNC => {
             "Nodes report different configuration generations; wait a minute, then restart the lagging node."
         }
-        "VERSION_MISMATCH" => "Run the same runtime version on every node of the gateway.",
-        "RESTART_TIMED_OUT" => {
+        codes::VERSION_MISMATCH => "Run the same runtime version on every node of the gateway.",
+        codes::RESTART_TIMED_OUT => {
             "The node did not come back after the restart; check its host and start it again."
         }
-        "UNCLEAN_PREVIOUS_EXIT" => {
+        codes::UNCLEAN_PREVIOUS_EXIT => {
             "The node's previous run ended without a clean shutdown; check its host's log for a crash or kill."
         }
-        "UPSTREAM_UNREACHABLE" => "Check the API's upstream targets and the network path to them.",
+        codes::UPSTREAM_UNREACHABLE => {
+            "Check the API's upstream targets and the network path to them."
+        }
         "CERTIFICATE_EXPIRES_SOON" | "CERTIFICATE_EXPIRED" => {
             "Upload a renewed TLS certificate for the gateway."
         }
