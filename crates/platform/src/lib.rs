@@ -20,6 +20,7 @@ pub mod openapi;
 mod routes;
 pub mod state;
 mod status_job;
+pub use status_job::SESSION_SWEEP_EVERY;
 pub mod throttle;
 
 use std::future::Future;

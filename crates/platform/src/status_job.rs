@@ -52,16 +52,32 @@ pub(crate) async fn run(link: Link) {
     }
     let mut interval = tokio::time::interval(link.config().status_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_session_sweep = link.now();
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(error) = tick(&link, &mut memory, link.now()).await {
+        let now = link.now();
+        if let Err(error) = tick(&link, &mut memory, now).await {
             tracing::warn!(%error, "status job tick failed");
+        }
+        // Expired console sessions are refused at once, but their rows would stay forever:
+        // the job that already runs every second in every platform process removes them now
+        // and then (an idempotent delete, so several processes doing it is harmless).
+        if now >= next_session_sweep {
+            match link.store().delete_expired_sessions(now).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "expired console sessions removed"),
+                Err(error) => tracing::warn!(%error, "cannot remove expired console sessions"),
+            }
+            next_session_sweep = now.plus(SESSION_SWEEP_EVERY);
         }
     }
 }
+
+/// How often expired console sessions are removed from the store.
+pub const SESSION_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 async fn load_raised(
     link: &Link,

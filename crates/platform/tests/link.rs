@@ -54,6 +54,7 @@ both_backends!(
     welcome_snapshot_and_pushed_changes,
     silent_node_loses_contact,
     lost_contact_follows_a_manual_clock,
+    expired_console_sessions_are_swept,
     killed_while_stopping_is_unclean,
     gateway_without_nodes_has_no_nodes_issue,
     one_silent_node_of_three_is_cluster_issues,
@@ -798,6 +799,55 @@ async fn silent_node_loses_contact(backend: Backend) {
 
 /// Time rules follow the link's clock: with a manual clock, a silent node loses contact when
 /// the test steps the clock past the real 15 s floor of the threshold, without waiting it.
+/// An expired console session's row is removed by the status job within
+/// `SESSION_SWEEP_EVERY`, so sessions do not pile up in the store (the clock is stepped).
+async fn expired_console_sessions_are_swept(backend: Backend) {
+    let start = platform::state::now();
+    let clock = platform::clock::Clock::manual(start);
+    let p = P::start_with(
+        backend,
+        LinkConfig {
+            clock: clock.clone(),
+            ..short()
+        },
+    )
+    .await;
+    let store = &p.db.store;
+    let owner = store
+        .account_user_login("default", platform::bootstrap::OWNER_EMAIL)
+        .await
+        .unwrap()
+        .expect("the bootstrap owner")
+        .user;
+    let audit = |action: &str| store::Audit::new(store::Actor::System, action, start);
+    let expires = start.plus(Duration::from_secs(60));
+    store
+        .create_session(owner.id, "expiring", expires, audit("session.create"))
+        .await
+        .unwrap();
+    store
+        .create_session(
+            owner.id,
+            "lasting",
+            start.plus(Duration::from_secs(24 * 3600)),
+            audit("session.create"),
+        )
+        .await
+        .unwrap();
+    let exists = |hash: &'static str| async move {
+        store.find_session(hash, start).await.unwrap().is_some()
+    };
+    // Not expired yet: a sweep (the first runs at once) keeps it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(exists("expiring").await);
+    clock.advance(platform::SESSION_SWEEP_EVERY + Duration::from_secs(61));
+    wait_until("the expired session swept", || async {
+        !exists("expiring").await
+    })
+    .await;
+    assert!(exists("lasting").await, "an unexpired session is kept");
+}
+
 async fn lost_contact_follows_a_manual_clock(backend: Backend) {
     let clock = platform::clock::Clock::manual(platform::state::now());
     let config = LinkConfig {
