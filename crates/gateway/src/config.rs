@@ -145,7 +145,7 @@ impl Redirects {
     /// Builds the table; when two redirects claim one prefix the later grace period wins.
     fn build(redirects: &[protocol::EnvironmentRedirect]) -> Result<Redirects, RejectReason> {
         let mut sorted: Vec<&protocol::EnvironmentRedirect> = redirects.iter().collect();
-        sorted.sort_by(|a, b| b.until_ms.cmp(&a.until_ms));
+        sorted.sort_by_key(|r| std::cmp::Reverse(r.until_ms));
         let mut table = Redirects::default();
         for redirect in sorted {
             let location = redirect.location.trim_end_matches('/');

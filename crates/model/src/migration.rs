@@ -563,7 +563,7 @@ mod tests {
                 &apis,
                 &nodes,
                 &nodes,
-                &[up.clone()]
+                std::slice::from_ref(&up)
             )),
             Vec::<String>::new()
         );
