@@ -494,7 +494,7 @@ pub struct UpdateEnvironment {
 }
 
 /// The four URL paths of an environment (SPEC §6).
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentConfiguration {
     pub rest_path: String,

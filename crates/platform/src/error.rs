@@ -162,6 +162,8 @@ impl From<store::StoreError> for ApiError {
                     ConflictKind::ApiNameVersion => ("API_NAME_VERSION_TAKEN", Some("version")),
                     ConflictKind::AlreadyDeployed => ("ALREADY_DEPLOYED", Some("environment_id")),
                     ConflictKind::Reference => ("IN_USE", None),
+                    ConflictKind::MigrationInProgress => ("MIGRATION_IN_PROGRESS", None),
+                    ConflictKind::MigrationCompleted => ("MIGRATION_COMPLETED", None),
                     _ => ("CONFLICT", None),
                 };
                 let mut e = ApiError::conflict(code, what.to_string());

@@ -16,6 +16,7 @@ pub mod dto;
 pub mod error;
 pub mod json;
 pub mod link;
+pub mod migrations;
 pub mod openapi;
 mod routes;
 pub mod state;

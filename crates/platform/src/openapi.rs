@@ -20,6 +20,7 @@ use utoipa::openapi::{OpenApi as Doc, SecurityRequirement};
         (name = "tokens", description = "Personal API tokens"),
         (name = "gateways", description = "Gateways, their nodes and install tokens"),
         (name = "environments", description = "Environments and their URL paths"),
+        (name = "migrations", description = "Environment migrations between gateways (SPEC §7)"),
         (name = "apis", description = "APIs and deployments"),
         (name = "audit", description = "Audit log"),
         (name = "meta", description = "This document"),

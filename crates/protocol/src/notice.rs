@@ -5,7 +5,7 @@
 use model::{GatewayId, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::link::Command;
+use crate::link::{Command, CommandOutcome};
 
 /// One notice. A receiver ignores a notice it cannot read (logged): notices are hints, and
 /// a listener that missed some resynchronises from the store.
@@ -29,6 +29,14 @@ pub enum Notice {
         node: NodeId,
         command_id: String,
         command: Command,
+    },
+    /// A node's answer to a command, reaching the process that holds its link; the process
+    /// that sent the command (and waits for the answer) may be another one.
+    CommandResult {
+        #[serde(with = "by_string")]
+        node: NodeId,
+        command_id: String,
+        result: CommandOutcome,
     },
 }
 
@@ -88,6 +96,13 @@ mod tests {
                 command_id: "c:1".into(),
                 command: Command::Stop {
                     drain_timeout_ms: 30_000,
+                },
+            },
+            Notice::CommandResult {
+                node: NodeId(id(4)),
+                command_id: "c:2".into(),
+                result: CommandOutcome::Failed {
+                    message: "no upstream".into(),
                 },
             },
         ];

@@ -51,6 +51,7 @@ mod gateways;
 mod issues;
 mod json;
 mod link;
+mod migration_history;
 mod nodes;
 mod notify;
 mod overview;

@@ -172,3 +172,79 @@ async fn bracketed_ipv6_hosts_are_served() {
         .build();
     assert!(node.apply_snapshot(bad).is_err());
 }
+
+/// SPEC §7: after a migration the source gateway answers a moved environment's URLs with
+/// `308` to the same path and query on the destination until the grace period ends, then
+/// 404; routes still deployed here win over a redirect, and other hosts get no redirect.
+#[tokio::test]
+async fn moved_environment_redirects_until_its_grace_period_ends() {
+    let upstream = MockUpstream::start(Behavior::Echo).await;
+    let base = upstream.url();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let snapshot = SnapshotBuilder::new(1)
+        .with(|c| {
+            c.gateway.hosts = vec!["gw.example.com".into()];
+            c.redirects = vec![
+                protocol::EnvironmentRedirect {
+                    paths: vec!["moved/rest".into(), "moved/soap".into()],
+                    location: "https://dest.example.com:8443/".into(),
+                    until_ms: now_ms + 600_000,
+                },
+                protocol::EnvironmentRedirect {
+                    paths: vec!["expired/rest".into()],
+                    location: "https://dest.example.com".into(),
+                    until_ms: now_ms - 1,
+                },
+            ];
+        })
+        .api("orders", "orders", std::slice::from_ref(&base))
+        .build();
+    let node = start(snapshot).await;
+    let client = Client::new();
+    // (host, path, status, Location)
+    let cases: &[(&str, &str, u16, Option<&str>)] = &[
+        (
+            "gw.example.com",
+            "/moved/rest/orders/7?x=1&y=%20",
+            308,
+            Some("https://dest.example.com:8443/moved/rest/orders/7?x=1&y=%20"),
+        ),
+        (
+            "gw.example.com",
+            "/moved/soap",
+            308,
+            Some("https://dest.example.com:8443/moved/soap"),
+        ),
+        ("gw.example.com", "/movedx/rest/orders", 404, None),
+        ("gw.example.com", "/expired/rest/orders", 404, None),
+        ("other.example.com", "/moved/rest/orders", 404, None),
+        ("gw.example.com", "/ws/rest/orders/1", 200, None),
+    ];
+    for (host, path, status, location) in cases {
+        let req = Request::get(format!("http://{}{}", node.http_addr(), path))
+            .header("host", *host)
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let response = client.send(req).await.unwrap();
+        assert_eq!(
+            response.status,
+            *status,
+            "{host} {path}: {}",
+            response.text()
+        );
+        assert_eq!(
+            response
+                .headers
+                .get("location")
+                .map(|v| v.to_str().unwrap()),
+            *location,
+            "{host} {path}"
+        );
+        if *status == 308 {
+            assert_eq!(response.json()["error"]["code"], "ENVIRONMENT_MOVED");
+        }
+    }
+}

@@ -13,6 +13,7 @@ pub(crate) mod commands;
 mod publisher;
 pub(crate) mod records;
 mod registry;
+pub(crate) mod results;
 pub(crate) mod server;
 
 use std::collections::{HashMap, HashSet};
@@ -117,6 +118,8 @@ pub(crate) struct Inner {
     pub(crate) config: LinkConfig,
     pub(crate) registry: Registry,
     pub(crate) records: Records,
+    /// Local waiters for command answers (`results::ask`).
+    pub(crate) waiters: results::Waiters,
     /// Accounts whose gateways must be re-published; bounded by the number of accounts.
     pending: Mutex<HashSet<AccountId>>,
     wake: Notify,
@@ -146,6 +149,7 @@ impl Link {
                 config,
                 registry: Registry::default(),
                 records: Records::default(),
+                waiters: results::Waiters::default(),
                 pending: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
                 snapshots: Mutex::new(HashMap::new()),

@@ -261,6 +261,13 @@ async fn on_notice(link: &Link, payload: &str) {
         }) => {
             deliver_command(link, node, &command_id, command);
         }
+        Ok(Notice::CommandResult {
+            node,
+            command_id,
+            result,
+        }) => {
+            link.inner.waiters.deliver(node, &command_id, result);
+        }
         Err(error) => tracing::debug!(payload, %error, "ignoring an unreadable platform notice"),
     }
 }

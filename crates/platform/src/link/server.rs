@@ -346,6 +346,7 @@ impl LinkSession {
             }
             NodeMessage::CommandResult { command_id, result } => {
                 tracing::info!(node = %self.node, command_id, ?result, "command result");
+                super::results::received(&self.link, self.node, command_id, result).await;
             }
         }
         Ok(())

@@ -41,7 +41,7 @@ pub(crate) fn routing(routes: &GatewayRoutes) -> (Vec<GatewayEnvironment>, Vec<D
 /// SPEC §6 checks of `paths` for `env` on a gateway with `routes`: unique among the gateway's
 /// environments, and no API path conflict. `extra` are deployments of `env` that `routes`
 /// does not hold yet (when the environment is moving onto the gateway).
-fn check_paths_on_gateway(
+pub(crate) fn check_paths_on_gateway(
     env: &Environment,
     paths: &EnvironmentPaths,
     routes: &GatewayRoutes,

@@ -9,6 +9,7 @@ pub(crate) mod environments;
 pub(crate) mod gateways;
 mod join;
 mod link;
+mod migrations;
 pub(crate) mod tokens;
 pub(crate) mod users;
 
@@ -64,6 +65,17 @@ pub fn router() -> OpenApiRouter<AppState> {
             environments::put_configuration
         ))
         .routes(routes!(environments::attach_environment))
+        .routes(routes!(
+            migrations::create_migration,
+            migrations::list_migrations
+        ))
+        .routes(routes!(
+            migrations::get_migration,
+            migrations::delete_migration
+        ))
+        .routes(routes!(migrations::set_destination))
+        .routes(routes!(migrations::runtime_check))
+        .routes(routes!(migrations::review))
         .routes(routes!(apis::create_api, apis::list_apis))
         .routes(routes!(apis::get_api, apis::update_api, apis::delete_api))
         .routes(routes!(apis::create_deployment, apis::list_deployments))
