@@ -399,6 +399,17 @@ pub fn nested_path_warnings(
     warnings
 }
 
+/// What the source gateway of a completed migration keeps answering for the grace period:
+/// the environment's old paths redirect to the destination's Gateway URL until `until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// The environment's paths on the source, as it served them.
+    pub paths: EnvironmentPaths,
+    /// The destination's Gateway URL.
+    pub location: String,
+    pub until: crate::Timestamp,
+}
+
 /// The example URL of one deployed API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExampleUrl {

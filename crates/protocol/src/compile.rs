@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use model::migration::Redirect;
 use model::{Api, Deployment, Environment, Gateway};
 
 use crate::snapshot::{self, Snapshot, SnapshotConfig, millis};
@@ -20,6 +21,8 @@ pub struct GatewayState<'a> {
     pub apis: &'a [Api],
     /// Deployments of those APIs (deployments to other environments are ignored).
     pub deployments: &'a [Deployment],
+    /// Environments that moved away from this gateway and still redirect (SPEC §7).
+    pub redirects: &'a [Redirect],
 }
 
 /// Compiles a gateway's state into the snapshot of `generation`.
@@ -118,8 +121,33 @@ pub fn compile_config(state: GatewayState<'_>) -> SnapshotConfig {
         environments,
         apis,
         certificates: Vec::new(),
-        redirects: Vec::new(),
+        redirects: redirects(state.redirects),
     }
+}
+
+/// The redirects in canonical form: each environment's distinct paths sorted, the list
+/// sorted, so that equal state hashes equally.
+fn redirects(redirects: &[Redirect]) -> Vec<snapshot::EnvironmentRedirect> {
+    let mut out: Vec<snapshot::EnvironmentRedirect> = redirects
+        .iter()
+        .map(|r| {
+            let mut paths = vec![
+                r.paths.rest.clone(),
+                r.paths.soap.clone(),
+                r.paths.soap12.clone(),
+                r.paths.odata.clone(),
+            ];
+            paths.sort();
+            paths.dedup();
+            snapshot::EnvironmentRedirect {
+                paths,
+                location: r.location.trim_end_matches('/').to_owned(),
+                until_ms: u64::try_from(r.until.0).unwrap_or(0),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.paths.cmp(&b.paths).then(a.until_ms.cmp(&b.until_ms)));
+    out
 }
 
 fn api_type(api_type: model::ApiType) -> snapshot::ApiType {
@@ -230,6 +258,7 @@ mod tests {
             environments: &envs,
             apis: &apis,
             deployments: &deployments,
+            redirects: &[],
         });
         assert_eq!(config.environments.len(), 1);
         assert_eq!(config.apis.len(), 1);
@@ -259,6 +288,7 @@ mod tests {
                 environments: &envs,
                 apis: &apis,
                 deployments: &deployments,
+                redirects: &[],
             },
             5,
         );
@@ -275,11 +305,56 @@ mod tests {
                 environments: &envs_rev,
                 apis: &apis_rev,
                 deployments: &deployments_rev,
+                redirects: &[],
             },
             5,
         );
         assert_eq!(a, b);
         a.verify_hash().unwrap();
+    }
+
+    #[test]
+    fn redirects_are_canonical_and_absent_when_none() {
+        let gw = gateway();
+        let paths = |rest: &str, odata: &str| model::EnvironmentPaths {
+            rest: rest.into(),
+            soap: "ws/soap".into(),
+            soap12: "ws/soap12".into(),
+            odata: odata.into(),
+        };
+        let moved = [
+            Redirect {
+                paths: paths("ws/rest", "ws/odata"),
+                location: "https://b.example.com/".into(),
+                until: model::Timestamp(2_000),
+            },
+            // Two types on one path: listed once.
+            Redirect {
+                paths: paths("p/rest", "p/rest"),
+                location: "https://c.example.com".into(),
+                until: model::Timestamp(1_000),
+            },
+        ];
+        let state = |redirects: &[Redirect]| {
+            compile_config(GatewayState {
+                gateway: &gw,
+                environments: &[],
+                apis: &[],
+                deployments: &[],
+                redirects,
+            })
+        };
+        let config = state(&moved);
+        assert_eq!(config.redirects.len(), 2);
+        assert_eq!(
+            config.redirects[0].paths,
+            vec!["p/rest", "ws/soap", "ws/soap12"]
+        );
+        assert_eq!(config.redirects[1].location, "https://b.example.com");
+        assert_eq!(config.redirects[1].until_ms, 2_000);
+        let reversed = [moved[1].clone(), moved[0].clone()];
+        assert_eq!(state(&reversed), config);
+        assert!(state(&[]).redirects.is_empty());
     }
 
     #[test]

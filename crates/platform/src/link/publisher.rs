@@ -149,6 +149,7 @@ fn compile(input: &GatewayConfigInput) -> SnapshotConfig {
         environments: &input.environments,
         apis: &input.apis,
         deployments: &input.deployments,
+        redirects: &[],
     })
 }
 

@@ -618,6 +618,7 @@ mod tests {
                 environments: std::slice::from_ref(&env),
                 apis: &apis,
                 deployments: &deployments,
+                redirects: &[],
             },
             1,
         );
