@@ -44,6 +44,7 @@ mod accounts;
 mod apis;
 mod audit;
 mod credentials;
+mod db;
 mod environment_migrations;
 mod environments;
 mod error;
@@ -56,6 +57,7 @@ mod notify;
 mod overview;
 pub mod seed;
 mod sessions;
+mod tx;
 mod types;
 
 pub use audit::{Actor, Audit, AuditRecord, AuditResult, AuditTarget};

@@ -208,6 +208,15 @@ macro_rules! api_cols {
          health_check_url, execution, created_at"
     };
 }
+/// A deployment joined with its API (`d`, `a`): decodes as [`DeploymentApiRow`].
+macro_rules! deployment_api_cols {
+    () => {
+        "d.id AS deployment_id, d.environment_id, d.custom_path, d.status, \
+         d.created_at AS deployment_created_at, a.id, a.account_id, a.name, a.version, \
+         a.api_type, a.base_path, a.upstream_targets, a.health_check_url, a.execution, \
+         a.created_at"
+    };
+}
 macro_rules! deployment_cols {
     () => {
         "d.id, d.api_id, d.environment_id, d.custom_path, d.status, d.created_at"
@@ -515,17 +524,201 @@ pub(crate) fn session<R: Get>(c: &mut Cur<R>) -> Result<Session, StoreError> {
     })
 }
 
-pub(crate) fn migration<R: Get>(c: &mut Cur<R>) -> Result<EnvironmentMigration, StoreError> {
-    Ok(EnvironmentMigration {
-        id: c.id()?,
-        account_id: c.id()?,
-        environment_id: c.id()?,
-        from_gateway_id: c.opt_id()?,
-        to_gateway_id: c.opt_id()?,
-        state: c.json()?,
-        created_at: c.ts()?,
-        updated_at: c.ts()?,
-        completed_at: c.opt_ts()?,
-        result: c.opt_text()?,
+
+/// Parses a nullable TEXT id column.
+pub(crate) fn parse_opt_id<T: FromStr>(s: Option<&str>) -> Result<Option<T>, StoreError> {
+    s.map(parse_id).transpose()
+}
+
+/// Parses a JSON TEXT column.
+pub(crate) fn parse_json(s: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(s).map_err(corrupt)
+}
+
+/// `SELECT id …`: a bare id, e.g. to check that a row exists.
+#[derive(sqlx::FromRow)]
+pub(crate) struct IdRow {
+    pub(crate) id: String,
+}
+
+/// `SELECT gateway_id …`: what an environment is attached to.
+#[derive(sqlx::FromRow)]
+pub(crate) struct GatewayRefRow {
+    pub(crate) gateway_id: Option<String>,
+}
+
+/// `environment_cols!()`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct EnvironmentRow {
+    id: String,
+    account_id: String,
+    name: String,
+    classification: String,
+    gateway_id: Option<String>,
+    path_rest: String,
+    path_soap: String,
+    path_soap12: String,
+    path_odata: String,
+    created_at: i64,
+}
+
+impl TryFrom<EnvironmentRow> for Environment {
+    type Error = StoreError;
+    fn try_from(r: EnvironmentRow) -> Result<Self, StoreError> {
+        Ok(Environment {
+            id: parse_id(&r.id)?,
+            account_id: parse_id(&r.account_id)?,
+            classification: Classification::parse(&r.classification)
+                .ok_or_else(|| corrupt(format!("bad classification {:?}", r.classification)))?,
+            name: r.name,
+            gateway_id: parse_opt_id(r.gateway_id.as_deref())?,
+            paths: EnvironmentPaths {
+                rest: r.path_rest,
+                soap: r.path_soap,
+                soap12: r.path_soap12,
+                odata: r.path_odata,
+            },
+            created_at: Timestamp(r.created_at),
+        })
+    }
+}
+
+/// `api_cols!()`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ApiRow {
+    id: String,
+    account_id: String,
+    name: String,
+    version: String,
+    api_type: String,
+    base_path: String,
+    upstream_targets: String,
+    health_check_url: Option<String>,
+    execution: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<ApiRow> for Api {
+    type Error = StoreError;
+    fn try_from(r: ApiRow) -> Result<Self, StoreError> {
+        Ok(Api {
+            id: parse_id(&r.id)?,
+            account_id: parse_id(&r.account_id)?,
+            name: r.name,
+            version: r.version,
+            api_type: ApiType::parse(&r.api_type)
+                .ok_or_else(|| corrupt(format!("bad API type {:?}", r.api_type)))?,
+            base_path: r.base_path,
+            upstream_targets: crate::json::targets_from_json(&r.upstream_targets)?,
+            health_check_url: r.health_check_url,
+            execution: r
+                .execution
+                .as_deref()
+                .map(crate::json::execution_from_json)
+                .transpose()?,
+            created_at: Timestamp(r.created_at),
+        })
+    }
+}
+
+fn deployment_status(s: &str) -> Result<DeploymentStatus, StoreError> {
+    Ok(match s {
+        "requires_configuration" => DeploymentStatus::RequiresConfiguration,
+        "pending" => DeploymentStatus::Pending,
+        "sent_to_gateway" => DeploymentStatus::SentToGateway,
+        other => return Err(corrupt(format!("bad deployment status {other:?}"))),
     })
+}
+
+/// `deployment_cols!()`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeploymentRow {
+    id: String,
+    api_id: String,
+    environment_id: String,
+    custom_path: Option<String>,
+    status: String,
+    created_at: i64,
+}
+
+impl TryFrom<DeploymentRow> for Deployment {
+    type Error = StoreError;
+    fn try_from(r: DeploymentRow) -> Result<Self, StoreError> {
+        Ok(Deployment {
+            id: parse_id(&r.id)?,
+            api_id: parse_id(&r.api_id)?,
+            environment_id: parse_id(&r.environment_id)?,
+            custom_path: r.custom_path,
+            status: deployment_status(&r.status)?,
+            created_at: Timestamp(r.created_at),
+        })
+    }
+}
+
+/// `deployment_api_cols!()`: a deployment and its API (the deployment's own `id` and
+/// `created_at` are renamed, the API's keep their names).
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeploymentApiRow {
+    deployment_id: String,
+    environment_id: String,
+    custom_path: Option<String>,
+    status: String,
+    deployment_created_at: i64,
+    #[sqlx(flatten)]
+    api: ApiRow,
+}
+
+impl DeploymentApiRow {
+    pub(crate) fn into_model(self) -> Result<(Deployment, Api), StoreError> {
+        let api = Api::try_from(self.api)?;
+        let deployment = Deployment {
+            id: parse_id(&self.deployment_id)?,
+            api_id: api.id,
+            environment_id: parse_id(&self.environment_id)?,
+            custom_path: self.custom_path,
+            status: deployment_status(&self.status)?,
+            created_at: Timestamp(self.deployment_created_at),
+        };
+        Ok((deployment, api))
+    }
+}
+
+/// `migration_cols!()`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MigrationRow {
+    id: String,
+    account_id: String,
+    environment_id: String,
+    from_gateway_id: Option<String>,
+    to_gateway_id: Option<String>,
+    state: String,
+    created_at: i64,
+    updated_at: i64,
+    completed_at: Option<i64>,
+    result: Option<String>,
+}
+
+impl TryFrom<MigrationRow> for EnvironmentMigration {
+    type Error = StoreError;
+    fn try_from(r: MigrationRow) -> Result<Self, StoreError> {
+        Ok(EnvironmentMigration {
+            id: parse_id(&r.id)?,
+            account_id: parse_id(&r.account_id)?,
+            environment_id: parse_id(&r.environment_id)?,
+            from_gateway_id: parse_opt_id(r.from_gateway_id.as_deref())?,
+            to_gateway_id: parse_opt_id(r.to_gateway_id.as_deref())?,
+            state: parse_json(&r.state)?,
+            created_at: Timestamp(r.created_at),
+            updated_at: Timestamp(r.updated_at),
+            completed_at: r.completed_at.map(Timestamp),
+            result: r.result,
+        })
+    }
+}
+
+/// `SELECT environment_id, to_gateway_id FROM environment_migrations`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MigrationTargetRow {
+    pub(crate) environment_id: String,
+    pub(crate) to_gateway_id: Option<String>,
 }

@@ -1,0 +1,276 @@
+//! The one place that branches on the backend: a handle [`Db`] over a pooled connection or
+//! a transaction of either database, and [`Store::read`]/[`Store::write`], which run a
+//! method body written once as ordinary async code.
+//!
+//! A body passes its SQL text (one per query, shared by both backends) and typed [`Arg`]s
+//! (`args![..]`); rows decode by column name into `#[derive(sqlx::FromRow)]` structs
+//! (`rows.rs`), whose derive is generic over the row type and so serves both drivers.
+//! [`Store::write`] commits exactly when the body returns `Ok`: an error (or a panic) drops
+//! the transaction, which rolls it back, and no early return can skip the commit.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use model::Timestamp;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{FromRow, Postgres, Sqlite, Transaction};
+
+use crate::{Backend, Store, StoreError};
+
+/// A boxed, `Send` future: what a [`Store::read`]/[`Store::write`] body returns.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One bind argument. NULLs keep their type: PostgreSQL refuses a TEXT NULL for a BIGINT.
+#[derive(Clone, Debug)]
+pub(crate) enum Arg {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Bool(Option<bool>),
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(v))
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Arg::Text(v.map(str::to_owned))
+    }
+}
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<Timestamp> for Arg {
+    fn from(v: Timestamp) -> Self {
+        Arg::Int(Some(v.0))
+    }
+}
+impl From<Option<Timestamp>> for Arg {
+    fn from(v: Option<Timestamp>) -> Self {
+        Arg::Int(v.map(|t| t.0))
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Bool(Some(v))
+    }
+}
+impl From<Option<bool>> for Arg {
+    fn from(v: Option<bool>) -> Self {
+        Arg::Bool(v)
+    }
+}
+
+/// `args![a, b, ..]`: the bind arguments `$1, $2, ..` of one query.
+macro_rules! args {
+    ($($a:expr),* $(,)?) => {
+        vec![$($crate::db::Arg::from($a)),*]
+    };
+}
+pub(crate) use args;
+
+/// A row struct both drivers can decode (every `#[derive(sqlx::FromRow)]` in `rows.rs`).
+pub(crate) trait Record:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+impl<T> Record for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+enum Handle {
+    SqliteConn(PoolConnection<Sqlite>),
+    SqliteTx(Transaction<'static, Sqlite>),
+    PgConn(PoolConnection<Postgres>),
+    PgTx(Transaction<'static, Postgres>),
+}
+
+enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Pg(&'c mut PgConnection),
+}
+
+/// A pooled connection ([`Store::read`]) or a transaction ([`Store::write`]) of either
+/// backend. `'a` is only a marker: it outlives every borrow of the handle, which lets a body
+/// capture the caller's references and generic closures (a `check`) without `'static`.
+pub(crate) struct Db<'a> {
+    handle: Handle,
+    _borrows: PhantomData<&'a ()>,
+}
+
+/// Binds `args` in order on a `query` or `query_as` builder.
+macro_rules! bind_all {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Text(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+                Arg::Bool(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+impl Db<'_> {
+    fn new(handle: Handle) -> Self {
+        Self {
+            handle,
+            _borrows: PhantomData,
+        }
+    }
+
+    fn conn(&mut self) -> Conn<'_> {
+        match &mut self.handle {
+            Handle::SqliteConn(c) => Conn::Sqlite(c),
+            Handle::SqliteTx(t) => Conn::Sqlite(t),
+            Handle::PgConn(c) => Conn::Pg(c),
+            Handle::PgTx(t) => Conn::Pg(t),
+        }
+    }
+
+    /// Runs a statement; the number of rows it changed.
+    pub(crate) async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
+        Ok(match self.conn() {
+            Conn::Sqlite(c) => bind_all!(sqlx::query(sql), args)
+                .execute(c)
+                .await?
+                .rows_affected(),
+            Conn::Pg(c) => bind_all!(sqlx::query(sql), args)
+                .execute(c)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// All rows of a query, decoded by column name.
+    pub(crate) async fn fetch_all<T: Record>(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Vec<T>, StoreError> {
+        Ok(match self.conn() {
+            Conn::Sqlite(c) => {
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_all(c)
+                    .await?
+            }
+            Conn::Pg(c) => {
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_all(c)
+                    .await?
+            }
+        })
+    }
+
+    /// The first row of a query, if any.
+    pub(crate) async fn fetch_optional<T: Record>(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(match self.conn() {
+            Conn::Sqlite(c) => {
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_optional(c)
+                    .await?
+            }
+            Conn::Pg(c) => {
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_optional(c)
+                    .await?
+            }
+        })
+    }
+
+    /// The first row of a query; [`StoreError::NotFound`] when there is none.
+    pub(crate) async fn fetch_one<T: Record>(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<T, StoreError> {
+        self.fetch_optional(sql, args)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        match self.handle {
+            Handle::SqliteTx(t) => t.commit().await?,
+            Handle::PgTx(t) => t.commit().await?,
+            Handle::SqliteConn(_) | Handle::PgConn(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Runs `body` on a pooled connection (no transaction: each statement stands alone).
+    pub(crate) async fn read<'a, T, E, F>(&self, body: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut Db<'a>) -> BoxFuture<'c, Result<T, E>>,
+        E: From<StoreError>,
+    {
+        let handle = match &self.backend {
+            Backend::Sqlite(p) => Handle::SqliteConn(p.acquire().await.map_err(StoreError::from)?),
+            Backend::Postgres(p) => Handle::PgConn(p.acquire().await.map_err(StoreError::from)?),
+        };
+        body(&mut Db::new(handle)).await
+    }
+
+    /// Runs `body` in a transaction that commits iff it returns `Ok`; an `Err` rolls back,
+    /// so a failed mutation leaves neither a half-write nor an audit record.
+    pub(crate) async fn write<'a, T, E, F>(&self, body: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut Db<'a>) -> BoxFuture<'c, Result<T, E>>,
+        E: From<StoreError>,
+    {
+        let handle = match &self.backend {
+            // IMMEDIATE takes the write lock up front: a deferred transaction that reads
+            // and then writes can fail with SQLITE_BUSY instead of waiting.
+            Backend::Sqlite(p) => Handle::SqliteTx(
+                p.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(StoreError::from)?,
+            ),
+            Backend::Postgres(p) => Handle::PgTx(p.begin().await.map_err(StoreError::from)?),
+        };
+        let mut db = Db::new(handle);
+        let out = body(&mut db).await?;
+        db.commit().await?;
+        Ok(out)
+    }
+}
