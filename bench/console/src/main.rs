@@ -121,13 +121,19 @@ async fn run(args: &Args, url: &str, work: &Path) -> anyhow::Result<()> {
     let identity = fetch(&client, &page, Some(&session), None).await?;
     let rows = identity.matches("<tr data-gateway=").count();
     let unattached = identity.matches("class=\"env extra\"").count() + 3;
+    // The first page of the table, which counts every gateway.
+    let page_rows = shape.gateways.min(platform::console::GATEWAYS_PAGE_SIZE);
     ensure!(
-        rows == shape.gateways,
-        "the page lists {rows} gateways, expected {}",
-        shape.gateways
+        rows == page_rows,
+        "the page lists {rows} gateways, expected {page_rows}"
+    );
+    let of_all = format!("of {} gateways", thousands(shape.gateways));
+    ensure!(
+        identity.contains(&of_all),
+        "the page does not say {of_all:?}"
     );
     println!(
-        "page: {rows} gateway rows, {unattached} unattached environments, {} bytes uncompressed",
+        "page: {rows} gateway rows ({of_all}), {unattached} unattached environments, {} bytes uncompressed",
         identity.len()
     );
     for encoding in ["gzip", "br"] {
@@ -151,6 +157,14 @@ async fn run(args: &Args, url: &str, work: &Path) -> anyhow::Result<()> {
             time_requests(&client, &page, Some(&session), encoding, args.iterations).await?;
         println!("server GET /gateways ({label}): {}", summary(&times));
     }
+    // A later page of another order: the sort covers every gateway before the page is cut,
+    // so this costs what page 1 by name costs.
+    let sorted = format!("{page}?sort=status&order=desc&page=5");
+    let times = time_requests(&client, &sorted, Some(&session), None, args.iterations).await?;
+    println!(
+        "server GET /gateways?sort=status&order=desc&page=5 (identity): {}",
+        summary(&times)
+    );
 
     let mut nginx = None;
     if let Some(bin) = &args.nginx {
@@ -321,6 +335,19 @@ async fn time_requests(
         times.push(t.elapsed());
     }
     Ok(times)
+}
+
+/// `n` with thousands separated by commas, as the page writes it.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn summary(times: &[Duration]) -> String {

@@ -127,6 +127,58 @@ pub struct Runtime {
     pub apis: Vec<Arc<ApiRuntime>>,
     pub settings: NodeSettings,
     pub certificates: Vec<CertEntry>,
+    /// Environments that moved to another gateway (SPEC §7), consulted only when no route
+    /// matched.
+    pub redirects: Redirects,
+}
+
+/// The redirect table of a snapshot: a trie of the moved environments' path prefixes (the
+/// router's segment rules, so `/ws/rest` redirects exactly what it used to route) to the
+/// destination's Gateway URL and the end of the grace period.
+#[derive(Debug, Default)]
+pub struct Redirects {
+    router: Router,
+    targets: Vec<(String, u64)>,
+}
+
+impl Redirects {
+    /// Builds the table; when two redirects claim one prefix the later grace period wins.
+    fn build(redirects: &[protocol::EnvironmentRedirect]) -> Result<Redirects, RejectReason> {
+        let mut sorted: Vec<&protocol::EnvironmentRedirect> = redirects.iter().collect();
+        sorted.sort_by_key(|r| std::cmp::Reverse(r.until_ms));
+        let mut table = Redirects::default();
+        for redirect in sorted {
+            let location = redirect.location.trim_end_matches('/');
+            if !(location.starts_with("http://") || location.starts_with("https://"))
+                || http::HeaderValue::from_str(location).is_err()
+            {
+                return Err(invalid(format!(
+                    "redirect location {location:?} is not an http(s) URL"
+                )));
+            }
+            let index = table.targets.len() as u32;
+            for path in &redirect.paths {
+                check_config_path("redirect path", path)?;
+                match table.router.insert(path, index) {
+                    Ok(()) | Err(RouteError::Duplicate { .. }) => {}
+                    Err(other) => return Err(invalid(other.to_string())),
+                }
+            }
+            table.targets.push((location.to_owned(), redirect.until_ms));
+        }
+        Ok(table)
+    }
+
+    /// Where a request for `path_and_query` (starting with `/`) that matched no route goes at
+    /// `now_ms` (Unix milliseconds): the destination URL, or `None` for the normal 404.
+    pub fn location(&self, path: &str, path_and_query: &str, now_ms: u64) -> Option<String> {
+        if self.targets.is_empty() {
+            return None;
+        }
+        let found = self.router.lookup(path)?;
+        let (location, until_ms) = &self.targets[found.route as usize];
+        (now_ms < *until_ms).then(|| format!("{location}{path_and_query}"))
+    }
 }
 
 impl Runtime {
@@ -522,6 +574,8 @@ pub fn build(
         .map(|(i, c)| certificate(c, i))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let redirects = Redirects::build(&config.redirects)?;
+
     // Valid as a whole: only now does the registry forget state of removed APIs and targets.
     *registry = staged;
     Ok(Runtime {
@@ -533,6 +587,7 @@ pub fn build(
         apis,
         settings: node_settings,
         certificates,
+        redirects,
     })
 }
 

@@ -444,6 +444,11 @@ fn route(
         None
     };
     let Some(found) = found else {
+        if let Some(response) = redirect(&rt, host, req.uri()) {
+            shared.metrics.unrouted(308);
+            access_log(ctx, req, 308, None, None, start);
+            return Err(Box::new(response));
+        }
         shared.metrics.unrouted(404);
         access_log(ctx, req, 404, None, None, start);
         return Err(Box::new(error_response(
@@ -453,6 +458,30 @@ fn route(
         )));
     };
     Ok((rt, found.route as usize, found.prefix_len))
+}
+
+/// The `308 Permanent Redirect` of a request under an environment that moved to another
+/// gateway and is still in its grace period (SPEC §7); `None` for the normal 404. Reached only
+/// when no route matched, so proxied requests never pay for it.
+fn redirect(rt: &Runtime, host: &str, uri: &Uri) -> Option<Response<RespBody>> {
+    if !rt.serves_host(host) {
+        return None;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = rt.redirects.location(uri.path(), path_and_query, now_ms)?;
+    // The location was checked as a header value when the snapshot was applied and the path
+    // and query came from a parsed URI, so this only fails on a bug; answer 404 then.
+    let value = HeaderValue::from_str(&location).ok()?;
+    let mut response = error_response(
+        StatusCode::PERMANENT_REDIRECT,
+        "ENVIRONMENT_MOVED",
+        "this environment moved to another gateway",
+    );
+    response.headers_mut().insert(header::LOCATION, value);
+    Some(response)
 }
 
 /// The request headers the handler reads; the first value of each, like `HeaderMap::get`.

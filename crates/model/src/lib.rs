@@ -7,6 +7,7 @@
 pub mod conflict;
 pub mod entity;
 pub mod id;
+pub mod migration;
 pub mod paths;
 pub mod status;
 pub mod time;

@@ -118,6 +118,7 @@ pub fn compile_config(state: GatewayState<'_>) -> SnapshotConfig {
         environments,
         apis,
         certificates: Vec::new(),
+        redirects: Vec::new(),
     }
 }
 

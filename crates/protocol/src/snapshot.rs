@@ -35,6 +35,28 @@ pub struct SnapshotConfig {
     /// Server certificates for the HTTPS listener, chosen by SNI.
     #[serde(default)]
     pub certificates: Vec<TlsCertificate>,
+    /// Environments that migrated to another gateway and are still in their grace period
+    /// (SPEC §7). Left out of the JSON when empty, so that a snapshot written before this
+    /// field existed keeps its content hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<EnvironmentRedirect>,
+}
+
+/// The URLs of an environment that moved to another gateway: until `until_ms`, a request
+/// under one of `paths` that no route of this gateway matches answers `308 Permanent
+/// Redirect` to `location` followed by the same path and query. Checked only when no route
+/// matched, so it costs nothing on the proxied path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentRedirect {
+    /// The environment's path prefixes as this gateway served them (normal form, no leading
+    /// or trailing `/`).
+    pub paths: Vec<String>,
+    /// The destination's Gateway URL (scheme, host, optional port and base path; no trailing
+    /// `/`).
+    pub location: String,
+    /// Unix milliseconds (wall clock) at which the grace period ends; after it, the normal 404.
+    pub until_ms: u64,
 }
 
 /// Why a snapshot's hash does not check out.
@@ -567,5 +589,28 @@ mod tests {
         assert_eq!(back.config.gateway.limits.client_body_timeout_ms, 500);
         assert_eq!(back.config.gateway.limits.max_body_connections_per_ip, 4);
         assert_eq!(back.config.gateway.limits.min_client_body_rate, 1024);
+    }
+
+    /// Old snapshots have no `redirects` and keep their hash; set ones are hashed and round-trip.
+    #[test]
+    fn redirects_keep_old_hashes_and_round_trip() {
+        let old = sample();
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("redirects"), "empty redirects serialised");
+        let mut moved = old.clone();
+        moved.config.redirects.push(EnvironmentRedirect {
+            paths: vec!["ws/rest".into(), "ws/soap".into()],
+            location: "https://gw2.example.com".into(),
+            until_ms: 1_800_000_000_000,
+        });
+        assert!(moved.verify_hash().is_err());
+        moved.seal();
+        let back = Snapshot::from_json(serde_json::to_string(&moved).unwrap().as_bytes()).unwrap();
+        back.verify_hash().unwrap();
+        assert_eq!(back, moved);
+        let unknown = serde_json::to_string(&moved)
+            .unwrap()
+            .replace("\"until_ms\"", "\"extra\":1,\"until_ms\"");
+        assert!(Snapshot::from_json(unknown.as_bytes()).is_err());
     }
 }

@@ -572,6 +572,197 @@ async fn gateways_page_sorts_searches_toggles_lists_unattached_and_escapes() {
     b.close().await;
 }
 
+/// The seeded gateway names (`store::seed`: `gw-0000`, …) with `local`, in the table's order.
+fn seeded_names(n: usize, desc: bool, with_local: bool) -> Vec<String> {
+    let mut names: Vec<String> = (0..n).map(|g| format!("gw-{g:04}")).collect();
+    if with_local {
+        names.push("local".into());
+    }
+    names.sort_by_key(|n| n.to_lowercase());
+    if desc {
+        names.reverse();
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_table_pages_keep_sort_search_and_view_with_and_without_script() {
+    if !browser_available() {
+        return;
+    }
+    let up = Up::start();
+    let store = up.store().await;
+    let account = store.account_by_name("default").await.unwrap().unwrap().id;
+    // 250 gateways with an environment each, and 4 unattached environments: with `local`,
+    // 251 gateways on three pages of 100.
+    store::seed::seed_account(
+        &store,
+        account,
+        store::seed::SeedShape {
+            gateways: 250,
+            environments_per_gateway: 1,
+            unattached_environments: 4,
+            nodes_per_gateway: 0,
+            issue_every: 0,
+        },
+        platform::state::now(),
+    )
+    .await
+    .unwrap();
+    let all = seeded_names(250, false, true);
+    let page_size = platform::console::GATEWAYS_PAGE_SIZE;
+    assert_eq!(page_size, 100);
+
+    let b = Browser::start(true).await;
+    b.login(&up, "owner@switchyard.local", &up.password).await;
+    b.wait_path("/gateways").await;
+    assert_eq!(row_names(&b).await, all[..100]);
+    assert_eq!(
+        b.text("#pager-summary").await,
+        "Showing 1–100 of 251 gateways"
+    );
+    assert!(!b.has("#page-prev").await, "no previous page on the first");
+    assert_eq!(
+        b.attrs(
+            ".pager-bar:not(.bottom) .page-number[aria-current=page]",
+            "id"
+        )
+        .await,
+        ["page-1"]
+    );
+    // The unattached row is on every page.
+    assert_eq!(shown(&b).await, 3);
+    b.screenshot("gateways-paged").await;
+
+    // Forward and back, with script: plain links, the live region follows the page.
+    b.click("#page-next").await;
+    b.wait_path("/gateways?page=2").await;
+    assert_eq!(row_names(&b).await, all[100..200]);
+    assert_eq!(
+        b.text("#pager-summary").await,
+        "Showing 101–200 of 251 gateways"
+    );
+    assert_eq!(shown(&b).await, 3);
+    assert_eq!(
+        b.attrs("#gateways-table", "data-live").await,
+        ["/gateways/table?page=2"]
+    );
+    // The live refresh re-reads page 2, not the whole list.
+    let before = b.attrs("#gateways-table", "data-refreshed").await;
+    b.wait("the table refreshes by itself", || async {
+        b.attrs("#gateways-table", "data-refreshed").await != before
+    })
+    .await;
+    assert_eq!(row_names(&b).await, all[100..200]);
+    b.click("#page-3").await;
+    b.wait_path("/gateways?page=3").await;
+    assert_eq!(row_names(&b).await, all[200..]);
+    assert_eq!(
+        b.text("#pager-summary").await,
+        "Showing 201–251 of 251 gateways"
+    );
+    assert!(!b.has("#page-next").await, "no next page on the last");
+    b.click("#page-prev").await;
+    b.wait_path("/gateways?page=2").await;
+
+    // A new order starts at its first page; paging keeps the order.
+    b.click("#sort-name").await;
+    b.wait_path("/gateways?order=desc").await;
+    let desc = seeded_names(250, true, true);
+    assert_eq!(row_names(&b).await, desc[..100]);
+    b.click("#page-next").await;
+    b.wait_path("/gateways?order=desc&page=2").await;
+    assert_eq!(row_names(&b).await, desc[100..200]);
+    // A sort link on page 2 keeps the other state and goes back to page 1.
+    let sort_links = b.attrs("#gateways thead a.sort", "href").await;
+    assert!(
+        sort_links.iter().all(|h| !h.contains("page=")),
+        "{sort_links:?}"
+    );
+
+    // A search spanning pages (by environment name: `gw-NNNN-env-0`, so not `local`), then
+    // paging keeps both the search and the order.
+    b.fill("#search", "ENV").await;
+    b.wait_path("/gateways?order=desc&q=ENV").await;
+    b.wait("the search shows its first page", || async {
+        b.text_now("#pager-summary").await == "Showing 1–100 of 250 gateways matching “ENV”"
+    })
+    .await;
+    let found = seeded_names(250, true, false);
+    assert_eq!(row_names(&b).await, found[..100]);
+    b.click("#page-next").await;
+    b.wait_path("/gateways?order=desc&q=ENV&page=2").await;
+    assert_eq!(row_names(&b).await, found[100..200]);
+    assert_eq!(
+        b.css("#search")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("ENV")
+    );
+    b.click("#page-3").await;
+    b.wait_path("/gateways?order=desc&q=ENV&page=3").await;
+    assert_eq!(row_names(&b).await, found[200..]);
+    b.click("#page-1").await;
+    b.wait_path("/gateways?order=desc&q=ENV").await;
+    assert_eq!(row_names(&b).await, found[..100]);
+
+    // Past the last page: the last page, at its own address. Nonsense: the first.
+    b.goto(&up.url("/gateways?page=99")).await;
+    b.wait_path("/gateways?page=3").await;
+    assert_eq!(row_names(&b).await, all[200..]);
+    b.goto(&up.url("/gateways?page=abc")).await;
+    assert_eq!(row_names(&b).await, all[..100]);
+    // A search on one page has no pager; the deleted view starts at its first page.
+    b.goto(&up.url("/gateways?q=0042&page=2")).await;
+    b.wait_path("/gateways?q=0042").await;
+    assert_eq!(row_names(&b).await, ["gw-0042"]);
+    assert!(!b.has(".pager").await);
+    b.goto(&up.url("/gateways?page=2")).await;
+    assert!(
+        !b.attrs("#view-deleted", "href").await[0].contains("page="),
+        "the other view starts at its first page"
+    );
+    b.close().await;
+
+    // Without script: the pager and sort links carry every parameter (view, sort, order,
+    // search, See more).
+    let b = Browser::start(false).await;
+    b.login(&up, "owner@switchyard.local", &up.password).await;
+    b.wait_path("/gateways").await;
+    b.click("#sort-gateway_url").await;
+    b.wait_path("/gateways?sort=gateway_url").await;
+    b.click("#see-more").await;
+    b.wait_path("/gateways?sort=gateway_url&more=1").await;
+    assert_eq!(shown(&b).await, 4);
+    b.fill("#search", "0\n").await;
+    b.wait_path("/gateways?sort=gateway_url&more=1&q=0").await;
+    assert_eq!(
+        b.text("#pager-summary").await,
+        "Showing 1–100 of 250 gateways matching “0”"
+    );
+    b.click("#page-next").await;
+    b.wait_path("/gateways?sort=gateway_url&q=0&more=1&page=2")
+        .await;
+    // Seeded Gateway URLs are `https://gw-NNNN.example.com`: the same order as the names.
+    let by_url = seeded_names(250, false, false);
+    assert_eq!(row_names(&b).await, by_url[100..200]);
+    assert_eq!(shown(&b).await, 4, "See more stays open on page 2");
+    b.click(".pager-bar.bottom a[rel=next]").await;
+    b.wait_path("/gateways?sort=gateway_url&q=0&more=1&page=3")
+        .await;
+    assert_eq!(row_names(&b).await, by_url[200..]);
+    b.click("#page-prev").await;
+    b.wait_path("/gateways?sort=gateway_url&q=0&more=1&page=2")
+        .await;
+    b.click("#sort-gateway_url").await;
+    b.wait_path("/gateways?sort=gateway_url&order=desc&q=0&more=1")
+        .await;
+    b.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_a_gateway_command_joins_a_real_node_that_appears_online_without_a_reload() {
     if !browser_available() {

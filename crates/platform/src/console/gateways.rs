@@ -45,6 +45,10 @@ pub(super) fn router() -> Router<AppState> {
 const UNATTACHED_SHOWN: usize = 3;
 /// Longest search the page accepts (as the REST `q`).
 const MAX_QUERY_CHARS: usize = 200;
+/// Gateway rows a page of the table shows. At ~850 bytes a row, 100 rows keep the page near
+/// 100 KB whatever the account's size (1,000 gateways on one page were 853 KB), and a page
+/// still reads at a glance; sort and search apply to all gateways before the page is cut.
+pub const PAGE_SIZE: usize = 100;
 
 async fn account(state: &AppState, user: &ConsoleUser, need: Need) -> ConsoleResult<AccountId> {
     Ok(user.principal.require(state, need, None).await?)
@@ -260,6 +264,7 @@ struct ListQuery {
     more: Option<String>,
     tab: Option<String>,
     done: Option<String>,
+    page: Option<String>,
 }
 
 /// [`ListQuery`] read leniently: unknown values fall back to the defaults.
@@ -270,6 +275,8 @@ struct ListState {
     desc: bool,
     q: String,
     more: bool,
+    /// 1-based; a page past the last is answered by the last (see [`gateways_page`]).
+    page: usize,
 }
 
 impl ListState {
@@ -293,6 +300,12 @@ impl ListState {
                 .take(MAX_QUERY_CHARS)
                 .collect(),
             more: query.more.as_deref() == Some("1"),
+            page: query
+                .page
+                .as_deref()
+                .and_then(|p| p.trim().parse::<usize>().ok())
+                .filter(|p| *p >= 1)
+                .unwrap_or(1),
         }
     }
 
@@ -316,6 +329,9 @@ impl ListState {
         }
         if self.more {
             parts.push("more=1".into());
+        }
+        if self.page > 1 {
+            parts.push(format!("page={}", self.page));
         }
         if parts.is_empty() {
             String::new()
@@ -402,6 +418,93 @@ struct GatewaysTable {
     clear_href: String,
     error_icon: &'static str,
     warning_icon: &'static str,
+    pager: Pager,
+}
+
+/// The table's page among all the gateways the view and search select.
+struct Pager {
+    /// "Showing 101–200 of 1,000" (empty when nothing is shown).
+    summary: String,
+    /// Previous and next pages' links, `None` at either end.
+    prev: Option<String>,
+    next: Option<String>,
+    /// The page links: the first, the last, and the current one with two either side; a
+    /// `None` href is a gap (…). Empty when everything fits on one page.
+    links: Vec<PageLink>,
+}
+
+struct PageLink {
+    number: usize,
+    href: Option<String>,
+    current: bool,
+}
+
+/// `n` with thousands separated by commas, as the page's English text reads.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How many pages `total` rows fill (at least one, so an empty list has page 1).
+fn page_count(total: usize) -> usize {
+    total.div_ceil(PAGE_SIZE).max(1)
+}
+
+impl Pager {
+    /// The pager of `list` (whose page is within `1..=page_count(total)`).
+    fn new(list: &ListState, total: usize) -> Self {
+        let pages = page_count(total);
+        let page = list.page;
+        let href = |n: usize| list.with(|s| s.page = n);
+        let from = (page - 1) * PAGE_SIZE + 1;
+        let to = (page * PAGE_SIZE).min(total);
+        let summary = if total == 0 {
+            String::new()
+        } else {
+            format!(
+                "Showing {}–{} of {} gateway{}",
+                thousands(from),
+                thousands(to),
+                thousands(total),
+                if total == 1 { "" } else { "s" }
+            )
+        };
+        let mut links = Vec::new();
+        if pages > 1 {
+            let mut last_shown = 0;
+            for n in 1..=pages {
+                let near = n + 2 >= page && n <= page + 2;
+                if n == 1 || n == pages || near {
+                    if last_shown + 1 < n {
+                        links.push(PageLink {
+                            number: 0,
+                            href: None,
+                            current: false,
+                        });
+                    }
+                    links.push(PageLink {
+                        number: n,
+                        href: Some(href(n)),
+                        current: n == page,
+                    });
+                    last_shown = n;
+                }
+            }
+        }
+        Self {
+            summary,
+            prev: (page > 1).then(|| href(page - 1)),
+            next: (page < pages).then(|| href(page + 1)),
+            links,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -430,7 +533,13 @@ struct MigrationRow {
     error: Option<&'static str>,
 }
 
-async fn table(state: &AppState, account: AccountId, list: &ListState) -> ConsoleResult<String> {
+/// The table of `list`, and the page it shows: `list.page`, or the last page when that is
+/// past the end.
+async fn table(
+    state: &AppState,
+    account: AccountId,
+    list: &ListState,
+) -> ConsoleResult<(String, usize)> {
     let view = if list.deleted {
         GatewayView::Deleted
     } else {
@@ -440,17 +549,25 @@ async fn table(state: &AppState, account: AccountId, list: &ListState) -> Consol
         .store
         .gateways_overview(account, view, OverviewFilter::search(&list.q))
         .await?;
+    // Sort (and the store's search) cover every gateway of the view; only then is the page
+    // cut, so page 2 of "by status" is the 101st to 200th gateway by status.
     let mut rows: Vec<GatewayRowDto> = rest::overview_rows(state, &overview.gateways);
     rest::sort_rows(&mut rows, list.sort, list.desc);
+    let total = rows.len();
+    let mut list = list.clone();
+    list.page = list.page.min(page_count(total));
+    let list = &list;
     let header = |label, key| {
         let current = list.sort == key;
         let next_desc = current && !list.desc;
         SortHeader {
             label,
             key,
+            // A new order starts at its first page: the old page number means nothing in it.
             href: list.with(|s| {
                 s.sort = key;
                 s.desc = next_desc;
+                s.page = 1;
             }),
             aria: match (current, list.desc) {
                 (false, _) => "none",
@@ -471,8 +588,16 @@ async fn table(state: &AppState, account: AccountId, list: &ListState) -> Consol
             header("Host Name", "host_name"),
             header("Gateway URL", "gateway_url"),
         ],
-        rows: rows.into_iter().map(RowView::new).collect(),
-        // Deleted gateways have no environments; the unattached row belongs to the enabled view.
+        pager: Pager::new(list, total),
+        rows: rows
+            .into_iter()
+            .skip((list.page - 1) * PAGE_SIZE)
+            .take(PAGE_SIZE)
+            .map(RowView::new)
+            .collect(),
+        // Deleted gateways have no environments; the unattached row belongs to the enabled
+        // view. It is on every page: it is not a gateway, so paging does not split it, and an
+        // operator on any page (or searching) sees which environments still need a gateway.
         unattached: if list.deleted {
             Vec::new()
         } else {
@@ -484,14 +609,18 @@ async fn table(state: &AppState, account: AccountId, list: &ListState) -> Consol
         shown: UNATTACHED_SHOWN,
         deleted: list.deleted,
         q: list.q.clone(),
-        clear_href: list.with(|s| s.q.clear()),
+        clear_href: list.with(|s| {
+            s.q.clear();
+            s.page = 1;
+        }),
         error_icon: icon::ERROR,
         warning_icon: icon::WARNING,
     };
-    page.render().map_err(|error| {
+    let html = page.render().map_err(|error| {
         tracing::error!(%error, "console template failed");
-        ApiError::internal().into()
-    })
+        ConsoleError::from(ApiError::internal())
+    })?;
+    Ok((html, list.page))
 }
 
 async fn gateways_page(
@@ -509,7 +638,13 @@ async fn gateways_page(
     let (table, migrations) = if migration_tab {
         (String::new(), migration_rows(&state, account).await?)
     } else {
-        (table(&state, account, &list).await?, Vec::new())
+        let (html, page) = table(&state, account, &list).await?;
+        if page != list.page {
+            // Past the last page (a stale bookmark, gateways deleted since): the last page,
+            // at its own address so the pager and the address bar agree.
+            return Ok(Redirect::to(&list.with(|s| s.page = page)).into_response());
+        }
+        (html, Vec::new())
     };
     Ok(render(&GatewaysPage {
         l: Layout::new(&user, "Gateways", "gateways").with_notice(notice),
@@ -520,8 +655,14 @@ async fn gateways_page(
         sort: list.sort,
         order: if list.desc { "desc" } else { "asc" },
         more: list.more,
-        enabled_href: list.with(|s| s.deleted = false),
-        deleted_href: list.with(|s| s.deleted = true),
+        enabled_href: list.with(|s| {
+            s.deleted = false;
+            s.page = 1;
+        }),
+        deleted_href: list.with(|s| {
+            s.deleted = true;
+            s.page = 1;
+        }),
         live_href: format!("/gateways/table{}", list.query()),
         table,
         migrations,
@@ -535,7 +676,9 @@ async fn gateways_table(
     Query(query): Query<ListQuery>,
 ) -> ConsoleResult<Response> {
     let account = account(&state, &user, Need::Member).await?;
-    let html = table(&state, account, &ListState::from(&query)).await?;
+    // Only the page asked for is rendered and sent: the live refresh of page 3 re-reads
+    // page 3 (the last page if the list shrank under it), never the whole list.
+    let (html, _) = table(&state, account, &ListState::from(&query)).await?;
     Ok(axum::response::Html(html).into_response())
 }
 

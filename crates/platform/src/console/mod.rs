@@ -37,6 +37,8 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Gateway rows on one page of the Gateways table (the bench checks the first page by it).
+pub use gateways::PAGE_SIZE as GATEWAYS_PAGE_SIZE;
 pub(crate) use session::ConsoleUser;
 pub use session::{hash_password, set_initial_password};
 
