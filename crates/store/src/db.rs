@@ -176,6 +176,25 @@ impl Db<'_> {
         })
     }
 
+    /// Runs a statement that is not kept prepared (its text varies, e.g. with a batch
+    /// size); the number of rows it changed.
+    pub(crate) async fn execute_uncached(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<u64, StoreError> {
+        Ok(match self.conn() {
+            Conn::Sqlite(c) => bind_all!(sqlx::query(sql).persistent(false), args)
+                .execute(c)
+                .await?
+                .rows_affected(),
+            Conn::Pg(c) => bind_all!(sqlx::query(sql).persistent(false), args)
+                .execute(c)
+                .await?
+                .rows_affected(),
+        })
+    }
+
     /// All rows of a query, decoded by column name.
     pub(crate) async fn fetch_all<T: Record>(
         &mut self,

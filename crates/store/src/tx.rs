@@ -113,6 +113,20 @@ pub(crate) async fn lock_gateway(
     Ok(())
 }
 
+/// Fails with `NotFound` unless `gateway` is a gateway of the account, deleted or not.
+pub(crate) async fn require_gateway(
+    db: &mut Db<'_>,
+    account: AccountId,
+    gateway: GatewayId,
+) -> Result<(), StoreError> {
+    db.fetch_one::<IdRow>(
+        "SELECT id FROM gateways WHERE id = $1 AND account_id = $2",
+        args![s(gateway), s(account)],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Fails with `NotFound` unless `gateway` is a live gateway of the account.
 pub(crate) async fn require_live_gateway(
     db: &mut Db<'_>,
