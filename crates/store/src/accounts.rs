@@ -157,61 +157,40 @@ impl Store {
     }
 
     pub async fn account(&self, id: AccountId) -> Result<Account, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_one::<AccountRow>(
-                    concat!(
-                        "SELECT ",
-                        account_cols!(),
-                        " FROM accounts ac WHERE ac.id = $1"
-                    ),
-                    args![s(id)],
-                )
-                .await?
-                .try_into()
-            })
-        })
+        self.one::<AccountRow, _>(
+            concat!(
+                "SELECT ",
+                account_cols!(),
+                " FROM accounts ac WHERE ac.id = $1"
+            ),
+            args![s(id)],
+        )
         .await
     }
 
     /// The account with this name, compared case-insensitively.
     pub async fn account_by_name(&self, name: &str) -> Result<Option<Account>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_optional::<AccountRow>(
-                    concat!(
-                        "SELECT ",
-                        account_cols!(),
-                        " FROM accounts ac WHERE lower(ac.name) = lower($1)"
-                    ),
-                    args![name],
-                )
-                .await?
-                .map(Account::try_from)
-                .transpose()
-            })
-        })
+        self.optional::<AccountRow, Account>(
+            concat!(
+                "SELECT ",
+                account_cols!(),
+                " FROM accounts ac WHERE lower(ac.name) = lower($1)"
+            ),
+            args![name],
+        )
         .await
     }
 
     /// All accounts, by name.
     pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<AccountRow>(
-                    concat!(
-                        "SELECT ",
-                        account_cols!(),
-                        " FROM accounts ac ORDER BY lower(ac.name), ac.id"
-                    ),
-                    args![],
-                )
-                .await?
-                .into_iter()
-                .map(Account::try_from)
-                .collect()
-            })
-        })
+        self.all::<AccountRow, Account>(
+            concat!(
+                "SELECT ",
+                account_cols!(),
+                " FROM accounts ac ORDER BY lower(ac.name), ac.id"
+            ),
+            args![],
+        )
         .await
     }
 
@@ -268,22 +247,14 @@ impl Store {
 
     /// The users of `account`, by name.
     pub async fn users(&self, account: AccountId) -> Result<Vec<User>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<UserRow>(
-                    concat!(
-                        "SELECT ",
-                        user_cols!(),
-                        " FROM users u WHERE u.account_id = $1 ORDER BY lower(u.name), u.id"
-                    ),
-                    args![s(account)],
-                )
-                .await?
-                .into_iter()
-                .map(User::try_from)
-                .collect()
-            })
-        })
+        self.all::<UserRow, User>(
+            concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM users u WHERE u.account_id = $1 ORDER BY lower(u.name), u.id"
+            ),
+            args![s(account)],
+        )
         .await
     }
 
@@ -295,23 +266,16 @@ impl Store {
         account: Option<&str>,
         email: &str,
     ) -> Result<Option<UserLogin>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_optional::<UserLoginRow>(
-                    concat!(
-                        "SELECT ",
-                        user_cols!(),
-                        ", u.password_hash FROM users u LEFT JOIN accounts a ON a.id = u.account_id \
+        self.optional::<UserLoginRow, UserLogin>(
+            concat!(
+                "SELECT ",
+                user_cols!(),
+                ", u.password_hash FROM users u LEFT JOIN accounts a ON a.id = u.account_id \
                          WHERE lower(u.email) = lower($2) \
                          AND (($1 IS NULL AND u.account_id IS NULL) OR lower(a.name) = lower($1))"
-                    ),
-                    args![account, email],
-                )
-                .await?
-                .map(UserLogin::try_from)
-                .transpose()
-            })
-        })
+            ),
+            args![account, email],
+        )
         .await
     }
 
@@ -438,44 +402,29 @@ impl Store {
         hash: &str,
         now: Timestamp,
     ) -> Result<Option<TokenPrincipal>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_optional::<TokenUserRow>(
-                    concat!(
-                        "SELECT ",
-                        token_user_cols!(),
-                        " FROM api_tokens t JOIN users u ON u.id = t.user_id \
+        self.optional::<TokenUserRow, TokenPrincipal>(
+            concat!(
+                "SELECT ",
+                token_user_cols!(),
+                " FROM api_tokens t JOIN users u ON u.id = t.user_id \
                          WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
                          AND (t.expires_at IS NULL OR t.expires_at > $2)"
-                    ),
-                    args![hash, now],
-                )
-                .await?
-                .map(TokenPrincipal::try_from)
-                .transpose()
-            })
-        })
+            ),
+            args![hash, now],
+        )
         .await
     }
 
     /// The tokens of a user, newest first, including revoked and expired ones.
     pub async fn api_tokens(&self, user: UserId) -> Result<Vec<ApiToken>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<TokenRow>(
-                    concat!(
-                        "SELECT ",
-                        token_cols!(),
-                        " FROM api_tokens t WHERE t.user_id = $1 ORDER BY t.id DESC"
-                    ),
-                    args![s(user)],
-                )
-                .await?
-                .into_iter()
-                .map(ApiToken::try_from)
-                .collect()
-            })
-        })
+        self.all::<TokenRow, ApiToken>(
+            concat!(
+                "SELECT ",
+                token_cols!(),
+                " FROM api_tokens t WHERE t.user_id = $1 ORDER BY t.id DESC"
+            ),
+            args![s(user)],
+        )
         .await
     }
 
@@ -518,8 +467,10 @@ impl Store {
         audit: Audit,
         result: AuditResult,
     ) -> Result<AuditRecord, StoreError> {
-        self.write(move |db| Box::pin(async move { insert_audit(db, account, &audit, result).await }))
-            .await
+        self.write(move |db| {
+            Box::pin(async move { insert_audit(db, account, &audit, result).await })
+        })
+        .await
     }
 
     /// Records an action the principal was not allowed to do (SPEC §14).
@@ -550,23 +501,15 @@ impl Store {
         before: Option<AuditId>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<AuditRow>(
-                    concat!(
-                        "SELECT ",
-                        audit_cols!(),
-                        " FROM audit_records ar WHERE ar.account_id IS NULL \
+        self.all::<AuditRow, AuditRecord>(
+            concat!(
+                "SELECT ",
+                audit_cols!(),
+                " FROM audit_records ar WHERE ar.account_id IS NULL \
                          AND ($1 IS NULL OR ar.id < $1) ORDER BY ar.id DESC LIMIT $2"
-                    ),
-                    args![before.map(s), i64::from(limit)],
-                )
-                .await?
-                .into_iter()
-                .map(AuditRecord::try_from)
-                .collect()
-            })
-        })
+            ),
+            args![before.map(s), i64::from(limit)],
+        )
         .await
     }
 
@@ -583,13 +526,11 @@ impl Store {
             Some(actor) => (Some(actor.kind()), actor.id()),
             None => (None, None),
         };
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<AuditRow>(
-                    concat!(
-                        "SELECT ",
-                        audit_cols!(),
-                        " FROM audit_records ar WHERE ar.account_id = $1 \
+        self.all::<AuditRow, AuditRecord>(
+            concat!(
+                "SELECT ",
+                audit_cols!(),
+                " FROM audit_records ar WHERE ar.account_id = $1 \
                          AND ($2 IS NULL OR ar.id < $2) \
                          AND ($3 IS NULL OR ar.actor_kind = $3) \
                          AND ($4 IS NULL OR ar.actor_id = $4) \
@@ -597,25 +538,19 @@ impl Store {
                          AND ($6 IS NULL OR ar.result = $6) \
                          AND ($7 IS NULL OR ar.at >= $7) AND ($8 IS NULL OR ar.at < $8) \
                          ORDER BY ar.id DESC LIMIT $9"
-                    ),
-                    args![
-                        s(account),
-                        before.map(s),
-                        actor_kind,
-                        actor_id,
-                        filter.action_prefix.clone(),
-                        filter.result.map(AuditResult::as_str),
-                        filter.from,
-                        filter.until,
-                        i64::from(limit),
-                    ],
-                )
-                .await?
-                .into_iter()
-                .map(AuditRecord::try_from)
-                .collect()
-            })
-        })
+            ),
+            args![
+                s(account),
+                before.map(s),
+                actor_kind,
+                actor_id,
+                filter.action_prefix.clone(),
+                filter.result.map(AuditResult::as_str),
+                filter.from,
+                filter.until,
+                i64::from(limit),
+            ],
+        )
         .await
     }
 }

@@ -6,7 +6,9 @@ use crate::audit::{Audit, AuditResult};
 use crate::db::args;
 use crate::error::Checked;
 use crate::rows::{ApiRow, DeploymentRow, GatewayRefRow, parse_opt_id};
-use crate::tx::{insert_audit, load_routes, lock_environment_and_gateways, lock_gateway};
+use crate::tx::{
+    insert_audit, load_routes, lock_environment_and_gateways, lock_gateway, routes_of,
+};
 use crate::types::*;
 use crate::{Store, StoreError, s};
 
@@ -76,23 +78,15 @@ impl Store {
 
     /// All APIs of `account`, by name then version.
     pub async fn apis(&self, account: AccountId) -> Result<Vec<Api>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<ApiRow>(
-                    concat!(
-                        "SELECT ",
-                        api_cols!(),
-                        " FROM apis a WHERE a.account_id = $1 \
+        self.all::<ApiRow, Api>(
+            concat!(
+                "SELECT ",
+                api_cols!(),
+                " FROM apis a WHERE a.account_id = $1 \
                          ORDER BY lower(a.name), a.version, a.id"
-                    ),
-                    args![s(account)],
-                )
-                .await?
-                .into_iter()
-                .map(Api::try_from)
-                .collect()
-            })
-        })
+            ),
+            args![s(account)],
+        )
         .await
     }
 
@@ -168,21 +162,12 @@ impl Store {
         mut audit: Audit,
     ) -> Result<(), StoreError> {
         audit.default_target("api", id);
-        self.write(move |db| {
-            Box::pin(async move {
-                let done = db
-                    .execute(
-                        "DELETE FROM apis WHERE id = $1 AND account_id = $2",
-                        args![s(id), s(account)],
-                    )
-                    .await?;
-                if done == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
-                Ok(())
-            })
-        })
+        self.delete_audited(
+            "DELETE FROM apis WHERE id = $1 AND account_id = $2",
+            account,
+            s(id),
+            audit,
+        )
         .await
     }
 
@@ -217,10 +202,7 @@ impl Store {
                     .fetch_one::<ApiRow>(API_BY_ID, args![s(deployment.api_id), s(account)])
                     .await?
                     .try_into()?;
-                let routes = match environment.gateway_id {
-                    Some(g) => Some(load_routes(db, account, g).await?),
-                    None => None,
-                };
+                let routes = routes_of(db, account, environment.gateway_id).await?;
                 let input = DeploymentCheck {
                     api,
                     environment,
@@ -253,20 +235,14 @@ impl Store {
         account: AccountId,
         id: DeploymentId,
     ) -> Result<Deployment, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_one::<DeploymentRow>(
-                    concat!(
-                        "SELECT ",
-                        deployment_cols!(),
-                        " FROM deployments d WHERE d.id = $1 AND d.account_id = $2"
-                    ),
-                    args![s(id), s(account)],
-                )
-                .await?
-                .try_into()
-            })
-        })
+        self.one::<DeploymentRow, _>(
+            concat!(
+                "SELECT ",
+                deployment_cols!(),
+                " FROM deployments d WHERE d.id = $1 AND d.account_id = $2"
+            ),
+            args![s(id), s(account)],
+        )
         .await
     }
 
@@ -277,23 +253,15 @@ impl Store {
         account: AccountId,
         environment: EnvironmentId,
     ) -> Result<Vec<Deployment>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<DeploymentRow>(
-                    concat!(
-                        "SELECT ",
-                        deployment_cols!(),
-                        " FROM deployments d WHERE d.environment_id = $1 AND d.account_id = $2 \
+        self.all::<DeploymentRow, Deployment>(
+            concat!(
+                "SELECT ",
+                deployment_cols!(),
+                " FROM deployments d WHERE d.environment_id = $1 AND d.account_id = $2 \
                          ORDER BY d.id"
-                    ),
-                    args![s(environment), s(account)],
-                )
-                .await?
-                .into_iter()
-                .map(Deployment::try_from)
-                .collect()
-            })
-        })
+            ),
+            args![s(environment), s(account)],
+        )
         .await
     }
 
@@ -303,23 +271,15 @@ impl Store {
         account: AccountId,
         api: ApiId,
     ) -> Result<Vec<Deployment>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<DeploymentRow>(
-                    concat!(
-                        "SELECT ",
-                        deployment_cols!(),
-                        " FROM deployments d WHERE d.api_id = $1 AND d.account_id = $2 \
+        self.all::<DeploymentRow, Deployment>(
+            concat!(
+                "SELECT ",
+                deployment_cols!(),
+                " FROM deployments d WHERE d.api_id = $1 AND d.account_id = $2 \
                          ORDER BY d.id"
-                    ),
-                    args![s(api), s(account)],
-                )
-                .await?
-                .into_iter()
-                .map(Deployment::try_from)
-                .collect()
-            })
-        })
+            ),
+            args![s(api), s(account)],
+        )
         .await
     }
 
@@ -330,21 +290,12 @@ impl Store {
         mut audit: Audit,
     ) -> Result<(), StoreError> {
         audit.default_target("deployment", id);
-        self.write(move |db| {
-            Box::pin(async move {
-                let done = db
-                    .execute(
-                        "DELETE FROM deployments WHERE id = $1 AND account_id = $2",
-                        args![s(id), s(account)],
-                    )
-                    .await?;
-                if done == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
-                Ok(())
-            })
-        })
+        self.delete_audited(
+            "DELETE FROM deployments WHERE id = $1 AND account_id = $2",
+            account,
+            s(id),
+            audit,
+        )
         .await
     }
 }

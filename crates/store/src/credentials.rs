@@ -53,22 +53,15 @@ impl Store {
         hash: &str,
         now: Timestamp,
     ) -> Result<Option<InstallToken>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_optional::<InstallTokenRow>(
-                    concat!(
-                        "SELECT ",
-                        install_token_cols!(),
-                        " FROM install_tokens it WHERE it.token_hash = $1 \
+        self.optional::<InstallTokenRow, InstallToken>(
+            concat!(
+                "SELECT ",
+                install_token_cols!(),
+                " FROM install_tokens it WHERE it.token_hash = $1 \
                          AND it.revoked_at IS NULL AND it.expires_at > $2"
-                    ),
-                    args![hash, now],
-                )
-                .await?
-                .map(InstallToken::try_from)
-                .transpose()
-            })
-        })
+            ),
+            args![hash, now],
+        )
         .await
     }
 
@@ -77,23 +70,15 @@ impl Store {
         &self,
         account: AccountId,
     ) -> Result<Vec<InstallToken>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<InstallTokenRow>(
-                    concat!(
-                        "SELECT ",
-                        install_token_cols!(),
-                        " FROM install_tokens it WHERE it.account_id = $1 \
+        self.all::<InstallTokenRow, InstallToken>(
+            concat!(
+                "SELECT ",
+                install_token_cols!(),
+                " FROM install_tokens it WHERE it.account_id = $1 \
                          ORDER BY it.created_at DESC, it.id DESC"
-                    ),
-                    args![s(account)],
-                )
-                .await?
-                .into_iter()
-                .map(InstallToken::try_from)
-                .collect()
-            })
-        })
+            ),
+            args![s(account)],
+        )
         .await
     }
 
@@ -130,23 +115,16 @@ impl Store {
         &self,
         hash: &str,
     ) -> Result<Option<NodeCredential>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_optional::<CredentialRow>(
-                    concat!(
-                        "SELECT ",
-                        credential_cols!(),
-                        " FROM node_credentials nc JOIN gateways g ON g.id = nc.gateway_id \
+        self.optional::<CredentialRow, NodeCredential>(
+            concat!(
+                "SELECT ",
+                credential_cols!(),
+                " FROM node_credentials nc JOIN gateways g ON g.id = nc.gateway_id \
                          WHERE nc.token_hash = $1 AND nc.revoked_at IS NULL \
                          AND g.deleted_at IS NULL"
-                    ),
-                    args![hash],
-                )
-                .await?
-                .map(NodeCredential::try_from)
-                .transpose()
-            })
-        })
+            ),
+            args![hash],
+        )
         .await
     }
 }

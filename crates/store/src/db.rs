@@ -5,6 +5,7 @@
 //! A body passes its SQL text (one per query, shared by both backends) and typed [`Arg`]s
 //! (`args![..]`); rows decode by column name into `#[derive(sqlx::FromRow)]` structs
 //! (`rows.rs`), whose derive is generic over the row type and so serves both drivers.
+//! [`Store::all`], [`Store::one`] and [`Store::optional`] run a single decoded query.
 //! [`Store::write`] commits exactly when the body returns `Ok`: an error (or a panic) drops
 //! the transaction, which rolls it back, and no early return can skip the commit.
 
@@ -291,5 +292,54 @@ impl Store {
         let out = body(&mut db).await?;
         db.commit().await?;
         Ok(out)
+    }
+
+    /// One query on a pooled connection: every row, decoded into `T`.
+    pub(crate) async fn all<R, T>(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<T>, StoreError>
+    where
+        R: Record,
+        T: TryFrom<R, Error = StoreError> + Send,
+    {
+        self.read(move |db| {
+            Box::pin(async move {
+                db.fetch_all::<R>(sql, args)
+                    .await?
+                    .into_iter()
+                    .map(T::try_from)
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    /// One query on a pooled connection: its first row decoded into `T`, `NotFound` when none.
+    pub(crate) async fn one<R, T>(&self, sql: &str, args: Vec<Arg>) -> Result<T, StoreError>
+    where
+        R: Record,
+        T: TryFrom<R, Error = StoreError> + Send,
+    {
+        self.read(move |db| Box::pin(async move { db.fetch_one::<R>(sql, args).await?.try_into() }))
+            .await
+    }
+
+    /// One query on a pooled connection: its first row decoded into `T`, if any.
+    pub(crate) async fn optional<R, T>(
+        &self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Option<T>, StoreError>
+    where
+        R: Record,
+        T: TryFrom<R, Error = StoreError> + Send,
+    {
+        self.read(move |db| {
+            Box::pin(async move {
+                db.fetch_optional::<R>(sql, args)
+                    .await?
+                    .map(T::try_from)
+                    .transpose()
+            })
+        })
+        .await
     }
 }

@@ -98,20 +98,14 @@ impl Store {
         account: AccountId,
         id: MigrationId,
     ) -> Result<EnvironmentMigration, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_one::<MigrationRow>(
-                    concat!(
-                        "SELECT ",
-                        migration_cols!(),
-                        " FROM environment_migrations m WHERE m.id = $1 AND m.account_id = $2"
-                    ),
-                    args![s(id), s(account)],
-                )
-                .await?
-                .try_into()
-            })
-        })
+        self.one::<MigrationRow, _>(
+            concat!(
+                "SELECT ",
+                migration_cols!(),
+                " FROM environment_migrations m WHERE m.id = $1 AND m.account_id = $2"
+            ),
+            args![s(id), s(account)],
+        )
         .await
     }
 
@@ -120,23 +114,15 @@ impl Store {
         &self,
         account: AccountId,
     ) -> Result<Vec<EnvironmentMigration>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<MigrationRow>(
-                    concat!(
-                        "SELECT ",
-                        migration_cols!(),
-                        " FROM environment_migrations m WHERE m.account_id = $1 \
+        self.all::<MigrationRow, EnvironmentMigration>(
+            concat!(
+                "SELECT ",
+                migration_cols!(),
+                " FROM environment_migrations m WHERE m.account_id = $1 \
                          AND m.completed_at IS NULL ORDER BY m.id"
-                    ),
-                    args![s(account)],
-                )
-                .await?
-                .into_iter()
-                .map(EnvironmentMigration::try_from)
-                .collect()
-            })
-        })
+            ),
+            args![s(account)],
+        )
         .await
     }
 
@@ -279,21 +265,12 @@ impl Store {
         mut audit: Audit,
     ) -> Result<(), StoreError> {
         audit.default_target("migration", id);
-        self.write(move |db| {
-            Box::pin(async move {
-                let done = db
-                    .execute(
-                        "DELETE FROM environment_migrations WHERE id = $1 AND account_id = $2",
-                        args![s(id), s(account)],
-                    )
-                    .await?;
-                if done == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
-                Ok(())
-            })
-        })
+        self.delete_audited(
+            "DELETE FROM environment_migrations WHERE id = $1 AND account_id = $2",
+            account,
+            s(id),
+            audit,
+        )
         .await
     }
 }

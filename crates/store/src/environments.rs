@@ -6,7 +6,9 @@ use crate::audit::{Audit, AuditResult};
 use crate::db::{Db, args};
 use crate::error::Checked;
 use crate::rows::EnvironmentRow;
-use crate::tx::{insert_audit, load_routes, lock_environment_and_gateways, require_gateway};
+use crate::tx::{
+    insert_audit, load_routes, lock_environment_and_gateways, require_gateway, routes_of,
+};
 use crate::types::*;
 use crate::{Store, StoreError, s};
 
@@ -69,41 +71,27 @@ impl Store {
         account: AccountId,
         id: EnvironmentId,
     ) -> Result<Environment, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_one::<EnvironmentRow>(
-                    concat!(
-                        "SELECT ",
-                        environment_cols!(),
-                        " FROM environments e WHERE e.id = $1 AND e.account_id = $2"
-                    ),
-                    args![s(id), s(account)],
-                )
-                .await?
-                .try_into()
-            })
-        })
+        self.one::<EnvironmentRow, _>(
+            concat!(
+                "SELECT ",
+                environment_cols!(),
+                " FROM environments e WHERE e.id = $1 AND e.account_id = $2"
+            ),
+            args![s(id), s(account)],
+        )
         .await
     }
 
     /// All environments of `account`, by name (case-insensitive).
     pub async fn environments(&self, account: AccountId) -> Result<Vec<Environment>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<EnvironmentRow>(
-                    concat!(
-                        "SELECT ",
-                        environment_cols!(),
-                        " FROM environments e WHERE e.account_id = $1 ORDER BY lower(e.name), e.id"
-                    ),
-                    args![s(account)],
-                )
-                .await?
-                .into_iter()
-                .map(Environment::try_from)
-                .collect()
-            })
-        })
+        self.all::<EnvironmentRow, Environment>(
+            concat!(
+                "SELECT ",
+                environment_cols!(),
+                " FROM environments e WHERE e.account_id = $1 ORDER BY lower(e.name), e.id"
+            ),
+            args![s(account)],
+        )
         .await
     }
 
@@ -152,10 +140,7 @@ impl Store {
         self.write(move |db| {
             Box::pin(async move {
                 let current = lock_environment_and_gateways(db, account, id, None).await?;
-                let routes = match current.gateway_id {
-                    Some(g) => Some(load_routes(db, account, g).await?),
-                    None => None,
-                };
+                let routes = routes_of(db, account, current.gateway_id).await?;
                 check(&current, routes.as_ref()).map_err(Checked::Rejected)?;
                 let env = update_returning(
                     db,
@@ -197,10 +182,7 @@ impl Store {
         self.write(move |db| {
             Box::pin(async move {
                 let current = lock_environment_and_gateways(db, account, id, gateway).await?;
-                let routes = match gateway {
-                    Some(g) => Some(load_routes(db, account, g).await?),
-                    None => None,
-                };
+                let routes = routes_of(db, account, gateway).await?;
                 check(&current, routes.as_ref()).map_err(Checked::Rejected)?;
                 let env = update_returning(
                     db,
@@ -237,21 +219,12 @@ impl Store {
         mut audit: Audit,
     ) -> Result<(), StoreError> {
         audit.default_target("environment", id);
-        self.write(move |db| {
-            Box::pin(async move {
-                let done = db
-                    .execute(
-                        "DELETE FROM environments WHERE id = $1 AND account_id = $2",
-                        args![s(id), s(account)],
-                    )
-                    .await?;
-                if done == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
-                Ok(())
-            })
-        })
+        self.delete_audited(
+            "DELETE FROM environments WHERE id = $1 AND account_id = $2",
+            account,
+            s(id),
+            audit,
+        )
         .await
     }
 

@@ -63,20 +63,14 @@ impl Store {
 
     /// A gateway of `account`, deleted or not (check `deleted_at`).
     pub async fn gateway(&self, account: AccountId, id: GatewayId) -> Result<Gateway, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_one::<GatewayDbRow>(
-                    concat!(
-                        "SELECT ",
-                        gateway_cols!(),
-                        " FROM gateways g WHERE g.id = $1 AND g.account_id = $2"
-                    ),
-                    args![s(id), s(account)],
-                )
-                .await?
-                .try_into()
-            })
-        })
+        self.one::<GatewayDbRow, _>(
+            concat!(
+                "SELECT ",
+                gateway_cols!(),
+                " FROM gateways g WHERE g.id = $1 AND g.account_id = $2"
+            ),
+            args![s(id), s(account)],
+        )
         .await
     }
 
@@ -86,22 +80,15 @@ impl Store {
         account: AccountId,
         name: &str,
     ) -> Result<Option<Gateway>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_optional::<GatewayDbRow>(
-                    concat!(
-                        "SELECT ",
-                        gateway_cols!(),
-                        " FROM gateways g WHERE g.account_id = $1 AND lower(g.name) = lower($2) \
+        self.optional::<GatewayDbRow, Gateway>(
+            concat!(
+                "SELECT ",
+                gateway_cols!(),
+                " FROM gateways g WHERE g.account_id = $1 AND lower(g.name) = lower($2) \
                          AND g.deleted_at IS NULL"
-                    ),
-                    args![s(account), name],
-                )
-                .await?
-                .map(Gateway::try_from)
-                .transpose()
-            })
-        })
+            ),
+            args![s(account), name],
+        )
         .await
     }
 

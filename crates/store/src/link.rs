@@ -7,8 +7,8 @@ use model::*;
 
 use crate::db::{Arg, Db, args};
 use crate::rows::{
-    AccountIssueRow, AccountRefRow, CONFIG_COLS, GatewayConfigRow, GenerationRow, IdRow, NodeRecordRow,
-    PublicationRow, SettingsCache, counter, opt_u64,
+    AccountIssueRow, AccountRefRow, CONFIG_COLS, GatewayConfigRow, GenerationRow, IdRow,
+    NodeRecordRow, PublicationRow, SettingsCache, counter, opt_u64,
 };
 use crate::tx::{load_routes, lock_gateway};
 use crate::types::*;
@@ -208,19 +208,11 @@ impl Store {
         account: AccountId,
         api: ApiId,
     ) -> Result<Vec<(DeploymentId, Option<(GatewayId, u64)>)>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<PublicationRow>(
-                    "SELECT id, published_gateway_id, published_generation FROM deployments \
-                     WHERE api_id = $1 AND account_id = $2 ORDER BY id",
-                    args![s(api), s(account)],
-                )
-                .await?
-                .into_iter()
-                .map(TryFrom::try_from)
-                .collect()
-            })
-        })
+        self.all::<PublicationRow, _>(
+            "SELECT id, published_gateway_id, published_generation FROM deployments \
+             WHERE api_id = $1 AND account_id = $2 ORDER BY id",
+            args![s(api), s(account)],
+        )
         .await
     }
 
@@ -370,47 +362,31 @@ impl Store {
         account: AccountId,
         gateway: GatewayId,
     ) -> Result<Vec<NodeStatusRow>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<NodeRecordRow>(
-                    concat!(
-                        "SELECT ",
-                        node_cols!(),
-                        ", n.status_record FROM nodes n \
-                         WHERE n.gateway_id = $1 AND n.account_id = $2 ORDER BY n.joined_at, n.id"
-                    ),
-                    args![s(gateway), s(account)],
-                )
-                .await?
-                .into_iter()
-                .map(NodeStatusRow::try_from)
-                .collect()
-            })
-        })
+        self.all::<NodeRecordRow, NodeStatusRow>(
+            concat!(
+                "SELECT ",
+                node_cols!(),
+                ", n.status_record FROM nodes n \
+                 WHERE n.gateway_id = $1 AND n.account_id = $2 ORDER BY n.joined_at, n.id"
+            ),
+            args![s(gateway), s(account)],
+        )
         .await
     }
 
     /// The active issues of every live gateway of every account (the status job's memory
     /// of what it raised is rebuilt from them on start).
     pub async fn all_active_issues(&self) -> Result<Vec<(AccountId, IssueRecord)>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<AccountIssueRow>(
-                    concat!(
-                        "SELECT i.account_id, ",
-                        issue_cols!(),
-                        " FROM issues i JOIN gateways g ON g.id = i.gateway_id \
-                         WHERE i.cleared_at IS NULL AND g.deleted_at IS NULL \
-                         ORDER BY i.first_seen, i.id"
-                    ),
-                    args![],
-                )
-                .await?
-                .into_iter()
-                .map(TryFrom::try_from)
-                .collect()
-            })
-        })
+        self.all::<AccountIssueRow, _>(
+            concat!(
+                "SELECT i.account_id, ",
+                issue_cols!(),
+                " FROM issues i JOIN gateways g ON g.id = i.gateway_id \
+                 WHERE i.cleared_at IS NULL AND g.deleted_at IS NULL \
+                 ORDER BY i.first_seen, i.id"
+            ),
+            args![],
+        )
         .await
     }
 

@@ -229,21 +229,13 @@ impl Store {
         account: AccountId,
         gateway: GatewayId,
     ) -> Result<Vec<StartupProperties>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_all::<StartupRow>(
-                    "SELECT id, startup_properties, startup_reported_at FROM nodes \
+        self.all::<StartupRow, StartupProperties>(
+            "SELECT id, startup_properties, startup_reported_at FROM nodes \
                      WHERE gateway_id = $1 AND account_id = $2 \
                      AND startup_properties IS NOT NULL AND startup_reported_at IS NOT NULL \
                      ORDER BY joined_at, id",
-                    args![s(gateway), s(account)],
-                )
-                .await?
-                .into_iter()
-                .map(StartupProperties::try_from)
-                .collect()
-            })
-        })
+            args![s(gateway), s(account)],
+        )
         .await
     }
 }

@@ -551,9 +551,7 @@ impl TryFrom<NodeRecordRow> for crate::link::NodeStatusRow {
             node,
             reported_state,
             // A record that does not parse is rebuilt by the platform from the row.
-            record: r
-                .status_record
-                .and_then(|t| serde_json::from_str(&t).ok()),
+            record: r.status_record.and_then(|t| serde_json::from_str(&t).ok()),
         })
     }
 }

@@ -104,22 +104,15 @@ impl Store {
         account: &str,
         email: &str,
     ) -> Result<Option<UserLogin>, StoreError> {
-        self.read(move |db| {
-            Box::pin(async move {
-                db.fetch_optional::<UserLoginRow>(
-                    concat!(
-                        "SELECT ",
-                        user_cols!(),
-                        ", u.password_hash FROM users u JOIN accounts a ON a.id = u.account_id \
+        self.optional::<UserLoginRow, UserLogin>(
+            concat!(
+                "SELECT ",
+                user_cols!(),
+                ", u.password_hash FROM users u JOIN accounts a ON a.id = u.account_id \
                          WHERE lower(a.name) = lower($1) AND lower(u.email) = lower($2)"
-                    ),
-                    args![account, email],
-                )
-                .await?
-                .map(UserLogin::try_from)
-                .transpose()
-            })
-        })
+            ),
+            args![account, email],
+        )
         .await
     }
 

@@ -7,7 +7,30 @@ use crate::audit::{Audit, AuditRecord, AuditResult};
 use crate::db::{Db, args};
 use crate::rows::{DeploymentApiRow, EnvironmentRow, GatewayRefRow, IdRow, parse_opt_id};
 use crate::types::{GatewayRoutes, RouteEntry};
-use crate::{StoreError, s};
+use crate::{Store, StoreError, s};
+
+impl Store {
+    /// Runs `sql`, a `DELETE … WHERE id = $1 AND account_id = $2`, with its audit record in
+    /// one transaction; `NotFound` (and nothing written) when no row matched.
+    pub(crate) async fn delete_audited(
+        &self,
+        sql: &'static str,
+        account: AccountId,
+        id: String,
+        audit: Audit,
+    ) -> Result<(), StoreError> {
+        self.write(move |db| {
+            Box::pin(async move {
+                if db.execute(sql, args![id, s(account)]).await? == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
 
 /// Writes one audit record on `db` and returns it.
 pub(crate) async fn insert_audit(
@@ -90,6 +113,18 @@ pub(crate) async fn load_routes(
         environments,
         deployments,
     })
+}
+
+/// [`load_routes`] of `gateway` when there is one.
+pub(crate) async fn routes_of(
+    db: &mut Db<'_>,
+    account: AccountId,
+    gateway: Option<GatewayId>,
+) -> Result<Option<GatewayRoutes>, StoreError> {
+    match gateway {
+        Some(g) => Ok(Some(load_routes(db, account, g).await?)),
+        None => Ok(None),
+    }
 }
 
 /// Locks a non-deleted gateway row of the account for the rest of the transaction
