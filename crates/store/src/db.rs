@@ -17,7 +17,7 @@ use model::Timestamp;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{FromRow, Postgres, Sqlite, Transaction};
+use sqlx::{Arguments, Database, Encode, FromRow, Postgres, Sqlite, Transaction, Type};
 
 use crate::{Backend, Store, StoreError};
 
@@ -131,19 +131,23 @@ pub(crate) struct Db<'a> {
     _borrows: PhantomData<&'a ()>,
 }
 
-/// Binds `args` in order on a `query` or `query_as` builder.
-macro_rules! bind_all {
-    ($q:expr, $args:expr) => {{
-        let mut q = $q;
-        for a in $args {
-            q = match a {
-                Arg::Text(v) => q.bind(v),
-                Arg::Int(v) => q.bind(v),
-                Arg::Bool(v) => q.bind(v),
-            };
+/// The bind arguments of one query for the driver `DB`, in order.
+fn arguments<'q, DB: Database>(args: Vec<Arg>) -> Result<DB::Arguments<'q>, StoreError>
+where
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    Option<bool>: Encode<'q, DB> + Type<DB>,
+{
+    let mut out = DB::Arguments::default();
+    for a in args {
+        match a {
+            Arg::Text(v) => out.add(v),
+            Arg::Int(v) => out.add(v),
+            Arg::Bool(v) => out.add(v),
         }
-        q
-    }};
+        .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(out)
 }
 
 impl Db<'_> {
@@ -165,16 +169,7 @@ impl Db<'_> {
 
     /// Runs a statement; the number of rows it changed.
     pub(crate) async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
-        Ok(match self.conn() {
-            Conn::Sqlite(c) => bind_all!(sqlx::query(sql), args)
-                .execute(c)
-                .await?
-                .rows_affected(),
-            Conn::Pg(c) => bind_all!(sqlx::query(sql), args)
-                .execute(c)
-                .await?
-                .rows_affected(),
-        })
+        self.run(sql, args, true).await
     }
 
     /// Runs a statement that is not kept prepared (its text varies, e.g. with a batch
@@ -184,12 +179,23 @@ impl Db<'_> {
         sql: &str,
         args: Vec<Arg>,
     ) -> Result<u64, StoreError> {
+        self.run(sql, args, false).await
+    }
+
+    async fn run(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+        persistent: bool,
+    ) -> Result<u64, StoreError> {
         Ok(match self.conn() {
-            Conn::Sqlite(c) => bind_all!(sqlx::query(sql).persistent(false), args)
+            Conn::Sqlite(c) => sqlx::query_with(sql, arguments::<Sqlite>(args)?)
+                .persistent(persistent)
                 .execute(c)
                 .await?
                 .rows_affected(),
-            Conn::Pg(c) => bind_all!(sqlx::query(sql).persistent(false), args)
+            Conn::Pg(c) => sqlx::query_with(sql, arguments::<Postgres>(args)?)
+                .persistent(persistent)
                 .execute(c)
                 .await?
                 .rows_affected(),
@@ -204,12 +210,12 @@ impl Db<'_> {
     ) -> Result<Vec<T>, StoreError> {
         Ok(match self.conn() {
             Conn::Sqlite(c) => {
-                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                sqlx::query_as_with::<_, T, _>(sql, arguments::<Sqlite>(args)?)
                     .fetch_all(c)
                     .await?
             }
             Conn::Pg(c) => {
-                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                sqlx::query_as_with::<_, T, _>(sql, arguments::<Postgres>(args)?)
                     .fetch_all(c)
                     .await?
             }
@@ -224,12 +230,12 @@ impl Db<'_> {
     ) -> Result<Option<T>, StoreError> {
         Ok(match self.conn() {
             Conn::Sqlite(c) => {
-                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                sqlx::query_as_with::<_, T, _>(sql, arguments::<Sqlite>(args)?)
                     .fetch_optional(c)
                     .await?
             }
             Conn::Pg(c) => {
-                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                sqlx::query_as_with::<_, T, _>(sql, arguments::<Postgres>(args)?)
                     .fetch_optional(c)
                     .await?
             }
