@@ -2,12 +2,74 @@
 
 use model::*;
 
-use crate::audit::{Audit, AuditRecord, AuditResult};
-use crate::rows::{self, Cur};
+use crate::audit::{Audit, AuditRecord, AuditResult, AuditTarget};
+use crate::db::{Db, args};
+use crate::rows::{
+    AccountRefRow, AccountRow, AuditRow, IdRow, TokenRow, TokenUserRow, UserLoginRow, UserRow,
+};
+use crate::tx::insert_audit;
 use crate::types::*;
-use crate::{Store, StoreError, found, insert_audit, s, with_conn, with_tx};
+use crate::{Store, StoreError, s};
 
-const USER_BY_ID: &str = concat!("SELECT ", user_cols!(), " FROM users u WHERE u.id = $1");
+/// Reads a user by id on `db`.
+async fn user_by_id(db: &mut Db<'_>, id: UserId) -> Result<User, StoreError> {
+    db.fetch_one::<UserRow>(
+        concat!("SELECT ", user_cols!(), " FROM users u WHERE u.id = $1"),
+        args![s(id)],
+    )
+    .await?
+    .try_into()
+}
+
+async fn insert_account(db: &mut Db<'_>, account: &Account) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)",
+        args![s(account.id), &account.name, account.created_at],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_user(
+    db: &mut Db<'_>,
+    user: &User,
+    password_hash: Option<String>,
+) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO users (id, account_id, name, email, role, platform_admin, \
+         password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        args![
+            s(user.id),
+            user.account_id.map(s),
+            &user.name,
+            &user.email,
+            user.role.as_str(),
+            user.platform_admin,
+            password_hash,
+            user.created_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_api_token(db: &mut Db<'_>, token: &ApiToken, hash: &str) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        args![
+            s(token.id),
+            s(token.user_id),
+            &token.name,
+            &token.prefix,
+            hash,
+            token.created_at,
+            token.expires_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
 
 impl Store {
     // ---- accounts -------------------------------------------------------------------
@@ -24,16 +86,14 @@ impl Store {
             created_at: audit.at,
         };
         audit.default_target("account", account.id);
-        with_tx!(self, |c| {
-            sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
-                .bind(s(account.id))
-                .bind(&account.name)
-                .bind(account.created_at.0)
-                .execute(&mut *c)
-                .await?;
-            insert_audit!(c, Some(account.id), &audit, AuditResult::Allowed);
-        });
-        Ok(account)
+        self.write(move |db| {
+            Box::pin(async move {
+                insert_account(db, &account).await?;
+                insert_audit(db, Some(account.id), &audit, AuditResult::Allowed).await?;
+                Ok(account)
+            })
+        })
+        .await
     }
 
     /// Creates an account, its first owner and the owner's first personal token in one
@@ -71,107 +131,67 @@ impl Store {
             expires_at: token.expires_at,
             revoked_at: None,
         };
-        let step = |action: &str, target: crate::audit::AuditTarget| {
+        let step = |action: &str, target: AuditTarget| {
             Audit::new(audit.actor, action, audit.at).with_target(target)
         };
         let audits = [
-            step(
-                "account.create",
-                crate::audit::AuditTarget::new("account", account.id),
-            ),
-            step(
-                "user.create",
-                crate::audit::AuditTarget::new("user", user.id),
-            ),
+            step("account.create", AuditTarget::new("account", account.id)),
+            step("user.create", AuditTarget::new("user", user.id)),
             step(
                 "api_token.create",
-                crate::audit::AuditTarget::new("api_token", api_token.id),
+                AuditTarget::new("api_token", api_token.id),
             ),
         ];
-        with_tx!(self, |c| {
-            sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
-                .bind(s(account.id))
-                .bind(&account.name)
-                .bind(account.created_at.0)
-                .execute(&mut *c)
-                .await?;
-            sqlx::query(
-                "INSERT INTO users (id, account_id, name, email, role, platform_admin, \
-                 password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(s(user.id))
-            .bind(user.account_id.map(s))
-            .bind(&user.name)
-            .bind(&user.email)
-            .bind(user.role.as_str())
-            .bind(user.platform_admin)
-            .bind(None::<String>)
-            .bind(user.created_at.0)
-            .execute(&mut *c)
-            .await?;
-            sqlx::query(
-                "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, \
-                 expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(s(api_token.id))
-            .bind(s(api_token.user_id))
-            .bind(&api_token.name)
-            .bind(&api_token.prefix)
-            .bind(&token.hash)
-            .bind(api_token.created_at.0)
-            .bind(api_token.expires_at.map(|t| t.0))
-            .execute(&mut *c)
-            .await?;
-            for a in &audits {
-                insert_audit!(c, Some(account.id), a, AuditResult::Allowed);
-            }
-        });
-        Ok((account, user, api_token))
+        self.write(move |db| {
+            Box::pin(async move {
+                insert_account(db, &account).await?;
+                insert_user(db, &user, None).await?;
+                insert_api_token(db, &api_token, &token.hash).await?;
+                for a in &audits {
+                    insert_audit(db, Some(account.id), a, AuditResult::Allowed).await?;
+                }
+                Ok((account, user, api_token))
+            })
+        })
+        .await
     }
 
     pub async fn account(&self, id: AccountId) -> Result<Account, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(concat!(
+        self.one::<AccountRow, _>(
+            concat!(
                 "SELECT ",
                 account_cols!(),
                 " FROM accounts ac WHERE ac.id = $1"
-            ))
-            .bind(s(id))
-            .fetch_optional(&mut *c)
-            .await?;
-            found(row).and_then(|r| rows::account(&mut Cur::new(&r)))
-        })
+            ),
+            args![s(id)],
+        )
+        .await
     }
 
     /// The account with this name, compared case-insensitively.
     pub async fn account_by_name(&self, name: &str) -> Result<Option<Account>, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(concat!(
+        self.optional::<AccountRow, Account>(
+            concat!(
                 "SELECT ",
                 account_cols!(),
                 " FROM accounts ac WHERE lower(ac.name) = lower($1)"
-            ))
-            .bind(name)
-            .fetch_optional(&mut *c)
-            .await?;
-            row.map(|r| rows::account(&mut Cur::new(&r))).transpose()
-        })
+            ),
+            args![name],
+        )
+        .await
     }
 
     /// All accounts, by name.
     pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
+        self.all::<AccountRow, Account>(
+            concat!(
                 "SELECT ",
                 account_cols!(),
                 " FROM accounts ac ORDER BY lower(ac.name), ac.id"
-            ))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| rows::account(&mut Cur::new(r)))
-                .collect()
-        })
+            ),
+            args![],
+        )
+        .await
     }
 
     // ---- users ----------------------------------------------------------------------
@@ -187,39 +207,37 @@ impl Store {
             created_at: audit.at,
         };
         audit.default_target("user", user.id);
-        with_tx!(self, |c| {
-            sqlx::query(
-                "INSERT INTO users (id, account_id, name, email, role, platform_admin, \
-                 password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(s(user.id))
-            .bind(user.account_id.map(s))
-            .bind(&user.name)
-            .bind(&user.email)
-            .bind(user.role.as_str())
-            .bind(user.platform_admin)
-            .bind(&new.password_hash)
-            .bind(user.created_at.0)
-            .execute(&mut *c)
-            .await?;
-            insert_audit!(c, user.account_id, &audit, AuditResult::Allowed);
-        });
-        Ok(user)
+        self.write(move |db| {
+            Box::pin(async move {
+                insert_user(db, &user, new.password_hash).await?;
+                insert_audit(db, user.account_id, &audit, AuditResult::Allowed).await?;
+                Ok(user)
+            })
+        })
+        .await
     }
 
     /// Whether any platform administrator exists (an empty database has none).
     pub async fn platform_admin_exists(&self) -> Result<bool, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query("SELECT 1 FROM users WHERE platform_admin LIMIT 1")
-                .fetch_optional(&mut *c)
-                .await?;
-            Ok(row.is_some())
+        self.read(move |db| {
+            Box::pin(async move {
+                Ok(db
+                    .fetch_optional::<IdRow>(
+                        "SELECT id FROM users WHERE platform_admin LIMIT 1",
+                        args![],
+                    )
+                    .await?
+                    .is_some())
+            })
         })
+        .await
     }
 
     /// A user of `account`.
     pub async fn user(&self, account: AccountId, id: UserId) -> Result<User, StoreError> {
-        let user = self.user_by_id(id).await?;
+        let user = self
+            .read(move |db| Box::pin(async move { user_by_id(db, id).await }))
+            .await?;
         if user.account_id == Some(account) {
             Ok(user)
         } else {
@@ -227,30 +245,17 @@ impl Store {
         }
     }
 
-    /// A user by id across accounts: for resolving an authenticated principal only.
-    async fn user_by_id(&self, id: UserId) -> Result<User, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(USER_BY_ID)
-                .bind(s(id))
-                .fetch_optional(&mut *c)
-                .await?;
-            found(row).and_then(|r| rows::user(&mut Cur::new(&r)))
-        })
-    }
-
     /// The users of `account`, by name.
     pub async fn users(&self, account: AccountId) -> Result<Vec<User>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
+        self.all::<UserRow, User>(
+            concat!(
                 "SELECT ",
                 user_cols!(),
                 " FROM users u WHERE u.account_id = $1 ORDER BY lower(u.name), u.id"
-            ))
-            .bind(s(account))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter().map(|r| rows::user(&mut Cur::new(r))).collect()
-        })
+            ),
+            args![s(account)],
+        )
+        .await
     }
 
     /// The user of the account named `account` (a platform administrator when `None`) with this
@@ -261,27 +266,17 @@ impl Store {
         account: Option<&str>,
         email: &str,
     ) -> Result<Option<UserLogin>, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(concat!(
+        self.optional::<UserLoginRow, UserLogin>(
+            concat!(
                 "SELECT ",
                 user_cols!(),
                 ", u.password_hash FROM users u LEFT JOIN accounts a ON a.id = u.account_id \
-                 WHERE lower(u.email) = lower($2) \
-                 AND (($1 IS NULL AND u.account_id IS NULL) OR lower(a.name) = lower($1))"
-            ))
-            .bind(account)
-            .bind(email)
-            .fetch_optional(&mut *c)
-            .await?;
-            row.map(|r| {
-                let mut cur = Cur::new(&r);
-                Ok(UserLogin {
-                    user: rows::user(&mut cur)?,
-                    password_hash: cur.opt_text()?,
-                })
-            })
-            .transpose()
-        })
+                         WHERE lower(u.email) = lower($2) \
+                         AND (($1 IS NULL AND u.account_id IS NULL) OR lower(a.name) = lower($1))"
+            ),
+            args![account, email],
+        )
+        .await
     }
 
     /// Replaces a user's password hash (`None` disables password login).
@@ -292,22 +287,21 @@ impl Store {
         mut audit: Audit,
     ) -> Result<(), StoreError> {
         audit.default_target("user", user);
-        with_tx!(self, |c| {
-            let row = sqlx::query(
-                "UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING account_id",
-            )
-            .bind(s(user))
-            .bind(hash)
-            .fetch_optional(&mut *c)
-            .await?;
-            let account: Option<String> = {
-                let r = found(row)?;
-                Cur::new(&r).opt_text()?
-            };
-            let account = account.and_then(|a| a.parse().ok());
-            insert_audit!(c, account, &audit, AuditResult::Allowed);
-        });
-        Ok(())
+        self.write(move |db| {
+            Box::pin(async move {
+                let row = db
+                    .fetch_one::<AccountRefRow>(
+                        "UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING account_id",
+                        args![s(user), hash],
+                    )
+                    .await?;
+                // An unreadable account id records the change without one, as before.
+                let account = row.account().ok().flatten();
+                insert_audit(db, account, &audit, AuditResult::Allowed).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Deletes a user of `account` with their personal tokens and sessions (cascade). Install
@@ -320,26 +314,28 @@ impl Store {
         mut audit: Audit,
     ) -> Result<(), StoreError> {
         audit.default_target("user", user);
-        with_tx!(self, |c| {
-            sqlx::query(
-                "UPDATE install_tokens SET created_by = NULL \
-                 WHERE created_by = $1 AND account_id = $2",
-            )
-            .bind(s(user))
-            .bind(s(account))
-            .execute(&mut *c)
-            .await?;
-            let done = sqlx::query("DELETE FROM users WHERE id = $1 AND account_id = $2")
-                .bind(s(user))
-                .bind(s(account))
-                .execute(&mut *c)
+        self.write(move |db| {
+            Box::pin(async move {
+                db.execute(
+                    "UPDATE install_tokens SET created_by = NULL \
+                     WHERE created_by = $1 AND account_id = $2",
+                    args![s(user), s(account)],
+                )
                 .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
-            Ok(())
+                let done = db
+                    .execute(
+                        "DELETE FROM users WHERE id = $1 AND account_id = $2",
+                        args![s(user), s(account)],
+                    )
+                    .await?;
+                if done == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
+                Ok(())
+            })
         })
+        .await
     }
 
     /// Changes the role of a user of `account`.
@@ -351,20 +347,24 @@ impl Store {
         mut audit: Audit,
     ) -> Result<User, StoreError> {
         audit.default_target("user", user);
-        with_tx!(self, |c| {
-            let row = sqlx::query(concat!(
-                "UPDATE users AS u SET role = $3 WHERE u.id = $1 AND u.account_id = $2 RETURNING ",
-                user_cols!(bare)
-            ))
-            .bind(s(user))
-            .bind(s(account))
-            .bind(role.as_str())
-            .fetch_optional(&mut *c)
-            .await?;
-            let user = found(row).and_then(|r| rows::user(&mut Cur::new(&r)))?;
-            insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
-            Ok(user)
+        self.write(move |db| {
+            Box::pin(async move {
+                let user = db
+                    .fetch_one::<UserRow>(
+                        concat!(
+                            "UPDATE users AS u SET role = $3 \
+                             WHERE u.id = $1 AND u.account_id = $2 RETURNING ",
+                            user_cols!(bare)
+                        ),
+                        args![s(user), s(account), role.as_str()],
+                    )
+                    .await?
+                    .try_into()?;
+                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
+                Ok(user)
+            })
         })
+        .await
     }
 
     // ---- personal API tokens --------------------------------------------------------
@@ -385,28 +385,15 @@ impl Store {
             revoked_at: None,
         };
         audit.default_target("api_token", token.id);
-        with_tx!(self, |c| {
-            let row = sqlx::query(USER_BY_ID)
-                .bind(s(token.user_id))
-                .fetch_optional(&mut *c)
-                .await?;
-            let user = found(row).and_then(|r| rows::user(&mut Cur::new(&r)))?;
-            sqlx::query(
-                "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, \
-                 expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(s(token.id))
-            .bind(s(token.user_id))
-            .bind(&token.name)
-            .bind(&token.prefix)
-            .bind(&new.hash)
-            .bind(token.created_at.0)
-            .bind(token.expires_at.map(|t| t.0))
-            .execute(&mut *c)
-            .await?;
-            insert_audit!(c, user.account_id, &audit, AuditResult::Allowed);
-        });
-        Ok(token)
+        self.write(move |db| {
+            Box::pin(async move {
+                let user = user_by_id(db, token.user_id).await?;
+                insert_api_token(db, &token, &new.hash).await?;
+                insert_audit(db, user.account_id, &audit, AuditResult::Allowed).await?;
+                Ok(token)
+            })
+        })
+        .await
     }
 
     /// The principal of a token that is neither revoked nor expired at `now`, by hash.
@@ -415,46 +402,30 @@ impl Store {
         hash: &str,
         now: Timestamp,
     ) -> Result<Option<TokenPrincipal>, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(concat!(
+        self.optional::<TokenUserRow, TokenPrincipal>(
+            concat!(
                 "SELECT ",
-                token_cols!(),
-                ", ",
-                user_cols!(),
+                token_user_cols!(),
                 " FROM api_tokens t JOIN users u ON u.id = t.user_id \
-                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
-                 AND (t.expires_at IS NULL OR t.expires_at > $2)"
-            ))
-            .bind(hash)
-            .bind(now.0)
-            .fetch_optional(&mut *c)
-            .await?;
-            row.map(|r| {
-                let mut cur = Cur::new(&r);
-                Ok(TokenPrincipal {
-                    token: rows::api_token(&mut cur)?,
-                    user: rows::user(&mut cur)?,
-                })
-            })
-            .transpose()
-        })
+                         WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
+                         AND (t.expires_at IS NULL OR t.expires_at > $2)"
+            ),
+            args![hash, now],
+        )
+        .await
     }
 
     /// The tokens of a user, newest first, including revoked and expired ones.
     pub async fn api_tokens(&self, user: UserId) -> Result<Vec<ApiToken>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
+        self.all::<TokenRow, ApiToken>(
+            concat!(
                 "SELECT ",
                 token_cols!(),
                 " FROM api_tokens t WHERE t.user_id = $1 ORDER BY t.id DESC"
-            ))
-            .bind(s(user))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| rows::api_token(&mut Cur::new(r)))
-                .collect()
-        })
+            ),
+            args![s(user)],
+        )
+        .await
     }
 
     /// Revokes a token of `user` (a token of anyone else is `NotFound`). Idempotent: an
@@ -466,26 +437,25 @@ impl Store {
         mut audit: Audit,
     ) -> Result<ApiToken, StoreError> {
         audit.default_target("api_token", id);
-        with_tx!(self, |c| {
-            let row = sqlx::query(concat!(
-                "UPDATE api_tokens AS t SET revoked_at = COALESCE(t.revoked_at, $3) \
-                 WHERE t.id = $1 AND t.user_id = $2 RETURNING ",
-                token_cols!(bare)
-            ))
-            .bind(s(id))
-            .bind(s(user))
-            .bind(audit.at.0)
-            .fetch_optional(&mut *c)
-            .await?;
-            let token = found(row).and_then(|r| rows::api_token(&mut Cur::new(&r)))?;
-            let owner = sqlx::query(USER_BY_ID)
-                .bind(s(user))
-                .fetch_optional(&mut *c)
-                .await?;
-            let owner = found(owner).and_then(|r| rows::user(&mut Cur::new(&r)))?;
-            insert_audit!(c, owner.account_id, &audit, AuditResult::Allowed);
-            Ok(token)
+        self.write(move |db| {
+            Box::pin(async move {
+                let token = db
+                    .fetch_one::<TokenRow>(
+                        concat!(
+                            "UPDATE api_tokens AS t SET revoked_at = COALESCE(t.revoked_at, $3) \
+                             WHERE t.id = $1 AND t.user_id = $2 RETURNING ",
+                            token_cols!(bare)
+                        ),
+                        args![s(id), s(user), audit.at],
+                    )
+                    .await?
+                    .try_into()?;
+                let owner = user_by_id(db, user).await?;
+                insert_audit(db, owner.account_id, &audit, AuditResult::Allowed).await?;
+                Ok(token)
+            })
         })
+        .await
     }
 
     // ---- audit ----------------------------------------------------------------------
@@ -497,10 +467,10 @@ impl Store {
         audit: Audit,
         result: AuditResult,
     ) -> Result<AuditRecord, StoreError> {
-        with_tx!(self, |c| {
-            let rec = insert_audit!(c, account, &audit, result);
-            Ok(rec)
+        self.write(move |db| {
+            Box::pin(async move { insert_audit(db, account, &audit, result).await })
         })
+        .await
     }
 
     /// Records an action the principal was not allowed to do (SPEC §14).
@@ -520,23 +490,10 @@ impl Store {
         before: Option<AuditId>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
-                "SELECT ",
-                audit_cols!(),
-                " FROM audit_records ar WHERE ar.account_id = $1 AND ($2 IS NULL OR ar.id < $2) \
-                 ORDER BY ar.id DESC LIMIT $3"
-            ))
-            .bind(s(account))
-            .bind(before.map(s))
-            .bind(i64::from(limit))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| rows::audit_record(&mut Cur::new(r)))
-                .collect()
-        })
+        self.audit_records_filtered(account, &AuditFilter::default(), before, limit)
+            .await
     }
+
     /// The platform's own audit records (of no account: accounts created, sources throttled),
     /// newest first, like [`Store::audit_records`].
     pub async fn platform_audit_records(
@@ -544,21 +501,16 @@ impl Store {
         before: Option<AuditId>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
+        self.all::<AuditRow, AuditRecord>(
+            concat!(
                 "SELECT ",
                 audit_cols!(),
-                " FROM audit_records ar WHERE ar.account_id IS NULL AND ($1 IS NULL OR ar.id < $1) \
-                 ORDER BY ar.id DESC LIMIT $2"
-            ))
-            .bind(before.map(s))
-            .bind(i64::from(limit))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| rows::audit_record(&mut Cur::new(r)))
-                .collect()
-        })
+                " FROM audit_records ar WHERE ar.account_id IS NULL \
+                         AND ($1 IS NULL OR ar.id < $1) ORDER BY ar.id DESC LIMIT $2"
+            ),
+            args![before.map(s), i64::from(limit)],
+        )
+        .await
     }
 
     /// Like [`Store::audit_records`], keeping only the records that match `filter` (the
@@ -574,31 +526,31 @@ impl Store {
             Some(actor) => (Some(actor.kind()), actor.id()),
             None => (None, None),
         };
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
+        self.all::<AuditRow, AuditRecord>(
+            concat!(
                 "SELECT ",
                 audit_cols!(),
-                " FROM audit_records ar WHERE ar.account_id = $1 AND ($2 IS NULL OR ar.id < $2) \
-                 AND ($3 IS NULL OR ar.actor_kind = $3) AND ($4 IS NULL OR ar.actor_id = $4) \
-                 AND ($5 IS NULL OR substr(ar.action, 1, length($5)) = $5) \
-                 AND ($6 IS NULL OR ar.result = $6) \
-                 AND ($7 IS NULL OR ar.at >= $7) AND ($8 IS NULL OR ar.at < $8) \
-                 ORDER BY ar.id DESC LIMIT $9"
-            ))
-            .bind(s(account))
-            .bind(before.map(s))
-            .bind(actor_kind)
-            .bind(actor_id.clone())
-            .bind(filter.action_prefix.clone())
-            .bind(filter.result.map(AuditResult::as_str))
-            .bind(filter.from.map(Timestamp::as_millis))
-            .bind(filter.until.map(Timestamp::as_millis))
-            .bind(i64::from(limit))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| rows::audit_record(&mut Cur::new(r)))
-                .collect()
-        })
+                " FROM audit_records ar WHERE ar.account_id = $1 \
+                         AND ($2 IS NULL OR ar.id < $2) \
+                         AND ($3 IS NULL OR ar.actor_kind = $3) \
+                         AND ($4 IS NULL OR ar.actor_id = $4) \
+                         AND ($5 IS NULL OR substr(ar.action, 1, length($5)) = $5) \
+                         AND ($6 IS NULL OR ar.result = $6) \
+                         AND ($7 IS NULL OR ar.at >= $7) AND ($8 IS NULL OR ar.at < $8) \
+                         ORDER BY ar.id DESC LIMIT $9"
+            ),
+            args![
+                s(account),
+                before.map(s),
+                actor_kind,
+                actor_id,
+                filter.action_prefix.clone(),
+                filter.result.map(AuditResult::as_str),
+                filter.from,
+                filter.until,
+                i64::from(limit),
+            ],
+        )
+        .await
     }
 }

@@ -3,9 +3,11 @@
 use model::*;
 
 use crate::audit::{Audit, AuditResult};
-use crate::rows::{self, Cur};
+use crate::db::args;
+use crate::rows::{CredentialRow, InstallTokenRow};
+use crate::tx::insert_audit;
 use crate::types::*;
-use crate::{Store, StoreError, found, insert_audit, s, with_conn, with_tx};
+use crate::{Store, StoreError, s};
 
 impl Store {
     pub async fn create_install_token(
@@ -23,22 +25,26 @@ impl Store {
             revoked_at: None,
         };
         audit.default_target("install_token", token.id);
-        with_tx!(self, |c| {
-            sqlx::query(
-                "INSERT INTO install_tokens (id, account_id, token_hash, created_by, created_at, \
-                 expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(s(token.id))
-            .bind(s(account))
-            .bind(&new.hash)
-            .bind(token.created_by.map(s))
-            .bind(token.created_at.0)
-            .bind(token.expires_at.0)
-            .execute(&mut *c)
-            .await?;
-            insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
-        });
-        Ok(token)
+        self.write(move |db| {
+            Box::pin(async move {
+                db.execute(
+                    "INSERT INTO install_tokens (id, account_id, token_hash, created_by, \
+                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    args![
+                        s(token.id),
+                        s(account),
+                        &new.hash,
+                        token.created_by.map(s),
+                        token.created_at,
+                        token.expires_at,
+                    ],
+                )
+                .await?;
+                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
+                Ok(token)
+            })
+        })
+        .await
     }
 
     /// The install token with this hash if it is neither revoked nor expired at `now`.
@@ -47,20 +53,16 @@ impl Store {
         hash: &str,
         now: Timestamp,
     ) -> Result<Option<InstallToken>, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(concat!(
+        self.optional::<InstallTokenRow, InstallToken>(
+            concat!(
                 "SELECT ",
                 install_token_cols!(),
-                " FROM install_tokens it WHERE it.token_hash = $1 AND it.revoked_at IS NULL \
-                 AND it.expires_at > $2"
-            ))
-            .bind(hash)
-            .bind(now.0)
-            .fetch_optional(&mut *c)
-            .await?;
-            row.map(|r| rows::install_token(&mut Cur::new(&r)))
-                .transpose()
-        })
+                " FROM install_tokens it WHERE it.token_hash = $1 \
+                         AND it.revoked_at IS NULL AND it.expires_at > $2"
+            ),
+            args![hash, now],
+        )
+        .await
     }
 
     /// The install tokens of `account`, newest first, revoked and expired ones included.
@@ -68,20 +70,16 @@ impl Store {
         &self,
         account: AccountId,
     ) -> Result<Vec<InstallToken>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
+        self.all::<InstallTokenRow, InstallToken>(
+            concat!(
                 "SELECT ",
                 install_token_cols!(),
                 " FROM install_tokens it WHERE it.account_id = $1 \
-                 ORDER BY it.created_at DESC, it.id DESC"
-            ))
-            .bind(s(account))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| rows::install_token(&mut Cur::new(r)))
-                .collect()
-        })
+                         ORDER BY it.created_at DESC, it.id DESC"
+            ),
+            args![s(account)],
+        )
+        .await
     }
 
     /// Revokes an install token of `account`.
@@ -92,21 +90,24 @@ impl Store {
         mut audit: Audit,
     ) -> Result<InstallToken, StoreError> {
         audit.default_target("install_token", id);
-        with_tx!(self, |c| {
-            let row = sqlx::query(concat!(
-                "UPDATE install_tokens AS it SET revoked_at = COALESCE(it.revoked_at, $3) \
-                 WHERE it.id = $1 AND it.account_id = $2 RETURNING ",
-                install_token_cols!(bare)
-            ))
-            .bind(s(id))
-            .bind(s(account))
-            .bind(audit.at.0)
-            .fetch_optional(&mut *c)
-            .await?;
-            let token = found(row).and_then(|r| rows::install_token(&mut Cur::new(&r)))?;
-            insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
-            Ok(token)
+        self.write(move |db| {
+            Box::pin(async move {
+                let token = db
+                    .fetch_one::<InstallTokenRow>(
+                        concat!(
+                            "UPDATE install_tokens AS it SET revoked_at = COALESCE(it.revoked_at, $3) \
+                             WHERE it.id = $1 AND it.account_id = $2 RETURNING ",
+                            install_token_cols!(bare)
+                        ),
+                        args![s(id), s(account), audit.at],
+                    )
+                    .await?
+                    .try_into()?;
+                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
+                Ok(token)
+            })
         })
+        .await
     }
 
     /// The unrevoked credential with this hash whose gateway is not deleted.
@@ -114,17 +115,16 @@ impl Store {
         &self,
         hash: &str,
     ) -> Result<Option<NodeCredential>, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(concat!(
+        self.optional::<CredentialRow, NodeCredential>(
+            concat!(
                 "SELECT ",
                 credential_cols!(),
                 " FROM node_credentials nc JOIN gateways g ON g.id = nc.gateway_id \
-                 WHERE nc.token_hash = $1 AND nc.revoked_at IS NULL AND g.deleted_at IS NULL"
-            ))
-            .bind(hash)
-            .fetch_optional(&mut *c)
-            .await?;
-            row.map(|r| rows::credential(&mut Cur::new(&r))).transpose()
-        })
+                         WHERE nc.token_hash = $1 AND nc.revoked_at IS NULL \
+                         AND g.deleted_at IS NULL"
+            ),
+            args![hash],
+        )
+        .await
     }
 }

@@ -4,42 +4,29 @@
 use model::*;
 
 use crate::audit::{Audit, AuditResult};
+use crate::db::{Db, args};
 use crate::error::{Checked, ConflictKind};
-use crate::rows::{self, Cur};
+use crate::rows::{EnvironmentRow, MigrationRow, MigrationTargetRow, parse_id, parse_opt_id};
+use crate::tx::{insert_audit, load_routes, lock_environment_and_gateways, require_live_gateway};
 use crate::types::*;
-use crate::{
-    Store, StoreError, found, insert_audit, load_routes, lock_environment_and_gateways, s,
-    with_conn, with_tx,
-};
+use crate::{Store, StoreError, s};
 
 /// Locks and reads a migration of the account (no-op update: row lock on PostgreSQL).
-macro_rules! lock_migration {
-    ($c:ident, $account:expr, $id:expr) => {{
-        let row = sqlx::query(concat!(
+pub(crate) async fn lock_migration(
+    db: &mut Db<'_>,
+    account: AccountId,
+    id: MigrationId,
+) -> Result<EnvironmentMigration, StoreError> {
+    db.fetch_one::<MigrationRow>(
+        concat!(
             "UPDATE environment_migrations AS m SET state = m.state \
              WHERE m.id = $1 AND m.account_id = $2 RETURNING ",
             migration_cols!(bare)
-        ))
-        .bind(s($id))
-        .bind(s($account))
-        .fetch_optional(&mut *$c)
-        .await?;
-        found(row).and_then(|r| rows::migration(&mut Cur::new(&r)))?
-    }};
-}
-
-/// Fails with `NotFound` unless `$gateway` is a live gateway of the account.
-macro_rules! require_live_gateway {
-    ($c:ident, $account:expr, $gateway:expr) => {{
-        let row = sqlx::query(
-            "SELECT id FROM gateways WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(s($gateway))
-        .bind(s($account))
-        .fetch_optional(&mut *$c)
-        .await?;
-        found(row)?;
-    }};
+        ),
+        args![s(id), s(account)],
+    )
+    .await?
+    .try_into()
 }
 
 impl Store {
@@ -56,49 +43,54 @@ impl Store {
     ) -> Result<EnvironmentMigration, StoreError> {
         let id = MigrationId::new_v7();
         audit.default_target("migration", id);
-        with_tx!(self, |c| {
-            let env_row = sqlx::query(concat!(
-                "SELECT ",
-                environment_cols!(),
-                " FROM environments e WHERE e.id = $1 AND e.account_id = $2"
-            ))
-            .bind(s(environment))
-            .bind(s(account))
-            .fetch_optional(&mut *c)
-            .await?;
-            let env = found(env_row).and_then(|r| rows::environment(&mut Cur::new(&r)))?;
-            if let Some(g) = to_gateway {
-                require_live_gateway!(c, account, g);
-            }
-            let migration = EnvironmentMigration {
-                id,
-                account_id: account,
-                environment_id: environment,
-                from_gateway_id: env.gateway_id,
-                to_gateway_id: to_gateway,
-                state,
-                created_at: audit.at,
-                updated_at: audit.at,
-                completed_at: None,
-                result: None,
-            };
-            sqlx::query(
-                "INSERT INTO environment_migrations (id, account_id, environment_id, \
-                 from_gateway_id, to_gateway_id, state, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-            )
-            .bind(s(id))
-            .bind(s(account))
-            .bind(s(environment))
-            .bind(migration.from_gateway_id.map(s))
-            .bind(to_gateway.map(s))
-            .bind(migration.state.to_string())
-            .bind(audit.at.0)
-            .execute(&mut *c)
-            .await?;
-            insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
-            Ok(migration)
+        self.write(move |db| {
+            Box::pin(async move {
+                let env = Environment::try_from(
+                    db.fetch_one::<EnvironmentRow>(
+                        concat!(
+                            "SELECT ",
+                            environment_cols!(),
+                            " FROM environments e WHERE e.id = $1 AND e.account_id = $2"
+                        ),
+                        args![s(environment), s(account)],
+                    )
+                    .await?,
+                )?;
+                if let Some(g) = to_gateway {
+                    require_live_gateway(db, account, g).await?;
+                }
+                let migration = EnvironmentMigration {
+                    id,
+                    account_id: account,
+                    environment_id: environment,
+                    from_gateway_id: env.gateway_id,
+                    to_gateway_id: to_gateway,
+                    state,
+                    created_at: audit.at,
+                    updated_at: audit.at,
+                    completed_at: None,
+                    result: None,
+                };
+                db.execute(
+                    "INSERT INTO environment_migrations (id, account_id, environment_id, \
+                     from_gateway_id, to_gateway_id, state, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                    args![
+                        s(id),
+                        s(account),
+                        s(environment),
+                        migration.from_gateway_id.map(s),
+                        to_gateway.map(s),
+                        migration.state.to_string(),
+                        audit.at,
+                    ],
+                )
+                .await?;
+                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
+                Ok(migration)
+            })
         })
+        .await
     }
 
     pub async fn migration(
@@ -106,18 +98,15 @@ impl Store {
         account: AccountId,
         id: MigrationId,
     ) -> Result<EnvironmentMigration, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(concat!(
+        self.one::<MigrationRow, _>(
+            concat!(
                 "SELECT ",
                 migration_cols!(),
                 " FROM environment_migrations m WHERE m.id = $1 AND m.account_id = $2"
-            ))
-            .bind(s(id))
-            .bind(s(account))
-            .fetch_optional(&mut *c)
-            .await?;
-            found(row).and_then(|r| rows::migration(&mut Cur::new(&r)))
-        })
+            ),
+            args![s(id), s(account)],
+        )
+        .await
     }
 
     /// The migrations of `account` in progress, oldest first (the Environment Migration tab).
@@ -125,20 +114,16 @@ impl Store {
         &self,
         account: AccountId,
     ) -> Result<Vec<EnvironmentMigration>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
+        self.all::<MigrationRow, EnvironmentMigration>(
+            concat!(
                 "SELECT ",
                 migration_cols!(),
                 " FROM environment_migrations m WHERE m.account_id = $1 \
-                 AND m.completed_at IS NULL ORDER BY m.id"
-            ))
-            .bind(s(account))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| rows::migration(&mut Cur::new(r)))
-                .collect()
-        })
+                         AND m.completed_at IS NULL ORDER BY m.id"
+            ),
+            args![s(account)],
+        )
+        .await
     }
 
     /// Saves a step: a new destination and step state of a migration in progress.
@@ -151,117 +136,125 @@ impl Store {
         mut audit: Audit,
     ) -> Result<EnvironmentMigration, StoreError> {
         audit.default_target("migration", id);
-        with_tx!(self, |c| {
-            let current = lock_migration!(c, account, id);
-            if current.completed_at.is_some() {
-                return Err(StoreError::Conflict {
-                    what: ConflictKind::MigrationCompleted,
-                });
-            }
-            if let Some(g) = to_gateway {
-                require_live_gateway!(c, account, g);
-            }
-            let row = sqlx::query(concat!(
-                "UPDATE environment_migrations AS m SET to_gateway_id = $3, state = $4, \
-                 updated_at = $5 WHERE m.id = $1 AND m.account_id = $2 RETURNING ",
-                migration_cols!(bare)
-            ))
-            .bind(s(id))
-            .bind(s(account))
-            .bind(to_gateway.map(s))
-            .bind(state.to_string())
-            .bind(audit.at.0)
-            .fetch_optional(&mut *c)
-            .await?;
-            let migration = found(row).and_then(|r| rows::migration(&mut Cur::new(&r)))?;
-            insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
-            Ok(migration)
+        self.write(move |db| {
+            Box::pin(async move {
+                let current = lock_migration(db, account, id).await?;
+                if current.completed_at.is_some() {
+                    return Err(StoreError::Conflict {
+                        what: ConflictKind::MigrationCompleted,
+                    });
+                }
+                if let Some(g) = to_gateway {
+                    require_live_gateway(db, account, g).await?;
+                }
+                let migration = db
+                    .fetch_one::<MigrationRow>(
+                        concat!(
+                            "UPDATE environment_migrations AS m SET to_gateway_id = $3, \
+                             state = $4, updated_at = $5 \
+                             WHERE m.id = $1 AND m.account_id = $2 RETURNING ",
+                            migration_cols!(bare)
+                        ),
+                        args![
+                            s(id),
+                            s(account),
+                            to_gateway.map(s),
+                            state.to_string(),
+                            audit.at
+                        ],
+                    )
+                    .await?
+                    .try_into()?;
+                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
+                Ok(migration)
+            })
         })
+        .await
     }
 
     /// Completes a migration with `result` (`OK`, `OK_WITH_WARNINGS`, `ERROR`). With
     /// `apply`, the environment moves to the destination in the same transaction, after
     /// `check` approved it against the destination's current routes (destination locked);
     /// an `ERROR` result is recorded with `apply = false`, leaving the environment alone.
-    pub async fn complete_migration<E>(
+    pub async fn complete_migration<E: Send>(
         &self,
         account: AccountId,
         id: MigrationId,
         result: &str,
         apply: bool,
         mut audit: Audit,
-        check: impl FnOnce(&Environment, Option<&GatewayRoutes>) -> Result<(), E>,
+        check: impl FnOnce(&Environment, Option<&GatewayRoutes>) -> Result<(), E> + Send,
     ) -> Result<EnvironmentMigration, Checked<E>> {
         audit.default_target("migration", id);
-        with_tx!(self, |c| {
-            // Lock order: gateways, environment, then the migration row.
-            let peek = sqlx::query(
-                "SELECT environment_id, to_gateway_id FROM environment_migrations \
-                 WHERE id = $1 AND account_id = $2",
-            )
-            .bind(s(id))
-            .bind(s(account))
-            .fetch_optional(&mut *c)
-            .await?;
-            let (env_id, to_gateway) = {
-                let r = found(peek)?;
-                let mut cur = Cur::new(&r);
-                (cur.id::<EnvironmentId>()?, cur.opt_id::<GatewayId>()?)
-            };
-            let env = if apply {
-                Some(lock_environment_and_gateways!(
-                    c, account, env_id, to_gateway
-                ))
-            } else {
-                None
-            };
-            let current = lock_migration!(c, account, id);
-            if current.completed_at.is_some() {
-                return Err(StoreError::Conflict {
-                    what: ConflictKind::MigrationCompleted,
-                }
-                .into());
-            }
-            if let Some(env) = env {
-                // The destination cannot change under us: update_migration takes the same
-                // migration row lock, and we hold it now.
-                let routes = match current.to_gateway_id {
-                    Some(g) if Some(g) == to_gateway => Some(load_routes!(c, account, g)),
-                    Some(_) => {
-                        return Err(StoreError::Conflict {
-                            what: ConflictKind::Reference,
-                        }
-                        .into());
-                    }
-                    None => None,
+        self.write(move |db| {
+            Box::pin(async move {
+                // Lock order: gateways, environment, then the migration row.
+                let target = db
+                    .fetch_one::<MigrationTargetRow>(
+                        "SELECT environment_id, to_gateway_id FROM environment_migrations \
+                         WHERE id = $1 AND account_id = $2",
+                        args![s(id), s(account)],
+                    )
+                    .await?;
+                let env_id: EnvironmentId = parse_id(&target.environment_id)?;
+                let to_gateway: Option<GatewayId> = parse_opt_id(target.to_gateway_id.as_deref())?;
+                let env = if apply {
+                    Some(lock_environment_and_gateways(db, account, env_id, to_gateway).await?)
+                } else {
+                    None
                 };
-                check(&env, routes.as_ref()).map_err(Checked::Rejected)?;
-                sqlx::query(
-                    "UPDATE environments SET gateway_id = $3 WHERE id = $1 AND account_id = $2",
-                )
-                .bind(s(current.environment_id))
-                .bind(s(account))
-                .bind(current.to_gateway_id.map(s))
-                .execute(&mut *c)
-                .await?;
-            }
-            let row = sqlx::query(concat!(
-                "UPDATE environment_migrations AS m SET completed_at = $3, updated_at = $3, \
-                 result = $4 WHERE m.id = $1 AND m.account_id = $2 RETURNING ",
-                migration_cols!(bare)
-            ))
-            .bind(s(id))
-            .bind(s(account))
-            .bind(audit.at.0)
-            .bind(result)
-            .fetch_optional(&mut *c)
-            .await?;
-            let migration = found(row).and_then(|r| rows::migration(&mut Cur::new(&r)))?;
-            audit.add_detail("result", result.into());
-            audit.add_detail("applied", apply.into());
-            insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
-            Ok(migration)
+                let current = lock_migration(db, account, id).await?;
+                if current.completed_at.is_some() {
+                    return Err(StoreError::Conflict {
+                        what: ConflictKind::MigrationCompleted,
+                    }
+                    .into());
+                }
+                if let Some(env) = env {
+                    // The destination cannot change under us: update_migration takes the
+                    // same migration row lock, and we hold it now.
+                    let routes = match current.to_gateway_id {
+                        Some(g) if Some(g) == to_gateway => {
+                            Some(load_routes(db, account, g).await?)
+                        }
+                        Some(_) => {
+                            return Err(StoreError::Conflict {
+                                what: ConflictKind::Reference,
+                            }
+                            .into());
+                        }
+                        None => None,
+                    };
+                    check(&env, routes.as_ref()).map_err(Checked::Rejected)?;
+                    db.execute(
+                        "UPDATE environments SET gateway_id = $3 WHERE id = $1 AND account_id = $2",
+                        args![
+                            s(current.environment_id),
+                            s(account),
+                            current.to_gateway_id.map(s)
+                        ],
+                    )
+                    .await?;
+                }
+                let migration = db
+                    .fetch_one::<MigrationRow>(
+                        concat!(
+                            "UPDATE environment_migrations AS m SET completed_at = $3, \
+                             updated_at = $3, result = $4 \
+                             WHERE m.id = $1 AND m.account_id = $2 RETURNING ",
+                            migration_cols!(bare)
+                        ),
+                        args![s(id), s(account), audit.at, result],
+                    )
+                    .await?
+                    .try_into()?;
+                audit.add_detail("result", result.into());
+                audit.add_detail("applied", apply.into());
+                insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
+                Ok(migration)
+            })
         })
+        .await
     }
 
     /// Deletes a migration (the tab's Delete action); the environment stays where it is.
@@ -272,18 +265,12 @@ impl Store {
         mut audit: Audit,
     ) -> Result<(), StoreError> {
         audit.default_target("migration", id);
-        with_tx!(self, |c| {
-            let done =
-                sqlx::query("DELETE FROM environment_migrations WHERE id = $1 AND account_id = $2")
-                    .bind(s(id))
-                    .bind(s(account))
-                    .execute(&mut *c)
-                    .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            insert_audit!(c, Some(account), &audit, AuditResult::Allowed);
-        });
-        Ok(())
+        self.delete_audited(
+            "DELETE FROM environment_migrations WHERE id = $1 AND account_id = $2",
+            account,
+            s(id),
+            audit,
+        )
+        .await
     }
 }

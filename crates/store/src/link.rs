@@ -5,9 +5,14 @@
 use model::status::ReportedState;
 use model::*;
 
-use crate::rows::{self, Cur};
+use crate::db::{Arg, Db, args};
+use crate::rows::{
+    AccountIssueRow, AccountRefRow, CONFIG_COLS, GatewayConfigRow, GenerationRow, IdRow,
+    NodeRecordRow, PublicationRow, SettingsCache, counter, opt_u64,
+};
+use crate::tx::{load_routes, lock_gateway};
 use crate::types::*;
-use crate::{Store, StoreError, found, load_routes, lock_gateway, s, with_conn, with_tx};
+use crate::{Store, StoreError, s};
 
 /// Everything a gateway's configuration snapshot is compiled from, with the generation and
 /// digest last published.
@@ -71,80 +76,72 @@ pub struct GatewayStatusInput {
     pub nodes: Vec<NodeStatusRow>,
 }
 
-/// Reads the [`GatewayConfigInput`] of a live gateway on `$c`; `NotFound` when deleted.
-macro_rules! load_config_input {
-    ($c:ident, $account:expr, $gateway:expr) => {{
-        let account: AccountId = $account;
-        let gateway: GatewayId = $gateway;
-        let row = sqlx::query(&format!(
-            "SELECT {}, {CONFIG_COLS} FROM gateways g \
-             WHERE g.id = $1 AND g.account_id = $2 AND g.deleted_at IS NULL",
-            gateway_cols!()
-        ))
-        .bind(s(gateway))
-        .bind(s(account))
-        .fetch_optional(&mut *$c)
+/// Reads the [`GatewayConfigInput`] of a live gateway on `db`; `NotFound` when deleted.
+async fn load_config_input(
+    db: &mut Db<'_>,
+    account: AccountId,
+    gateway: GatewayId,
+) -> Result<GatewayConfigInput, StoreError> {
+    let row = db
+        .fetch_one::<GatewayConfigRow>(
+            &format!(
+                "SELECT {}, {CONFIG_COLS} FROM gateways g \
+                 WHERE g.id = $1 AND g.account_id = $2 AND g.deleted_at IS NULL",
+                gateway_cols!()
+            ),
+            args![s(gateway), s(account)],
+        )
         .await?;
-        let row = found(row)?;
-        let mut cur = Cur::new(&row);
-        let (gw, _) = rows::gateway(&mut cur)?;
-        let generation = cur.opt_u64()?.unwrap_or(0);
-        let digest = cur.opt_text()?;
-        let published_at = cur.opt_ts()?;
-        let routes: GatewayRoutes = load_routes!($c, account, gateway);
-        let mut seen = std::collections::HashSet::new();
-        let mut apis: Vec<Api> = Vec::new();
-        let mut deployments = Vec::with_capacity(routes.deployments.len());
-        for entry in routes.deployments {
-            if seen.insert(entry.api.id) {
-                apis.push(entry.api);
-            }
-            deployments.push(entry.deployment);
+    let generation = opt_u64(Some(row.config_generation))?.unwrap_or(0);
+    let routes = load_routes(db, account, gateway).await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut apis: Vec<Api> = Vec::new();
+    let mut deployments = Vec::with_capacity(routes.deployments.len());
+    for entry in routes.deployments {
+        if seen.insert(entry.api.id) {
+            apis.push(entry.api);
         }
-        apis.sort_by_key(|a| a.id);
-        GatewayConfigInput {
-            gateway: gw,
-            environments: routes.environments,
-            apis,
-            deployments,
-            generation,
-            digest,
-            published_at,
-        }
-    }};
+        deployments.push(entry.deployment);
+    }
+    apis.sort_by_key(|a| a.id);
+    Ok(GatewayConfigInput {
+        gateway: row.gateway.try_into()?,
+        environments: routes.environments,
+        apis,
+        deployments,
+        generation,
+        digest: row.config_digest,
+        published_at: row.config_published_at.map(Timestamp),
+    })
 }
 
-/// Records on `$c` which deployments the gateway's configuration at `$generation` serves:
-/// those of its attached environments that were not on it yet get `$generation` as the first
+/// Records on `db` which deployments the gateway's configuration at `generation` serves:
+/// those of its attached environments that were not on it yet get `generation` as the first
 /// one containing them; those no longer on it (environment detached or moved) lose theirs.
-macro_rules! record_publication {
-    ($c:ident, $account:expr, $gateway:expr, $generation:expr) => {{
-        let generation = i64::try_from($generation).unwrap_or(i64::MAX);
-        sqlx::query(
-            "UPDATE deployments SET published_gateway_id = $1, published_generation = $3 \
-             WHERE account_id = $2 AND environment_id IN \
-             (SELECT id FROM environments WHERE gateway_id = $1 AND account_id = $2) \
-             AND (published_gateway_id IS NULL OR published_gateway_id <> $1 \
-                  OR published_generation IS NULL)",
-        )
-        .bind(s($gateway))
-        .bind(s($account))
-        .bind(generation)
-        .execute(&mut *$c)
-        .await?;
-        sqlx::query(
-            "UPDATE deployments SET published_gateway_id = NULL, published_generation = NULL \
-             WHERE account_id = $2 AND published_gateway_id = $1 AND environment_id NOT IN \
-             (SELECT id FROM environments WHERE gateway_id = $1 AND account_id = $2)",
-        )
-        .bind(s($gateway))
-        .bind(s($account))
-        .execute(&mut *$c)
-        .await?;
-    }};
+async fn record_publication(
+    db: &mut Db<'_>,
+    account: AccountId,
+    gateway: GatewayId,
+    generation: u64,
+) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE deployments SET published_gateway_id = $1, published_generation = $3 \
+         WHERE account_id = $2 AND environment_id IN \
+         (SELECT id FROM environments WHERE gateway_id = $1 AND account_id = $2) \
+         AND (published_gateway_id IS NULL OR published_gateway_id <> $1 \
+              OR published_generation IS NULL)",
+        args![s(gateway), s(account), counter(generation)],
+    )
+    .await?;
+    db.execute(
+        "UPDATE deployments SET published_gateway_id = NULL, published_generation = NULL \
+         WHERE account_id = $2 AND published_gateway_id = $1 AND environment_id NOT IN \
+         (SELECT id FROM environments WHERE gateway_id = $1 AND account_id = $2)",
+        args![s(gateway), s(account)],
+    )
+    .await?;
+    Ok(())
 }
-
-const CONFIG_COLS: &str = "g.config_generation, g.config_digest, g.config_published_at";
 
 impl Store {
     /// Publishes the configuration of a non-deleted gateway: inside one transaction that
@@ -161,34 +158,35 @@ impl Store {
         digest_of: F,
     ) -> Result<PublishedConfig, StoreError>
     where
-        F: FnOnce(&GatewayConfigInput) -> String,
+        F: FnOnce(&GatewayConfigInput) -> String + Send,
     {
-        with_tx!(self, |c| {
-            lock_gateway!(c, account, gateway);
-            let mut input = load_config_input!(c, account, gateway);
-            let digest = digest_of(&input);
-            let bumped = input.generation == 0 || input.digest.as_deref() != Some(&digest);
-            if bumped {
-                let row = sqlx::query(
-                    "UPDATE gateways SET config_generation = config_generation + 1, \
-                     config_digest = $3, config_published_at = $4 \
-                     WHERE id = $1 AND account_id = $2 RETURNING config_generation",
-                )
-                .bind(s(gateway))
-                .bind(s(account))
-                .bind(&digest)
-                .bind(now.0)
-                .fetch_one(&mut *c)
-                .await?;
-                input.generation = Cur::new(&row).opt_u64()?.ok_or(StoreError::NotFound)?;
-                input.digest = Some(digest);
-                input.published_at = Some(now);
-            }
-            // Also when not bumped: deployments from before this was recorded get the current
-            // generation, which serves them.
-            record_publication!(c, account, gateway, input.generation);
-            Ok(PublishedConfig { input, bumped })
+        self.write(move |db| {
+            Box::pin(async move {
+                lock_gateway(db, account, gateway).await?;
+                let mut input = load_config_input(db, account, gateway).await?;
+                let digest = digest_of(&input);
+                let bumped = input.generation == 0 || input.digest.as_deref() != Some(&digest);
+                if bumped {
+                    let row = db
+                        .fetch_one::<GenerationRow>(
+                            "UPDATE gateways SET config_generation = config_generation + 1, \
+                             config_digest = $3, config_published_at = $4 \
+                             WHERE id = $1 AND account_id = $2 RETURNING config_generation",
+                            args![s(gateway), s(account), &digest, now],
+                        )
+                        .await?;
+                    input.generation =
+                        opt_u64(Some(row.config_generation))?.ok_or(StoreError::NotFound)?;
+                    input.digest = Some(digest);
+                    input.published_at = Some(now);
+                }
+                // Also when not bumped: deployments from before this was recorded get the
+                // current generation, which serves them.
+                record_publication(db, account, gateway, input.generation).await?;
+                Ok(PublishedConfig { input, bumped })
+            })
         })
+        .await
     }
 
     /// The configuration input of a gateway of `account` as last published, without locking
@@ -198,7 +196,8 @@ impl Store {
         account: AccountId,
         gateway: GatewayId,
     ) -> Result<GatewayConfigInput, StoreError> {
-        with_conn!(self, |c| Ok(load_config_input!(c, account, gateway)))
+        self.read(move |db| Box::pin(async move { load_config_input(db, account, gateway).await }))
+            .await
     }
 
     /// Where the deployments of an API of `account` are published: per deployment, the gateway
@@ -209,38 +208,30 @@ impl Store {
         account: AccountId,
         api: ApiId,
     ) -> Result<Vec<(DeploymentId, Option<(GatewayId, u64)>)>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(
-                "SELECT id, published_gateway_id, published_generation FROM deployments \
-                 WHERE api_id = $1 AND account_id = $2 ORDER BY id",
-            )
-            .bind(s(api))
-            .bind(s(account))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    let mut cur = Cur::new(r);
-                    let id = cur.id()?;
-                    let gateway: Option<GatewayId> = cur.opt_id()?;
-                    let generation = cur.opt_u64()?;
-                    Ok((id, gateway.zip(generation)))
-                })
-                .collect()
-        })
+        self.all::<PublicationRow, _>(
+            "SELECT id, published_gateway_id, published_generation FROM deployments \
+             WHERE api_id = $1 AND account_id = $2 ORDER BY id",
+            args![s(api), s(account)],
+        )
+        .await
     }
 
     /// The live gateways of `account`, for re-publishing after a change in the account.
     pub async fn live_gateway_ids(&self, account: AccountId) -> Result<Vec<GatewayId>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(
-                "SELECT id FROM gateways WHERE account_id = $1 AND deleted_at IS NULL ORDER BY id",
-            )
-            .bind(s(account))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter().map(|r| Cur::new(r).id()).collect()
+        self.read(move |db| {
+            Box::pin(async move {
+                db.fetch_all::<IdRow>(
+                    "SELECT id FROM gateways WHERE account_id = $1 AND deleted_at IS NULL \
+                     ORDER BY id",
+                    args![s(account)],
+                )
+                .await?
+                .iter()
+                .map(IdRow::parse)
+                .collect()
+            })
         })
+        .await
     }
 
     /// Records what nodes said (for a write with a report: state, time, applied generation,
@@ -266,103 +257,102 @@ impl Store {
         if reported.is_empty() && record_only.is_empty() {
             return Ok(0);
         }
-        let mut written = 0;
-        with_tx!(self, |c| {
-            for chunk in reported.chunks(STATUS_WRITES_PER_STATEMENT) {
-                let sql = format!(
-                    "WITH u (id, account_id, state, at, applied, record) AS (VALUES {}) \
-                     UPDATE nodes SET reported_state = u.state, reported_at = u.at, \
-                     last_seen = u.at, \
-                     applied_generation = COALESCE(u.applied, nodes.applied_generation), \
-                     status_record = u.record \
-                     FROM u WHERE nodes.id = u.id AND nodes.account_id = u.account_id",
-                    placeholders(chunk.len(), 6)
-                );
-                // Not cached: every batch size is another statement text.
-                let mut q = sqlx::query(&sql).persistent(false);
-                for ((node, account, record), report) in chunk {
-                    q = q
-                        .bind(node)
-                        .bind(account)
-                        .bind(report.state.as_str())
-                        .bind(report.at.0)
-                        .bind(
-                            report
-                                .applied_generation
-                                .map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
-                        )
-                        .bind(record);
+        self.write(move |db| {
+            Box::pin(async move {
+                let mut written = 0;
+                for chunk in reported.chunks(STATUS_WRITES_PER_STATEMENT) {
+                    let sql = format!(
+                        "WITH u (id, account_id, state, at, applied, record) AS (VALUES {}) \
+                         UPDATE nodes SET reported_state = u.state, reported_at = u.at, \
+                         last_seen = u.at, \
+                         applied_generation = COALESCE(u.applied, nodes.applied_generation), \
+                         status_record = u.record \
+                         FROM u WHERE nodes.id = u.id AND nodes.account_id = u.account_id",
+                        placeholders(chunk.len(), 6)
+                    );
+                    let mut binds: Vec<Arg> = Vec::with_capacity(chunk.len() * 6);
+                    for ((node, account, record), report) in chunk {
+                        binds.extend(args![
+                            node,
+                            account,
+                            report.state.as_str(),
+                            report.at,
+                            report.applied_generation.map(counter),
+                            record,
+                        ]);
+                    }
+                    // Not cached: every batch size is another statement text.
+                    written += db.execute_uncached(&sql, binds).await?;
                 }
-                written += q.execute(&mut *c).await?.rows_affected();
-            }
-            for chunk in record_only.chunks(STATUS_WRITES_PER_STATEMENT) {
-                let sql = format!(
-                    "WITH u (id, account_id, record) AS (VALUES {}) \
-                     UPDATE nodes SET status_record = u.record \
-                     FROM u WHERE nodes.id = u.id AND nodes.account_id = u.account_id",
-                    placeholders(chunk.len(), 3)
-                );
-                let mut q = sqlx::query(&sql).persistent(false);
-                for (node, account, record) in chunk {
-                    q = q.bind(node).bind(account).bind(record);
+                for chunk in record_only.chunks(STATUS_WRITES_PER_STATEMENT) {
+                    let sql = format!(
+                        "WITH u (id, account_id, record) AS (VALUES {}) \
+                         UPDATE nodes SET status_record = u.record \
+                         FROM u WHERE nodes.id = u.id AND nodes.account_id = u.account_id",
+                        placeholders(chunk.len(), 3)
+                    );
+                    let mut binds: Vec<Arg> = Vec::with_capacity(chunk.len() * 3);
+                    for (node, account, record) in chunk {
+                        binds.extend(args![node, account, record]);
+                    }
+                    written += db.execute_uncached(&sql, binds).await?;
                 }
-                written += q.execute(&mut *c).await?.rows_affected();
-            }
-        });
-        Ok(written)
+                Ok(written)
+            })
+        })
+        .await
     }
 
     /// Every live gateway of every account with its nodes and their status records, in two
     /// queries: the input of one status-job tick.
     pub async fn gateway_status_inputs(&self) -> Result<Vec<GatewayStatusInput>, StoreError> {
-        with_conn!(self, |c| {
-            let gateway_rows = sqlx::query(&format!(
-                "SELECT {}, {CONFIG_COLS} FROM gateways g WHERE g.deleted_at IS NULL ORDER BY g.id",
-                gateway_cols!()
-            ))
-            .fetch_all(&mut *c)
-            .await?;
-            let node_rows = sqlx::query(concat!(
-                "SELECT ",
-                node_cols!(),
-                ", n.status_record FROM nodes n JOIN gateways g ON g.id = n.gateway_id \
-                 WHERE g.deleted_at IS NULL ORDER BY n.joined_at, n.id"
-            ))
-            .fetch_all(&mut *c)
-            .await?;
-            let mut cache = rows::SettingsCache::default();
-            let mut out = Vec::with_capacity(gateway_rows.len());
-            let mut index = std::collections::HashMap::with_capacity(gateway_rows.len());
-            for r in &gateway_rows {
-                let mut cur = Cur::new(r);
-                let (gateway, status) = rows::gateway_cached(&mut cur, &mut cache)?;
-                let generation = cur.opt_u64()?.unwrap_or(0);
-                let _digest = cur.opt_text()?;
-                let published_at = cur.opt_ts()?;
-                index.insert(gateway.id, out.len());
-                out.push(GatewayStatusInput {
-                    gateway,
-                    status,
-                    generation,
-                    published_at,
-                    nodes: Vec::new(),
-                });
-            }
-            for r in &node_rows {
-                let mut cur = Cur::new(r);
-                let (node, reported_state) = rows::node(&mut cur)?;
-                // A record that does not parse is rebuilt by the platform from the row.
-                let record = cur.opt_text()?.and_then(|t| serde_json::from_str(&t).ok());
-                if let Some(&i) = index.get(&node.gateway_id) {
-                    out[i].nodes.push(NodeStatusRow {
-                        node,
-                        reported_state,
-                        record,
+        self.read(move |db| {
+            Box::pin(async move {
+                let gateway_rows = db
+                    .fetch_all::<GatewayConfigRow>(
+                        &format!(
+                            "SELECT {}, {CONFIG_COLS} FROM gateways g \
+                             WHERE g.deleted_at IS NULL ORDER BY g.id",
+                            gateway_cols!()
+                        ),
+                        args![],
+                    )
+                    .await?;
+                let node_rows = db
+                    .fetch_all::<NodeRecordRow>(
+                        concat!(
+                            "SELECT ",
+                            node_cols!(),
+                            ", n.status_record FROM nodes n JOIN gateways g ON g.id = n.gateway_id \
+                             WHERE g.deleted_at IS NULL ORDER BY n.joined_at, n.id"
+                        ),
+                        args![],
+                    )
+                    .await?;
+                let mut cache = SettingsCache::default();
+                let mut out = Vec::with_capacity(gateway_rows.len());
+                let mut index = std::collections::HashMap::with_capacity(gateway_rows.len());
+                for r in gateway_rows {
+                    let (gateway, status) = r.gateway.into_model(&mut cache)?;
+                    index.insert(gateway.id, out.len());
+                    out.push(GatewayStatusInput {
+                        gateway,
+                        status,
+                        generation: opt_u64(Some(r.config_generation))?.unwrap_or(0),
+                        published_at: r.config_published_at.map(Timestamp),
+                        nodes: Vec::new(),
                     });
                 }
-            }
-            Ok(out)
+                for r in node_rows {
+                    let row = NodeStatusRow::try_from(r)?;
+                    if let Some(&i) = index.get(&row.node.gateway_id) {
+                        out[i].nodes.push(row);
+                    }
+                }
+                Ok(out)
+            })
         })
+        .await
     }
 
     /// The nodes of a gateway of `account` (deleted or not), oldest first, with their status
@@ -372,64 +362,48 @@ impl Store {
         account: AccountId,
         gateway: GatewayId,
     ) -> Result<Vec<NodeStatusRow>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
+        self.all::<NodeRecordRow, NodeStatusRow>(
+            concat!(
                 "SELECT ",
                 node_cols!(),
-                ", n.status_record FROM nodes n WHERE n.gateway_id = $1 AND n.account_id = $2 \
-                 ORDER BY n.joined_at, n.id"
-            ))
-            .bind(s(gateway))
-            .bind(s(account))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    let mut cur = Cur::new(r);
-                    let (node, reported_state) = rows::node(&mut cur)?;
-                    let record = cur.opt_text()?.and_then(|t| serde_json::from_str(&t).ok());
-                    Ok(NodeStatusRow {
-                        node,
-                        reported_state,
-                        record,
-                    })
-                })
-                .collect()
-        })
+                ", n.status_record FROM nodes n \
+                 WHERE n.gateway_id = $1 AND n.account_id = $2 ORDER BY n.joined_at, n.id"
+            ),
+            args![s(gateway), s(account)],
+        )
+        .await
     }
 
     /// The active issues of every live gateway of every account (the status job's memory
     /// of what it raised is rebuilt from them on start).
     pub async fn all_active_issues(&self) -> Result<Vec<(AccountId, IssueRecord)>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
+        self.all::<AccountIssueRow, _>(
+            concat!(
                 "SELECT i.account_id, ",
                 issue_cols!(),
                 " FROM issues i JOIN gateways g ON g.id = i.gateway_id \
-                 WHERE i.cleared_at IS NULL AND g.deleted_at IS NULL ORDER BY i.first_seen, i.id"
-            ))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    let mut cur = Cur::new(r);
-                    let account = cur.id()?;
-                    Ok((account, rows::issue(&mut cur)?))
-                })
-                .collect()
-        })
+                 WHERE i.cleared_at IS NULL AND g.deleted_at IS NULL \
+                 ORDER BY i.first_seen, i.id"
+            ),
+            args![],
+        )
+        .await
     }
 
     /// The account of a live gateway (commands and notices carry only gateway ids).
     pub async fn gateway_account(&self, gateway: GatewayId) -> Result<AccountId, StoreError> {
-        with_conn!(self, |c| {
-            let row =
-                sqlx::query("SELECT account_id FROM gateways WHERE id = $1 AND deleted_at IS NULL")
-                    .bind(s(gateway))
-                    .fetch_optional(&mut *c)
-                    .await?;
-            found(row).and_then(|r| Cur::new(&r).id())
+        self.read(move |db| {
+            Box::pin(async move {
+                db.fetch_one::<AccountRefRow>(
+                    "SELECT account_id FROM gateways WHERE id = $1 AND deleted_at IS NULL",
+                    args![s(gateway)],
+                )
+                .await?
+                .account()?
+                .ok_or(StoreError::NotFound)
+            })
         })
+        .await
     }
 }
 

@@ -6,7 +6,8 @@
 //! unattached, about 5,000 objects):
 //! - SQLite: sqlx copies every value out of the SQLite worker thread one by one, ~25 ms of
 //!   CPU for plain rows. So one statement returns each entity as a single JSON array of
-//!   row arrays built inside SQLite (`json_group_array`), ~3 ms including the parse.
+//!   row objects built inside SQLite (`json_group_array` of `cols!([json] ..)`, keyed by
+//!   column name), which decode into the same `rows.rs` structs as plain rows.
 //! - PostgreSQL: plain rows decode cheaply (~3 ms for the environments), while `json_agg`
 //!   costs ~11 ms on the server. So four plain queries.
 //!
@@ -28,29 +29,29 @@ use std::collections::{HashMap, HashSet};
 
 use model::status::ReportedState;
 use model::*;
-use serde::Deserialize;
 
-use crate::rows::{self, Cur, SettingsCache, corrupt};
+use crate::rows::{EnvironmentRow, GatewayDbRow, IssueRow, NodeRow, SettingsCache, corrupt};
 use crate::types::*;
 use crate::{Backend, Store, StoreError, s};
 
-/// The whole page: one statement, four JSON texts. Column order matches the tuple types
-/// below. `$1` account, `$2` enabled view.
+/// The whole page: one statement, four JSON texts (an array of objects each, keyed by
+/// column name, decoded into the same row structs as plain rows). `$1` account, `$2`
+/// enabled view.
 const SQLITE_OVERVIEW: &str = concat!(
-    "SELECT (SELECT json_group_array(json_array(",
-    gateway_cols!(),
-    ")) FROM gateways g WHERE g.account_id = $1 AND (g.deleted_at IS NULL) = $2), ",
-    "(SELECT json_group_array(json_array(",
-    environment_cols!(),
-    ")) FROM environments e WHERE e.account_id = $1), ",
-    "(SELECT json_group_array(json_array(",
-    node_cols!(),
-    ")) FROM nodes n JOIN gateways g ON g.id = n.gateway_id \
-     WHERE n.account_id = $1 AND (g.deleted_at IS NULL) = $2), ",
-    "(SELECT json_group_array(json_array(",
-    issue_cols!(),
-    ")) FROM issues i JOIN gateways g ON g.id = i.gateway_id \
-     WHERE i.account_id = $1 AND i.cleared_at IS NULL AND g.deleted_at IS NULL AND $2)"
+    "SELECT (SELECT json_group_array(",
+    gateway_cols!(json),
+    ") FROM gateways g WHERE g.account_id = $1 AND (g.deleted_at IS NULL) = $2) AS gateways, ",
+    "(SELECT json_group_array(",
+    environment_cols!(json),
+    ") FROM environments e WHERE e.account_id = $1) AS environments, ",
+    "(SELECT json_group_array(",
+    node_cols!(json),
+    ") FROM nodes n JOIN gateways g ON g.id = n.gateway_id \
+     WHERE n.account_id = $1 AND (g.deleted_at IS NULL) = $2) AS nodes, ",
+    "(SELECT json_group_array(",
+    issue_cols!(json),
+    ") FROM issues i JOIN gateways g ON g.id = i.gateway_id \
+     WHERE i.account_id = $1 AND i.cleared_at IS NULL AND g.deleted_at IS NULL AND $2) AS issues"
 );
 
 /// Part of the page, as [`SQLITE_OVERVIEW`]: the gateways of the account and view that
@@ -65,21 +66,21 @@ macro_rules! sqlite_overview_of {
             "WITH hit AS MATERIALIZED (SELECT g.id FROM gateways g \
              WHERE g.account_id = $1 AND (g.deleted_at IS NULL) = $2 AND ",
             $gateways,
-            ") SELECT (SELECT json_group_array(json_array(",
-            gateway_cols!(),
-            ")) FROM gateways g WHERE g.id IN (SELECT id FROM hit)), ",
-            "(SELECT json_group_array(json_array(",
-            environment_cols!(),
-            ")) FROM environments e WHERE +e.account_id = $1 AND (",
+            ") SELECT (SELECT json_group_array(",
+            gateway_cols!(json),
+            ") FROM gateways g WHERE g.id IN (SELECT id FROM hit)) AS gateways, ",
+            "(SELECT json_group_array(",
+            environment_cols!(json),
+            ") FROM environments e WHERE +e.account_id = $1 AND (",
             $environments,
-            ")), ",
-            "(SELECT json_group_array(json_array(",
-            node_cols!(),
-            ")) FROM nodes n WHERE +n.account_id = $1 AND n.gateway_id IN (SELECT id FROM hit)), ",
-            "(SELECT json_group_array(json_array(",
-            issue_cols!(),
-            ")) FROM issues i WHERE i.account_id = $1 AND i.cleared_at IS NULL AND $2 \
-             AND i.gateway_id IN (SELECT id FROM hit))"
+            ")) AS environments, ",
+            "(SELECT json_group_array(",
+            node_cols!(json),
+            ") FROM nodes n WHERE +n.account_id = $1 AND n.gateway_id IN (SELECT id FROM hit)) AS nodes, ",
+            "(SELECT json_group_array(",
+            issue_cols!(json),
+            ") FROM issues i WHERE i.account_id = $1 AND i.cleared_at IS NULL AND $2 \
+             AND i.gateway_id IN (SELECT id FROM hit)) AS issues"
         )
     };
 }
@@ -232,141 +233,39 @@ struct Parts {
     issues: Vec<IssueRecord>,
 }
 
-type GatewayTuple = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
-type EnvironmentTuple = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    String,
-    i64,
-);
-type NodeTuple = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
-type IssueTuple = (
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-);
+/// The SQLite overview's one row: each entity as a JSON array of row objects.
+#[derive(sqlx::FromRow)]
+struct OverviewJsonRow {
+    gateways: String,
+    environments: String,
+    nodes: String,
+    issues: String,
+}
 
-fn parse_json<'a, T: Deserialize<'a>>(s: &'a str) -> Result<T, StoreError> {
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<Vec<T>, StoreError> {
     serde_json::from_str(s).map_err(corrupt)
 }
 
-fn id<T: std::str::FromStr>(s: &str) -> Result<T, StoreError> {
-    s.parse().map_err(|_| corrupt(format!("bad id {s:?}")))
-}
-
-fn opt_id<T: std::str::FromStr>(s: Option<&str>) -> Result<Option<T>, StoreError> {
-    s.map(id).transpose()
-}
-
-fn environment(t: EnvironmentTuple) -> Result<Environment, StoreError> {
-    Ok(Environment {
-        id: id(&t.0)?,
-        account_id: id(&t.1)?,
-        name: t.2,
-        classification: Classification::parse(&t.3)
-            .ok_or_else(|| corrupt(format!("bad classification {:?}", t.3)))?,
-        gateway_id: opt_id(t.4.as_deref())?,
-        paths: EnvironmentPaths {
-            rest: t.5,
-            soap: t.6,
-            soap12: t.7,
-            odata: t.8,
-        },
-        created_at: Timestamp(t.9),
-    })
-}
-
-fn sqlite_parts(texts: [String; 4]) -> Result<Parts, StoreError> {
-    let [gateways_json, environments_json, nodes_json, issues_json] = texts;
-    let mut parts = Parts::default();
+fn sqlite_parts(row: OverviewJsonRow) -> Result<Parts, StoreError> {
     let mut cache = SettingsCache::default();
-    for t in parse_json::<Vec<GatewayTuple>>(&gateways_json)? {
-        let gateway = Gateway {
-            id: id(&t.0)?,
-            account_id: id(&t.1)?,
-            name: t.2,
-            public_url: t.3,
-            bind_address: t.4,
-            settings: cache.get(t.5)?,
-            created_at: Timestamp(t.6),
-            deleted_at: t.7.map(Timestamp),
-        };
-        let status = match (t.8, t.10) {
-            (Some(state), Some(since)) => Some(rows::recorded_status(
-                &state,
-                t.9.as_deref(),
-                Timestamp(since),
-            )?),
-            _ => None,
-        };
-        parts.gateways.push((gateway, status));
-    }
-    for t in parse_json::<Vec<EnvironmentTuple>>(&environments_json)? {
-        parts.environments.push(environment(t)?);
-    }
-    for t in parse_json::<Vec<NodeTuple>>(&nodes_json)? {
-        let node = Node {
-            id: id(&t.0)?,
-            gateway_id: id(&t.1)?,
-            host_name: t.2,
-            address: t.3,
-            version: t.4,
-            joined_at: Timestamp(t.5),
-            last_seen: t.6.map(Timestamp),
-            applied_generation: t.7.and_then(|g| u64::try_from(g).ok()),
-        };
-        parts.nodes.push((node, rows::reported_state(t.8)?));
-    }
-    for t in parse_json::<Vec<IssueTuple>>(&issues_json)? {
-        parts.issues.push(IssueRecord {
-            id: id(&t.0)?,
-            gateway_id: id(&t.1)?,
-            node_id: opt_id(t.2.as_deref())?,
-            code: t.3,
-            severity: rows::severity(&t.4)?,
-            message: t.5,
-            details: parse_json(&t.6)?,
-            first_seen: Timestamp(t.7),
-            last_seen: Timestamp(t.8),
-            cleared_at: t.9.map(Timestamp),
-        });
-    }
-    Ok(parts)
+    Ok(Parts {
+        gateways: from_json::<GatewayDbRow>(&row.gateways)?
+            .into_iter()
+            .map(|r| r.into_model(&mut cache))
+            .collect::<Result<_, _>>()?,
+        environments: from_json::<EnvironmentRow>(&row.environments)?
+            .into_iter()
+            .map(Environment::try_from)
+            .collect::<Result<_, _>>()?,
+        nodes: from_json::<NodeRow>(&row.nodes)?
+            .into_iter()
+            .map(NodeRow::into_model)
+            .collect::<Result<_, _>>()?,
+        issues: from_json::<IssueRow>(&row.issues)?
+            .into_iter()
+            .map(IssueRecord::try_from)
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// Keeps the gateways that match `search` (by name or an attached environment's name) with
@@ -460,19 +359,19 @@ async fn sqlite_read(
     scope: Scope<'_>,
 ) -> Result<Parts, StoreError> {
     let query = match scope {
-        Scope::All => sqlx::query(SQLITE_OVERVIEW).bind(s(account)).bind(enabled),
-        Scope::Search(search) => sqlx::query(SQLITE_SEARCH)
+        Scope::All => sqlx::query_as(SQLITE_OVERVIEW)
+            .bind(s(account))
+            .bind(enabled),
+        Scope::Search(search) => sqlx::query_as(SQLITE_SEARCH)
             .bind(s(account))
             .bind(enabled)
             .bind(search.needle().to_owned()),
-        Scope::One(id) => sqlx::query(SQLITE_ONE)
+        Scope::One(id) => sqlx::query_as(SQLITE_ONE)
             .bind(s(account))
             .bind(enabled)
             .bind(s(id)),
     };
-    let row = query.fetch_one(pool).await?;
-    let mut cur = Cur::new(&row);
-    sqlite_parts([cur.text()?, cur.text()?, cur.text()?, cur.text()?])
+    sqlite_parts(query.fetch_one(pool).await?)
 }
 
 async fn pg_read(
@@ -485,60 +384,60 @@ async fn pg_read(
     let mut parts = Parts::default();
     let mut cache = SettingsCache::default();
     let gateways = match scope {
-        Scope::All => sqlx::query(PG_GATEWAYS).bind(s(account)).bind(enabled),
-        Scope::Search(search) => sqlx::query(PG_GATEWAYS_SEARCH)
+        Scope::All => sqlx::query_as::<_, GatewayDbRow>(PG_GATEWAYS)
+            .bind(s(account))
+            .bind(enabled),
+        Scope::Search(search) => sqlx::query_as(PG_GATEWAYS_SEARCH)
             .bind(s(account))
             .bind(enabled)
             .bind(search.needle().to_owned()),
-        Scope::One(id) => sqlx::query(PG_GATEWAYS_ONE)
+        Scope::One(id) => sqlx::query_as(PG_GATEWAYS_ONE)
             .bind(s(account))
             .bind(enabled)
             .bind(s(id)),
     };
     for r in gateways.fetch_all(&mut *c).await? {
-        parts
-            .gateways
-            .push(rows::gateway_cached(&mut Cur::new(&r), &mut cache)?);
+        parts.gateways.push(r.into_model(&mut cache)?);
     }
     let environments = match scope {
-        Scope::All => sqlx::query(PG_ENVIRONMENTS).bind(s(account)),
-        Scope::Search(search) => sqlx::query(PG_ENVIRONMENTS_SEARCH)
+        Scope::All => sqlx::query_as::<_, EnvironmentRow>(PG_ENVIRONMENTS).bind(s(account)),
+        Scope::Search(search) => sqlx::query_as(PG_ENVIRONMENTS_SEARCH)
             .bind(s(account))
             .bind(gateway_ids(&parts))
             .bind(search.needle().to_owned()),
         // Not in this view: nothing else to read.
         Scope::One(_) if parts.gateways.is_empty() => return Ok(parts),
-        Scope::One(_) => sqlx::query(PG_ENVIRONMENTS_OF)
+        Scope::One(_) => sqlx::query_as(PG_ENVIRONMENTS_OF)
             .bind(s(account))
             .bind(gateway_ids(&parts)),
     };
     for r in environments.fetch_all(&mut *c).await? {
-        parts
-            .environments
-            .push(rows::environment(&mut Cur::new(&r))?);
+        parts.environments.push(r.try_into()?);
     }
     // Candidates that do not match need no nodes or issues.
     if let Scope::Search(search) = scope {
         retain_matches(&mut parts, search);
     }
     let nodes = match scope {
-        Scope::All => sqlx::query(PG_NODES).bind(s(account)).bind(enabled),
-        Scope::Search(_) | Scope::One(_) => sqlx::query(PG_NODES_OF)
+        Scope::All => sqlx::query_as::<_, NodeRow>(PG_NODES)
+            .bind(s(account))
+            .bind(enabled),
+        Scope::Search(_) | Scope::One(_) => sqlx::query_as(PG_NODES_OF)
             .bind(s(account))
             .bind(gateway_ids(&parts)),
     };
     for r in nodes.fetch_all(&mut *c).await? {
-        parts.nodes.push(rows::node(&mut Cur::new(&r))?);
+        parts.nodes.push(r.into_model()?);
     }
     if enabled {
         let issues = match scope {
-            Scope::All => sqlx::query(PG_ISSUES).bind(s(account)),
-            Scope::Search(_) | Scope::One(_) => sqlx::query(PG_ISSUES_OF)
+            Scope::All => sqlx::query_as::<_, IssueRow>(PG_ISSUES).bind(s(account)),
+            Scope::Search(_) | Scope::One(_) => sqlx::query_as(PG_ISSUES_OF)
                 .bind(s(account))
                 .bind(gateway_ids(&parts)),
         };
         for r in issues.fetch_all(&mut *c).await? {
-            parts.issues.push(rows::issue(&mut Cur::new(&r))?);
+            parts.issues.push(r.try_into()?);
         }
     }
     Ok(parts)

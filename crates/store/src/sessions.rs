@@ -4,9 +4,11 @@
 use model::*;
 
 use crate::audit::{Audit, AuditResult};
-use crate::rows::{self, Cur};
+use crate::db::args;
+use crate::rows::{AccountRefRow, PasswordHashRow, SessionUserRow, UserLoginRow};
+use crate::tx::insert_audit;
 use crate::types::*;
-use crate::{Store, StoreError, found, insert_audit, s, with_conn, with_tx};
+use crate::{Store, StoreError, s};
 
 impl Store {
     /// Stores a session of `user` under the hash of its cookie value (login).
@@ -25,26 +27,32 @@ impl Store {
             last_seen_at: audit.at,
         };
         audit.default_target("session", session.id);
-        with_tx!(self, |c| {
-            let row = sqlx::query("SELECT account_id FROM users WHERE id = $1")
-                .bind(s(user))
-                .fetch_optional(&mut *c)
+        self.write(move |db| {
+            Box::pin(async move {
+                let account = db
+                    .fetch_one::<AccountRefRow>(
+                        "SELECT account_id FROM users WHERE id = $1",
+                        args![s(user)],
+                    )
+                    .await?
+                    .account()?;
+                db.execute(
+                    "INSERT INTO sessions (id, token_hash, user_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    args![
+                        s(session.id),
+                        hash,
+                        s(user),
+                        session.created_at,
+                        session.expires_at
+                    ],
+                )
                 .await?;
-            let account = found(row).and_then(|r| Cur::new(&r).opt_id::<AccountId>())?;
-            sqlx::query(
-                "INSERT INTO sessions (id, token_hash, user_id, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(s(session.id))
-            .bind(hash)
-            .bind(s(user))
-            .bind(session.created_at.0)
-            .bind(session.expires_at.0)
-            .execute(&mut *c)
-            .await?;
-            insert_audit!(c, account, &audit, AuditResult::Allowed);
-        });
-        Ok(session)
+                insert_audit(db, account, &audit, AuditResult::Allowed).await?;
+                Ok(session)
+            })
+        })
+        .await
     }
 
     /// The unexpired session with this hash and its user.
@@ -53,38 +61,39 @@ impl Store {
         hash: &str,
         now: Timestamp,
     ) -> Result<Option<(Session, User)>, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(concat!(
-                "SELECT ",
-                session_cols!(),
-                ", ",
-                user_cols!(),
-                " FROM sessions se JOIN users u ON u.id = se.user_id \
-                 WHERE se.token_hash = $1 AND se.expires_at > $2"
-            ))
-            .bind(hash)
-            .bind(now.0)
-            .fetch_optional(&mut *c)
-            .await?;
-            row.map(|r| {
-                let mut cur = Cur::new(&r);
-                Ok((rows::session(&mut cur)?, rows::user(&mut cur)?))
+        self.read(move |db| {
+            Box::pin(async move {
+                db.fetch_optional::<SessionUserRow>(
+                    concat!(
+                        "SELECT ",
+                        session_user_cols!(),
+                        " FROM sessions se JOIN users u ON u.id = se.user_id \
+                         WHERE se.token_hash = $1 AND se.expires_at > $2"
+                    ),
+                    args![hash, now],
+                )
+                .await?
+                .map(SessionUserRow::into_model)
+                .transpose()
             })
-            .transpose()
         })
+        .await
     }
 
     /// Records that the session with this hash was used at `now` (idle expiry counts from
     /// the last use).
     pub async fn touch_session(&self, hash: &str, now: Timestamp) -> Result<(), StoreError> {
-        with_conn!(self, |c| {
-            sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE token_hash = $1")
-                .bind(hash)
-                .bind(now.0)
-                .execute(&mut *c)
+        self.read(move |db| {
+            Box::pin(async move {
+                db.execute(
+                    "UPDATE sessions SET last_seen_at = $2 WHERE token_hash = $1",
+                    args![hash, now],
+                )
                 .await?;
-            Ok(())
+                Ok(())
+            })
         })
+        .await
     }
 
     /// The user of the account named `account` (case-insensitive) with this e-mail address
@@ -95,69 +104,66 @@ impl Store {
         account: &str,
         email: &str,
     ) -> Result<Option<UserLogin>, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query(concat!(
+        self.optional::<UserLoginRow, UserLogin>(
+            concat!(
                 "SELECT ",
                 user_cols!(),
                 ", u.password_hash FROM users u JOIN accounts a ON a.id = u.account_id \
-                 WHERE lower(a.name) = lower($1) AND lower(u.email) = lower($2)"
-            ))
-            .bind(account)
-            .bind(email)
-            .fetch_optional(&mut *c)
-            .await?;
-            row.map(|r| {
-                let mut cur = Cur::new(&r);
-                Ok(UserLogin {
-                    user: rows::user(&mut cur)?,
-                    password_hash: cur.opt_text()?,
-                })
-            })
-            .transpose()
-        })
+                         WHERE lower(a.name) = lower($1) AND lower(u.email) = lower($2)"
+            ),
+            args![account, email],
+        )
+        .await
     }
 
     /// The password hash of a user (`None`: no password set), for checking it before a change.
     pub async fn password_hash(&self, user: UserId) -> Result<Option<String>, StoreError> {
-        with_conn!(self, |c| {
-            let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
-                .bind(s(user))
-                .fetch_optional(&mut *c)
-                .await?;
-            found(row).and_then(|r| Cur::new(&r).opt_text())
+        self.read(move |db| {
+            Box::pin(async move {
+                Ok(db
+                    .fetch_one::<PasswordHashRow>(
+                        "SELECT password_hash FROM users WHERE id = $1",
+                        args![s(user)],
+                    )
+                    .await?
+                    .password_hash)
+            })
         })
+        .await
     }
 
     /// Ends a session (logout); answers whether there was one.
     pub async fn delete_session(&self, hash: &str) -> Result<bool, StoreError> {
-        with_conn!(self, |c| {
-            let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-                .bind(hash)
-                .execute(&mut *c)
-                .await?;
-            Ok(done.rows_affected() > 0)
+        self.read(move |db| {
+            Box::pin(async move {
+                let done = db
+                    .execute("DELETE FROM sessions WHERE token_hash = $1", args![hash])
+                    .await?;
+                Ok(done > 0)
+            })
         })
+        .await
     }
 
     /// Ends every session of a user (password change, role change); answers how many.
     pub async fn delete_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
-        with_conn!(self, |c| {
-            let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-                .bind(s(user))
-                .execute(&mut *c)
-                .await?;
-            Ok(done.rows_affected())
+        self.read(move |db| {
+            Box::pin(async move {
+                db.execute("DELETE FROM sessions WHERE user_id = $1", args![s(user)])
+                    .await
+            })
         })
+        .await
     }
 
     /// Removes sessions expired at `now` (a background job); answers how many.
     pub async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
-        with_conn!(self, |c| {
-            let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-                .bind(now.0)
-                .execute(&mut *c)
-                .await?;
-            Ok(done.rows_affected())
+        self.read(move |db| {
+            Box::pin(async move {
+                db.execute("DELETE FROM sessions WHERE expires_at <= $1", args![now])
+                    .await
+            })
         })
+        .await
     }
 }
