@@ -17,10 +17,19 @@
 //! - **Example URLs** of the deployed APIs of an environment, in their encoded form.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::conflict::{DeployedApi, GatewayEnvironment, example_url, route_prefix};
 use crate::entity::{ApiType, EnvironmentPaths};
 use crate::id::{ApiId, EnvironmentId};
+
+/// How long Migrate waits for the destination's online nodes to apply the configuration that
+/// contains the environment, unless the platform sets another time.
+pub const DEFAULT_CUTOVER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the source gateway redirects the environment's URLs after a migration, unless the
+/// platform sets another time.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(600);
 
 /// How serious a finding is; only `Error` blocks Migrate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -172,20 +172,26 @@ impl Store {
         .await
     }
 
-    /// Completes a migration with `result` (`OK`, `OK_WITH_WARNINGS`, `ERROR`). With
-    /// `apply`, the environment moves to the destination in the same transaction, after
-    /// `check` approved it against the destination's current routes (destination locked);
-    /// an `ERROR` result is recorded with `apply = false`, leaving the environment alone.
+    /// Completes a migration with `result` (`OK`, `OK_WITH_WARNINGS`, `ERROR`) and its final
+    /// step `state`. With [`MigrationOutcome::Applied`] the environment moves to the
+    /// destination (or off its gateway) with the given paths in the same transaction, after
+    /// `check` approved them against the destination's current routes (gateways locked), and
+    /// the source redirects its old paths when a redirect is given; with
+    /// [`MigrationOutcome::Unchanged`] (an `ERROR` result) the environment stays where it was.
+    /// Either way a running cut-over ends: a completed migration is no longer one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn complete_migration<E: Send>(
         &self,
         account: AccountId,
         id: MigrationId,
         result: &str,
-        apply: bool,
+        outcome: MigrationOutcome,
+        state: serde_json::Value,
         mut audit: Audit,
         check: impl FnOnce(&Environment, Option<&GatewayRoutes>) -> Result<(), E> + Send,
     ) -> Result<EnvironmentMigration, Checked<E>> {
         audit.default_target("migration", id);
+        let applied = matches!(outcome, MigrationOutcome::Applied { .. });
         self.write(move |db| {
             Box::pin(async move {
                 // Lock order: gateways, environment, then the migration row.
@@ -198,7 +204,7 @@ impl Store {
                     .await?;
                 let env_id: EnvironmentId = parse_id(&target.environment_id)?;
                 let to_gateway: Option<GatewayId> = parse_opt_id(target.to_gateway_id.as_deref())?;
-                let env = if apply {
+                let env = if applied {
                     Some(lock_environment_and_gateways(db, account, env_id, to_gateway).await?)
                 } else {
                     None
@@ -210,7 +216,9 @@ impl Store {
                     }
                     .into());
                 }
-                if let Some(env) = env {
+                let mut redirect_cols = (None, None, None);
+                if let (Some(env), MigrationOutcome::Applied { paths, redirect }) = (env, &outcome)
+                {
                     // The destination cannot change under us: update_migration takes the
                     // same migration row lock, and we hold it now.
                     let routes = match current.to_gateway_id {
@@ -226,30 +234,54 @@ impl Store {
                         None => None,
                     };
                     check(&env, routes.as_ref()).map_err(Checked::Rejected)?;
+                    if let Some(r) = redirect.as_ref().filter(|_| env.gateway_id.is_some()) {
+                        redirect_cols = (
+                            Some(crate::cutover::paths_json(&env.paths)),
+                            Some(r.location.clone()),
+                            Some(r.until.0),
+                        );
+                    }
                     db.execute(
-                        "UPDATE environments SET gateway_id = $3 WHERE id = $1 AND account_id = $2",
+                        "UPDATE environments SET gateway_id = $3, path_rest = $4, \
+                         path_soap = $5, path_soap12 = $6, path_odata = $7 \
+                         WHERE id = $1 AND account_id = $2",
                         args![
                             s(current.environment_id),
                             s(account),
-                            current.to_gateway_id.map(s)
+                            current.to_gateway_id.map(s),
+                            &paths.rest,
+                            &paths.soap,
+                            &paths.soap12,
+                            &paths.odata
                         ],
                     )
                     .await?;
                 }
+                let (redirect_paths, redirect_location, redirect_until) = redirect_cols;
                 let migration = db
                     .fetch_one::<MigrationRow>(
                         concat!(
                             "UPDATE environment_migrations AS m SET completed_at = $3, \
-                             updated_at = $3, result = $4 \
+                             updated_at = $3, result = $4, state = $5, redirect_paths = $6, \
+                             redirect_location = $7, redirect_until = $8 \
                              WHERE m.id = $1 AND m.account_id = $2 RETURNING ",
                             migration_cols!(bare)
                         ),
-                        args![s(id), s(account), audit.at, result],
+                        args![
+                            s(id),
+                            s(account),
+                            audit.at,
+                            result,
+                            state.to_string(),
+                            redirect_paths,
+                            redirect_location,
+                            redirect_until
+                        ],
                     )
                     .await?
                     .try_into()?;
                 audit.add_detail("result", result.into());
-                audit.add_detail("applied", apply.into());
+                audit.add_detail("applied", applied.into());
                 insert_audit(db, Some(account), &audit, AuditResult::Allowed).await?;
                 Ok(migration)
             })

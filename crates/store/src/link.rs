@@ -31,6 +31,8 @@ pub struct GatewayConfigInput {
     pub digest: Option<String>,
     /// When `generation` was published.
     pub published_at: Option<Timestamp>,
+    /// Environments that left this gateway and still redirect to their destination.
+    pub redirects: Vec<model::migration::Redirect>,
 }
 
 /// The outcome of [`Store::publish_gateway_config`].
@@ -77,6 +79,8 @@ pub struct GatewayStatusInput {
 }
 
 /// Reads the [`GatewayConfigInput`] of a live gateway on `db`; `NotFound` when deleted.
+/// Redirects whose grace period ended are left out: their periods are wall-clock times,
+/// which nodes compare with their own clocks, so the wall clock decides here too.
 async fn load_config_input(
     db: &mut Db<'_>,
     account: AccountId,
@@ -94,24 +98,40 @@ async fn load_config_input(
         .await?;
     let generation = opt_u64(Some(row.config_generation))?.unwrap_or(0);
     let routes = load_routes(db, account, gateway).await?;
+    let mut environments = routes.environments;
     let mut seen = std::collections::HashSet::new();
     let mut apis: Vec<Api> = Vec::new();
     let mut deployments = Vec::with_capacity(routes.deployments.len());
-    for entry in routes.deployments {
-        if seen.insert(entry.api.id) {
-            apis.push(entry.api);
+    let entries = routes
+        .deployments
+        .into_iter()
+        .map(|e| (e.deployment, e.api));
+    // Make-before-break: an environment moving here is served here before it leaves its
+    // source (SPEC §7).
+    let mut moving_in = Vec::new();
+    for (env, entries) in crate::cutover::cutover_environments(db, account, gateway).await? {
+        environments.push(env);
+        moving_in.extend(entries);
+    }
+    for (deployment, api) in entries.chain(moving_in) {
+        if seen.insert(api.id) {
+            apis.push(api);
         }
-        deployments.push(entry.deployment);
+        deployments.push(deployment);
     }
     apis.sort_by_key(|a| a.id);
+    environments.sort_by_key(|e| e.id);
+    deployments.sort_by_key(|d| d.id);
+    let redirects = crate::cutover::redirects_from(db, account, gateway, wall_clock()).await?;
     Ok(GatewayConfigInput {
         gateway: row.gateway.try_into()?,
-        environments: routes.environments,
+        environments,
         apis,
         deployments,
         generation,
         digest: row.config_digest,
         published_at: row.config_published_at.map(Timestamp),
+        redirects,
     })
 }
 
@@ -141,6 +161,14 @@ async fn record_publication(
     )
     .await?;
     Ok(())
+}
+
+/// The current wall-clock time.
+fn wall_clock() -> Timestamp {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Timestamp(i64::try_from(millis).unwrap_or(i64::MAX))
 }
 
 impl Store {

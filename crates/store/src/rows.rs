@@ -879,6 +879,22 @@ impl TryFrom<MigrationRow> for EnvironmentMigration {
     }
 }
 
+/// A running cut-over: `SELECT environment_id, destination_paths FROM environment_migrations`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CutoverRow {
+    pub(crate) environment_id: String,
+    pub(crate) destination_paths: Option<String>,
+}
+
+/// A redirect of a moved environment: `SELECT redirect_paths, redirect_location,
+/// redirect_until FROM environment_migrations` (rows with a redirect only).
+#[derive(sqlx::FromRow)]
+pub(crate) struct RedirectRow {
+    pub(crate) redirect_paths: String,
+    pub(crate) redirect_location: String,
+    pub(crate) redirect_until: i64,
+}
+
 /// `SELECT environment_id, to_gateway_id FROM environment_migrations`.
 #[derive(sqlx::FromRow)]
 pub(crate) struct MigrationTargetRow {

@@ -376,6 +376,27 @@ pub struct EnvironmentMigration {
     pub result: Option<String>,
 }
 
+/// What completing a migration does to its environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MigrationOutcome {
+    /// The environment moves to the migration's destination (or off its gateway) with
+    /// `paths`; the source redirects its old paths when `redirect` is set.
+    Applied {
+        paths: EnvironmentPaths,
+        redirect: Option<CutoverRedirect>,
+    },
+    /// Nothing changes (an `ERROR` result): the environment stays where it was.
+    Unchanged,
+}
+
+/// Where a moved environment's source gateway redirects its old paths, and until when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CutoverRedirect {
+    /// The destination's Gateway URL.
+    pub location: String,
+    pub until: Timestamp,
+}
+
 /// Which audit records [`crate::Store::audit_records_filtered`] keeps; `None` keeps all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditFilter {

@@ -67,6 +67,7 @@ conformance!(
     seeded_overview,
     sessions,
     environment_migrations,
+    migration_cutover_and_redirects,
     startup_properties_and_status_job_input,
     concurrent_deletes_and_attachments_stay_consistent,
     notices_reach_every_listener,
@@ -523,6 +524,14 @@ async fn world(store: &Store, name: &str) -> World {
         api,
         deployment,
         node,
+    }
+}
+
+/// A completion that moves the environment with the default paths and no redirect.
+fn moved() -> MigrationOutcome {
+    MigrationOutcome::Applied {
+        paths: EnvironmentPaths::default(),
+        redirect: None,
     }
 }
 
@@ -2573,7 +2582,15 @@ async fn environment_migrations(store: &Store) {
     );
     assert_not_found(store_err(
         store
-            .complete_migration(other.id, m.id, "OK", true, audit("migration.complete"), ok2)
+            .complete_migration(
+                other.id,
+                m.id,
+                "OK",
+                moved(),
+                serde_json::json!({}),
+                audit("migration.complete"),
+                ok2,
+            )
             .await,
     ));
     assert_not_found(
@@ -2603,9 +2620,15 @@ async fn environment_migrations(store: &Store) {
 
     // A refused check completes nothing; an accepted one moves the environment.
     let refused = store
-        .complete_migration(a, m.id, "OK", true, audit("migration.complete"), |_, _| {
-            Err("PATH_CONFLICT")
-        })
+        .complete_migration(
+            a,
+            m.id,
+            "OK",
+            moved(),
+            serde_json::json!({}),
+            audit("migration.complete"),
+            |_, _| Err("PATH_CONFLICT"),
+        )
         .await;
     assert!(matches!(refused, Err(Checked::Rejected("PATH_CONFLICT"))));
     assert!(
@@ -2621,7 +2644,8 @@ async fn environment_migrations(store: &Store) {
             a,
             m.id,
             "OK_WITH_WARNINGS",
-            true,
+            moved(),
+            serde_json::json!({}),
             audit("migration.complete"),
             |env, routes| {
                 assert_eq!(env.gateway_id, Some(w.gateway.id));
@@ -2653,7 +2677,15 @@ async fn environment_migrations(store: &Store) {
     assert_conflict(
         store_err(
             store
-                .complete_migration(a, m.id, "OK", true, audit("migration.complete"), ok2)
+                .complete_migration(
+                    a,
+                    m.id,
+                    "OK",
+                    moved(),
+                    serde_json::json!({}),
+                    audit("migration.complete"),
+                    ok2,
+                )
                 .await,
         ),
         ConflictKind::MigrationCompleted,
@@ -2672,7 +2704,15 @@ async fn environment_migrations(store: &Store) {
         .unwrap();
     assert_eq!(off.from_gateway_id, Some(dest.id));
     store
-        .complete_migration(a, off.id, "ERROR", false, audit("migration.complete"), ok2)
+        .complete_migration(
+            a,
+            off.id,
+            "ERROR",
+            MigrationOutcome::Unchanged,
+            serde_json::json!({}),
+            audit("migration.complete"),
+            ok2,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2704,6 +2744,213 @@ async fn environment_migrations(store: &Store) {
     assert_eq!(
         actions,
         ["migration.delete", "migration.create", "migration.complete"]
+    );
+}
+
+/// SPEC §7 make-before-break in the store: a running cut-over puts the environment (with its
+/// destination paths) and its deployments into the destination's configuration input while
+/// the source keeps it; completing moves it and leaves the source a redirect of its old
+/// paths until the grace period ends; an ERROR completion or a deletion ends the cut-over.
+async fn migration_cutover_and_redirects(store: &Store) {
+    let w = world(store, "Acme").await;
+    let a = w.account.id;
+    let dest = store
+        .create_gateway(a, NewGateway::named("dest"), audit("gateway.create"))
+        .await
+        .unwrap();
+    let new_paths = EnvironmentPaths {
+        rest: "p/rest".into(),
+        soap: "p/soap".into(),
+        soap12: "p/soap12".into(),
+        odata: "p/odata".into(),
+    };
+    let env_ids = |input: &GatewayConfigInput| -> Vec<EnvironmentId> {
+        input.environments.iter().map(|e| e.id).collect()
+    };
+    let m = store
+        .create_migration(
+            a,
+            w.env.id,
+            Some(dest.id),
+            serde_json::json!({}),
+            audit("m"),
+        )
+        .await
+        .unwrap();
+    assert!(env_ids(&store.gateway_config_input(a, dest.id).await.unwrap()).is_empty());
+
+    // A refused check starts nothing.
+    let refused = store
+        .start_cutover(a, m.id, &new_paths, t(5_000), |_, _| Err("CONFLICT"))
+        .await;
+    assert!(matches!(refused, Err(Checked::Rejected("CONFLICT"))));
+    assert!(env_ids(&store.gateway_config_input(a, dest.id).await.unwrap()).is_empty());
+
+    let started = store
+        .start_cutover(a, m.id, &new_paths, t(5_000), |env, routes| {
+            assert_eq!(env.gateway_id, Some(w.gateway.id));
+            assert_eq!(routes.unwrap().gateway_id, dest.id);
+            Ok::<(), Infallible>(())
+        })
+        .await
+        .unwrap();
+    assert!(started.completed_at.is_none());
+    let on_dest = store.gateway_config_input(a, dest.id).await.unwrap();
+    assert_eq!(env_ids(&on_dest), vec![w.env.id]);
+    assert_eq!(on_dest.environments[0].paths, new_paths);
+    assert_eq!(on_dest.environments[0].gateway_id, Some(dest.id));
+    assert_eq!(on_dest.deployments.len(), 1);
+    assert_eq!(on_dest.apis[0].id, w.api.id);
+    // The source still serves it, with its old paths.
+    let on_source = store.gateway_config_input(a, w.gateway.id).await.unwrap();
+    assert_eq!(env_ids(&on_source), vec![w.env.id]);
+    assert_eq!(on_source.environments[0].paths, EnvironmentPaths::default());
+    assert!(on_source.redirects.is_empty());
+
+    // Completed: moved with the new paths; the source redirects the old ones.
+    let until = Timestamp(i64::MAX / 2);
+    let done = store
+        .complete_migration(
+            a,
+            m.id,
+            "OK",
+            MigrationOutcome::Applied {
+                paths: new_paths.clone(),
+                redirect: Some(CutoverRedirect {
+                    location: "https://dest.example.com".into(),
+                    until,
+                }),
+            },
+            serde_json::json!({"done": true}),
+            audit("migration.migrate"),
+            ok2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.state, serde_json::json!({"done": true}));
+    let env = store.environment(a, w.env.id).await.unwrap();
+    assert_eq!(
+        (env.gateway_id, env.paths.clone()),
+        (Some(dest.id), new_paths.clone())
+    );
+    let on_dest = store.gateway_config_input(a, dest.id).await.unwrap();
+    assert_eq!(
+        env_ids(&on_dest),
+        vec![w.env.id],
+        "once, no longer as a cut-over"
+    );
+    let on_source = store.gateway_config_input(a, w.gateway.id).await.unwrap();
+    assert!(env_ids(&on_source).is_empty());
+    assert_eq!(
+        on_source.redirects,
+        vec![model::migration::Redirect {
+            paths: EnvironmentPaths::default(),
+            location: "https://dest.example.com".into(),
+            until,
+        }]
+    );
+    assert_eq!(
+        store.completed_migrations(a).await.unwrap(),
+        vec![done.clone()]
+    );
+
+    // Back to the first gateway, but the cut-over fails: nothing changes and it ends.
+    let back = store
+        .create_migration(
+            a,
+            w.env.id,
+            Some(w.gateway.id),
+            serde_json::json!({}),
+            audit("m"),
+        )
+        .await
+        .unwrap();
+    store
+        .start_cutover(a, back.id, &EnvironmentPaths::default(), t(6_000), ok2)
+        .await
+        .unwrap();
+    let on_source = store.gateway_config_input(a, w.gateway.id).await.unwrap();
+    assert_eq!(env_ids(&on_source), vec![w.env.id], "cut-over back running");
+    let failed = store
+        .complete_migration(
+            a,
+            back.id,
+            "ERROR",
+            MigrationOutcome::Unchanged,
+            serde_json::json!({}),
+            audit("migration.migrate"),
+            ok2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.result.as_deref(), Some("ERROR"));
+    assert!(env_ids(&store.gateway_config_input(a, w.gateway.id).await.unwrap()).is_empty());
+    assert_eq!(
+        store.environment(a, w.env.id).await.unwrap().gateway_id,
+        Some(dest.id)
+    );
+    let history = store.completed_migrations(a).await.unwrap();
+    assert_eq!(history.len(), 2);
+
+    // A deleted migration ends its cut-over too; an expired redirect is gone.
+    let again = store
+        .create_migration(
+            a,
+            w.env.id,
+            Some(w.gateway.id),
+            serde_json::json!({}),
+            audit("m"),
+        )
+        .await
+        .unwrap();
+    store
+        .start_cutover(a, again.id, &EnvironmentPaths::default(), t(7_000), ok2)
+        .await
+        .unwrap();
+    store
+        .delete_migration(a, again.id, audit("migration.delete"))
+        .await
+        .unwrap();
+    assert!(env_ids(&store.gateway_config_input(a, w.gateway.id).await.unwrap()).is_empty());
+    let off = store
+        .create_migration(a, w.env.id, None, serde_json::json!({}), audit("m"))
+        .await
+        .unwrap();
+    assert_conflict(
+        store_err(
+            store
+                .start_cutover(a, off.id, &EnvironmentPaths::default(), t(8_000), ok2)
+                .await,
+        ),
+        ConflictKind::Reference,
+    );
+    store
+        .complete_migration(
+            a,
+            off.id,
+            "OK",
+            MigrationOutcome::Applied {
+                paths: EnvironmentPaths::default(),
+                redirect: Some(CutoverRedirect {
+                    location: "https://nowhere.example.com".into(),
+                    until: t(1),
+                }),
+            },
+            serde_json::json!({}),
+            audit("migration.migrate"),
+            ok2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.environment(a, w.env.id).await.unwrap().gateway_id,
+        None
+    );
+    let on_dest = store.gateway_config_input(a, dest.id).await.unwrap();
+    assert!(
+        on_dest.redirects.is_empty(),
+        "expired: {:?}",
+        on_dest.redirects
     );
 }
 

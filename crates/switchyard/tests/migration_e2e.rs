@@ -356,3 +356,293 @@ async fn migration_steps_refuse_bad_input_probe_real_upstreams_and_resume_after_
     }
     drop(node_a);
 }
+
+/// Joins one more node to gateway `gateway`.
+async fn join(
+    root: &std::path::Path,
+    platform: &Platform,
+    name: &str,
+    gateway: &str,
+) -> (Node, String) {
+    let token = platform.install_token().await;
+    let mut node = Node::new(root, name, platform);
+    node.start(Some((gateway, &token)));
+    let id = node.id().await;
+    (node, id)
+}
+
+/// Steps 1–3 of a saved migration of `env` to `gateway` with the default paths.
+async fn prepare(platform: &Platform, env: &str, gateway: &str) -> String {
+    let created = platform
+        .ok(
+            Method::POST,
+            "/api/v1/migrations",
+            Some(json!({ "environment_id": env })),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    platform
+        .ok(
+            Method::PUT,
+            &format!("/api/v1/migrations/{id}/destination"),
+            Some(json!({ "gateway_id": gateway, "paths": paths("ws") })),
+        )
+        .await;
+    platform
+        .ok(
+            Method::POST,
+            &format!("/api/v1/migrations/{id}/runtime-check"),
+            None,
+        )
+        .await;
+    let ready = platform
+        .ok(
+            Method::POST,
+            &format!("/api/v1/migrations/{id}/review"),
+            None,
+        )
+        .await;
+    assert_eq!(ready["current_step"], "ready", "{ready:#}");
+    id
+}
+
+const REQUESTS: usize = 3_000;
+
+/// SPEC §7 make-before-break: a bounded client loop keeps calling three APIs through the
+/// source gateway's first node (following redirects) while the environment moves between
+/// two gateways of two real nodes each: no request fails. Afterwards the destination serves
+/// the APIs, the source answers 308 to the destination during the grace period and 404
+/// after it. A destination node that stops answering during the cut-over ends a second
+/// migration with ERROR and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_moves_an_environment_without_a_failed_request_then_redirects_until_the_grace_period_ends()
+ {
+    let root = tempfile::tempdir().unwrap();
+    let mut platform = Platform::start_with(
+        root.path(),
+        &[
+            "--migration-grace-secs",
+            "4",
+            "--migration-cutover-timeout-secs",
+            "5",
+        ],
+    )
+    .await;
+    let (a1, a1_id) = join(root.path(), &platform, "a1", "gw-a").await;
+    let gw_a = wait_until("gw-a", || platform.gateway("gw-a")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (a2, a2_id) = join(root.path(), &platform, "a2", "gw-a").await;
+    let (b1, b1_id) = join(root.path(), &platform, "b1", "gw-b").await;
+    let gw_b = wait_until("gw-b", || platform.gateway("gw-b")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut b2, b2_id) = join(root.path(), &platform, "b2", "gw-b").await;
+    for (gw, id) in [
+        (&gw_a, &a1_id),
+        (&gw_a, &a2_id),
+        (&gw_b, &b1_id),
+        (&gw_b, &b2_id),
+    ] {
+        platform.wait_node(gw, id, "online", None).await;
+    }
+    let live = upstream().await;
+    for api in ["orders", "stock", "users"] {
+        platform
+            .deploy(&gw_a, "prod", api, &format!("http://{live}"))
+            .await;
+    }
+    let client = reqwest::Client::new();
+    for node in [&a1, &a2] {
+        node.wait_status(&client, "/ws/rest/users/1", 200).await;
+    }
+    let prod = env_id(&platform, "prod").await;
+    let id = prepare(&platform, &prod, &gw_b).await;
+
+    // The client loop: sequential requests through a1, redirects followed (the default).
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
+    let source = a1.url("");
+    let loop_task = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut failed = Vec::new();
+        let mut redirected = 0usize;
+        for i in 0..REQUESTS {
+            let api = ["orders", "stock", "users"][i % 3];
+            let url = format!("{source}/ws/rest/{api}/{i}?n={i}");
+            match client.get(&url).send().await {
+                Ok(r) if r.status() == 200 => {
+                    if r.url().as_str() != url {
+                        redirected += 1;
+                    }
+                    // The upstream echoes the path it was sent, which ends with the id.
+                    let body: Value = r.json().await.unwrap_or(Value::Null);
+                    if !body["path"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with(&format!("/{i}")))
+                    {
+                        failed.push(format!("{url}: unexpected body {body}"));
+                    }
+                }
+                Ok(r) => failed.push(format!("{url}: {}", r.status())),
+                Err(e) => failed.push(format!("{url}: {e}")),
+            }
+            let _ = progress_tx.send(i + 1);
+        }
+        (failed, redirected)
+    });
+    progress
+        .wait_for(|n| *n >= REQUESTS / 4)
+        .await
+        .expect("the loop runs");
+    let done = platform
+        .ok(
+            Method::POST,
+            &format!("/api/v1/migrations/{id}/migrate"),
+            None,
+        )
+        .await;
+    assert_eq!(done["result"], "OK", "{done:#}");
+    assert!(done["completed_at"].is_string());
+    let (failed, redirected) = loop_task.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        redirected > 0,
+        "some requests after the move were redirected"
+    );
+
+    // The destination serves the APIs; the source redirects (308, same path and query).
+    let env = platform
+        .ok(Method::GET, &format!("/api/v1/environments/{prod}"), None)
+        .await;
+    assert_eq!(env["gateway_id"], gw_b);
+    for node in [&b1, &b2] {
+        node.wait_status(&client, "/ws/rest/orders/1", 200).await;
+    }
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for node in [&a1, &a2] {
+        let r = no_follow
+            .get(node.url("/ws/rest/stock/9?x=1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 308);
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            location.ends_with("/ws/rest/stock/9?x=1") && location.starts_with("http://127.0.0.1:"),
+            "{location}"
+        );
+        assert!(
+            [b1.url(""), b2.url("")]
+                .iter()
+                .any(|b| location.starts_with(b.as_str())),
+            "{location} names a destination node"
+        );
+    }
+    // After the grace period: 404.
+    for node in [&a1, &a2] {
+        node.wait_status(&no_follow, "/ws/rest/stock/9", 404).await;
+    }
+    let history = platform
+        .ok(Method::GET, "/api/v1/migrations?state=completed", None)
+        .await;
+    assert_eq!(history["migrations"][0]["id"], id.as_str());
+
+    // Back to gw-a, whose node a2 is suspended: it never applies the configuration, loses
+    // contact, and the cut-over ends with ERROR.
+    let back = prepare(&platform, &prod, &gw_a).await;
+    a2.signal_stop();
+    let failed = platform
+        .ok(
+            Method::POST,
+            &format!("/api/v1/migrations/{back}/migrate"),
+            None,
+        )
+        .await;
+    a2.signal_continue();
+    assert_eq!(failed["result"], "ERROR", "{failed:#}");
+    assert_eq!(
+        codes(&failed["steps"]["migrate"]),
+        vec!["ERROR CUTOVER_TIMEOUT"],
+        "{failed:#}"
+    );
+    let env = platform
+        .ok(Method::GET, &format!("/api/v1/environments/{prod}"), None)
+        .await;
+    assert_eq!(env["gateway_id"], gw_b, "nothing changed");
+    b1.wait_status(&client, "/ws/rest/orders/1", 200).await;
+    // The aborted cut-over left gw-a: its URLs are not served there (404 once a1 has the
+    // configuration without it).
+    a1.wait_status(&client, "/ws/rest/orders/1", 404).await;
+
+    // Moving off: the APIs stop being served at once.
+    let off = platform
+        .ok(
+            Method::POST,
+            "/api/v1/migrations",
+            Some(json!({ "environment_id": prod })),
+        )
+        .await;
+    let off_id = off["id"].as_str().unwrap();
+    platform
+        .ok(
+            Method::PUT,
+            &format!("/api/v1/migrations/{off_id}/destination"),
+            Some(json!({ "gateway_id": null, "paths": paths("ws") })),
+        )
+        .await;
+    let checked = platform
+        .ok(
+            Method::POST,
+            &format!("/api/v1/migrations/{off_id}/runtime-check"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        codes(&checked["steps"]["runtime_check"]["warnings"]),
+        vec!["WARNING APIS_UNREACHABLE_AFTER_MOVE"]
+    );
+    platform
+        .ok(
+            Method::POST,
+            &format!("/api/v1/migrations/{off_id}/review"),
+            None,
+        )
+        .await;
+    let done = platform
+        .ok(
+            Method::POST,
+            &format!("/api/v1/migrations/{off_id}/migrate"),
+            None,
+        )
+        .await;
+    assert_eq!(done["result"], "OK_WITH_WARNINGS", "{done:#}");
+    b1.wait_status(&no_follow, "/ws/rest/orders/1", 404).await;
+    let env = platform
+        .ok(Method::GET, &format!("/api/v1/environments/{prod}"), None)
+        .await;
+    assert_eq!(env["gateway_id"], Value::Null);
+    // A completed migration cannot be changed or deleted.
+    let (status, body) = platform
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/migrations/{off_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("MIGRATION_COMPLETED"))
+    );
+    platform.stop("TERM").await;
+    b2.stop("TERM").await;
+}

@@ -60,6 +60,11 @@ pub struct LinkConfig {
     /// How often node status records are written to the store, all changed nodes in one
     /// batch (a state or generation change is written at once).
     pub status_flush_interval: Duration,
+    /// How long Migrate waits for the destination's online nodes to apply the configuration
+    /// containing the environment (SPEC §7).
+    pub migration_cutover_timeout: Duration,
+    /// How long a migration's source gateway redirects the environment's URLs.
+    pub migration_grace: Duration,
     /// Where the link, the status job and REST reads get the time (tests step a manual one).
     pub clock: Clock,
 }
@@ -77,6 +82,8 @@ impl Default for LinkConfig {
             send_queue_frames: 64,
             drain_timeout: model::DEFAULT_DRAIN_TIMEOUT,
             status_flush_interval: Duration::from_secs(1),
+            migration_cutover_timeout: model::migration::DEFAULT_CUTOVER_TIMEOUT,
+            migration_grace: model::migration::DEFAULT_GRACE_PERIOD,
             clock: Clock::Real,
         }
     }
@@ -268,6 +275,16 @@ impl Link {
         command: &protocol::link::Command,
     ) -> Result<(), store::StoreError> {
         publisher::send_command(self, node, command_id, command).await
+    }
+
+    /// Publishes `gateway`'s configuration now (bumping its generation when it changed) and
+    /// answers its current generation, which contains every change committed before the call.
+    pub(crate) async fn publish_now(
+        &self,
+        account: AccountId,
+        gateway: GatewayId,
+    ) -> Result<u64, store::StoreError> {
+        publisher::publish_gateway(self, account, gateway).await
     }
 
     pub(crate) fn take_pending(&self) -> Vec<AccountId> {

@@ -149,7 +149,7 @@ fn compile(input: &GatewayConfigInput) -> SnapshotConfig {
         environments: &input.environments,
         apis: &input.apis,
         deployments: &input.deployments,
-        redirects: &[],
+        redirects: &input.redirects,
     })
 }
 

@@ -673,3 +673,243 @@ pub async fn review(
         .or_404("migration")?;
     Ok(axum::Json(loaded_after(&state, account, migration).await?))
 }
+
+/// How often Migrate looks at the destination nodes' applied generations.
+const CUTOVER_POLL: Duration = Duration::from_millis(100);
+
+/// Why a cut-over did not complete.
+struct CutoverFailed(String);
+
+/// Waits until every node of `nodes` (the destination's online nodes when the cut-over
+/// started) applied `generation` or a newer one; fails when one of them goes offline or the
+/// time runs out.
+async fn wait_applied(
+    state: &AppState,
+    account: model::AccountId,
+    gateway: &Gateway,
+    nodes: &[(NodeId, String)],
+    generation: u64,
+) -> Result<(), CutoverFailed> {
+    let limit = state.link.config().migration_cutover_timeout;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let stored = state
+            .store
+            .nodes(account, gateway.id)
+            .await
+            .map_err(|e| CutoverFailed(format!("the database did not answer: {e}")))?;
+        let at = state.now();
+        let mut waiting = Vec::new();
+        for (id, name) in nodes {
+            let applied = stored
+                .iter()
+                .find(|(n, _)| n.id == *id)
+                .and_then(|(n, _)| n.applied_generation);
+            if applied.is_some_and(|g| g >= generation) {
+                continue;
+            }
+            let online = state
+                .link
+                .node_status(*id, at)
+                .is_some_and(|s| s.state == model::status::GatewayState::Online);
+            if !online {
+                return Err(CutoverFailed(format!(
+                    "node {name} of {} went offline before it applied the configuration \
+                     with the environment (generation {generation})",
+                    gateway.name
+                )));
+            }
+            waiting.push(name.as_str());
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CutoverFailed(format!(
+                "{} did not apply the configuration with the environment (generation \
+                 {generation}) within {} s: {}",
+                gateway.name,
+                limit.as_secs(),
+                waiting.join(", ")
+            )));
+        }
+        tokio::time::sleep(CUTOVER_POLL).await;
+    }
+}
+
+/// Migrate (admin or owner): refused with 409 `MIGRATION_BLOCKED` while a step is incomplete
+/// or an ERROR stands. Make-before-break: the destination gateway receives the environment
+/// (with the paths of step 1) while the source still serves it; once every online
+/// destination node applied that configuration (within the platform's cut-over timeout,
+/// default 60 s) the environment leaves the source, whose nodes answer its URLs with `308`
+/// to the destination's Gateway URL for the grace period (default 10 min), then 404. A
+/// cut-over that does not complete ends the migration with result `ERROR` and changes
+/// nothing. Moving off has no destination: the URLs answer 404 at once.
+#[utoipa::path(post, path = "/api/v1/migrations/{id}/migrate", tag = "migrations",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = MigrationDto), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "MIGRATION_BLOCKED, MIGRATION_COMPLETED, MIGRATION_GATEWAY_DELETED", body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+pub async fn migrate(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> ApiResult<axum::Json<MigrationDto>> {
+    let action = "migration.migrate";
+    let account = principal
+        .require(
+            &state,
+            Need::Manage,
+            Some((action, Some(AuditTarget::new("migration", &raw)))),
+        )
+        .await?;
+    let result = async {
+        let mut loaded = load(&state, account, &raw).await?;
+        loaded.require_changeable()?;
+        let blocked = loaded.view().blocked();
+        if !blocked.is_empty() {
+            let reasons: Vec<String> = blocked.iter().map(ToString::to_string).collect();
+            return Err(ApiError::conflict(
+                "MIGRATION_BLOCKED",
+                format!("Migrate is refused: {}", reasons.join("; ")),
+            )
+            .with_details(serde_json::json!({
+                "blocked": blocked.iter().map(crate::migrations::BlockedDto::from).collect::<Vec<_>>(),
+            })));
+        }
+        let Some(step) = loaded.saved.destination.clone() else {
+            unreachable!("not blocked, so step 1 is saved")
+        };
+        let paths = EnvironmentPaths {
+            rest: step.paths.rest_path,
+            soap: step.paths.soap_path,
+            soap12: step.paths.soap12_path,
+            odata: step.paths.odata_path,
+        };
+        let env = loaded.environment.clone();
+        if env.gateway_id != loaded.migration.from_gateway_id {
+            return Err(ApiError::conflict(
+                "MIGRATION_SOURCE_CHANGED",
+                format!(
+                    "{} is no longer on the gateway this migration started from; delete this \
+                     migration and create a new one",
+                    env.name
+                ),
+            ));
+        }
+        // The destination's routes do not hold the environment's deployments yet.
+        let extra: Vec<DeployedApi> = deployed(&state, account, env.id)
+            .await?
+            .iter()
+            .map(|(a, d)| DeployedApi::new(a, d))
+            .collect();
+        let check = |env: &Environment, routes: Option<&store::GatewayRoutes>| match routes {
+            Some(routes) => check_paths_on_gateway(env, &paths, routes, &extra),
+            None => Ok(()),
+        };
+        let standing = loaded.view().warnings();
+        let mut audit = principal.audit(&state, action);
+        let (result, applied, findings_now) = match loaded.to.clone() {
+            None => {
+                // Moving off: nothing to make first; the URLs answer 404 at once.
+                let outcome = store::MigrationOutcome::Applied {
+                    paths: paths.clone(),
+                    redirect: None,
+                };
+                (rules::MigrationResult::of_completed(&standing), outcome, Vec::new())
+            }
+            Some(destination) => {
+                let at = state.now();
+                let nodes: Vec<(NodeId, String)> = state
+                    .store
+                    .nodes(account, destination.id)
+                    .await?
+                    .into_iter()
+                    .map(|(n, _)| (n.id, n.host_name))
+                    .filter(|(id, _)| {
+                        state
+                            .link
+                            .node_status(*id, at)
+                            .is_some_and(|s| s.state == model::status::GatewayState::Online)
+                    })
+                    .collect();
+                let cutover = if nodes.is_empty() {
+                    Err(CutoverFailed(format!(
+                        "{} has no online node to receive the environment",
+                        destination.name
+                    )))
+                } else {
+                    state
+                        .store
+                        .start_cutover(account, loaded.migration.id, &paths, at, &check)
+                        .await
+                        .or_404("migration")?;
+                    let generation = state.link.publish_now(account, destination.id).await?;
+                    wait_applied(&state, account, &destination, &nodes, generation).await
+                };
+                match cutover {
+                    Ok(()) => {
+                        // The destination serves the environment: the source may let it go.
+                        let redirect = match &loaded.from {
+                            Some(_) => crate::routes::gateways::shown_gateway_url(
+                                &state,
+                                account,
+                                destination.id,
+                            )
+                            .await?
+                            .map(|location| store::CutoverRedirect {
+                                location,
+                                until: state.now().plus(state.link.config().migration_grace),
+                            }),
+                            None => None,
+                        };
+                        let outcome = store::MigrationOutcome::Applied {
+                            paths: paths.clone(),
+                            redirect,
+                        };
+                        (rules::MigrationResult::of_completed(&standing), outcome, Vec::new())
+                    }
+                    Err(CutoverFailed(why)) => {
+                        let finding = rules::Warning::new(
+                            rules::Severity::Error,
+                            rules::codes::CUTOVER_TIMEOUT,
+                            format!("{why}; nothing changed: {} stays where it was", env.name),
+                        );
+                        (
+                            rules::MigrationResult::Error,
+                            store::MigrationOutcome::Unchanged,
+                            vec![finding],
+                        )
+                    }
+                }
+            }
+        };
+        loaded.saved.migrate = findings(&findings_now);
+        audit.details = serde_json::json!({ "findings": findings_now.iter().map(|w| &w.code).collect::<Vec<_>>() });
+        let migration = state
+            .store
+            .complete_migration(
+                account,
+                loaded.migration.id,
+                result.name(),
+                applied,
+                loaded.saved.to_value(),
+                audit,
+                &check,
+            )
+            .await
+            .or_404("migration")?;
+        state.link.changed(account);
+        Ok(axum::Json(loaded_after(&state, account, migration).await?))
+    }
+    .await;
+    principal
+        .audit_refusal(
+            &state,
+            account,
+            action,
+            AuditTarget::new("migration", &raw),
+            result,
+        )
+        .await
+}

@@ -76,6 +76,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(migrations::set_destination))
         .routes(routes!(migrations::runtime_check))
         .routes(routes!(migrations::review))
+        .routes(routes!(migrations::migrate))
         .routes(routes!(apis::create_api, apis::list_apis))
         .routes(routes!(apis::get_api, apis::update_api, apis::delete_api))
         .routes(routes!(apis::create_deployment, apis::list_deployments))

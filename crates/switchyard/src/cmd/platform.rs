@@ -62,6 +62,14 @@ pub struct PlatformArgs {
     /// Advanced (tests): how long a node drains before a restart or stop.
     #[arg(long, hide = true)]
     pub drain_timeout_ms: Option<u64>,
+    /// How long Migrate waits for every online destination node to apply the configuration
+    /// containing the environment before it gives up (result ERROR, nothing changed).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub migration_cutover_timeout_secs: u64,
+    /// How long the source gateway of a migration keeps answering the environment's URLs
+    /// with 308 redirects to the destination.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub migration_grace_secs: u64,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -114,6 +122,9 @@ impl PlatformArgs {
         if let Some(v) = self.drain_timeout_ms {
             link.drain_timeout = ms(v);
         }
+        link.migration_cutover_timeout =
+            std::time::Duration::from_secs(self.migration_cutover_timeout_secs);
+        link.migration_grace = std::time::Duration::from_secs(self.migration_grace_secs);
         link
     }
 

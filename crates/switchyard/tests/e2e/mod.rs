@@ -107,10 +107,17 @@ pub struct Platform {
     pub url: String,
     pub owner: String,
     pub client: reqwest::Client,
+    /// More `switchyard platform` arguments, on every start.
+    pub extra_args: Vec<String>,
 }
 
 impl Platform {
     pub async fn start(root: &Path) -> Platform {
+        Platform::start_with(root, &[]).await
+    }
+
+    /// A platform started with more arguments (e.g. shorter migration timings).
+    pub async fn start_with(root: &Path, extra_args: &[&str]) -> Platform {
         let dir = root.join("platform");
         std::fs::create_dir_all(&dir).unwrap();
         let store = store::Store::open(
@@ -131,6 +138,7 @@ impl Platform {
             url: format!("http://127.0.0.1:{port}"),
             owner: tokens.owner_token,
             client: reqwest::Client::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         platform.spawn().await;
         platform
@@ -158,6 +166,7 @@ impl Platform {
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(self.extra_args.iter().cloned())
         .collect();
         self.proc = Some(Proc::spawn(&args, self.dir.join("platform.log")));
         let client = self.client.clone();
@@ -360,6 +369,16 @@ impl Node {
             async move { id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) }
         })
         .await
+    }
+
+    /// Suspends the node (SIGSTOP): it stays linked but answers nothing.
+    pub fn signal_stop(&self) {
+        self.proc.as_ref().expect("node running").signal("STOP");
+    }
+
+    /// Resumes a suspended node (SIGCONT).
+    pub fn signal_continue(&self) {
+        self.proc.as_ref().expect("node running").signal("CONT");
     }
 
     pub async fn stop(&mut self, signal: &str) -> ExitStatus {
