@@ -41,6 +41,7 @@ use sqlx::sqlite::{
 #[macro_use]
 mod rows;
 mod accounts;
+mod api_deployments;
 mod apis;
 mod audit;
 mod credentials;
@@ -58,6 +59,7 @@ pub mod seed;
 mod sessions;
 mod types;
 
+pub use api_deployments::PlacedDeployment;
 pub use audit::{Actor, Audit, AuditRecord, AuditResult, AuditTarget};
 pub use error::{Checked, ConflictKind, StoreError};
 pub use link::{
