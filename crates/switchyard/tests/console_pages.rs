@@ -191,12 +191,24 @@ async fn environments_created_renamed_deleted_and_an_api_created_deployed_undepl
     b.wait_path(format!("/apis/{api}?done=created")).await;
     assert!(b.has("#deployments-empty").await);
 
-    // Deploy: unattached → Requires Configuration; attached → Sent to the Gateway.
+    // Deploy: unattached → Requires Configuration; attached → Pending, then Sent to the
+    // Gateway once the local node has applied it (derived as REST derives it).
     b.select("#environment_id", &staging).await;
     b.click("#deploy").await;
     b.wait_path(format!("/apis/{api}?done=deployed")).await;
     b.select("#environment_id", &production).await;
     b.click("#deploy").await;
+    b.wait_path(format!("/apis/{api}?done=deployed")).await;
+    b.wait(
+        "the Production deployment is sent to the gateway",
+        || async {
+            b.goto(&up.url(&format!("/apis/{api}"))).await;
+            b.attrs("#deployments .badge", "data-status")
+                .await
+                .contains(&"sent_to_gateway".to_string())
+        },
+    )
+    .await;
     let statuses = b.attrs("#deployments .badge", "data-status").await;
     assert_eq!(statuses.len(), 2, "{statuses:?}");
     assert!(statuses.contains(&"requires_configuration".to_string()));
