@@ -354,11 +354,19 @@ async fn a_token_is_shown_once_and_revoked_and_the_audit_log_filters_and_pages()
     assert!(!b.has("#new-token").await);
     let html = b.client.source().await.unwrap();
     assert!(!html.contains(&secret), "the secret must not show again");
-    let ci = b
-        .css("#tokens tbody tr:first-child button[data-action=revoke]")
-        .await;
     assert_eq!(b.text("#tokens tbody tr:first-child td.name").await, "ci");
-    ci.click().await.expect("revoke");
+    // Revoking asks first; Cancel keeps the token working.
+    b.click("#tokens tbody tr:first-child a[data-action=revoke]")
+        .await;
+    assert!(b.text("main").await.contains("refused from now on"));
+    b.screenshot("token-revoke").await;
+    b.click("main a.button.secondary").await;
+    b.wait_path("/tokens").await;
+    let (status, _) = up.rest_as(&secret, Method::GET, "/api/v1/me", None).await;
+    assert_eq!(status, 200, "Cancel revokes nothing");
+    b.click("#tokens tbody tr:first-child a[data-action=revoke]")
+        .await;
+    b.click("#confirm-revoke").await;
     b.wait_path("/tokens?done=revoked").await;
     assert_eq!(
         b.attrs("#tokens tbody tr:first-child [data-state]", "data-state")
