@@ -53,6 +53,7 @@ use sqlx::sqlite::{
 #[macro_use]
 mod rows;
 mod accounts;
+mod api_deployments;
 mod apis;
 mod audit;
 mod credentials;
@@ -74,6 +75,7 @@ mod sessions;
 mod tx;
 mod types;
 
+pub use api_deployments::PlacedDeployment;
 pub use audit::{Actor, Audit, AuditRecord, AuditResult, AuditTarget};
 pub use error::{Checked, ConflictKind, StoreError};
 pub use link::{

@@ -950,6 +950,12 @@ async fn a_viewer_sees_no_restart_or_delete_and_actions_need_role_and_csrf() {
     b.login(&up, "vera@example.com", password).await;
     b.wait_path("/gateways").await;
     assert!(!b.has("#add-gateway").await, "a viewer cannot add gateways");
+    assert!(
+        !b.has("#install-tokens").await,
+        "a viewer cannot see install tokens"
+    );
+    b.goto(&up.url("/gateways/install-tokens")).await;
+    assert_eq!(b.text("#error-title").await, "Not allowed");
     b.goto(&up.url(&format!("/gateways/{local}"))).await;
     assert_eq!(b.text("h1").await, "local");
     assert!(!b.has("#restart").await && !b.has("#delete").await);
@@ -1011,5 +1017,452 @@ async fn a_viewer_sees_no_restart_or_delete_and_actions_need_role_and_csrf() {
         .await
         .unwrap();
     assert_eq!(rest.status(), 401, "the REST API is bearer-only");
+    b.close().await;
+}
+
+/// The REST list of install tokens, by id: `revoked_at` (null while not revoked).
+async fn rest_install_tokens(up: &Up) -> Vec<(String, serde_json::Value)> {
+    let (status, list) = up
+        .rest(reqwest::Method::GET, "/api/v1/install-tokens", None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    list["install_tokens"]
+        .as_array()
+        .expect("install_tokens")
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_string(),
+                t["revoked_at"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The audit records of `action` on install token `id`.
+async fn audited(up: &Up, action: &str, id: &str) -> Vec<serde_json::Value> {
+    let (status, list) = up
+        .rest(reqwest::Method::GET, "/api/v1/audit?limit=500", None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    list["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["action"] == action && r["target_id"] == id)
+        .cloned()
+        .collect()
+}
+
+/// A join with `token` as a node would send it; answers the status.
+async fn join_with(up: &Up, token: &str, gateway: &str) -> u16 {
+    up.http
+        .post(up.url("/api/v1/nodes/join"))
+        .json(&json!({
+            "protocol_version": 1,
+            "install_token": token,
+            "gateway_name": gateway,
+            "node_id": uuid::Uuid::new_v4(),
+            "host_name": "test-host",
+            "runtime_version": "test",
+        }))
+        .send()
+        .await
+        .expect("join")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_tokens_are_listed_and_revoked_after_confirmation_without_script() {
+    if !browser_available() {
+        return;
+    }
+    let up = Up::start();
+    // Without script: listing and revoking are links and forms.
+    let b = Browser::start(false).await;
+    b.login(&up, browser::OWNER_EMAIL, &up.password).await;
+    b.wait_path("/gateways").await;
+    b.click("#install-tokens").await;
+    b.wait_path("/gateways/install-tokens").await;
+    assert_eq!(b.text("h1").await, "Install tokens");
+    let before = b
+        .attrs("#install-tokens tr[data-token]", "data-token")
+        .await;
+
+    // Add a Gateway creates a token; the page links to the list, which shows it first.
+    b.click("#add-gateway").await;
+    b.wait_path("/gateways/add").await;
+    b.fill("#name", "edge-t").await;
+    b.select("#valid_for_minutes", "120").await;
+    b.click("main button[type=submit]").await;
+    let command = b.text("#command").await;
+    let secret = command
+        .split_whitespace()
+        .find(|w| w.starts_with("sy_inst_"))
+        .unwrap_or_else(|| panic!("no token in {command}"))
+        .to_string();
+    b.click("#manage-install-tokens").await;
+    b.wait_path("/gateways/install-tokens").await;
+    let ids = b
+        .attrs("#install-tokens tr[data-token]", "data-token")
+        .await;
+    let new: Vec<&String> = ids.iter().filter(|id| !before.contains(id)).collect();
+    assert_eq!(new.len(), 1, "one new token: {ids:?} (before {before:?})");
+    let id = new[0].clone();
+    assert_eq!(ids[0], id, "newest first: {ids:?}");
+    let row = format!("#install-tokens tr[data-token='{id}']");
+    assert_eq!(b.attrs(&row, "data-state").await, ["active"]);
+    let text = b.text(&row).await;
+    assert!(text.contains("active"), "{text}");
+    assert!(
+        !text.contains("the platform"),
+        "created by the owner: {text}"
+    );
+    assert!(!text.contains(&secret), "the secret is never listed");
+    assert!(
+        text.contains("(in 1 h)") || text.contains("(in 2 h)"),
+        "{text}"
+    );
+    // The REST list is the same list.
+    let rest: Vec<String> = rest_install_tokens(&up)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(rest, ids, "the console lists what REST lists, in its order");
+    b.screenshot("install-tokens").await;
+    // It joins nodes while active.
+    assert_eq!(join_with(&up, &secret, "edge-t").await, 201);
+
+    // Revoke asks first; Cancel changes nothing.
+    b.click(&format!("{row} a[data-action=revoke]")).await;
+    b.wait_path(format!("/gateways/install-tokens/{id}/revoke"))
+        .await;
+    assert!(b.text("main").await.contains("No node can join with it"));
+    b.screenshot("install-token-revoke").await;
+    b.click("main a.button.secondary").await;
+    b.wait_path("/gateways/install-tokens").await;
+    assert_eq!(b.attrs(&row, "data-state").await, ["active"]);
+    assert!(audited(&up, "install_token.revoke", &id).await.is_empty());
+
+    // Confirmed: revoked in the list, in REST, and for joins; audited once, as REST does.
+    b.click(&format!("{row} a[data-action=revoke]")).await;
+    b.click("#confirm-revoke").await;
+    b.wait_path("/gateways/install-tokens?done=revoked").await;
+    assert!(b.text(".notice").await.contains("Install token revoked"));
+    assert_eq!(b.attrs(&row, "data-state").await, ["revoked"]);
+    assert!(
+        !b.has(&format!("{row} a[data-action=revoke]")).await,
+        "a revoked token offers no Revoke"
+    );
+    let revoked_at = rest_install_tokens(&up)
+        .await
+        .into_iter()
+        .find(|(t, _)| *t == id)
+        .map(|(_, r)| r)
+        .expect("still listed");
+    assert!(revoked_at.is_string(), "REST sees it revoked: {revoked_at}");
+    assert_eq!(join_with(&up, &secret, "edge-t").await, 401);
+    let records = audited(&up, "install_token.revoke", &id).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["result"], "allowed");
+    assert_eq!(records[0]["actor_kind"], "user");
+    b.screenshot("install-tokens-revoked").await;
+
+    // Its confirmation page now only says so.
+    b.goto(&up.url(&format!("/gateways/install-tokens/{id}/revoke")))
+        .await;
+    assert!(b.text("#already-revoked").await.contains("already revoked"));
+    assert!(!b.has("#confirm-revoke").await);
+
+    // A token revoked elsewhere (REST) while its confirmation page was open: the console
+    // says it was already revoked, and nothing changes.
+    let (status, second) = up
+        .rest(
+            reqwest::Method::POST,
+            "/api/v1/install-tokens",
+            Some(json!({ "valid_for_minutes": 30 })),
+        )
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let second = second["id"].as_str().unwrap().to_string();
+    b.goto(&up.url(&format!("/gateways/install-tokens/{second}/revoke")))
+        .await;
+    assert!(b.has("#confirm-revoke").await);
+    let (status, _) = up
+        .rest(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/install-tokens/{second}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    b.click("#confirm-revoke").await;
+    b.wait_path("/gateways/install-tokens?done=already_revoked")
+        .await;
+    assert!(b.text(".notice").await.contains("already revoked"));
+    assert_eq!(
+        b.attrs(
+            &format!("#install-tokens tr[data-token='{second}']"),
+            "data-state"
+        )
+        .await,
+        ["revoked"]
+    );
+
+    // An unknown token: its confirmation page and a posted revocation answer 404 with the
+    // list and a sentence saying nothing was revoked — never a server error.
+    let unknown = uuid::Uuid::new_v4();
+    b.goto(&up.url(&format!("/gateways/install-tokens/{unknown}/revoke")))
+        .await;
+    assert!(
+        b.text("#revoke-error")
+            .await
+            .contains("nothing was revoked")
+    );
+    assert!(b.has("#install-tokens").await);
+    b.screenshot("install-token-unknown").await;
+    let cookie = b.client.get_named_cookie("sy_session").await.unwrap();
+    let csrf = b
+        .attrs("form[action='/logout'] input[name=csrf]", "value")
+        .await[0]
+        .clone();
+    for target in [unknown.to_string(), "not-a-token".to_string()] {
+        let response = up
+            .http
+            .post(up.url(&format!("/gateways/install-tokens/{target}/revoke")))
+            .header("cookie", format!("sy_session={}", cookie.value()))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{target}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("nothing was revoked"), "{target}: {body}");
+    }
+    // Without the CSRF token nothing is revoked.
+    let (status, third) = up
+        .rest(
+            reqwest::Method::POST,
+            "/api/v1/install-tokens",
+            Some(json!({ "valid_for_minutes": 30 })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let third = third["id"].as_str().unwrap().to_string();
+    let response = up
+        .http
+        .post(up.url(&format!("/gateways/install-tokens/{third}/revoke")))
+        .header("cookie", format!("sy_session={}", cookie.value()))
+        .form(&[("csrf", "0".repeat(64))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let still = rest_install_tokens(&up)
+        .await
+        .into_iter()
+        .find(|(t, _)| *t == third)
+        .map(|(_, r)| r);
+    assert_eq!(still, Some(serde_json::Value::Null));
+    b.close().await;
+}
+
+/// The console's deployment statuses of one API (`data-deployment` → `data-status`).
+async fn console_statuses(b: &Browser, up: &Up, api: &str) -> Vec<(String, String)> {
+    b.goto(&up.url(&format!("/apis/{api}"))).await;
+    let ids = b
+        .attrs("#deployments tr[data-deployment]", "data-deployment")
+        .await;
+    let statuses = b
+        .attrs("#deployments tr[data-deployment] .badge", "data-status")
+        .await;
+    let mut pairs: Vec<(String, String)> = ids.into_iter().zip(statuses).collect();
+    pairs.sort();
+    pairs
+}
+
+/// REST's deployment statuses of one API.
+async fn rest_statuses(up: &Up, api: &str) -> Vec<(String, String)> {
+    let (status, list) = up
+        .rest(
+            reqwest::Method::GET,
+            &format!("/api/v1/apis/{api}/deployments"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let mut pairs: Vec<(String, String)> = list["deployments"]
+        .as_array()
+        .expect("deployments")
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_string(),
+                d["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// The badges of one API's row on the APIs list: (status, count).
+async fn list_counts(b: &Browser, up: &Up, api: &str) -> Vec<(String, String)> {
+    b.goto(&up.url("/apis")).await;
+    let row = format!("#apis tr[data-api='{api}'] td.deployments .badge");
+    let statuses = b.attrs(&row, "data-status").await;
+    let counts = b.attrs(&row, "data-count").await;
+    statuses.into_iter().zip(counts).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_statuses_in_the_console_are_the_rest_derivation() {
+    if !browser_available() {
+        return;
+    }
+    let up = Up::start();
+    use reqwest::Method;
+    let production = up.environment_id("Production").await.expect("Production");
+    // A gateway no node ever joined: a deployment there is stored as sent to the gateway but
+    // derived Pending (nothing applied it); an unattached environment requires configuration.
+    let (status, dark) = up.create_gateway("dark").await;
+    assert_eq!(status, 201, "{dark}");
+    let (status, dark_env) = up
+        .create_environment("Dark", Some(dark["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(status, 201, "{dark_env}");
+    let (status, loose) = up.create_environment("Loose", None).await;
+    assert_eq!(status, 201, "{loose}");
+    let mut apis = Vec::new();
+    for (name, base) in [("Orders", "orders"), ("Billing", "billing")] {
+        let (status, api) = up
+            .rest(
+                Method::POST,
+                "/api/v1/apis",
+                Some(json!({ "name": name, "version": "v1", "api_type": "REST",
+                    "base_path": base, "upstream_targets": ["http://127.0.0.1:9/"] })),
+            )
+            .await;
+        assert_eq!(status, 201, "{api}");
+        apis.push(api["id"].as_str().unwrap().to_string());
+    }
+    let (orders, billing) = (&apis[0], &apis[1]);
+    let deploy = |api: String, env: String| {
+        let up = &up;
+        async move {
+            let (status, d) = up
+                .rest(
+                    Method::POST,
+                    &format!("/api/v1/apis/{api}/deployments"),
+                    Some(json!({ "environment_id": env })),
+                )
+                .await;
+            assert_eq!(status, 201, "{d}");
+        }
+    };
+    for env in [
+        &production,
+        dark_env["id"].as_str().unwrap(),
+        loose["id"].as_str().unwrap(),
+    ] {
+        deploy(orders.clone(), env.to_string()).await;
+    }
+    deploy(
+        billing.clone(),
+        dark_env["id"].as_str().unwrap().to_string(),
+    )
+    .await;
+
+    let b = Browser::start(true).await;
+    b.login(&up, browser::OWNER_EMAIL, &up.password).await;
+    b.wait_path("/gateways").await;
+    // Once the local node applied Production's configuration: all three statuses at once.
+    b.wait("REST sees Orders sent to the local gateway", || async {
+        rest_statuses(&up, orders)
+            .await
+            .iter()
+            .any(|(_, s)| s == "sent_to_gateway")
+    })
+    .await;
+    let mut expected: Vec<String> = rest_statuses(&up, orders)
+        .await
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    expected.sort();
+    assert_eq!(
+        expected,
+        ["pending", "requires_configuration", "sent_to_gateway"],
+        "REST derives each status"
+    );
+    // The API page shows, per deployment, exactly REST's status.
+    assert_eq!(
+        console_statuses(&b, &up, orders).await,
+        rest_statuses(&up, orders).await
+    );
+    assert_eq!(
+        console_statuses(&b, &up, billing).await,
+        rest_statuses(&up, billing).await
+    );
+    assert_eq!(
+        b.attrs("#deployments .badge", "data-status").await,
+        ["pending"]
+    );
+    assert!(
+        b.text("#deployments")
+            .await
+            .contains("Waiting for every online node")
+    );
+    b.screenshot("api-pending").await;
+    // The APIs list counts the same statuses, read in one query for the account.
+    let counts = |pairs: Vec<(String, String)>| {
+        let mut c: Vec<(String, String)> = ["sent_to_gateway", "pending", "requires_configuration"]
+            .iter()
+            .map(|s| {
+                let n = pairs.iter().filter(|(_, x)| x == s).count();
+                (s.to_string(), n.to_string())
+            })
+            .filter(|(_, n)| n != "0")
+            .collect();
+        c.sort();
+        c
+    };
+    let mut shown = list_counts(&b, &up, orders).await;
+    shown.sort();
+    assert_eq!(shown, counts(rest_statuses(&up, orders).await));
+    let mut shown = list_counts(&b, &up, billing).await;
+    shown.sort();
+    assert_eq!(shown, [("pending".to_string(), "1".to_string())]);
+    b.screenshot("apis-statuses").await;
+
+    // Detaching Production changes the derived status at once (the stored one would not):
+    // the console follows REST.
+    let (status, body) = up
+        .rest(
+            Method::PUT,
+            &format!("/api/v1/environments/{production}/gateway"),
+            Some(json!({ "gateway_id": null })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let now = rest_statuses(&up, orders).await;
+    assert!(
+        !now.iter().any(|(_, s)| s == "sent_to_gateway"),
+        "REST: {now:?}"
+    );
+    assert_eq!(console_statuses(&b, &up, orders).await, now);
+    let mut shown = list_counts(&b, &up, orders).await;
+    shown.sort();
+    assert_eq!(shown, counts(now));
+    // The delete page warns from the same statuses: Billing's pending deployment may be
+    // served by some node, so it warns that the gateways stop serving it.
+    b.goto(&up.url(&format!("/apis/{billing}/delete"))).await;
+    assert!(
+        b.text("#warn-deployments")
+            .await
+            .contains("stop serving it")
+    );
     b.close().await;
 }

@@ -191,12 +191,24 @@ async fn environments_created_renamed_deleted_and_an_api_created_deployed_undepl
     b.wait_path(format!("/apis/{api}?done=created")).await;
     assert!(b.has("#deployments-empty").await);
 
-    // Deploy: unattached → Requires Configuration; attached → Sent to the Gateway.
+    // Deploy: unattached → Requires Configuration; attached → Pending, then Sent to the
+    // Gateway once the local node has applied it (derived as REST derives it).
     b.select("#environment_id", &staging).await;
     b.click("#deploy").await;
     b.wait_path(format!("/apis/{api}?done=deployed")).await;
     b.select("#environment_id", &production).await;
     b.click("#deploy").await;
+    b.wait_path(format!("/apis/{api}?done=deployed")).await;
+    b.wait(
+        "the Production deployment is sent to the gateway",
+        || async {
+            b.goto(&up.url(&format!("/apis/{api}"))).await;
+            b.attrs("#deployments .badge", "data-status")
+                .await
+                .contains(&"sent_to_gateway".to_string())
+        },
+    )
+    .await;
     let statuses = b.attrs("#deployments .badge", "data-status").await;
     assert_eq!(statuses.len(), 2, "{statuses:?}");
     assert!(statuses.contains(&"requires_configuration".to_string()));
@@ -342,11 +354,19 @@ async fn a_token_is_shown_once_and_revoked_and_the_audit_log_filters_and_pages()
     assert!(!b.has("#new-token").await);
     let html = b.client.source().await.unwrap();
     assert!(!html.contains(&secret), "the secret must not show again");
-    let ci = b
-        .css("#tokens tbody tr:first-child button[data-action=revoke]")
-        .await;
     assert_eq!(b.text("#tokens tbody tr:first-child td.name").await, "ci");
-    ci.click().await.expect("revoke");
+    // Revoking asks first; Cancel keeps the token working.
+    b.click("#tokens tbody tr:first-child a[data-action=revoke]")
+        .await;
+    assert!(b.text("main").await.contains("refused from now on"));
+    b.screenshot("token-revoke").await;
+    b.click("main a.button.secondary").await;
+    b.wait_path("/tokens").await;
+    let (status, _) = up.rest_as(&secret, Method::GET, "/api/v1/me", None).await;
+    assert_eq!(status, 200, "Cancel revokes nothing");
+    b.click("#tokens tbody tr:first-child a[data-action=revoke]")
+        .await;
+    b.click("#confirm-revoke").await;
     b.wait_path("/tokens?done=revoked").await;
     assert_eq!(
         b.attrs("#tokens tbody tr:first-child [data-state]", "data-state")

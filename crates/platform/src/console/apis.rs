@@ -4,6 +4,8 @@
 //! served). Changes are the REST handlers', so a deployment that would create a path conflict
 //! is refused here exactly as there, naming the APIs.
 
+use std::collections::HashMap;
+
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -105,7 +107,9 @@ struct ApiRow {
     api_type: &'static str,
     base_path: String,
     targets: Vec<String>,
+    /// Deployments by status: Sent to the Gateway, Pending, Requires Configuration.
     sent: usize,
+    pending: usize,
     requires: usize,
 }
 
@@ -129,24 +133,35 @@ async fn list_page(
 ) -> ConsoleResult<Response> {
     let account = account(&state, &user, Need::Member).await?;
     let apis = state.store.apis(account).await?;
-    let mut rows = Vec::with_capacity(apis.len());
-    for a in apis {
-        let deployments = state.store.deployments_by_api(account, a.id).await?;
-        let sent = deployments
-            .iter()
-            .filter(|d| d.status == DeploymentStatus::SentToGateway)
-            .count();
-        rows.push(ApiRow {
-            id: a.id.to_string(),
-            version: a.version,
-            api_type: type_label(a.api_type),
-            base_path: a.base_path,
-            targets: a.upstream_targets.into_iter().map(|t| t.url).collect(),
-            sent,
-            requires: deployments.len() - sent,
-            name: a.name,
-        });
+    // Every deployment of the account in one read, with the REST side's status derivation.
+    let placed = state.store.account_deployments(account).await?;
+    let statuses = rest::deployment_statuses(&state, account, &placed).await?;
+    let mut counts: HashMap<ApiId, [usize; 3]> = HashMap::new();
+    for (p, status) in placed.iter().zip(statuses) {
+        let count = counts.entry(p.deployment.api_id).or_default();
+        count[match status {
+            DeploymentStatus::SentToGateway => 0,
+            DeploymentStatus::Pending => 1,
+            DeploymentStatus::RequiresConfiguration => 2,
+        }] += 1;
     }
+    let rows = apis
+        .into_iter()
+        .map(|a| {
+            let [sent, pending, requires] = counts.get(&a.id).copied().unwrap_or_default();
+            ApiRow {
+                id: a.id.to_string(),
+                version: a.version,
+                api_type: type_label(a.api_type),
+                base_path: a.base_path,
+                targets: a.upstream_targets.into_iter().map(|t| t.url).collect(),
+                sent,
+                pending,
+                requires,
+                name: a.name,
+            }
+        })
+        .collect();
     let notice = match query.done.as_deref() {
         Some("deleted") => Some("API deleted."),
         _ => None,
@@ -368,8 +383,9 @@ async fn api_view(
     let a = api(state, account, raw).await?;
     let environments = state.store.environments(account).await?;
     let deployments = state.store.deployments_by_api(account, a.id).await?;
+    let statuses = rest::api_deployment_statuses(state, account, &deployments).await?;
     let mut rows = Vec::with_capacity(deployments.len());
-    for d in &deployments {
+    for (d, status) in deployments.iter().zip(statuses) {
         let Some(env) = environments.iter().find(|e| e.id == d.environment_id) else {
             continue;
         };
@@ -382,7 +398,7 @@ async fn api_view(
             id: d.id.to_string(),
             environment_id: env.id.to_string(),
             environment: env.name.clone(),
-            status: status_label(d.status),
+            status: status_label(status),
             url: example_url(
                 &gateway_url,
                 &route_prefix(
@@ -509,15 +525,17 @@ async fn delete_page(
     let account = account(&state, &user, Need::Manage).await?;
     let a = api(&state, account, &raw).await?;
     let deployments = state.store.deployments_by_api(account, a.id).await?;
+    let statuses = rest::api_deployment_statuses(&state, account, &deployments).await?;
     let names = state.store.environments(account).await?;
     let environments = deployments
         .iter()
         .filter_map(|d| names.iter().find(|e| e.id == d.environment_id))
         .map(|e| e.name.clone())
         .collect();
-    let served = deployments
+    // Pending ones may already be served by some of the gateway's nodes.
+    let served = statuses
         .iter()
-        .filter(|d| d.status == DeploymentStatus::SentToGateway)
+        .filter(|s| **s != DeploymentStatus::RequiresConfiguration)
         .count();
     Ok(render(&DeletePage {
         l: Layout::new(&user, format!("Delete {}", a.name), "apis"),

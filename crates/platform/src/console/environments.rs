@@ -111,13 +111,14 @@ async fn list(
         .store
         .gateways(account, store::GatewayView::Enabled)
         .await?;
+    // Every deployment of the account in one read, counted per environment.
+    let placed = state.store.account_deployments(account).await?;
     let mut rows = Vec::with_capacity(envs.len());
     for e in envs {
-        let deployments = state
-            .store
-            .deployments_by_environment(account, e.id)
-            .await?
-            .len();
+        let deployments = placed
+            .iter()
+            .filter(|p| p.deployment.environment_id == e.id)
+            .count();
         rows.push(EnvRow {
             id: e.id.to_string(),
             classification: classification_label(e.classification),

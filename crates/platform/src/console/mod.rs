@@ -20,6 +20,7 @@ mod audit;
 mod environments;
 mod form;
 mod gateways;
+mod install_tokens;
 mod session;
 mod tokens;
 mod users;
@@ -49,6 +50,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(assets::router())
         .merge(session::router())
         .merge(gateways::router())
+        .merge(install_tokens::router())
         .merge(environments::router())
         .merge(apis::router())
         .merge(users::router())

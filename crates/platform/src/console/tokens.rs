@@ -7,10 +7,10 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 
 use super::form::FieldErrors;
-use super::{Act, ConsoleResult, ConsoleUser, Layout, render};
+use super::{Act, ConsoleError, ConsoleResult, ConsoleUser, Layout, render};
 use crate::dto::{CreateToken, rfc3339};
 use crate::json::Json;
 use crate::routes::tokens as rest;
@@ -19,7 +19,7 @@ use crate::state::AppState;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/tokens", get(tokens_page).post(create))
-        .route("/tokens/{id}/revoke", post(revoke))
+        .route("/tokens/{id}/revoke", get(confirm_page).post(revoke))
 }
 
 /// Expiries offered: days, label (0 = never).
@@ -153,6 +153,34 @@ async fn create(State(state): State<AppState>, act: Act) -> ConsoleResult<Respon
     p.errors = errors;
     p.created = created;
     Ok((status, render(&p)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "token_revoke.html")]
+struct ConfirmPage {
+    l: Layout,
+    t: TokenRow,
+}
+
+/// Revoking asks first: the token's requests are refused at once and it cannot be restored.
+async fn confirm_page(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+) -> ConsoleResult<Response> {
+    let mut p = page(&state, &user, None).await?;
+    let Some(at) = p.rows.iter().position(|r| r.id == raw) else {
+        return Err(ConsoleError::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "You have no API token with this id, so nothing can be revoked.",
+            "Go to API tokens and pick the token from the list.",
+        ));
+    };
+    Ok(render(&ConfirmPage {
+        l: Layout::new(&user, "Revoke API token", "tokens"),
+        t: p.rows.swap_remove(at),
+    }))
 }
 
 async fn revoke(

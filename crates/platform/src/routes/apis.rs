@@ -14,7 +14,7 @@ use model::validate::{
 use model::{
     Api, ApiId, Deployment, DeploymentId, DeploymentStatus, EnvironmentId, UpstreamTarget,
 };
-use store::{AuditTarget, NewApi, NewDeployment};
+use store::{AuditTarget, NewApi, NewDeployment, PlacedDeployment};
 
 use crate::auth::{Need, Principal};
 use crate::dto::{
@@ -374,15 +374,27 @@ async fn gateway_facts(
     Ok((conflicting, nodes))
 }
 
-/// The deployments (all of one API) with their status derived on read
-/// (`model::status::deployment_status`): from their environment's gateway, path conflicts
-/// there, the first generation that contained them and what its nodes applied, read with
-/// the same records as the gateway's own status. A constant number of reads per gateway.
+/// The deployments (all of one API) with their status derived on read.
 async fn deployment_dtos(
     state: &AppState,
     account: model::AccountId,
     deployments: &[Deployment],
 ) -> ApiResult<Vec<DeploymentDto>> {
+    let statuses = api_deployment_statuses(state, account, deployments).await?;
+    Ok(deployments
+        .iter()
+        .zip(statuses)
+        .map(|(d, status)| DeploymentDto::new(d, status))
+        .collect())
+}
+
+/// The status of each deployment of one API, by [`deployment_statuses`] from the API's
+/// publications and its environments' gateways; in the order of `deployments`.
+pub(crate) async fn api_deployment_statuses(
+    state: &AppState,
+    account: model::AccountId,
+    deployments: &[Deployment],
+) -> ApiResult<Vec<DeploymentStatus>> {
     let Some(first) = deployments.first() else {
         return Ok(Vec::new());
     };
@@ -393,12 +405,34 @@ async fn deployment_dtos(
         .into_iter()
         .filter_map(|(id, p)| Some((id, p?)))
         .collect();
-    let now = state.now();
-    let mut gateways: HashMap<model::GatewayId, Facts> = HashMap::new();
-    let mut out = Vec::with_capacity(deployments.len());
+    let mut placed = Vec::with_capacity(deployments.len());
     for d in deployments {
         let env = state.store.environment(account, d.environment_id).await?;
-        let place = match env.gateway_id {
+        placed.push(PlacedDeployment {
+            deployment: d.clone(),
+            gateway_id: env.gateway_id,
+            published: published.get(&d.id).copied(),
+        });
+    }
+    deployment_statuses(state, account, &placed).await
+}
+
+/// The status of each deployment (of any APIs of `account`), derived on read
+/// (`model::status::deployment_status`): from its environment's gateway, path conflicts
+/// there, the first generation that contained it and what that gateway's nodes applied,
+/// read with the same records as the gateway's own status. A constant number of reads per
+/// gateway. The one derivation of the REST side and the console.
+pub(crate) async fn deployment_statuses(
+    state: &AppState,
+    account: model::AccountId,
+    placed: &[PlacedDeployment],
+) -> ApiResult<Vec<DeploymentStatus>> {
+    let now = state.now();
+    let mut gateways: HashMap<model::GatewayId, Facts> = HashMap::new();
+    let mut out = Vec::with_capacity(placed.len());
+    for p in placed {
+        let d = &p.deployment;
+        let place = match p.gateway_id {
             None => DeploymentPlace::NoGateway,
             Some(g) => {
                 if let std::collections::hash_map::Entry::Vacant(slot) = gateways.entry(g) {
@@ -409,23 +443,20 @@ async fn deployment_dtos(
                     DeploymentPlace::Conflict
                 } else {
                     DeploymentPlace::OnGateway {
-                        contained_in: published
-                            .get(&d.id)
+                        contained_in: p
+                            .published
                             .filter(|(pg, _)| *pg == g)
-                            .map(|(_, generation)| *generation),
+                            .map(|(_, generation)| generation),
                     }
                 }
             }
         };
-        let nodes = env
+        let nodes = p
             .gateway_id
             .and_then(|g| gateways.get(&g))
             .map(|(_, nodes)| nodes.as_slice())
             .unwrap_or_default();
-        out.push(DeploymentDto::new(
-            d,
-            deployment_status(place, nodes.iter().copied()),
-        ));
+        out.push(deployment_status(place, nodes.iter().copied()));
     }
     Ok(out)
 }

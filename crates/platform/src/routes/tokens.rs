@@ -166,23 +166,36 @@ pub async fn revoke_install_token(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    revoke_account_install_token(&state, &principal, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes the install token `raw_id` of the principal's account (admin or owner; a refusal
+/// is audited), and answers it as it is now: revoking a revoked token keeps its first
+/// `revoked_at`, which is then before this call. The rule of the REST handler and the
+/// console.
+pub(crate) async fn revoke_account_install_token(
+    state: &AppState,
+    principal: &Principal,
+    raw_id: &str,
+) -> ApiResult<store::InstallToken> {
     let account = principal
         .require(
-            &state,
+            state,
             Need::Manage,
             Some((
                 "install_token.revoke",
-                Some(AuditTarget::new("install_token", &id)),
+                Some(AuditTarget::new("install_token", raw_id)),
             )),
         )
         .await?;
-    let id: InstallTokenId = parse_id(&id, "install token")?;
-    state
+    let id: InstallTokenId = parse_id(raw_id, "install token")?;
+    let token = state
         .store
-        .revoke_install_token(account, id, principal.audit(&state, "install_token.revoke"))
+        .revoke_install_token(account, id, principal.audit(state, "install_token.revoke"))
         .await
         .or_404("install token")?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(token)
 }
 
 /// The `switchyard gateway` line that joins a node with `secret`, addressed to the platform
@@ -208,11 +221,20 @@ pub async fn list_install_tokens(
     principal: Principal,
     Query(query): Query<crate::dto::PageQuery>,
 ) -> ApiResult<axum::Json<InstallTokenList>> {
-    let account = principal.require(&state, Need::Manage, None).await?;
-    let tokens = state.store.install_tokens(account).await?;
+    let tokens = account_install_tokens(&state, &principal).await?;
     let (page, next_cursor) = paginate(tokens, |t| t.id.0, &query)?;
     Ok(axum::Json(InstallTokenList {
         install_tokens: page.iter().map(InstallTokenDto::from).collect(),
         next_cursor,
     }))
+}
+
+/// The install tokens of the principal's account (admin or owner), newest first, revoked
+/// and expired ones included. The rule of the REST list and the console.
+pub(crate) async fn account_install_tokens(
+    state: &AppState,
+    principal: &Principal,
+) -> ApiResult<Vec<store::InstallToken>> {
+    let account = principal.require(state, Need::Manage, None).await?;
+    Ok(state.store.install_tokens(account).await?)
 }
