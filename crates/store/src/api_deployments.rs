@@ -4,8 +4,31 @@
 
 use model::*;
 
-use crate::rows::{self, Cur};
-use crate::{Store, StoreError, s, with_conn};
+use crate::db::args;
+use crate::rows::{DeploymentRow, opt_u64, parse_opt_id};
+use crate::{Store, StoreError, s};
+
+/// `deployment_cols!()` with the environment's gateway and the publication.
+#[derive(sqlx::FromRow)]
+struct PlacedDeploymentRow {
+    #[sqlx(flatten)]
+    deployment: DeploymentRow,
+    gateway_id: Option<String>,
+    published_gateway_id: Option<String>,
+    published_generation: Option<i64>,
+}
+
+impl TryFrom<PlacedDeploymentRow> for PlacedDeployment {
+    type Error = StoreError;
+    fn try_from(r: PlacedDeploymentRow) -> Result<Self, StoreError> {
+        let published_gateway: Option<GatewayId> = parse_opt_id(r.published_gateway_id.as_deref())?;
+        Ok(PlacedDeployment {
+            deployment: r.deployment.try_into()?,
+            gateway_id: parse_opt_id(r.gateway_id.as_deref())?,
+            published: published_gateway.zip(opt_u64(r.published_generation)?),
+        })
+    }
+}
 
 /// A deployment with the facts its status is derived from
 /// (`model::status::deployment_status`).
@@ -26,32 +49,17 @@ impl Store {
         &self,
         account: AccountId,
     ) -> Result<Vec<PlacedDeployment>, StoreError> {
-        with_conn!(self, |c| {
-            let rows = sqlx::query(concat!(
+        self.all::<PlacedDeploymentRow, PlacedDeployment>(
+            concat!(
                 "SELECT ",
                 deployment_cols!(),
                 ", e.gateway_id, d.published_gateway_id, d.published_generation \
                  FROM deployments d JOIN environments e \
                  ON e.id = d.environment_id AND e.account_id = d.account_id \
                  WHERE d.account_id = $1 ORDER BY d.api_id, d.id"
-            ))
-            .bind(s(account))
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    let mut cur = Cur::new(r);
-                    let deployment = rows::deployment(&mut cur)?;
-                    let gateway_id = cur.opt_id()?;
-                    let published_gateway: Option<GatewayId> = cur.opt_id()?;
-                    let published_generation = cur.opt_u64()?;
-                    Ok(PlacedDeployment {
-                        deployment,
-                        gateway_id,
-                        published: published_gateway.zip(published_generation),
-                    })
-                })
-                .collect()
-        })
+            ),
+            args![s(account)],
+        )
+        .await
     }
 }
