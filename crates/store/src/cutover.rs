@@ -127,6 +127,26 @@ pub(crate) async fn redirects_from(
     .collect()
 }
 
+/// The environment and destination of a migration, read without a lock (to take the locks
+/// in order: gateways, environment, then the migration row).
+pub(crate) async fn migration_target(
+    db: &mut Db<'_>,
+    account: AccountId,
+    id: MigrationId,
+) -> Result<(EnvironmentId, Option<GatewayId>), StoreError> {
+    let target = db
+        .fetch_one::<MigrationTargetRow>(
+            "SELECT environment_id, to_gateway_id FROM environment_migrations \
+             WHERE id = $1 AND account_id = $2",
+            args![s(id), s(account)],
+        )
+        .await?;
+    Ok((
+        parse_id(&target.environment_id)?,
+        parse_opt_id(target.to_gateway_id.as_deref())?,
+    ))
+}
+
 impl Store {
     /// Starts the cut-over of a migration in progress to its destination gateway: from now
     /// on the destination's configuration holds the environment with `paths`, after `check`
@@ -143,15 +163,7 @@ impl Store {
         let stored_paths = paths_json(paths);
         self.write(move |db| {
             Box::pin(async move {
-                let target = db
-                    .fetch_one::<MigrationTargetRow>(
-                        "SELECT environment_id, to_gateway_id FROM environment_migrations \
-                         WHERE id = $1 AND account_id = $2",
-                        args![s(id), s(account)],
-                    )
-                    .await?;
-                let env_id: EnvironmentId = parse_id(&target.environment_id)?;
-                let to: Option<GatewayId> = parse_opt_id(target.to_gateway_id.as_deref())?;
+                let (env_id, to) = migration_target(db, account, id).await?;
                 let Some(to) = to else {
                     return Err(StoreError::Conflict {
                         what: ConflictKind::Reference,

@@ -6,7 +6,7 @@ use model::*;
 use crate::audit::{Audit, AuditResult};
 use crate::db::{Db, args};
 use crate::error::{Checked, ConflictKind};
-use crate::rows::{EnvironmentRow, MigrationRow, MigrationTargetRow, parse_id, parse_opt_id};
+use crate::rows::{EnvironmentRow, MigrationRow};
 use crate::tx::{insert_audit, load_routes, lock_environment_and_gateways, require_live_gateway};
 use crate::types::*;
 use crate::{Store, StoreError, s};
@@ -195,15 +195,8 @@ impl Store {
         self.write(move |db| {
             Box::pin(async move {
                 // Lock order: gateways, environment, then the migration row.
-                let target = db
-                    .fetch_one::<MigrationTargetRow>(
-                        "SELECT environment_id, to_gateway_id FROM environment_migrations \
-                         WHERE id = $1 AND account_id = $2",
-                        args![s(id), s(account)],
-                    )
-                    .await?;
-                let env_id: EnvironmentId = parse_id(&target.environment_id)?;
-                let to_gateway: Option<GatewayId> = parse_opt_id(target.to_gateway_id.as_deref())?;
+                let (env_id, to_gateway) =
+                    crate::cutover::migration_target(db, account, id).await?;
                 let env = if applied {
                     Some(lock_environment_and_gateways(db, account, env_id, to_gateway).await?)
                 } else {

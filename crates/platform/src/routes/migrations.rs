@@ -430,6 +430,31 @@ async fn loaded_after(
     Ok(loaded(state, account, migration).await?.dto())
 }
 
+/// The online nodes of a gateway now, by id and host name, oldest first.
+async fn online_nodes(
+    state: &AppState,
+    account: model::AccountId,
+    gateway: GatewayId,
+) -> ApiResult<Vec<(NodeId, String)>> {
+    let at = state.now();
+    Ok(state
+        .store
+        .nodes(account, gateway)
+        .await?
+        .into_iter()
+        .filter(|(n, _)| is_online(state, n.id, at))
+        .map(|(n, _)| (n.id, n.host_name))
+        .collect())
+}
+
+/// Whether `node`'s status at `at` is Online.
+fn is_online(state: &AppState, node: NodeId, at: model::Timestamp) -> bool {
+    state
+        .link
+        .node_status(node, at)
+        .is_some_and(|s| s.state == model::status::GatewayState::Online)
+}
+
 /// What a node probes for an API: its health-check URL, else its first upstream target
 /// (a TCP connect).
 fn probe_target(api: &Api) -> Option<String> {
@@ -473,20 +498,7 @@ pub async fn runtime_check(
     let warnings = match &loaded.to {
         None => rules::runtime_check_findings(false, &api_names, &[], &[], &[]),
         Some(destination) => {
-            let at = state.now();
-            let nodes: Vec<(NodeId, String)> = state
-                .store
-                .nodes(account, destination.id)
-                .await?
-                .into_iter()
-                .map(|(n, _)| (n.id, n.host_name))
-                .filter(|(id, _)| {
-                    state
-                        .link
-                        .node_status(*id, at)
-                        .is_some_and(|s| s.state == model::status::GatewayState::Online)
-                })
-                .collect();
+            let nodes = online_nodes(&state, account, destination.id).await?;
             let targets: Vec<ProbeTarget> = deployments
                 .iter()
                 .filter_map(|(api, _)| {
@@ -708,11 +720,7 @@ async fn wait_applied(
             if applied.is_some_and(|g| g >= generation) {
                 continue;
             }
-            let online = state
-                .link
-                .node_status(*id, at)
-                .is_some_and(|s| s.state == model::status::GatewayState::Online);
-            if !online {
+            if !is_online(state, *id, at) {
                 return Err(CutoverFailed(format!(
                     "node {name} of {} went offline before it applied the configuration \
                      with the environment (generation {generation})",
@@ -820,19 +828,7 @@ pub async fn migrate(
             }
             Some(destination) => {
                 let at = state.now();
-                let nodes: Vec<(NodeId, String)> = state
-                    .store
-                    .nodes(account, destination.id)
-                    .await?
-                    .into_iter()
-                    .map(|(n, _)| (n.id, n.host_name))
-                    .filter(|(id, _)| {
-                        state
-                            .link
-                            .node_status(*id, at)
-                            .is_some_and(|s| s.state == model::status::GatewayState::Online)
-                    })
-                    .collect();
+                let nodes = online_nodes(&state, account, destination.id).await?;
                 let cutover = if nodes.is_empty() {
                     Err(CutoverFailed(format!(
                         "{} has no online node to receive the environment",
