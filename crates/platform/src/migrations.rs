@@ -445,6 +445,7 @@ pub enum MigrationListState {
 #[into_params(parameter_in = Query)]
 pub struct MigrationListQuery {
     /// `in_progress` (the default) or `completed` (the history, newest first).
+    #[param(inline)]
     pub state: Option<MigrationListState>,
 }
 
