@@ -383,6 +383,12 @@ async fn a_token_is_shown_once_and_revoked_and_the_audit_log_filters_and_pages()
     b.screenshot("audit").await;
     b.fill("#action", "api_token.").await;
     b.click("#audit-filter button[type=submit]").await;
+    // The click returns before the filtered page has replaced the unfiltered one.
+    b.wait("the log filtered by action", || async {
+        let actions = b.texts("#audit td.action").await;
+        !actions.is_empty() && actions.iter().all(|a| a.starts_with("api_token."))
+    })
+    .await;
     let actions = b.texts("#audit td.action").await;
     assert!(
         actions.contains(&"api_token.create".to_string()),
@@ -401,6 +407,11 @@ async fn a_token_is_shown_once_and_revoked_and_the_audit_log_filters_and_pages()
     b.select("#actor", &owner).await;
     b.select("#result", "allowed").await;
     b.click("#audit-filter button[type=submit]").await;
+    b.wait("the log filtered by actor and result", || async {
+        let results = b.texts("#audit td.result").await;
+        !results.is_empty() && results.iter().all(|r| r == "allowed")
+    })
+    .await;
     let actors = b.texts("#audit td.actor").await;
     assert!(actors.iter().all(|a| *a == me["name"]), "{actors:?}");
     assert!(
