@@ -503,6 +503,31 @@ pub struct EnvironmentConfiguration {
     pub odata_path: String,
 }
 
+/// An environment's URL paths as `GET /environments/{id}/configuration` shows them, with
+/// what they mean on its gateway.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnvironmentConfigurationView {
+    pub rest_path: String,
+    pub soap_path: String,
+    pub soap12_path: String,
+    pub odata_path: String,
+    /// One per deployed API, in the encoded form, by API name: the gateway's Gateway URL and
+    /// the API's route; the route alone when unattached or no Gateway URL is known yet.
+    pub example_urls: Vec<ExampleUrlDto>,
+    /// `ENVIRONMENT_PATH_NESTED` warnings: a path of this environment and one of another
+    /// environment on the same gateway where one is a segment prefix of the other, so that the
+    /// shorter one's APIs can receive the longer one's unmatched URLs.
+    pub warnings: Vec<crate::migrations::FindingDto>,
+}
+
+/// The example URL of one deployed API.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExampleUrlDto {
+    pub api_id: Uuid,
+    pub api: String,
+    pub url: String,
+}
+
 /// Attaches, moves or detaches an environment (until migrations land, see the endpoint).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

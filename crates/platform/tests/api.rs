@@ -535,7 +535,11 @@ async fn every_path_rule_has_its_code(p: TestPlatform) {
     }
     // Nothing was saved by the refused attempts.
     let conf = p.get(&path, &p.owner).await.expect(200);
-    assert_eq!(conf, ok);
+    for field in ["rest_path", "soap_path", "soap12_path", "odata_path"] {
+        assert_eq!(conf[field], ok[field], "{field}");
+    }
+    assert_eq!(conf["example_urls"], json!([]), "no API deployed");
+    assert_eq!(conf["warnings"], json!([]), "unattached");
 }
 
 async fn paths_unique_on_gateway(p: TestPlatform) {
@@ -653,6 +657,48 @@ async fn conflicting_deployment_is_refused_naming_the_apis(p: TestPlatform) {
     )
     .await
     .expect(201);
+    // The configuration names each deployed API's example URL, and warns that env-b's `ws`
+    // contains env-a's paths (its APIs can receive env-a's unmatched URLs).
+    let conf_a = p
+        .get(
+            &format!("/api/v1/environments/{env_a}/configuration"),
+            &p.owner,
+        )
+        .await
+        .expect(200);
+    assert_eq!(conf_a["example_urls"][0]["api"], "Orders", "{conf_a:#}");
+    assert!(
+        conf_a["example_urls"][0]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/ws/rest/mypath"),
+        "{conf_a:#}"
+    );
+    let nested: Vec<&str> = conf_a["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        !nested.is_empty() && nested.iter().all(|c| *c == "ENVIRONMENT_PATH_NESTED"),
+        "{conf_a:#}"
+    );
+    assert_eq!(conf_a["warnings"][0]["severity"], "WARNING");
+    let conf_b = p
+        .get(
+            &format!("/api/v1/environments/{env_b}/configuration"),
+            &p.owner,
+        )
+        .await
+        .expect(200);
+    assert!(
+        conf_b["example_urls"][0]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/shadow/v1"),
+        "{conf_b:#}"
+    );
     // Deploying twice is a conflict of its own.
     let twice = p
         .post(

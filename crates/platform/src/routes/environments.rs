@@ -10,8 +10,8 @@ use store::{AuditTarget, GatewayRoutes, NewEnvironment};
 
 use crate::auth::{Need, Principal};
 use crate::dto::{
-    AttachEnvironment, CreateEnvironment, EnvironmentConfiguration, EnvironmentDto,
-    EnvironmentList, UpdateEnvironment,
+    AttachEnvironment, CreateEnvironment, EnvironmentConfiguration, EnvironmentConfigurationView,
+    EnvironmentDto, EnvironmentList, ExampleUrlDto, UpdateEnvironment,
 };
 use crate::error::{ApiError, ApiResult, ErrorEnvelope, OrNotFound, Refused};
 use crate::json::Json;
@@ -209,15 +209,17 @@ pub async fn delete_environment(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The URL paths of an environment.
+/// The URL paths of an environment, the example URL of every deployed API (encoded form) and
+/// an `ENVIRONMENT_PATH_NESTED` WARNING for each path nested with one of another environment
+/// on the same gateway.
 #[utoipa::path(get, path = "/api/v1/environments/{id}/configuration", tag = "environments",
     params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = EnvironmentConfiguration), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = EnvironmentConfigurationView), (status = 404, body = ErrorEnvelope)))]
 pub async fn get_configuration(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw): Path<String>,
-) -> ApiResult<axum::Json<EnvironmentConfiguration>> {
+) -> ApiResult<axum::Json<EnvironmentConfigurationView>> {
     let account = principal.require(&state, Need::Member, None).await?;
     let id: EnvironmentId = parse_id(&raw, "environment")?;
     let env = state
@@ -225,11 +227,45 @@ pub async fn get_configuration(
         .environment(account, id)
         .await
         .or_404("environment")?;
-    Ok(axum::Json(EnvironmentConfiguration {
+    let apis = state.store.apis(account).await?;
+    let deployed: Vec<DeployedApi> = state
+        .store
+        .deployments_by_environment(account, id)
+        .await?
+        .iter()
+        .filter_map(|d| {
+            apis.iter()
+                .find(|a| a.id == d.api_id)
+                .map(|a| DeployedApi::new(a, d))
+        })
+        .collect();
+    let (gateway_url, warnings) = match env.gateway_id {
+        Some(g) => {
+            let url = crate::routes::gateways::shown_gateway_url(&state, account, g).await?;
+            let routes = state.store.gateway_routes(account, g).await?;
+            let (others, _) = routing(&routes);
+            let nested =
+                model::migration::nested_path_warnings(env.id, &env.name, &env.paths, &others);
+            (url, nested)
+        }
+        None => (None, Vec::new()),
+    };
+    let example_urls =
+        model::migration::example_urls(gateway_url.as_deref(), &env.paths, &deployed)
+            .into_iter()
+            .map(|e| ExampleUrlDto {
+                api_id: e.api_id.0,
+                api: e.api_name,
+                url: e.url,
+            })
+            .collect();
+    Ok(axum::Json(EnvironmentConfigurationView {
         rest_path: env.paths.rest,
         soap_path: env.paths.soap,
         soap12_path: env.paths.soap12,
         odata_path: env.paths.odata,
+        example_urls,
+        warnings: crate::migrations::findings(&warnings),
     }))
 }
 
