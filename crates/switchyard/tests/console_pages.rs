@@ -513,6 +513,19 @@ async fn a_viewer_sees_no_actions_and_a_forged_post_is_refused() {
         .unwrap();
     assert_eq!(role.as_deref(), Some("viewer"));
     b.screenshot("users").await;
+    // Removing asks first; Cancel changes nothing.
+    b.click(&format!("tr[data-user='{vera}'] [data-action=delete]"))
+        .await;
+    b.wait_path(format!("/users/{vera}/delete")).await;
+    assert!(b.text("h1").await.contains("Vera"));
+    b.screenshot("user-delete").await;
+    b.click("a.button.secondary").await;
+    b.wait_path("/users").await;
+    assert!(
+        b.texts("#users td.name")
+            .await
+            .contains(&"Vera".to_string())
+    );
     b.click("form[action='/logout'] button").await;
 
     // The viewer sees every page without a button that acts.
@@ -595,6 +608,28 @@ async fn a_viewer_sees_no_actions_and_a_forged_post_is_refused() {
         .iter()
         .any(|r| r["action"] == "environment.create" && r["result"] == "denied");
     assert!(denied, "{audit}");
+    // A viewer cannot even open the removal page.
+    b.goto(&up.url(&format!("/users/{vera}/delete"))).await;
+    assert_eq!(b.text("#error-title").await, "Not allowed");
+    b.goto(&up.url("/users")).await;
+    b.click("form[action='/logout'] button").await;
+
+    // The owner removes Vera after confirming: her password and token stop working.
+    b.login(&up, OWNER_EMAIL, &up.password).await;
+    b.goto(&up.url(&format!("/users/{vera}/delete"))).await;
+    b.click("#confirm-delete").await;
+    b.wait_path("/users?done=deleted").await;
+    assert!(
+        !b.texts("#users td.name")
+            .await
+            .contains(&"Vera".to_string())
+    );
+    let (status, _) = up
+        .rest(Method::GET, &format!("/api/v1/users/{vera}"), None)
+        .await;
+    assert_eq!(status, 404);
+    b.goto(&up.url("/users/not-a-user/delete")).await;
+    assert_eq!(b.text("#error-title").await, "Not found");
     b.close().await;
 }
 

@@ -21,7 +21,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/users", get(users_page).post(create))
         .route("/users/{id}/role", post(set_role))
-        .route("/users/{id}/delete", post(delete))
+        .route("/users/{id}/delete", get(confirm_delete).post(delete))
 }
 
 const ROLES: [(&str, &str); 3] = [
@@ -205,6 +205,43 @@ async fn set_role(
     )
     .await?;
     Ok(Redirect::to("/users?done=role").into_response())
+}
+
+#[derive(Template)]
+#[template(path = "user_delete.html")]
+struct ConfirmDelete {
+    l: Layout,
+    u: UserRow,
+}
+
+/// Removing asks first (owners only): the user's API tokens and console sessions end with it
+/// and it cannot be undone.
+async fn confirm_delete(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+) -> ConsoleResult<Response> {
+    let mut p = page(&state, &user, None).await?;
+    if !p.owner {
+        return Err(super::ConsoleError::new(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Only an owner can remove users.",
+            "Ask an owner of this account.",
+        ));
+    }
+    let Some(at) = p.rows.iter().position(|r| r.id == raw && !r.me) else {
+        return Err(super::ConsoleError::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no other user with this id in your account, so nobody can be removed.",
+            "Go to Users and roles and pick the user from the list.",
+        ));
+    };
+    Ok(render(&ConfirmDelete {
+        l: Layout::new(&user, "Remove user", "users"),
+        u: p.rows.swap_remove(at),
+    }))
 }
 
 async fn delete(
