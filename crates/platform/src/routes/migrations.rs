@@ -77,6 +77,23 @@ impl Loaded {
         Ok(())
     }
 
+    /// Saves the steps as they now stand, with the destination `to`, and answers the
+    /// migration as saved.
+    async fn save_step(
+        self,
+        state: &AppState,
+        account: model::AccountId,
+        to: Option<GatewayId>,
+        audit: store::Audit,
+    ) -> ApiResult<MigrationDto> {
+        let migration = state
+            .store
+            .update_migration(account, self.migration.id, to, self.saved.to_value(), audit)
+            .await
+            .or_404("migration")?;
+        Ok(loaded(state, account, migration).await?.dto())
+    }
+
     fn require_step(&self, step: Step) -> ApiResult<()> {
         self.saved.steps().check_can_run(step).map_err(|e| {
             ApiError::conflict("MIGRATION_STEP_OUT_OF_ORDER", e.to_string())
@@ -397,18 +414,10 @@ pub async fn set_destination(
                 "soap12_path": paths.soap12, "odata_path": paths.odata,
             },
         });
-        let migration = state
-            .store
-            .update_migration(
-                account,
-                loaded.migration.id,
-                destination.as_ref().map(|g| g.id),
-                loaded.saved.to_value(),
-                audit,
-            )
-            .await
-            .or_404("migration")?;
-        Ok(axum::Json(loaded_after(&state, account, migration).await?))
+        let to = destination.as_ref().map(|g| g.id);
+        Ok(axum::Json(
+            loaded.save_step(&state, account, to, audit).await?,
+        ))
     }
     .await;
     principal
@@ -422,12 +431,26 @@ pub async fn set_destination(
         .await
 }
 
-async fn loaded_after(
+/// What steps 2 and 3 start with: the caller may manage, the migration can change, and the
+/// earlier steps are complete.
+async fn begin_step(
     state: &AppState,
-    account: model::AccountId,
-    migration: EnvironmentMigration,
-) -> ApiResult<MigrationDto> {
-    Ok(loaded(state, account, migration).await?.dto())
+    principal: &Principal,
+    raw: &str,
+    action: &str,
+    step: Step,
+) -> ApiResult<(model::AccountId, Loaded)> {
+    let account = principal
+        .require(
+            state,
+            Need::Manage,
+            Some((action, Some(AuditTarget::new("migration", raw)))),
+        )
+        .await?;
+    let loaded = load(state, account, raw).await?;
+    loaded.require_changeable()?;
+    loaded.require_step(step)?;
+    Ok((account, loaded))
 }
 
 /// The online nodes of a gateway now, by id and host name, oldest first.
@@ -479,16 +502,8 @@ pub async fn runtime_check(
     Path(raw): Path<String>,
 ) -> ApiResult<axum::Json<MigrationDto>> {
     let action = "migration.runtime_check";
-    let account = principal
-        .require(
-            &state,
-            Need::Manage,
-            Some((action, Some(AuditTarget::new("migration", &raw)))),
-        )
-        .await?;
-    let mut loaded = load(&state, account, &raw).await?;
-    loaded.require_changeable()?;
-    loaded.require_step(Step::RuntimeCheck)?;
+    let (account, mut loaded) =
+        begin_step(&state, &principal, &raw, action, Step::RuntimeCheck).await?;
     let deployments = deployed(&state, account, loaded.environment.id).await?;
     let api_names: Vec<String> = deployments.iter().map(|(a, _)| a.name.clone()).collect();
     let mut asked = Vec::new();
@@ -603,18 +618,10 @@ pub async fn runtime_check(
     audit.details = serde_json::json!({
         "findings": warnings.iter().map(|w| w.code.as_str()).collect::<Vec<_>>(),
     });
-    let migration = state
-        .store
-        .update_migration(
-            account,
-            loaded.migration.id,
-            loaded.migration.to_gateway_id,
-            loaded.saved.to_value(),
-            audit,
-        )
-        .await
-        .or_404("migration")?;
-    Ok(axum::Json(loaded_after(&state, account, migration).await?))
+    let to = loaded.migration.to_gateway_id;
+    Ok(axum::Json(
+        loaded.save_step(&state, account, to, audit).await?,
+    ))
 }
 
 /// Step 3: the environment's deployed APIs with their authentication and plans. An API that
@@ -630,16 +637,7 @@ pub async fn review(
     Path(raw): Path<String>,
 ) -> ApiResult<axum::Json<MigrationDto>> {
     let action = "migration.review";
-    let account = principal
-        .require(
-            &state,
-            Need::Manage,
-            Some((action, Some(AuditTarget::new("migration", &raw)))),
-        )
-        .await?;
-    let mut loaded = load(&state, account, &raw).await?;
-    loaded.require_changeable()?;
-    loaded.require_step(Step::Review)?;
+    let (account, mut loaded) = begin_step(&state, &principal, &raw, action, Step::Review).await?;
     let deployments = deployed(&state, account, loaded.environment.id).await?;
     let apis: Vec<ReviewedApiDto> = deployments
         .iter()
@@ -672,18 +670,11 @@ pub async fn review(
         saved_at: saved_at(state.now()),
     });
     loaded.saved.invalidate_after(Step::Review);
-    let migration = state
-        .store
-        .update_migration(
-            account,
-            loaded.migration.id,
-            loaded.migration.to_gateway_id,
-            loaded.saved.to_value(),
-            principal.audit(&state, action),
-        )
-        .await
-        .or_404("migration")?;
-    Ok(axum::Json(loaded_after(&state, account, migration).await?))
+    let to = loaded.migration.to_gateway_id;
+    let audit = principal.audit(&state, action);
+    Ok(axum::Json(
+        loaded.save_step(&state, account, to, audit).await?,
+    ))
 }
 
 /// How often Migrate looks at the destination nodes' applied generations.
@@ -896,7 +887,7 @@ pub async fn migrate(
             .await
             .or_404("migration")?;
         state.link.changed(account);
-        Ok(axum::Json(loaded_after(&state, account, migration).await?))
+        Ok(axum::Json(self::loaded(&state, account, migration).await?.dto()))
     }
     .await;
     principal
